@@ -1,0 +1,331 @@
+//! The echo server: Tornado's classic example, ported, generic over the poller.
+//!
+//! An fd map of connections, a byte queue per connection, interest switched
+//! between `READ` and `WRITE` as the queue fills and drains. It is the very
+//! code that `examples/echo.rs` runs on mio and that the simulator's `echo`
+//! scenario runs on `SimPoller`, and it is correct where the original is
+//! not: partial writes, half-close (echo everything, then close), resets,
+//! a bounded queue per connection (a peer that never reads cannot make the
+//! server buffer without bound), and `EMFILE` on accept without a busy loop.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::{Events, Fd, IOLoop, Poller};
+
+/// Knobs of the echo server.
+#[derive(Clone, Debug)]
+pub struct EchoConfig {
+    /// Bytes read per `READ` event (Tornado's example reads 1024).
+    pub read_chunk_bytes: usize,
+    /// Stop reading from a connection once this many bytes wait to be
+    /// echoed; resume below half of it.
+    pub queue_high_water_bytes: usize,
+    /// Connections accepted per `READ` event on the listener, so a flood of
+    /// connects cannot starve established connections.
+    pub accept_batch_max: usize,
+    /// How long to stop accepting after an accept fails for lack of
+    /// resources (`EMFILE`, `ENFILE`, `ENOBUFS`, ...).
+    pub accept_backoff: Duration,
+}
+
+impl Default for EchoConfig {
+    fn default() -> Self {
+        EchoConfig {
+            read_chunk_bytes: 1024,
+            queue_high_water_bytes: 64 * 1024,
+            accept_batch_max: 64,
+            accept_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Counters of an echo server since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EchoStats {
+    /// Connections accepted.
+    pub connections_accepted: u64,
+    /// Connections closed (end of stream, error or reset).
+    pub connections_closed: u64,
+    /// Bytes read from clients.
+    pub bytes_read: u64,
+    /// Bytes written back to clients.
+    pub bytes_written: u64,
+    /// Times accepting was paused because an accept failed.
+    pub accept_pauses: u64,
+}
+
+/// One connection: the bytes to echo back, and where its reading stands.
+#[derive(Default)]
+struct Connection {
+    queue: VecDeque<u8>,
+    /// The peer closed its sending side; close once `queue` is flushed.
+    eof: bool,
+    /// Below the high-water mark (with hysteresis): reading allowed.
+    paused: bool,
+}
+
+struct State {
+    config: EchoConfig,
+    listener: Fd,
+    connections: BTreeMap<Fd, Connection>,
+    read_buf: Vec<u8>,
+    stats: EchoStats,
+}
+
+/// A running echo server on some [`IOLoop`]. Dropping it leaves the server
+/// running in its loop; call [`close`](Self::close) to stop it.
+///
+/// ```
+/// use ioloop::echo::{EchoConfig, EchoServer};
+/// use ioloop::{IOLoop, MioPoller};
+///
+/// let mut io = IOLoop::new(MioPoller::new()?);
+/// let server = EchoServer::bind(&mut io, "127.0.0.1:0".parse()?, EchoConfig::default())?;
+/// println!("listening on {}", server.local_addr(&io)?);
+/// # server.close(&mut io);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct EchoServer {
+    state: Rc<RefCell<State>>,
+}
+
+impl EchoServer {
+    /// Listen on `addr` and serve on `io`.
+    pub fn bind<P: Poller + 'static>(
+        io: &mut IOLoop<P>,
+        addr: SocketAddr,
+        config: EchoConfig,
+    ) -> io::Result<EchoServer> {
+        if config.read_chunk_bytes == 0 || config.queue_high_water_bytes == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "read_chunk_bytes and queue_high_water_bytes must be positive",
+            ));
+        }
+        let listener = io.listen(addr)?;
+        let state = Rc::new(RefCell::new(State {
+            read_buf: vec![0; config.read_chunk_bytes],
+            config,
+            listener,
+            connections: BTreeMap::new(),
+            stats: EchoStats::default(),
+        }));
+        let for_accept = Rc::clone(&state);
+        let added = io.add_handler(
+            listener,
+            move |io, fd, _events| on_listener(&for_accept, io, fd),
+            Events::READ,
+        );
+        if let Err(error) = added {
+            let _ = io.close_fd(listener);
+            return Err(io::Error::other(error.to_string()));
+        }
+        Ok(EchoServer { state })
+    }
+
+    /// The listening socket.
+    pub fn listener(&self) -> Fd {
+        self.state.borrow().listener
+    }
+
+    /// The address the server listens on (the real port if bound to port 0).
+    pub fn local_addr<P: Poller>(&self, io: &IOLoop<P>) -> io::Result<SocketAddr> {
+        io.local_addr(self.listener())
+    }
+
+    /// Connections now open.
+    pub fn connection_count(&self) -> usize {
+        self.state.borrow().connections.len()
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> EchoStats {
+        self.state.borrow().stats
+    }
+
+    /// Stop listening and close every connection.
+    pub fn close<P: Poller>(self, io: &mut IOLoop<P>) {
+        let mut state = self.state.borrow_mut();
+        let connections = std::mem::take(&mut state.connections);
+        for fd in connections.keys() {
+            let _ = io.close_fd(*fd);
+        }
+        let _ = io.close_fd(state.listener);
+    }
+}
+
+impl std::fmt::Debug for EchoServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.borrow();
+        f.debug_struct("EchoServer")
+            .field("listener", &state.listener)
+            .field("connections", &state.connections.len())
+            .field("stats", &state.stats)
+            .finish()
+    }
+}
+
+fn on_listener<P: Poller + 'static>(state_rc: &Rc<RefCell<State>>, io: &mut IOLoop<P>, listener: Fd) {
+    let accept_batch_max = state_rc.borrow().config.accept_batch_max;
+    for _ in 0..accept_batch_max {
+        match io.accept(listener) {
+            Ok((fd, peer)) => on_accepted(state_rc, io, fd, peer),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            // The peer gave up before we accepted: try the next one.
+            Err(e) if is_transient_accept_error(&e) => continue,
+            Err(e) => {
+                // Out of fds or memory: readiness stays set, so retrying now
+                // would spin. Stop accepting for a while.
+                pause_accepting(state_rc, io, listener, &e);
+                return;
+            }
+        }
+    }
+}
+
+fn is_transient_accept_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionReset
+    )
+}
+
+fn pause_accepting<P: Poller + 'static>(
+    state_rc: &Rc<RefCell<State>>,
+    io: &mut IOLoop<P>,
+    listener: Fd,
+    error: &io::Error,
+) {
+    let backoff = {
+        let mut state = state_rc.borrow_mut();
+        state.stats.accept_pauses += 1;
+        state.config.accept_backoff
+    };
+    log::warn!("accept failed: {error}; not accepting for {backoff:?}");
+    if io.update_handler(listener, Events::empty()).is_ok() {
+        io.call_later(backoff, move |io| {
+            // The listener may have been closed meanwhile: then nothing to do.
+            let _ = io.update_handler(listener, Events::READ);
+        });
+    }
+}
+
+fn on_accepted<P: Poller + 'static>(
+    state_rc: &Rc<RefCell<State>>,
+    io: &mut IOLoop<P>,
+    fd: Fd,
+    peer: SocketAddr,
+) {
+    let for_handler = Rc::clone(state_rc);
+    let added = io.add_handler(
+        fd,
+        move |io, fd, events| on_connection(&for_handler, io, fd, events),
+        Events::READ,
+    );
+    if let Err(error) = added {
+        log::warn!("cannot watch connection from {peer}: {error}");
+        let _ = io.close_fd(fd);
+        return;
+    }
+    let mut state = state_rc.borrow_mut();
+    state.stats.connections_accepted += 1;
+    state.connections.insert(fd, Connection::default());
+    log::debug!("connection {fd} from {peer}");
+}
+
+fn on_connection<P: Poller>(state_rc: &Rc<RefCell<State>>, io: &mut IOLoop<P>, fd: Fd, events: Events) {
+    let mut state = state_rc.borrow_mut();
+    let state = &mut *state;
+    let Some(connection) = state.connections.get_mut(&fd) else {
+        // Not ours (closed by `EchoServer::close`): drop the handler.
+        io.remove_handler(fd);
+        return;
+    };
+    let mut alive = !events.contains(Events::ERROR);
+    if alive && events.contains(Events::READ) && !connection.paused && !connection.eof {
+        alive = read_into_queue(io, fd, connection, &mut state.read_buf, &mut state.stats);
+    }
+    if alive && !connection.queue.is_empty() && events.contains(Events::WRITE) {
+        alive = write_from_queue(io, fd, connection, &mut state.stats);
+    }
+    let high_water = state.config.queue_high_water_bytes;
+    if connection.queue.len() >= high_water {
+        connection.paused = true;
+    } else if connection.queue.len() <= high_water / 2 {
+        connection.paused = false;
+    }
+    let finished = connection.eof && connection.queue.is_empty();
+    if !alive || finished {
+        state.connections.remove(&fd);
+        state.stats.connections_closed += 1;
+        log::debug!("connection {fd} closed ({})", if alive { "end of stream" } else { "error" });
+        let _ = io.close_fd(fd);
+        return;
+    }
+    let mut interest = Events::empty();
+    if !connection.paused && !connection.eof {
+        interest |= Events::READ;
+    }
+    if !connection.queue.is_empty() {
+        interest |= Events::WRITE;
+    }
+    if io.interest(fd) != Some(interest) {
+        // Bookkeeping only: no system call.
+        let _ = io.update_handler(fd, interest);
+    }
+}
+
+/// One read into the queue. Returns `false` if the connection failed.
+fn read_into_queue<P: Poller>(
+    io: &mut IOLoop<P>,
+    fd: Fd,
+    connection: &mut Connection,
+    read_buf: &mut [u8],
+    stats: &mut EchoStats,
+) -> bool {
+    match io.read(fd, read_buf) {
+        Ok(0) => {
+            connection.eof = true;
+            true
+        }
+        Ok(n) => {
+            connection.queue.extend(&read_buf[..n]);
+            stats.bytes_read += n as u64;
+            true
+        }
+        Err(e) => is_retryable(&e),
+    }
+}
+
+/// Write as much of the queue as the socket takes. Returns `false` if the
+/// connection failed.
+fn write_from_queue<P: Poller>(
+    io: &mut IOLoop<P>,
+    fd: Fd,
+    connection: &mut Connection,
+    stats: &mut EchoStats,
+) -> bool {
+    let pending = connection.queue.make_contiguous();
+    match io.write(fd, pending) {
+        Ok(n) => {
+            connection.queue.drain(..n);
+            stats.bytes_written += n as u64;
+            true
+        }
+        Err(e) => is_retryable(&e),
+    }
+}
+
+/// `WouldBlock` and `Interrupted` leave the connection usable: the loop calls
+/// the handler again when it is ready.
+fn is_retryable(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}

@@ -1,0 +1,723 @@
+//! `IOLoop`: the handler table, readiness tracking, dispatch, callbacks, timeouts and the run loop.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::handle::{LoopHandle, Shared};
+use crate::timers::{TimeoutHandle, TimerQueue};
+use crate::{Error, Event, Events, Fd, Instant, Poller, Ready, Token};
+
+/// A handler: called with the loop, the fd and the events that fired.
+pub type Handler<P> = Box<dyn FnMut(&mut IOLoop<P>, Fd, Events)>;
+
+/// A callback or timeout: called once with the loop.
+pub type Callback<P> = Box<dyn FnOnce(&mut IOLoop<P>)>;
+
+/// How many times one fd may be dispatched in one iteration when its handler
+/// switches to a direction that is already ready (READ → WRITE on a writable
+/// socket). Repeats of the same direction wait for the next iteration, so a
+/// busy fd cannot starve the others.
+const DISPATCH_ROUNDS_MAX: u32 = 3;
+
+/// What the loop does when a handler, callback or timeout panics.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum PanicPolicy {
+    /// Log the panic, remove the handler that panicked (its fd stays open:
+    /// whoever owns it still closes it), and go on — as Tornado logs a
+    /// handler's exception and continues.
+    #[default]
+    Contain,
+    /// Let the panic unwind out of `start`/`run_once` (fail fast). The loop
+    /// stays usable; the handler that panicked is removed first.
+    Propagate,
+}
+
+/// One registered fd: its handler, the interest asked for, and the readiness
+/// the poller reported and no operation has cleared since.
+struct Entry<P: Poller> {
+    /// `None` while the handler runs (it is taken out to be called).
+    handler: Option<Handler<P>>,
+    interest: Events,
+    ready: Ready,
+    /// In the ready queue, or being dispatched: not to be queued again.
+    queued: bool,
+    short_read_drains: bool,
+}
+
+impl<P: Poller> Entry<P> {
+    /// The events the handler is due: readiness within the interest, with
+    /// `ERROR` always watched.
+    fn due(&self) -> Events {
+        self.ready.events() & (self.interest | Events::ERROR)
+    }
+}
+
+/// The table row of one fd number; `generation` counts its registrations.
+struct Slot<P: Poller> {
+    generation: u32,
+    entry: Option<Entry<P>>,
+}
+
+/// A Tornado-style, single-threaded I/O loop over a [`Poller`].
+///
+/// Register a handler per fd with [`add_handler`](Self::add_handler); the
+/// loop calls it with the [`Events`] that are ready among those asked for
+/// (`ERROR` always included). Handlers are **level-triggered**: a handler
+/// that leaves data unread is called again on the next iteration. Do the I/O
+/// through the loop ([`read`](Self::read), [`write`](Self::write),
+/// [`accept`](Self::accept), ...), so that it knows when an fd is drained.
+///
+/// One iteration ([`run_once`](Self::run_once)), in this order:
+/// 1. the callbacks queued before the iteration began (including those sent
+///    through a [`LoopHandle`]);
+/// 2. the timeouts that are due, earliest first, equal deadlines in the
+///    order they were added;
+/// 3. one `wait` on the poller: timeout 0 if callbacks or ready handlers are
+///    pending, else until the next timeout;
+/// 4. the handlers of the ready fds.
+///
+/// ```
+/// use ioloop::{Events, IOLoop, MioPoller};
+///
+/// let mut io = IOLoop::new(MioPoller::new()?);
+/// let listener = io.listen("127.0.0.1:0".parse()?)?;
+/// io.add_handler(listener, |io, fd, _events| {
+///     while let Ok((conn, _peer)) = io.accept(fd) {
+///         let _ = io.close_fd(conn); // a very short conversation
+///     }
+/// }, Events::READ)?;
+/// io.call_later(std::time::Duration::from_millis(10), |io| io.stop());
+/// io.start()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct IOLoop<P: Poller> {
+    poller: P,
+    slots: Vec<Slot<P>>,
+    handler_count: usize,
+    /// Tokens to dispatch in the next iteration (level-triggered carry-over
+    /// and interest changes on ready fds).
+    ready_queue: Vec<Token>,
+    /// The tokens being dispatched in this iteration.
+    dispatching: Vec<Token>,
+    events: Vec<Event>,
+    callbacks: VecDeque<Callback<P>>,
+    timers: TimerQueue<Callback<P>>,
+    due: Vec<TimeoutHandle>,
+    shared: Arc<Shared<P>>,
+    running: bool,
+    in_iteration: bool,
+    stop_requested: bool,
+    panic_policy: PanicPolicy,
+    time_last: Cell<Instant>,
+}
+
+impl<P: Poller> IOLoop<P> {
+    /// A loop over `poller`.
+    pub fn new(poller: P) -> Self {
+        let shared = Arc::new(Shared::new(poller.waker()));
+        let now = poller.now();
+        IOLoop {
+            poller,
+            slots: Vec::new(),
+            handler_count: 0,
+            ready_queue: Vec::new(),
+            dispatching: Vec::new(),
+            events: Vec::with_capacity(1024),
+            callbacks: VecDeque::new(),
+            timers: TimerQueue::new(),
+            due: Vec::new(),
+            shared,
+            running: false,
+            in_iteration: false,
+            stop_requested: false,
+            panic_policy: PanicPolicy::default(),
+            time_last: Cell::new(now),
+        }
+    }
+
+    /// The poller, for inspection (the simulator's checkers read it).
+    pub fn poller(&self) -> &P {
+        &self.poller
+    }
+
+    /// Choose what happens when user code panics (default: contain it).
+    pub fn set_panic_policy(&mut self, policy: PanicPolicy) {
+        self.panic_policy = policy;
+    }
+
+    // ----- handlers -------------------------------------------------------
+
+    /// Call `handler` when `fd` has any of `events` (plus `ERROR`, always).
+    ///
+    /// Fails, changing nothing, if `fd` already has a handler, is negative,
+    /// or is refused by the poller (closed fd, regular file).
+    pub fn add_handler<F>(&mut self, fd: Fd, handler: F, events: Events) -> Result<(), Error>
+    where
+        F: FnMut(&mut IOLoop<P>, Fd, Events) + 'static,
+    {
+        let index = fd.index().ok_or(Error::InvalidFd(fd))?;
+        let generation_last = match self.slots.get(index) {
+            Some(slot) if slot.entry.is_some() => return Err(Error::AlreadyRegistered(fd)),
+            Some(slot) => slot.generation,
+            None => 0,
+        };
+        let generation = generation_last.wrapping_add(1);
+        let token = Token::new(fd, generation);
+        self.poller
+            .add(fd, token, events)
+            .map_err(|source| Error::Os { fd, source })?;
+        // Grow the table only once the poller has vouched for the fd.
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || Slot {
+                generation: 0,
+                entry: None,
+            });
+        }
+        let slot = &mut self.slots[index];
+        slot.generation = generation;
+        slot.entry = Some(Entry {
+            handler: Some(Box::new(handler)),
+            interest: events,
+            ready: Ready::empty(),
+            queued: false,
+            short_read_drains: self.poller.short_read_drains(fd),
+        });
+        self.handler_count += 1;
+        Ok(())
+    }
+
+    /// Change the events `fd`'s handler is called for. Costs no system call:
+    /// the poller watches both directions and the loop filters. If the fd is
+    /// already ready for the new events, the handler runs without waiting
+    /// for another edge.
+    pub fn update_handler(&mut self, fd: Fd, events: Events) -> Result<(), Error> {
+        let token = self.token_of(fd).ok_or(Error::NotRegistered(fd))?;
+        self.poller
+            .modify(fd, token, events)
+            .map_err(|source| Error::Os { fd, source })?;
+        if let Some(entry) = self.entry_mut(token) {
+            entry.interest = events;
+        }
+        self.queue_if_due(token);
+        Ok(())
+    }
+
+    /// Stop calling `fd`'s handler. Returns whether it had one; removing an
+    /// unknown fd is a no-op, as in Tornado. No event collected before the
+    /// removal — even in the same poll batch — reaches the handler after it.
+    pub fn remove_handler(&mut self, fd: Fd) -> bool {
+        let Some(slot) = fd.index().and_then(|i| self.slots.get_mut(i)) else {
+            return false;
+        };
+        if slot.entry.take().is_none() {
+            return false;
+        }
+        self.handler_count -= 1;
+        if let Err(error) = self.poller.delete(fd) {
+            // The fd was closed behind the loop's back; the table is right.
+            log::debug!("removing fd {fd} from the poller: {error}");
+        }
+        true
+    }
+
+    /// `true` if `fd` has a handler.
+    pub fn has_handler(&self, fd: Fd) -> bool {
+        self.token_of(fd).is_some()
+    }
+
+    /// The events `fd`'s handler asked for, if it has one.
+    pub fn interest(&self, fd: Fd) -> Option<Events> {
+        let token = self.token_of(fd)?;
+        self.entry(token).map(|entry| entry.interest)
+    }
+
+    /// How many fds have handlers.
+    pub fn handler_count(&self) -> usize {
+        self.handler_count
+    }
+
+    /// Every fd with a handler and its interest, in fd order.
+    pub fn handlers(&self) -> impl Iterator<Item = (Fd, Events)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(index, slot)| {
+            let entry = slot.entry.as_ref()?;
+            Some((Fd(index as i32), entry.interest))
+        })
+    }
+
+    /// Check contract point 3: the handler table and the poller's
+    /// registrations hold the same fds, tokens and interest. Run at the end
+    /// of every iteration in debug builds, and by the simulator's checkers.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        for (index, slot) in self.slots.iter().enumerate() {
+            let Some(entry) = &slot.entry else { continue };
+            let fd = Fd(index as i32);
+            let token = Token::new(fd, slot.generation);
+            match self.poller.registration(fd) {
+                Some((t, interest)) if t == token && interest == entry.interest => {}
+                other => {
+                    return Err(format!(
+                        "fd {fd}: loop has {token:?} {:?}, poller has {other:?}",
+                        entry.interest
+                    ))
+                }
+            }
+        }
+        let registered = self.poller.registration_count();
+        if registered != self.handler_count {
+            return Err(format!(
+                "loop has {} handlers, poller has {registered} registrations",
+                self.handler_count
+            ));
+        }
+        Ok(())
+    }
+
+    // ----- I/O through the loop --------------------------------------------
+
+    /// A non-blocking TCP listener on `addr`; add a `READ` handler to accept.
+    pub fn listen(&mut self, addr: SocketAddr) -> io::Result<Fd> {
+        self.poller.listen(addr)
+    }
+
+    /// Accept one connection on `listener`. `WouldBlock` when none is
+    /// pending (the loop then waits for a new edge).
+    pub fn accept(&mut self, listener: Fd) -> io::Result<(Fd, SocketAddr)> {
+        let result = self.poller.accept(listener);
+        if is_would_block(&result) {
+            self.clear_readiness(listener, Events::READ);
+        }
+        result
+    }
+
+    /// Start connecting to `addr`; the new fd reports `WRITE` when connected
+    /// and `ERROR` if the connect fails.
+    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<Fd> {
+        self.poller.connect(addr)
+    }
+
+    /// Read from `fd` into `buf`: `Ok(0)` at end of stream, `WouldBlock` when
+    /// drained.
+    pub fn read(&mut self, fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
+        let result = self.poller.read(fd, buf);
+        let Some(token) = self.token_of(fd) else {
+            return result;
+        };
+        let entry = self.entry_mut(token).expect("token_of returned a live token");
+        match &result {
+            Ok(0) if !buf.is_empty() => {
+                // Keep EOF level-triggered even if no event reported it.
+                entry.ready |= Ready::READ_CLOSED;
+                self.queue_if_due(token);
+            }
+            Ok(n) if *n < buf.len() && entry.short_read_drains => {
+                // A short read on a stream socket drains it: new data raises
+                // a new edge. An EOF already reported must survive, as it
+                // raises no further edge.
+                entry.ready = entry.ready.remove(Ready::READABLE);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                entry.ready = entry.ready.remove(Ready::READABLE | Ready::READ_CLOSED);
+            }
+            _ => {}
+        }
+        result
+    }
+
+    /// Write `buf` to `fd`; may write fewer bytes than offered.
+    /// `WouldBlock` when the send buffer is full.
+    pub fn write(&mut self, fd: Fd, buf: &[u8]) -> io::Result<usize> {
+        let result = self.poller.write(fd, buf);
+        if is_would_block(&result) {
+            self.clear_readiness(fd, Events::WRITE);
+        }
+        result
+    }
+
+    /// Shut down one or both directions of `fd`.
+    pub fn shutdown(&mut self, fd: Fd, how: Shutdown) -> io::Result<()> {
+        self.poller.shutdown(fd, how)
+    }
+
+    /// Remove `fd`'s handler, if any, and close the socket. Only for sockets
+    /// the loop's poller created (`listen`, `accept`, `connect`); close fds
+    /// you own yourself after [`remove_handler`](Self::remove_handler).
+    pub fn close_fd(&mut self, fd: Fd) -> io::Result<()> {
+        self.remove_handler(fd);
+        self.poller.close(fd)
+    }
+
+    /// The local address of a socket the poller created.
+    pub fn local_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
+        self.poller.local_addr(fd)
+    }
+
+    /// Tell the loop that an operation on `fd` done outside it (on an fd you
+    /// own: `recv_from` on a UDP socket, a read of a pipe) returned
+    /// `WouldBlock` for `events`, so its handler waits for the next edge
+    /// instead of being called again. Needed only for such I/O: the loop's
+    /// own [`read`](Self::read), [`write`](Self::write) and
+    /// [`accept`](Self::accept) do this themselves.
+    pub fn clear_readiness(&mut self, fd: Fd, events: Events) {
+        let Some(token) = self.token_of(fd) else {
+            return;
+        };
+        let entry = self.entry_mut(token).expect("token_of returned a live token");
+        if events.contains(Events::READ) {
+            entry.ready = entry.ready.remove(Ready::READABLE | Ready::READ_CLOSED);
+        }
+        if events.contains(Events::WRITE) {
+            entry.ready = entry.ready.remove(Ready::WRITABLE);
+        }
+    }
+
+    // ----- callbacks and timeouts --------------------------------------------
+
+    /// Run `callback` on the next iteration of the loop.
+    pub fn add_callback<F>(&mut self, callback: F)
+    where
+        F: FnOnce(&mut IOLoop<P>) + 'static,
+    {
+        self.callbacks.push_back(Box::new(callback));
+    }
+
+    /// Run `callback` once, `delay` from now on the loop's clock.
+    pub fn call_later<F>(&mut self, delay: Duration, callback: F) -> TimeoutHandle
+    where
+        F: FnOnce(&mut IOLoop<P>) + 'static,
+    {
+        let deadline = self.time() + delay;
+        self.call_at(deadline, callback)
+    }
+
+    /// Run `callback` once at `deadline` on the loop's clock (see
+    /// [`time`](Self::time)). A deadline in the past runs on the next
+    /// iteration.
+    pub fn call_at<F>(&mut self, deadline: Instant, callback: F) -> TimeoutHandle
+    where
+        F: FnOnce(&mut IOLoop<P>) + 'static,
+    {
+        self.timers.insert(deadline, Box::new(callback))
+    }
+
+    /// Cancel a timeout. Harmless if it already ran or was removed; a due
+    /// timeout removed by another that runs before it does not run.
+    pub fn remove_timeout(&mut self, handle: TimeoutHandle) {
+        self.timers.remove(handle);
+    }
+
+    /// Number of pending timeouts.
+    pub fn timeout_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// The loop's clock: the poller's monotonic time, never going backwards
+    /// even if the poller's clock does.
+    pub fn time(&self) -> Instant {
+        let now = self.poller.now().max(self.time_last.get());
+        self.time_last.set(now);
+        now
+    }
+
+    /// A `Send + Clone` handle for other threads.
+    pub fn handle(&self) -> LoopHandle<P> {
+        LoopHandle::new(Arc::clone(&self.shared))
+    }
+
+    // ----- running ----------------------------------------------------------
+
+    /// Run iterations until [`stop`](Self::stop) is called. If `stop` was
+    /// called before `start`, returns at once. Fails with
+    /// [`Error::AlreadyRunning`] when called from inside the loop.
+    pub fn start(&mut self) -> Result<(), Error> {
+        if self.running || self.in_iteration {
+            return Err(Error::AlreadyRunning);
+        }
+        self.running = true;
+        let result = loop {
+            if self.take_stop() {
+                break Ok(());
+            }
+            if let Err(error) = self.iterate(None) {
+                break Err(error);
+            }
+        };
+        self.running = false;
+        result
+    }
+
+    /// Stop the loop after the current iteration. Before `start`, makes the
+    /// next `start` return at once.
+    pub fn stop(&mut self) {
+        self.stop_requested = true;
+    }
+
+    /// Run one iteration, waiting at most `wait_max` for events (`None`:
+    /// until the next timeout or event).
+    pub fn run_once(&mut self, wait_max: Option<Duration>) -> Result<(), Error> {
+        if self.in_iteration {
+            return Err(Error::AlreadyRunning);
+        }
+        let deadline = wait_max.map(|wait| self.time() + wait);
+        self.iterate(deadline)
+    }
+
+    /// Run iterations until `condition` holds (returns `Ok(true)`), `timeout`
+    /// passes on the loop's clock, or the loop is stopped (both `Ok(false)`
+    /// unless the condition holds). For tests and scripted clients.
+    pub fn run_until<F>(&mut self, timeout: Duration, mut condition: F) -> Result<bool, Error>
+    where
+        F: FnMut(&mut IOLoop<P>) -> bool,
+    {
+        if self.running || self.in_iteration {
+            return Err(Error::AlreadyRunning);
+        }
+        let deadline = self.time() + timeout;
+        self.running = true;
+        let result = loop {
+            if condition(self) {
+                break Ok(true);
+            }
+            if self.take_stop() || self.time() >= deadline {
+                break Ok(false);
+            }
+            if let Err(error) = self.iterate(Some(deadline)) {
+                break Err(error);
+            }
+        };
+        self.running = false;
+        result
+    }
+
+    /// Close the loop. With `all_fds`, also close every fd that has a handler
+    /// (as Tornado's `close(all_fds=True)`); errors closing them are logged.
+    pub fn close(mut self, all_fds: bool) {
+        let fds: Vec<Fd> = self.handlers().map(|(fd, _)| fd).collect();
+        for fd in fds {
+            self.remove_handler(fd);
+            if all_fds {
+                if let Err(error) = self.poller.close(fd) {
+                    log::warn!("closing fd {fd}: {error}");
+                }
+            }
+        }
+    }
+
+    fn take_stop(&mut self) -> bool {
+        let from_handle = self.shared.take_stop();
+        std::mem::take(&mut self.stop_requested) || from_handle
+    }
+
+    /// One iteration, waiting for events no later than `deadline`.
+    fn iterate(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        self.in_iteration = true;
+        self.run_callbacks();
+        self.run_due_timeouts();
+        let waited = self.wait_for_events(deadline);
+        if waited.is_ok() {
+            self.dispatch_ready();
+        }
+        self.in_iteration = false;
+        debug_assert_eq!(self.check_consistency(), Ok(()));
+        waited
+    }
+
+    fn run_callbacks(&mut self) {
+        self.shared.drain_into(&mut self.callbacks);
+        for _ in 0..self.callbacks.len() {
+            let Some(callback) = self.callbacks.pop_front() else {
+                break;
+            };
+            self.call_user("callback", None, |io| callback(io));
+        }
+    }
+
+    fn run_due_timeouts(&mut self) {
+        let now = self.time();
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.collect_due(now, &mut due);
+        for handle in due.drain(..) {
+            // An earlier timeout of this batch may have removed this one.
+            if let Some(callback) = self.timers.remove(handle) {
+                self.call_user("timeout", None, |io| callback(io));
+            }
+        }
+        self.due = due;
+    }
+
+    fn wait_for_events(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        let busy = !self.callbacks.is_empty()
+            || !self.ready_queue.is_empty()
+            || self.stop_requested
+            || self.shared.has_pending();
+        let timeout = if busy {
+            Some(Duration::ZERO)
+        } else {
+            let now = self.time();
+            [self.timers.next_deadline(), deadline]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|wake_at| wake_at.saturating_duration_since(now))
+        };
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        let waited = match self.poller.wait(&mut events, timeout) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
+            other => other.map_err(Error::Poll),
+        };
+        for event in &events {
+            if let Some(entry) = self.entry_mut(event.token) {
+                entry.ready |= event.ready;
+                self.queue_if_due(event.token);
+            }
+        }
+        events.clear();
+        self.events = events;
+        waited
+    }
+
+    fn dispatch_ready(&mut self) {
+        std::mem::swap(&mut self.ready_queue, &mut self.dispatching);
+        for index in 0..self.dispatching.len() {
+            let token = self.dispatching[index];
+            self.dispatch(token);
+        }
+        self.dispatching.clear();
+    }
+
+    /// Call one fd's handler while it is due, and queue it for the next
+    /// iteration if it still is.
+    fn dispatch(&mut self, token: Token) {
+        let mut fired = Events::empty();
+        for round in 0..DISPATCH_ROUNDS_MAX {
+            let Some(entry) = self.entry_mut(token) else {
+                return;
+            };
+            let due = entry.due();
+            // Same direction again: level-triggered, next iteration.
+            if due.is_empty() || (round > 0 && fired.contains(due)) {
+                entry.queued = false;
+                self.queue_if_due(token);
+                return;
+            }
+            fired |= due;
+            entry.queued = true; // not to be queued while it runs
+            let Some(mut handler) = entry.handler.take() else {
+                entry.queued = false;
+                return;
+            };
+            self.poller.before_dispatch(token, due);
+            let fd = token.fd();
+            let completed = self.call_user("handler", Some(token), |io| handler(io, fd, due));
+            match self.entry_mut(token) {
+                Some(entry) if completed && entry.handler.is_none() => {
+                    entry.handler = Some(handler);
+                }
+                // Removed (or replaced) from inside, or panicked: drop it.
+                _ => return,
+            }
+        }
+        if let Some(entry) = self.entry_mut(token) {
+            entry.queued = false;
+        }
+        self.queue_if_due(token);
+    }
+
+    /// Run user code, applying the panic policy. Returns `false` if it
+    /// panicked; a panicking handler (`token`) is removed first.
+    fn call_user<F>(&mut self, what: &str, token: Option<Token>, call: F) -> bool
+    where
+        F: FnOnce(&mut IOLoop<P>),
+    {
+        let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| call(self))) else {
+            return true;
+        };
+        let message = panic_message(payload.as_ref());
+        match token {
+            Some(token) if self.entry(token).is_some() => {
+                self.remove_handler(token.fd());
+                log::error!(
+                    "{what} for fd {} panicked: {message}; handler removed",
+                    token.fd()
+                );
+            }
+            _ => log::error!("{what} panicked: {message}"),
+        }
+        if self.panic_policy == PanicPolicy::Propagate {
+            self.in_iteration = false;
+            self.running = false;
+            panic::resume_unwind(payload);
+        }
+        false
+    }
+
+    // ----- table helpers ----------------------------------------------------
+
+    fn token_of(&self, fd: Fd) -> Option<Token> {
+        let slot = self.slots.get(fd.index()?)?;
+        slot.entry.as_ref()?;
+        Some(Token::new(fd, slot.generation))
+    }
+
+    fn entry(&self, token: Token) -> Option<&Entry<P>> {
+        let slot = self.slots.get(token.fd().index()?)?;
+        if slot.generation != token.generation() {
+            return None;
+        }
+        slot.entry.as_ref()
+    }
+
+    fn entry_mut(&mut self, token: Token) -> Option<&mut Entry<P>> {
+        let slot = self.slots.get_mut(token.fd().index()?)?;
+        if slot.generation != token.generation() {
+            return None;
+        }
+        slot.entry.as_mut()
+    }
+
+    /// Put `token` on the ready queue if its handler is due and not queued.
+    fn queue_if_due(&mut self, token: Token) {
+        if let Some(entry) = self.entry_mut(token) {
+            if !entry.queued && !entry.due().is_empty() {
+                entry.queued = true;
+                self.ready_queue.push(token);
+            }
+        }
+    }
+}
+
+impl<P: Poller> Drop for IOLoop<P> {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+impl<P: Poller> std::fmt::Debug for IOLoop<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IOLoop")
+            .field("handlers", &self.handler_count)
+            .field("callbacks", &self.callbacks.len())
+            .field("timeouts", &self.timers.len())
+            .field("running", &self.running)
+            .finish()
+    }
+}
+
+fn is_would_block<T>(result: &io::Result<T>) -> bool {
+    matches!(result, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        message
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message
+    } else {
+        "(non-string panic payload)"
+    }
+}

@@ -1,0 +1,350 @@
+//! `MioPoller`: the real backend, on mio (epoll on Linux, kqueue on the BSDs and macOS).
+//!
+//! Every fd is registered once, edge-triggered, for both directions; the
+//! interest a handler asks for is bookkeeping, so `modify` makes no system
+//! call. Sockets made through the poller (`listen`, `accept`, `connect`) are
+//! owned by it, in a table indexed by fd number.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
+use mio::{Interest, Registry};
+
+use crate::{Event, Events, Fd, Instant, Poller, Ready, Token, Wake};
+
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("ioloop's tokens need 64-bit mio tokens (usize)");
+
+/// The mio token of the waker; loop tokens never reach it (fds are below 2^31).
+const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
+
+/// How many events one `wait` collects at most; the rest wait for the next.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// A socket the poller created and owns.
+enum Socket {
+    Listener(TcpListener),
+    Stream(TcpStream),
+}
+
+/// What the poller knows of one fd number.
+#[derive(Default)]
+struct FdState {
+    socket: Option<Socket>,
+    registration: Option<(Token, Events)>,
+}
+
+/// The real backend: epoll (Linux) or kqueue (BSD, macOS), through mio.
+///
+/// Besides its own sockets, it can watch fds you own (a pipe, a UDP
+/// socket, a Unix socket): pass them to
+/// [`IOLoop::add_handler`](crate::IOLoop::add_handler) as `Fd(raw_fd)`.
+/// [`IOLoop::read`](crate::IOLoop::read) and
+/// [`IOLoop::write`](crate::IOLoop::write) work on them too (plain `read(2)`
+/// and `write(2)`). If you do their I/O yourself instead (`recv_from`, ...),
+/// call [`IOLoop::clear_readiness`](crate::IOLoop::clear_readiness) when it
+/// returns `WouldBlock`: the backend is edge-triggered, and the loop only
+/// knows an fd is drained when told. Remove the handler before closing such
+/// an fd; the poller never closes an fd it did not create.
+///
+/// ```
+/// use ioloop::{IOLoop, MioPoller};
+/// let io = IOLoop::new(MioPoller::new()?);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct MioPoller {
+    poll: mio::Poll,
+    events: mio::Events,
+    fds: Vec<FdState>,
+    registration_count: usize,
+    waker: Arc<MioWaker>,
+    epoch: std::time::Instant,
+}
+
+struct MioWaker(mio::Waker);
+
+impl Wake for MioWaker {
+    fn wake(&self) -> io::Result<()> {
+        self.0.wake()
+    }
+}
+
+impl MioPoller {
+    /// A new epoll (kqueue) instance with its waker.
+    pub fn new() -> io::Result<MioPoller> {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        Ok(MioPoller {
+            poll,
+            events: mio::Events::with_capacity(EVENTS_CAPACITY),
+            fds: Vec::new(),
+            registration_count: 0,
+            waker: Arc::new(MioWaker(waker)),
+            epoch: std::time::Instant::now(),
+        })
+    }
+
+    fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
+    fn state(&self, fd: Fd) -> Option<&FdState> {
+        self.fds.get(fd.index()?)
+    }
+
+    fn state_mut(&mut self, fd: Fd) -> Option<&mut FdState> {
+        self.fds.get_mut(fd.index()?)
+    }
+
+    /// The table row of `fd`, growing the table; only for fds the OS vouched
+    /// for (just created, or just registered).
+    fn state_grow(&mut self, fd: Fd) -> &mut FdState {
+        let index = fd.index().expect("the OS hands out non-negative fds");
+        if self.fds.len() <= index {
+            self.fds.resize_with(index + 1, FdState::default);
+        }
+        &mut self.fds[index]
+    }
+
+    fn stream(&self, fd: Fd) -> Option<&TcpStream> {
+        match self.state(fd)?.socket.as_ref()? {
+            Socket::Stream(stream) => Some(stream),
+            Socket::Listener(_) => None,
+        }
+    }
+
+    fn adopt(&mut self, socket: Socket) -> Fd {
+        let raw = match &socket {
+            Socket::Listener(listener) => listener.as_raw_fd(),
+            Socket::Stream(stream) => stream.as_raw_fd(),
+        };
+        let fd = Fd(raw);
+        self.state_grow(fd).socket = Some(socket);
+        fd
+    }
+
+    /// The registration of `fd`, or `NotFound`.
+    fn registered(&self, fd: Fd) -> io::Result<(Token, Events)> {
+        self.registration(fd).ok_or_else(|| not_registered(fd))
+    }
+}
+
+impl Poller for MioPoller {
+    fn add(&mut self, fd: Fd, token: Token, interest: Events) -> io::Result<()> {
+        if self.registration(fd).is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("fd {fd} is already registered"),
+            ));
+        }
+        let raw: RawFd = fd.0;
+        let mio_token = mio::Token(token.0 as usize);
+        self.registry().register(
+            &mut SourceFd(&raw),
+            mio_token,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.state_grow(fd).registration = Some((token, interest));
+        self.registration_count += 1;
+        Ok(())
+    }
+
+    fn modify(&mut self, fd: Fd, token: Token, interest: Events) -> io::Result<()> {
+        let (token_old, _) = self.registered(fd)?;
+        if token_old != token {
+            let raw: RawFd = fd.0;
+            self.registry().reregister(
+                &mut SourceFd(&raw),
+                mio::Token(token.0 as usize),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+        }
+        self.state_grow(fd).registration = Some((token, interest));
+        Ok(())
+    }
+
+    fn delete(&mut self, fd: Fd) -> io::Result<()> {
+        self.registered(fd)?;
+        if let Some(state) = self.state_mut(fd) {
+            state.registration = None;
+        }
+        self.registration_count -= 1;
+        let raw: RawFd = fd.0;
+        self.registry().deregister(&mut SourceFd(&raw))
+    }
+
+    fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+        self.poll.poll(&mut self.events, timeout)?;
+        for event in self.events.iter() {
+            if event.token() == WAKER_TOKEN {
+                continue;
+            }
+            events.push(Event {
+                token: Token(event.token().0 as u64),
+                ready: ready_of(event),
+            });
+        }
+        Ok(())
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_epoch(self.epoch.elapsed())
+    }
+
+    fn waker(&self) -> Arc<dyn Wake> {
+        self.waker.clone()
+    }
+
+    fn registration(&self, fd: Fd) -> Option<(Token, Events)> {
+        self.state(fd)?.registration
+    }
+
+    fn registration_count(&self) -> usize {
+        self.registration_count
+    }
+
+    fn short_read_drains(&self, fd: Fd) -> bool {
+        self.stream(fd).is_some()
+    }
+
+    fn listen(&mut self, addr: SocketAddr) -> io::Result<Fd> {
+        let listener = TcpListener::bind(addr)?;
+        Ok(self.adopt(Socket::Listener(listener)))
+    }
+
+    fn accept(&mut self, listener: Fd) -> io::Result<(Fd, SocketAddr)> {
+        let (stream, peer) = match self.state(listener).and_then(|s| s.socket.as_ref()) {
+            Some(Socket::Listener(listener)) => listener.accept()?,
+            _ => return Err(not_ours(listener, "listener")),
+        };
+        Ok((self.adopt(Socket::Stream(stream)), peer))
+    }
+
+    fn connect(&mut self, addr: SocketAddr) -> io::Result<Fd> {
+        let stream = TcpStream::connect(addr)?;
+        Ok(self.adopt(Socket::Stream(stream)))
+    }
+
+    fn read(&mut self, fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
+        match self.state(fd).map(|s| s.socket.as_ref()) {
+            Some(Some(Socket::Stream(stream))) => {
+                let mut stream: &TcpStream = stream;
+                stream.read(buf)
+            }
+            Some(Some(Socket::Listener(_))) => Err(not_ours(fd, "connected socket")),
+            _ => raw_read(fd, buf),
+        }
+    }
+
+    fn write(&mut self, fd: Fd, buf: &[u8]) -> io::Result<usize> {
+        match self.state(fd).map(|s| s.socket.as_ref()) {
+            // std's TcpStream::write passes MSG_NOSIGNAL: no SIGPIPE.
+            Some(Some(Socket::Stream(stream))) => {
+                let mut stream: &TcpStream = stream;
+                stream.write(buf)
+            }
+            Some(Some(Socket::Listener(_))) => Err(not_ours(fd, "connected socket")),
+            _ => raw_write(fd, buf),
+        }
+    }
+
+    fn shutdown(&mut self, fd: Fd, how: Shutdown) -> io::Result<()> {
+        match self.stream(fd) {
+            Some(stream) => stream.shutdown(how),
+            None => Err(not_ours(fd, "connected socket")),
+        }
+    }
+
+    fn close(&mut self, fd: Fd) -> io::Result<()> {
+        if self.registration(fd).is_some() {
+            self.delete(fd)?;
+        }
+        match self.state_mut(fd).and_then(|s| s.socket.take()) {
+            Some(socket) => {
+                drop(socket);
+                Ok(())
+            }
+            None => Err(not_ours(fd, "socket")),
+        }
+    }
+
+    fn local_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
+        match self.state(fd).and_then(|s| s.socket.as_ref()) {
+            Some(Socket::Listener(listener)) => listener.local_addr(),
+            Some(Socket::Stream(stream)) => stream.local_addr(),
+            None => Err(not_ours(fd, "socket")),
+        }
+    }
+}
+
+impl std::fmt::Debug for MioPoller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MioPoller")
+            .field("registrations", &self.registration_count)
+            .finish()
+    }
+}
+
+/// The readiness bits of one mio event.
+fn ready_of(event: &mio::event::Event) -> Ready {
+    let mut ready = Ready::empty();
+    if event.is_readable() {
+        ready |= Ready::READABLE;
+    }
+    if event.is_writable() {
+        ready |= Ready::WRITABLE;
+    }
+    if event.is_read_closed() {
+        ready |= Ready::READ_CLOSED;
+    }
+    if event.is_write_closed() {
+        ready |= Ready::WRITE_CLOSED;
+    }
+    if event.is_error() {
+        ready |= Ready::ERROR;
+    }
+    ready
+}
+
+fn not_registered(fd: Fd) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("fd {fd} is not registered"),
+    )
+}
+
+fn not_ours(fd: Fd, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("fd {fd} is not a {what} created by this poller"),
+    )
+}
+
+/// `read(2)` on an fd the user owns.
+fn raw_read(fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes of writes; a bad fd makes
+    // the call fail with EBADF, nothing worse.
+    let n = unsafe { libc::read(fd.0, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `write(2)` on an fd the user owns.
+fn raw_write(fd: Fd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes of reads; a bad fd makes
+    // the call fail with EBADF, nothing worse.
+    let n = unsafe { libc::write(fd.0, buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}

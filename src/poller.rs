@@ -1,0 +1,331 @@
+//! The `Poller` trait: what a backend gives the loop — readiness, sockets, a clock and a waker.
+//!
+//! Two backends answer it: [`MioPoller`](crate::MioPoller) (epoll, kqueue) and
+//! the simulator's `SimPoller` (crate `ioloop-sim`). The loop never touches
+//! the OS directly, so a service written against
+//! [`IOLoop<P>`](crate::IOLoop) runs unchanged on either.
+
+use std::fmt;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::ops::{Add, BitOr, BitOrAssign, Sub};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Events;
+
+/// A file descriptor number, as the OS (or the simulator) hands it out.
+///
+/// Numbers are reused: once an fd is closed, the next socket may get the same
+/// number. The loop tells registrations apart with a generation (see
+/// [`Token`]), never by the bare number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fd(pub i32);
+
+impl Fd {
+    /// The number as an index, or `None` for a negative number.
+    pub fn index(self) -> Option<usize> {
+        usize::try_from(self.0).ok()
+    }
+}
+
+impl fmt::Debug for Fd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "fd{}", self.0)
+    }
+}
+
+impl fmt::Display for Fd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The loop's name for one registration: the fd number in the low 32 bits,
+/// the registration's generation in the high 32 bits.
+///
+/// A poller reports events by token, so an event collected for an fd that
+/// was closed and reused within the same batch carries the old generation
+/// and is never delivered to the new handler.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Token(pub u64);
+
+impl Token {
+    /// The token of generation `generation` of `fd`.
+    pub fn new(fd: Fd, generation: u32) -> Token {
+        Token((u64::from(generation) << 32) | u64::from(fd.0 as u32))
+    }
+
+    /// The fd this token names.
+    pub fn fd(self) -> Fd {
+        Fd(self.0 as u32 as i32)
+    }
+
+    /// The generation of the registration this token names.
+    pub fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}#{}", self.fd(), self.generation())
+    }
+}
+
+/// What a poller observed about an fd: finer than [`Events`], so that the loop
+/// can track readiness itself (see [`Ready::events`]).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ready(u8);
+
+impl Ready {
+    /// Bytes (or a connection) can be read.
+    pub const READABLE: Ready = Ready(0b0_0001);
+    /// Bytes can be written.
+    pub const WRITABLE: Ready = Ready(0b0_0010);
+    /// The peer closed its sending side: reads return 0 once drained.
+    pub const READ_CLOSED: Ready = Ready(0b0_0100);
+    /// Our sending side is closed (peer reset, or shut down): writes fail.
+    pub const WRITE_CLOSED: Ready = Ready(0b0_1000);
+    /// A socket error is pending.
+    pub const ERROR: Ready = Ready(0b1_0000);
+
+    /// Nothing observed.
+    pub const fn empty() -> Ready {
+        Ready(0)
+    }
+
+    /// `true` when nothing is set.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// `true` when every bit of `other` is set in `self`.
+    pub const fn contains(self, other: Ready) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// `true` when `self` and `other` share a bit.
+    pub const fn intersects(self, other: Ready) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// `self` without the bits of `other`.
+    pub const fn remove(self, other: Ready) -> Ready {
+        Ready(self.0 & !other.0)
+    }
+
+    /// The raw bits, for compact encodings such as traces.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The handler events this readiness means (contract point 1): `READ` for
+    /// readable or read-closed (EOF is delivered as `READ`), `WRITE` for
+    /// writable or write-closed (so a writer learns of the failure), `ERROR`
+    /// for a pending error or a full hang-up (both directions closed).
+    pub const fn events(self) -> Events {
+        let mut bits = 0;
+        if self.intersects(Ready(Self::READABLE.0 | Self::READ_CLOSED.0)) {
+            bits |= Events::READ.bits();
+        }
+        if self.intersects(Ready(Self::WRITABLE.0 | Self::WRITE_CLOSED.0)) {
+            bits |= Events::WRITE.bits();
+        }
+        let hang_up = Ready(Self::READ_CLOSED.0 | Self::WRITE_CLOSED.0);
+        if self.intersects(Self::ERROR) || self.contains(hang_up) {
+            bits |= Events::ERROR.bits();
+        }
+        Events::from_bits_truncate(bits)
+    }
+}
+
+impl BitOr for Ready {
+    type Output = Ready;
+    fn bitor(self, rhs: Ready) -> Ready {
+        Ready(self.0 | rhs.0)
+    }
+}
+
+impl BitOrAssign for Ready {
+    fn bitor_assign(&mut self, rhs: Ready) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl fmt::Debug for Ready {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = [
+            (Ready::READABLE, "READABLE"),
+            (Ready::WRITABLE, "WRITABLE"),
+            (Ready::READ_CLOSED, "READ_CLOSED"),
+            (Ready::WRITE_CLOSED, "WRITE_CLOSED"),
+            (Ready::ERROR, "ERROR"),
+        ];
+        let mut list = f.debug_set();
+        for (bit, name) in names {
+            if self.contains(bit) {
+                list.entry(&format_args!("{name}"));
+            }
+        }
+        list.finish()
+    }
+}
+
+/// One readiness report from [`Poller::wait`]: the registration's token and
+/// what was observed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Event {
+    /// The token given at [`Poller::add`].
+    pub token: Token,
+    /// What became ready.
+    pub ready: Ready,
+}
+
+/// A point on a poller's monotonic clock: time since the poller was created.
+///
+/// On [`MioPoller`](crate::MioPoller) this follows `std::time::Instant`; on the
+/// simulator it is virtual time, which jumps when nothing is ready.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Instant(Duration);
+
+impl Instant {
+    /// The poller's epoch.
+    pub const ZERO: Instant = Instant(Duration::ZERO);
+
+    /// The instant `since_epoch` after the poller's epoch.
+    pub const fn from_epoch(since_epoch: Duration) -> Instant {
+        Instant(since_epoch)
+    }
+
+    /// Time since the poller's epoch.
+    pub const fn since_epoch(self) -> Duration {
+        self.0
+    }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl Add<Duration> for Instant {
+    type Output = Instant;
+    fn add(self, rhs: Duration) -> Instant {
+        Instant(self.0.saturating_add(rhs))
+    }
+}
+
+impl Sub<Instant> for Instant {
+    type Output = Duration;
+    fn sub(self, rhs: Instant) -> Duration {
+        self.saturating_duration_since(rhs)
+    }
+}
+
+impl fmt::Debug for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "t+{:?}", self.0)
+    }
+}
+
+/// Wakes a loop blocked in [`Poller::wait`] from any thread.
+pub trait Wake: Send + Sync {
+    /// Make the current or next `wait` return promptly.
+    fn wake(&self) -> io::Result<()>;
+}
+
+/// A readiness backend for [`IOLoop`](crate::IOLoop): registrations,
+/// `wait`, a clock, a waker, and the socket operations a handler needs,
+/// all addressed by [`Fd`].
+///
+/// # Readiness model
+///
+/// A poller reports readiness **edges** for every direction it can observe,
+/// whatever the registered interest (interest is kept by the poller as
+/// bookkeeping only, so that [`Poller::modify`] costs no system call). The
+/// loop keeps the readiness it was told and clears a direction only when an
+/// operation returns `WouldBlock`; that makes handlers level-triggered, as
+/// in Tornado. A poller must therefore raise a new edge whenever readiness
+/// returns after a `WouldBlock` (data arrives, send space frees, EOF, reset),
+/// and when [`Poller::short_read_drains`] is true for an fd, also after a
+/// read that returned fewer bytes than asked.
+///
+/// # I/O results
+///
+/// `read`, `write` and `accept` return `ErrorKind::WouldBlock` when nothing
+/// can be done now, `Ok(0)` from `read` at end of stream, and any other
+/// error as the OS (or the simulator) reports it (`ConnectionReset`,
+/// `BrokenPipe`, `ConnectionRefused`, `Interrupted`, ...).
+pub trait Poller {
+    /// Watch `fd`, reporting its events under `token`; `interest` is recorded
+    /// for [`Poller::registration`]. Fails with the OS's error for an fd it
+    /// cannot watch (`EBADF`, `EPERM` for a regular file, `EEXIST`).
+    fn add(&mut self, fd: Fd, token: Token, interest: Events) -> io::Result<()>;
+
+    /// Change the recorded interest of a registered fd. Fails with
+    /// `NotFound` for an fd that is not registered.
+    fn modify(&mut self, fd: Fd, token: Token, interest: Events) -> io::Result<()>;
+
+    /// Stop watching `fd`. Fails with `NotFound` for an fd that is not
+    /// registered.
+    fn delete(&mut self, fd: Fd) -> io::Result<()>;
+
+    /// Append readiness edges to `events` (which the caller clears), waiting
+    /// at most `timeout` (`None`: until something happens). Returns early
+    /// when woken through [`Poller::waker`]. `Interrupted` may be returned
+    /// and means "no events".
+    fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// The current time on this poller's monotonic clock.
+    fn now(&self) -> Instant;
+
+    /// A handle that wakes this poller's `wait` from any thread.
+    fn waker(&self) -> Arc<dyn Wake>;
+
+    /// The token and interest `fd` is registered with, if it is.
+    fn registration(&self, fd: Fd) -> Option<(Token, Events)>;
+
+    /// How many fds are registered.
+    fn registration_count(&self) -> usize;
+
+    /// `true` if a read of `fd` that returns fewer bytes than asked leaves it
+    /// drained, so that new data raises a new edge (stream sockets).
+    fn short_read_drains(&self, fd: Fd) -> bool;
+
+    /// A non-blocking TCP listener bound to `addr` (port 0: any free port).
+    fn listen(&mut self, addr: SocketAddr) -> io::Result<Fd>;
+
+    /// Accept one pending connection on a listener: the new fd and the
+    /// peer's address.
+    fn accept(&mut self, listener: Fd) -> io::Result<(Fd, SocketAddr)>;
+
+    /// Start a non-blocking connect to `addr`. The fd reports `WRITE` once
+    /// connected, `ERROR` if the connect fails.
+    fn connect(&mut self, addr: SocketAddr) -> io::Result<Fd>;
+
+    /// Read into `buf`. `Ok(0)` is end of stream (for a non-empty `buf`).
+    fn read(&mut self, fd: Fd, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Write from `buf`; may accept fewer bytes than offered.
+    fn write(&mut self, fd: Fd, buf: &[u8]) -> io::Result<usize>;
+
+    /// Shut down one or both directions of a connected socket.
+    fn shutdown(&mut self, fd: Fd, how: Shutdown) -> io::Result<()>;
+
+    /// Close a socket this poller created. The fd number is free for reuse
+    /// afterwards.
+    fn close(&mut self, fd: Fd) -> io::Result<()>;
+
+    /// The local address of a socket this poller created.
+    fn local_addr(&self, fd: Fd) -> io::Result<SocketAddr>;
+
+    /// Called by the loop just before it runs the handler of `token` with
+    /// `events`. Real backends ignore it; the simulator checks the dispatch
+    /// against its own registrations (no dispatch after removal, none
+    /// outside the interest).
+    #[inline]
+    fn before_dispatch(&mut self, token: Token, events: Events) {
+        let _ = (token, events);
+    }
+}
