@@ -40,7 +40,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 let value = args.next().ok_or("--read-chunk needs a value")?;
                 parsed.config.read_chunk_bytes = match value.parse::<usize>() {
                     Ok(n) if n > 0 => n,
-                    _ => return Err(format!("--read-chunk: not a positive byte count: {value:?}")),
+                    _ => {
+                        return Err(format!(
+                            "--read-chunk: not a positive byte count: {value:?}"
+                        ))
+                    }
                 };
             }
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag:?}")),

@@ -143,6 +143,13 @@ impl EchoServer {
         self.state.borrow().connections.len()
     }
 
+    /// Bytes read and not yet echoed, over all connections (each bounded by
+    /// [`EchoConfig::queue_high_water_bytes`] plus one read).
+    pub fn queued_bytes(&self) -> usize {
+        let state = self.state.borrow();
+        state.connections.values().map(|c| c.queue.len()).sum()
+    }
+
     /// The server's counters.
     pub fn stats(&self) -> EchoStats {
         self.state.borrow().stats
@@ -170,7 +177,11 @@ impl std::fmt::Debug for EchoServer {
     }
 }
 
-fn on_listener<P: Poller + 'static>(state_rc: &Rc<RefCell<State>>, io: &mut IOLoop<P>, listener: Fd) {
+fn on_listener<P: Poller + 'static>(
+    state_rc: &Rc<RefCell<State>>,
+    io: &mut IOLoop<P>,
+    listener: Fd,
+) {
     let accept_batch_max = state_rc.borrow().config.accept_batch_max;
     for _ in 0..accept_batch_max {
         match io.accept(listener) {
@@ -191,7 +202,9 @@ fn on_listener<P: Poller + 'static>(state_rc: &Rc<RefCell<State>>, io: &mut IOLo
 fn is_transient_accept_error(error: &io::Error) -> bool {
     matches!(
         error.kind(),
-        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionReset
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionReset
     )
 }
 
@@ -238,7 +251,12 @@ fn on_accepted<P: Poller + 'static>(
     log::debug!("connection {fd} from {peer}");
 }
 
-fn on_connection<P: Poller>(state_rc: &Rc<RefCell<State>>, io: &mut IOLoop<P>, fd: Fd, events: Events) {
+fn on_connection<P: Poller>(
+    state_rc: &Rc<RefCell<State>>,
+    io: &mut IOLoop<P>,
+    fd: Fd,
+    events: Events,
+) {
     let mut state = state_rc.borrow_mut();
     let state = &mut *state;
     let Some(connection) = state.connections.get_mut(&fd) else {
@@ -263,7 +281,10 @@ fn on_connection<P: Poller>(state_rc: &Rc<RefCell<State>>, io: &mut IOLoop<P>, f
     if !alive || finished {
         state.connections.remove(&fd);
         state.stats.connections_closed += 1;
-        log::debug!("connection {fd} closed ({})", if alive { "end of stream" } else { "error" });
+        log::debug!(
+            "connection {fd} closed ({})",
+            if alive { "end of stream" } else { "error" }
+        );
         let _ = io.close_fd(fd);
         return;
     }

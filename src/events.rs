@@ -135,7 +135,10 @@ mod tests {
 
     #[test]
     fn debug_prints_names_in_fixed_order() {
-        assert_eq!(format!("{:?}", Events::ERROR | Events::READ), "READ | ERROR");
+        assert_eq!(
+            format!("{:?}", Events::ERROR | Events::READ),
+            "READ | ERROR"
+        );
         assert_eq!(
             format!("{:?}", Events::READ | Events::WRITE | Events::ERROR),
             "READ | WRITE | ERROR"

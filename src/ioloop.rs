@@ -114,6 +114,7 @@ pub struct IOLoop<P: Poller> {
     stop_requested: bool,
     panic_policy: PanicPolicy,
     time_last: Cell<Instant>,
+    iterations: u64,
 }
 
 impl<P: Poller> IOLoop<P> {
@@ -137,6 +138,7 @@ impl<P: Poller> IOLoop<P> {
             stop_requested: false,
             panic_policy: PanicPolicy::default(),
             time_last: Cell::new(now),
+            iterations: 0,
         }
     }
 
@@ -307,7 +309,9 @@ impl<P: Poller> IOLoop<P> {
         let Some(token) = self.token_of(fd) else {
             return result;
         };
-        let entry = self.entry_mut(token).expect("token_of returned a live token");
+        let entry = self
+            .entry_mut(token)
+            .expect("token_of returned a live token");
         match &result {
             Ok(0) if !buf.is_empty() => {
                 // Keep EOF level-triggered even if no event reported it.
@@ -366,7 +370,9 @@ impl<P: Poller> IOLoop<P> {
         let Some(token) = self.token_of(fd) else {
             return;
         };
-        let entry = self.entry_mut(token).expect("token_of returned a live token");
+        let entry = self
+            .entry_mut(token)
+            .expect("token_of returned a live token");
         if events.contains(Events::READ) {
             entry.ready = entry.ready.remove(Ready::READABLE | Ready::READ_CLOSED);
         }
@@ -421,6 +427,12 @@ impl<P: Poller> IOLoop<P> {
         let now = self.poller.now().max(self.time_last.get());
         self.time_last.set(now);
         now
+    }
+
+    /// Iterations run since the loop was created: a cheap way for tests to
+    /// see a loop that spins.
+    pub fn iterations(&self) -> u64 {
+        self.iterations
     }
 
     /// A `Send + Clone` handle for other threads.
@@ -515,6 +527,7 @@ impl<P: Poller> IOLoop<P> {
     /// One iteration, waiting for events no later than `deadline`.
     fn iterate(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
         self.in_iteration = true;
+        self.iterations += 1;
         self.run_callbacks();
         self.run_due_timeouts();
         let waited = self.wait_for_events(deadline);

@@ -54,6 +54,10 @@
 #![deny(missing_docs)]
 #![cfg(unix)]
 
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub mod echo;
 mod error;
 mod events;

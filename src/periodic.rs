@@ -57,7 +57,9 @@ impl<P: Poller + 'static> PeriodicCallback<P> {
         F: FnMut(&mut IOLoop<P>) + 'static,
     {
         if period.is_zero() {
-            return Err(Error::InvalidArgument("PeriodicCallback period must be positive"));
+            return Err(Error::InvalidArgument(
+                "PeriodicCallback period must be positive",
+            ));
         }
         Ok(PeriodicCallback {
             state: Rc::new(RefCell::new(State {
