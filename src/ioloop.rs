@@ -429,6 +429,13 @@ impl<P: Poller> IOLoop<P> {
         now
     }
 
+    /// `true` if the next iteration will not wait: callbacks are queued or
+    /// handlers are due (level-triggered carry-over). A simulator uses it to
+    /// tell a finished run from one with work left.
+    pub fn has_pending_work(&self) -> bool {
+        !self.callbacks.is_empty() || !self.ready_queue.is_empty() || self.shared.has_pending()
+    }
+
     /// Iterations run since the loop was created: a cheap way for tests to
     /// see a loop that spins.
     pub fn iterations(&self) -> u64 {
@@ -563,11 +570,7 @@ impl<P: Poller> IOLoop<P> {
     }
 
     fn wait_for_events(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
-        let busy = !self.callbacks.is_empty()
-            || !self.ready_queue.is_empty()
-            || self.stop_requested
-            || self.shared.has_pending();
-        let timeout = if busy {
+        let timeout = if self.has_pending_work() || self.stop_requested {
             Some(Duration::ZERO)
         } else {
             let now = self.time();

@@ -1,0 +1,223 @@
+//! The `sim` command: run many seeds of a scenario, replay one, list scenarios.
+
+use std::ops::Range;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use ioloop_sim::scenario::{self, RunConfig, Scenario, Workload};
+use ioloop_sim::FaultPreset;
+
+#[derive(Parser)]
+#[command(
+    name = "sim",
+    about = "Run ioloop scenarios on the simulated network",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Scenario to run (see `sim list`).
+    #[arg(long, value_parser = Scenario::from_name)]
+    scenario: Scenario,
+    /// Fault preset: none, all, or swarm (each seed draws its own faults).
+    #[arg(long, default_value = "swarm", value_parser = parse_preset)]
+    faults: FaultPreset,
+    /// Simulated clients.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    clients: u64,
+    /// Messages per client, sent ping-pong.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    messages: u64,
+    /// Largest message in bytes (sizes are drawn from 1 to this).
+    #[arg(long = "message-bytes", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    message_bytes: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a range of seeds; print one line per failure with its replay command.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Seeds to run, as START..END (END excluded); decimal or 0x-hex.
+        #[arg(long, default_value = "0..1000", value_parser = parse_seeds)]
+        seeds: Range<u64>,
+        /// Succeed only if some seed fails (for planted bugs); stop at the first failure.
+        #[arg(long)]
+        expect_failure: bool,
+    },
+    /// Rerun one seed; print its outcome and trace hash.
+    Replay {
+        #[command(flatten)]
+        common: Common,
+        /// The seed, decimal or 0x-hex.
+        #[arg(long, value_parser = parse_seed)]
+        seed: u64,
+        /// Print every decision of the run.
+        #[arg(long)]
+        trace: bool,
+    },
+    /// Name the scenarios.
+    List,
+}
+
+fn parse_preset(s: &str) -> Result<FaultPreset, String> {
+    s.parse()
+}
+
+fn parse_seed(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("not a seed (a u64, decimal or 0x-hex): {s:?}"))
+}
+
+fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
+    let (start, end) = s
+        .split_once("..")
+        .ok_or_else(|| format!("seeds must be START..END, got {s:?}"))?;
+    let range = parse_seed(start)?..parse_seed(end)?;
+    if range.is_empty() {
+        return Err(format!(
+            "empty seed range {s:?}: END must be greater than START"
+        ));
+    }
+    Ok(range)
+}
+
+fn config(common: &Common, seed: u64, trace_full: bool) -> RunConfig {
+    RunConfig {
+        scenario: common.scenario,
+        seed,
+        faults: common.faults,
+        workload: Workload {
+            clients: common.clients as usize,
+            messages: common.messages as usize,
+            message_bytes_max: common.message_bytes as usize,
+        },
+        trace_full,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::List => {
+            for scenario in Scenario::all() {
+                let kind = if scenario.expects_failure() {
+                    "must fail"
+                } else {
+                    "must pass"
+                };
+                println!("{:<26} {kind:<9}  {}", scenario.name(), scenario.describe());
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Replay {
+            common,
+            seed,
+            trace,
+        } => replay(&common, seed, trace),
+        Command::Run {
+            common,
+            seeds,
+            expect_failure,
+        } => run(&common, seeds, expect_failure),
+    }
+}
+
+fn replay(common: &Common, seed: u64, trace: bool) -> ExitCode {
+    let config = config(common, seed, trace);
+    let outcome = scenario::run(&config);
+    for line in &outcome.trace_lines {
+        println!("{line}");
+    }
+    println!(
+        "scenario={} seed={seed:#x} faults={}",
+        common.scenario, common.faults
+    );
+    println!(
+        "plan: {} (plan_hash={:016x})",
+        outcome.plan,
+        outcome.plan.hash()
+    );
+    println!(
+        "virtual_time={:?} sim_events={}",
+        outcome.virtual_time.since_epoch(),
+        outcome.sim_events
+    );
+    let status = match &outcome.failure {
+        Some(failure) => {
+            println!("FAILED: {failure}");
+            ExitCode::FAILURE
+        }
+        None => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+    };
+    println!("trace_hash={:016x}", outcome.trace_hash);
+    status
+}
+
+fn run(common: &Common, seeds: Range<u64>, expect_failure: bool) -> ExitCode {
+    let progress = ProgressBar::new(seeds.end - seeds.start);
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let (mut ran, mut failed, mut sim_events) = (0u64, 0u64, 0u64);
+    for seed in seeds {
+        let config = config(common, seed, false);
+        let outcome = scenario::run(&config);
+        ran += 1;
+        sim_events += outcome.sim_events;
+        progress.inc(1);
+        if let Some(failure) = outcome.failure {
+            failed += 1;
+            progress.suspend(|| {
+                println!(
+                    "FAIL seed={seed:#x} plan_hash={:016x} version={}: {failure}\n  plan: {}\n  replay: {}",
+                    outcome.plan.hash(),
+                    env!("CARGO_PKG_VERSION"),
+                    outcome.plan,
+                    config.replay_command()
+                );
+            });
+            if expect_failure {
+                break;
+            }
+        }
+    }
+    progress.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64().max(1e-9);
+    println!(
+        "seeds={ran} failed={failed} sim_events={sim_events} seeds_per_s={:.0} sim_events_per_s={:.0}",
+        ran as f64 / seconds,
+        sim_events as f64 / seconds
+    );
+    let passed = if expect_failure {
+        failed > 0
+    } else {
+        failed == 0
+    };
+    if expect_failure && !passed {
+        println!(
+            "expected a failure from {}, but every seed passed",
+            common.scenario
+        );
+    }
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

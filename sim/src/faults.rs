@@ -1,0 +1,229 @@
+//! `FaultPlan`: which faults a run injects and how often; presets `none`, `all` and `swarm`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::Entropy;
+
+/// A probability in parts per million.
+pub type Ppm = u32;
+
+/// How often each fault happens in one run. Probabilities are per
+/// operation of the kind named (per read, per write, per wait, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultPlan {
+    /// A read returns fewer bytes than are available (the rest raises a new
+    /// edge, as data arriving during the read would).
+    pub partial_read: Ppm,
+    /// A write accepts fewer bytes than the send window allows.
+    pub partial_write: Ppm,
+    /// A read, write or wait fails with `EINTR`.
+    pub interrupt: Ppm,
+    /// A read fails with `WouldBlock` although data is there (a new edge
+    /// follows), or a wait reports an fd that is not ready (spurious event).
+    pub spurious: Ppm,
+    /// Per segment sent: the connection is reset, both ends told.
+    pub reset: Ppm,
+    /// Per connect: refused.
+    pub refuse_connect: Ppm,
+    /// Per accept: `EMFILE`, and the host stays out of fds for a while.
+    pub accept_emfile: Ppm,
+    /// Per accept: the connection was aborted (`ECONNABORTED`).
+    pub accept_aborted: Ppm,
+    /// Per client: half-close after sending, instead of closing once all is
+    /// echoed.
+    pub half_close: Ppm,
+    /// Per wait: the batch of events is shuffled.
+    pub shuffle: Ppm,
+    /// One-way latency, lower bound, in microseconds.
+    pub latency_us_min: u64,
+    /// One-way latency, upper bound (jitter), in microseconds.
+    pub latency_us_max: u64,
+    /// Bytes in flight plus unread, per direction of a connection.
+    pub window_bytes: usize,
+}
+
+/// A named way to build a [`FaultPlan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPreset {
+    /// No faults; fixed latency.
+    None,
+    /// Every fault at its default strength.
+    All,
+    /// Each seed draws its own subset of faults and their strengths.
+    Swarm,
+}
+
+impl FaultPreset {
+    /// The preset's name, as the `sim` command takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultPreset::None => "none",
+            FaultPreset::All => "all",
+            FaultPreset::Swarm => "swarm",
+        }
+    }
+}
+
+impl FromStr for FaultPreset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(FaultPreset::None),
+            "all" => Ok(FaultPreset::All),
+            "swarm" => Ok(FaultPreset::Swarm),
+            other => Err(format!(
+                "unknown fault preset {other:?} (expected none, all or swarm)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for FaultPreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FaultPlan {
+    /// No faults at all.
+    pub fn none() -> FaultPlan {
+        FaultPlan {
+            partial_read: 0,
+            partial_write: 0,
+            interrupt: 0,
+            spurious: 0,
+            reset: 0,
+            refuse_connect: 0,
+            accept_emfile: 0,
+            accept_aborted: 0,
+            half_close: 0,
+            shuffle: 0,
+            latency_us_min: 100,
+            latency_us_max: 100,
+            window_bytes: 64 * 1024,
+        }
+    }
+
+    /// Every fault, at its default strength.
+    pub fn all() -> FaultPlan {
+        FaultPlan {
+            partial_read: 200_000,
+            partial_write: 200_000,
+            interrupt: 20_000,
+            spurious: 20_000,
+            reset: 1_000,
+            refuse_connect: 20_000,
+            accept_emfile: 20_000,
+            accept_aborted: 20_000,
+            half_close: 500_000,
+            shuffle: 500_000,
+            latency_us_min: 20,
+            latency_us_max: 2_000,
+            window_bytes: 8 * 1024,
+        }
+    }
+
+    /// Each fault of [`FaultPlan::all`] kept with probability 1/2, at a
+    /// strength between 1/8 and 2 times its default; a random window and
+    /// latency.
+    pub fn swarm(entropy: &mut Entropy) -> FaultPlan {
+        let all = FaultPlan::all();
+        let mut pick = |ppm: Ppm| -> Ppm {
+            if entropy.chance(500_000) {
+                let scaled = entropy.between(u64::from(ppm / 8).max(1), u64::from(ppm) * 2);
+                scaled.min(900_000) as Ppm
+            } else {
+                0
+            }
+        };
+        let mut plan = FaultPlan {
+            partial_read: pick(all.partial_read),
+            partial_write: pick(all.partial_write),
+            interrupt: pick(all.interrupt),
+            spurious: pick(all.spurious),
+            reset: pick(all.reset),
+            refuse_connect: pick(all.refuse_connect),
+            accept_emfile: pick(all.accept_emfile),
+            accept_aborted: pick(all.accept_aborted),
+            half_close: pick(all.half_close),
+            shuffle: pick(all.shuffle),
+            ..all
+        };
+        plan.latency_us_min = entropy.between(1, 500);
+        plan.latency_us_max = plan.latency_us_min + entropy.between(0, 5_000);
+        plan.window_bytes = 1 << entropy.between(9, 18);
+        plan
+    }
+
+    /// The plan of `preset`, drawing from `entropy` for `swarm`.
+    pub fn from_preset(preset: FaultPreset, entropy: &mut Entropy) -> FaultPlan {
+        match preset {
+            FaultPreset::None => FaultPlan::none(),
+            FaultPreset::All => FaultPlan::all(),
+            FaultPreset::Swarm => FaultPlan::swarm(entropy),
+        }
+    }
+
+    /// `true` if the plan may reset connections or refuse or abort them,
+    /// so that a client may end with a clean error instead of its echo.
+    pub fn may_break_connections(&self) -> bool {
+        self.reset > 0 || self.refuse_connect > 0 || self.accept_aborted > 0
+    }
+
+    /// A 64-bit hash of the plan, for one-line reproduction reports.
+    pub fn hash(&self) -> u64 {
+        let mut trace = crate::Trace::new(false);
+        trace.record(0, &self.fields(), String::new);
+        trace.hash()
+    }
+
+    fn fields(&self) -> [u64; 13] {
+        [
+            u64::from(self.partial_read),
+            u64::from(self.partial_write),
+            u64::from(self.interrupt),
+            u64::from(self.spurious),
+            u64::from(self.reset),
+            u64::from(self.refuse_connect),
+            u64::from(self.accept_emfile),
+            u64::from(self.accept_aborted),
+            u64::from(self.half_close),
+            u64::from(self.shuffle),
+            self.latency_us_min,
+            self.latency_us_max,
+            self.window_bytes as u64,
+        ]
+    }
+}
+
+impl fmt::Display for FaultPlan {
+    /// The faults that are on, as `name=percent`, then latency and window.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let faults = [
+            ("partial_read", self.partial_read),
+            ("partial_write", self.partial_write),
+            ("eintr", self.interrupt),
+            ("spurious", self.spurious),
+            ("reset", self.reset),
+            ("refuse", self.refuse_connect),
+            ("emfile", self.accept_emfile),
+            ("aborted", self.accept_aborted),
+            ("half_close", self.half_close),
+            ("shuffle", self.shuffle),
+        ];
+        let mut any = false;
+        for (name, ppm) in faults.iter().filter(|(_, ppm)| *ppm > 0) {
+            write!(f, "{name}={}% ", f64::from(*ppm) / 10_000.0)?;
+            any = true;
+        }
+        if !any {
+            f.write_str("no-faults ")?;
+        }
+        write!(
+            f,
+            "latency={}..{}us window={}B",
+            self.latency_us_min, self.latency_us_max, self.window_bytes
+        )
+    }
+}

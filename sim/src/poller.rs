@@ -1,0 +1,158 @@
+//! `SimPoller`: the `Poller` of one simulated host, over the shared world.
+
+use std::cell::{Ref, RefCell, RefMut};
+use std::io;
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ioloop::{Event, Events, Fd, Instant, Poller, Token, Wake};
+
+use crate::net::{HostId, World};
+use crate::{Entropy, FaultPlan, FaultPreset, Trace};
+
+/// The simulated network: one world shared by every host's poller.
+///
+/// ```
+/// use ioloop::IOLoop;
+/// use ioloop_sim::{FaultPreset, SimNet};
+///
+/// let net = SimNet::new(7, FaultPreset::None, false);
+/// let mut server = IOLoop::new(net.host("127.0.0.1".parse().unwrap()));
+/// let listener = server.listen("127.0.0.1:80".parse().unwrap()).unwrap();
+/// assert_eq!(listener.0, 0); // fds start at the lowest free number
+/// ```
+#[derive(Clone)]
+pub struct SimNet {
+    world: Rc<RefCell<World>>,
+}
+
+impl SimNet {
+    /// A world whose every decision comes from `seed`, with the fault plan
+    /// of `preset` (drawn from the same stream for `swarm`); `trace_full`
+    /// keeps a readable line per decision.
+    pub fn new(seed: u64, preset: FaultPreset, trace_full: bool) -> SimNet {
+        let mut entropy = Entropy::seeded(seed);
+        let plan = FaultPlan::from_preset(preset, &mut entropy);
+        SimNet::with_plan(entropy, plan, trace_full)
+    }
+
+    /// A world deciding from `entropy` under an explicit `plan`.
+    pub fn with_plan(entropy: Entropy, plan: FaultPlan, trace_full: bool) -> SimNet {
+        SimNet {
+            world: Rc::new(RefCell::new(World::new(
+                entropy,
+                plan,
+                Trace::new(trace_full),
+            ))),
+        }
+    }
+
+    /// A new host with address `ip`, and its poller.
+    pub fn host(&self, ip: IpAddr) -> SimPoller {
+        let (host, woken) = self.world.borrow_mut().add_host(ip);
+        SimPoller {
+            world: Rc::clone(&self.world),
+            host,
+            waker: Arc::new(SimWaker { woken }),
+        }
+    }
+
+    /// The world, to read.
+    pub fn world(&self) -> Ref<'_, World> {
+        self.world.borrow()
+    }
+
+    /// The world, to change (workloads draw from its entropy).
+    pub fn world_mut(&self) -> RefMut<'_, World> {
+        self.world.borrow_mut()
+    }
+}
+
+/// The [`Poller`] of one simulated host.
+pub struct SimPoller {
+    world: Rc<RefCell<World>>,
+    host: HostId,
+    waker: Arc<SimWaker>,
+}
+
+impl SimPoller {
+    /// This host's id in the world.
+    pub fn host_id(&self) -> HostId {
+        self.host
+    }
+
+    fn world(&self) -> RefMut<'_, World> {
+        self.world.borrow_mut()
+    }
+}
+
+struct SimWaker {
+    woken: Arc<AtomicBool>,
+}
+
+impl Wake for SimWaker {
+    fn wake(&self) -> io::Result<()> {
+        self.woken.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl Poller for SimPoller {
+    fn add(&mut self, fd: Fd, token: Token, interest: Events) -> io::Result<()> {
+        self.world().add(self.host, fd, token, interest)
+    }
+    fn modify(&mut self, fd: Fd, token: Token, interest: Events) -> io::Result<()> {
+        self.world().modify(self.host, fd, token, interest)
+    }
+    fn delete(&mut self, fd: Fd) -> io::Result<()> {
+        self.world().delete(self.host, fd)
+    }
+    fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+        self.world().wait(self.host, events, timeout)
+    }
+    fn now(&self) -> Instant {
+        self.world.borrow().now()
+    }
+    fn waker(&self) -> Arc<dyn Wake> {
+        self.waker.clone()
+    }
+    fn registration(&self, fd: Fd) -> Option<(Token, Events)> {
+        self.world.borrow().registration(self.host, fd)
+    }
+    fn registration_count(&self) -> usize {
+        self.world.borrow().registration_count(self.host)
+    }
+    fn short_read_drains(&self, fd: Fd) -> bool {
+        self.world.borrow().is_stream(self.host, fd)
+    }
+    fn listen(&mut self, addr: SocketAddr) -> io::Result<Fd> {
+        self.world().listen(self.host, addr)
+    }
+    fn accept(&mut self, listener: Fd) -> io::Result<(Fd, SocketAddr)> {
+        self.world().accept(self.host, listener)
+    }
+    fn connect(&mut self, addr: SocketAddr) -> io::Result<Fd> {
+        self.world().connect(self.host, addr)
+    }
+    fn read(&mut self, fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
+        self.world().read(self.host, fd, buf)
+    }
+    fn write(&mut self, fd: Fd, buf: &[u8]) -> io::Result<usize> {
+        self.world().write(self.host, fd, buf)
+    }
+    fn shutdown(&mut self, fd: Fd, how: Shutdown) -> io::Result<()> {
+        self.world().shutdown(self.host, fd, how)
+    }
+    fn close(&mut self, fd: Fd) -> io::Result<()> {
+        self.world().close(self.host, fd)
+    }
+    fn local_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
+        self.world.borrow().local_addr(self.host, fd)
+    }
+    fn before_dispatch(&mut self, token: Token, events: Events) {
+        self.world().check_dispatch(self.host, token, events);
+    }
+}

@@ -1,0 +1,298 @@
+//! `EchoClients`: K simulated clients, each sending messages ping-pong and checking every echoed byte.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+
+use ioloop::{Events, Fd, IOLoop, Poller};
+
+use crate::Entropy;
+
+/// How one client ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientResult {
+    /// Every byte came back, in order.
+    Echoed,
+    /// The connection failed with a clean error after `verified` correct
+    /// bytes (allowed only when the fault plan breaks connections).
+    Broken {
+        /// Bytes echoed correctly before the error.
+        verified: usize,
+        /// The error.
+        error: String,
+    },
+    /// The echo was wrong: a byte differed, came too early, or the stream
+    /// ended short.
+    Wrong(String),
+}
+
+/// What one client sends and how it ends.
+struct Client {
+    fd: Option<Fd>,
+    /// Every byte the client will send, message after message.
+    stream: Vec<u8>,
+    /// Where each message ends in `stream`.
+    message_ends: Vec<usize>,
+    message_current: usize,
+    sent: usize,
+    received: usize,
+    half_close: bool,
+    shut: bool,
+    result: Option<ClientResult>,
+}
+
+/// The workload of a run, drawn from the seed.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// Number of clients.
+    pub clients: usize,
+    /// Messages per client.
+    pub messages: usize,
+    /// Largest message, in bytes.
+    pub message_bytes_max: usize,
+}
+
+/// K echo clients sharing one loop.
+pub struct EchoClients {
+    clients: Rc<RefCell<Vec<Client>>>,
+    connect_delays: Vec<Duration>,
+}
+
+impl EchoClients {
+    /// Draw the clients' messages, endings and connect times from
+    /// `entropy`.
+    pub fn draw(workload: &Workload, half_close_ppm: u32, entropy: &mut Entropy) -> EchoClients {
+        let mut clients = Vec::with_capacity(workload.clients);
+        let mut delays = Vec::with_capacity(workload.clients);
+        for index in 0..workload.clients {
+            let mut stream = Vec::new();
+            let mut message_ends = Vec::new();
+            for _ in 0..workload.messages {
+                let size = entropy.between(1, workload.message_bytes_max as u64) as usize;
+                let salt = (index as u64) << 32 ^ stream.len() as u64;
+                stream.extend((0..size).map(|i| pattern_byte(salt, i)));
+                message_ends.push(stream.len());
+            }
+            clients.push(Client {
+                fd: None,
+                stream,
+                message_ends,
+                message_current: 0,
+                sent: 0,
+                received: 0,
+                half_close: entropy.chance(half_close_ppm),
+                shut: false,
+                result: None,
+            });
+            delays.push(Duration::from_micros(entropy.below(3_000)));
+        }
+        EchoClients {
+            clients: Rc::new(RefCell::new(clients)),
+            connect_delays: delays,
+        }
+    }
+
+    /// Schedule the connects to `server` on `io`, staggered over a few
+    /// milliseconds.
+    pub fn start<P: Poller + 'static>(&self, io: &mut IOLoop<P>, server: SocketAddr) {
+        for (index, delay) in self.connect_delays.iter().enumerate() {
+            let for_connect = Rc::clone(&self.clients);
+            io.call_later(*delay, move |io| connect(&for_connect, io, index, server));
+        }
+    }
+
+    /// `true` once every client has a result.
+    pub fn finished(&self) -> bool {
+        self.clients.borrow().iter().all(|c| c.result.is_some())
+    }
+
+    /// Each client's result so far (`None`: still running).
+    pub fn results(&self) -> Vec<Option<ClientResult>> {
+        self.clients
+            .borrow()
+            .iter()
+            .map(|c| c.result.clone())
+            .collect()
+    }
+
+    /// One line per unfinished client: what it is waiting for.
+    pub fn describe_unfinished(&self) -> Vec<String> {
+        self.clients
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.result.is_none())
+            .map(|(i, c)| {
+                format!(
+                    "client {i} {:?}: sent {}/{} received {} (message {} of {}, half_close={} shut={})",
+                    c.fd,
+                    c.sent,
+                    c.stream.len(),
+                    c.received,
+                    c.message_current + 1,
+                    c.message_ends.len(),
+                    c.half_close,
+                    c.shut
+                )
+            })
+            .collect()
+    }
+}
+
+/// The byte at `index` of a message: varies with position and client, so a
+/// lost, duplicated or misrouted byte shows.
+fn pattern_byte(salt: u64, index: usize) -> u8 {
+    let x = (salt ^ index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 56) as u8
+}
+
+fn connect<P: Poller + 'static>(
+    clients_rc: &Rc<RefCell<Vec<Client>>>,
+    io: &mut IOLoop<P>,
+    index: usize,
+    server: SocketAddr,
+) {
+    let fd = match io.connect(server) {
+        Ok(fd) => fd,
+        Err(error) => {
+            clients_rc.borrow_mut()[index].result = Some(broken(0, &error));
+            return;
+        }
+    };
+    clients_rc.borrow_mut()[index].fd = Some(fd);
+    let for_handler = Rc::clone(clients_rc);
+    let added = io.add_handler(
+        fd,
+        move |io, fd, events| on_event(&for_handler, io, index, fd, events),
+        Events::READ | Events::WRITE,
+    );
+    if let Err(error) = added {
+        clients_rc.borrow_mut()[index].result =
+            Some(ClientResult::Wrong(format!("add_handler: {error}")));
+        let _ = io.close_fd(fd);
+    }
+}
+
+fn broken(verified: usize, error: &io::Error) -> ClientResult {
+    ClientResult::Broken {
+        verified,
+        error: error.to_string(),
+    }
+}
+
+fn retryable(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+fn on_event<P: Poller>(
+    clients_rc: &Rc<RefCell<Vec<Client>>>,
+    io: &mut IOLoop<P>,
+    index: usize,
+    fd: Fd,
+    events: Events,
+) {
+    let mut clients = clients_rc.borrow_mut();
+    let client = &mut clients[index];
+    if client.result.is_none() && events.intersects(Events::READ | Events::ERROR) {
+        receive(io, fd, client);
+    }
+    if client.result.is_none() && events.intersects(Events::WRITE | Events::ERROR) {
+        send(io, fd, client);
+    }
+    if client.result.is_some() {
+        let _ = io.close_fd(fd);
+        client.fd = None;
+        return;
+    }
+    let mut interest = Events::READ;
+    if client.sent < client.message_ends[client.message_current] {
+        interest |= Events::WRITE;
+    }
+    if io.interest(fd) != Some(interest) {
+        let _ = io.update_handler(fd, interest);
+    }
+}
+
+fn receive<P: Poller>(io: &mut IOLoop<P>, fd: Fd, client: &mut Client) {
+    let mut buf = [0u8; 4096];
+    match io.read(fd, &mut buf) {
+        Ok(0) => {
+            client.result = Some(if client.received == client.stream.len() {
+                ClientResult::Echoed
+            } else {
+                ClientResult::Wrong(format!(
+                    "end of stream after {} of {} bytes",
+                    client.received,
+                    client.stream.len()
+                ))
+            });
+        }
+        Ok(n) => {
+            let got = &buf[..n];
+            let start = client.received;
+            if start + n > client.sent {
+                client.result = Some(ClientResult::Wrong(format!(
+                    "received {} bytes but only {} were sent",
+                    start + n,
+                    client.sent
+                )));
+                return;
+            }
+            if let Some(at) = got
+                .iter()
+                .zip(&client.stream[start..])
+                .position(|(a, b)| a != b)
+            {
+                client.result = Some(ClientResult::Wrong(format!(
+                    "byte {} differs: got {:#04x}, sent {:#04x}",
+                    start + at,
+                    got[at],
+                    client.stream[start + at]
+                )));
+                return;
+            }
+            client.received += n;
+            advance(client);
+        }
+        Err(e) if retryable(&e) => {}
+        Err(e) => client.result = Some(broken(client.received, &e)),
+    }
+}
+
+/// After an echo: move to the next message, and finish the stream.
+fn advance(client: &mut Client) {
+    let last = client.message_ends.len() - 1;
+    while client.message_current < last
+        && client.received >= client.message_ends[client.message_current]
+    {
+        client.message_current += 1;
+    }
+    if client.received == client.stream.len() && !client.half_close {
+        client.result = Some(ClientResult::Echoed);
+    }
+}
+
+fn send<P: Poller>(io: &mut IOLoop<P>, fd: Fd, client: &mut Client) {
+    let end = client.message_ends[client.message_current];
+    if client.sent < end {
+        match io.write(fd, &client.stream[client.sent..end]) {
+            Ok(n) => client.sent += n,
+            Err(e) if retryable(&e) => return,
+            Err(e) => {
+                client.result = Some(broken(client.received, &e));
+                return;
+            }
+        }
+    }
+    if client.sent == client.stream.len() && client.half_close && !client.shut {
+        client.shut = true;
+        if let Err(e) = io.shutdown(fd, Shutdown::Write) {
+            client.result = Some(broken(client.received, &e));
+        }
+    }
+}
