@@ -156,7 +156,9 @@ fn echoes_messages_from_1_byte_to_4_mib() {
             echoed.len()
         );
     }
-    server.wait_for("all connections closed", |s| s.connections == 0);
+    server.wait_for("all connections closed", |s| {
+        s.connections == 0 && s.stats.connections_closed == 8
+    });
 }
 
 #[test]
@@ -186,7 +188,10 @@ fn half_closing_client_gets_everything_then_eof() {
     let data = pattern(300_000, 7);
     let echoed = echo_round_trip(server.connect(), data.clone()).unwrap();
     assert!(echoed == data);
-    let snapshot = server.wait_for("connection closed", |s| s.connections == 0);
+    // Snapshots are published every 5 ms: wait for one taken after the echo.
+    let snapshot = server.wait_for("connection closed", |s| {
+        s.connections == 0 && s.stats.connections_closed == 1
+    });
     assert_eq!(snapshot.stats.bytes_written, data.len() as u64);
 }
 
