@@ -25,6 +25,16 @@ fn recorder(log: &Log) -> impl FnMut(&mut IOLoop<MioPoller>, Fd, Events) + 'stat
     move |_io, fd, events| log.borrow_mut().push((fd, events))
 }
 
+/// A handler that records its calls and reads (and drops) what is there.
+fn reading_recorder(log: &Log) -> impl FnMut(&mut IOLoop<MioPoller>, Fd, Events) + 'static {
+    let log = Rc::clone(log);
+    move |io, fd, events| {
+        log.borrow_mut().push((fd, events));
+        let mut buf = [0; 64];
+        let _ = io.read(fd, &mut buf);
+    }
+}
+
 // ----- 1. events --------------------------------------------------------------
 
 #[test]
@@ -32,17 +42,8 @@ fn read_only_registration_never_reports_write() {
     let mut io = mio_loop();
     let (fd, mut peer) = tcp_pair(&mut io);
     let log: Log = Rc::default();
-    let for_handler = Rc::clone(&log);
-    io.add_handler(
-        fd,
-        move |io, fd, events| {
-            for_handler.borrow_mut().push((fd, events));
-            let mut buf = [0; 64];
-            let _ = io.read(fd, &mut buf);
-        },
-        Events::READ,
-    )
-    .unwrap();
+    io.add_handler(fd, reading_recorder(&log), Events::READ)
+        .unwrap();
     peer.write_all(b"ping").unwrap();
     assert!(io.run_until(TIMEOUT, |_| !log.borrow().is_empty()).unwrap());
     for _ in 0..5 {
@@ -588,17 +589,8 @@ fn panicking_handler_is_removed_and_the_loop_goes_on() {
     io.add_handler(bad, |_, _, _| panic!("planted handler panic"), Events::READ)
         .unwrap();
     let log: Log = Rc::default();
-    let for_good = Rc::clone(&log);
-    io.add_handler(
-        good,
-        move |io, fd, events| {
-            for_good.borrow_mut().push((fd, events));
-            let mut buf = [0; 8];
-            let _ = io.read(fd, &mut buf);
-        },
-        Events::READ,
-    )
-    .unwrap();
+    io.add_handler(good, reading_recorder(&log), Events::READ)
+        .unwrap();
     bad_peer.write_all(b"boom").unwrap();
     good_peer.write_all(b"fine").unwrap();
     assert!(io

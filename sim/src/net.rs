@@ -243,11 +243,6 @@ impl World {
             .collect()
     }
 
-    /// Record a decision in the trace.
-    pub fn record(&mut self, tag: u8, values: &[u64], describe: impl FnOnce() -> String) {
-        self.trace.record(tag, values, describe);
-    }
-
     // ----- decisions ----------------------------------------------------------
 
     /// Draw a fault with probability `ppm`; a fault that fires is traced.

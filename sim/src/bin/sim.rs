@@ -173,6 +173,7 @@ fn run(common: &Common, seeds: Range<u64>, expect_failure: bool) -> ExitCode {
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {per_sec} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // Wall clock for the seeds/s report only; no simulated run reads it.
     let started = Instant::now();
     let (mut ran, mut failed, mut sim_events) = (0u64, 0u64, 0u64);
     for seed in seeds {
