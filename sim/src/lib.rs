@@ -11,6 +11,7 @@
 pub mod check;
 mod entropy;
 mod faults;
+pub mod model;
 pub mod net;
 mod poller;
 pub mod scenario;

@@ -8,11 +8,7 @@ fn config(scenario: Scenario, seed: u64, faults: FaultPreset) -> RunConfig {
         scenario,
         seed,
         faults,
-        workload: Workload {
-            clients: 8,
-            messages: 6,
-            message_bytes_max: 3000,
-        },
+        workload: Workload::random(8, 6, 3000),
         trace_full: false,
     }
 }
@@ -48,11 +44,7 @@ fn every_planted_bug_is_caught_within_1000_seeds() {
 #[test]
 fn echo_with_big_messages_and_many_clients() {
     let config = RunConfig {
-        workload: Workload {
-            clients: 64,
-            messages: 3,
-            message_bytes_max: 256 * 1024,
-        },
+        workload: Workload::random(64, 3, 256 * 1024),
         ..config(Scenario::Echo, 7, FaultPreset::All)
     };
     let outcome = run(&config);

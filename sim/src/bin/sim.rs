@@ -37,6 +37,10 @@ struct Common {
     /// Largest message in bytes (sizes are drawn from 1 to this).
     #[arg(long = "message-bytes", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     message_bytes: u64,
+    /// Explicit message sizes, comma-separated (overrides --message-bytes):
+    /// message j of client i has the size at (i + j) mod the list's length.
+    #[arg(long = "message-sizes", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    message_sizes: Vec<u64>,
 }
 
 #[derive(Subcommand)]
@@ -98,9 +102,12 @@ fn config(common: &Common, seed: u64, trace_full: bool) -> RunConfig {
         seed,
         faults: common.faults,
         workload: Workload {
-            clients: common.clients as usize,
-            messages: common.messages as usize,
-            message_bytes_max: common.message_bytes as usize,
+            message_sizes: common.message_sizes.iter().map(|&n| n as usize).collect(),
+            ..Workload::random(
+                common.clients as usize,
+                common.messages as usize,
+                common.message_bytes as usize,
+            )
         },
         trace_full,
     }

@@ -50,8 +50,32 @@ pub struct Workload {
     pub clients: usize,
     /// Messages per client.
     pub messages: usize,
-    /// Largest message, in bytes.
+    /// Largest message, in bytes, when sizes are drawn from the seed.
     pub message_bytes_max: usize,
+    /// Explicit sizes: when non-empty, message `j` of client `i` has size
+    /// `message_sizes[(i + j) % len]` and `message_bytes_max` is ignored.
+    pub message_sizes: Vec<usize>,
+}
+
+impl Workload {
+    /// `clients` clients sending `messages` messages each, of sizes drawn
+    /// from 1 to `message_bytes_max`.
+    pub fn random(clients: usize, messages: usize, message_bytes_max: usize) -> Workload {
+        Workload {
+            clients,
+            messages,
+            message_bytes_max,
+            message_sizes: Vec::new(),
+        }
+    }
+
+    fn message_size(&self, client: usize, message: usize, entropy: &mut Entropy) -> usize {
+        if self.message_sizes.is_empty() {
+            entropy.between(1, self.message_bytes_max as u64) as usize
+        } else {
+            self.message_sizes[(client + message) % self.message_sizes.len()].max(1)
+        }
+    }
 }
 
 /// K echo clients sharing one loop.
@@ -69,8 +93,8 @@ impl EchoClients {
         for index in 0..workload.clients {
             let mut stream = Vec::new();
             let mut message_ends = Vec::new();
-            for _ in 0..workload.messages {
-                let size = entropy.between(1, workload.message_bytes_max as u64) as usize;
+            for message in 0..workload.messages {
+                let size = workload.message_size(index, message, entropy);
                 let salt = (index as u64) << 32 ^ stream.len() as u64;
                 stream.extend((0..size).map(|i| pattern_byte(salt, i)));
                 message_ends.push(stream.len());

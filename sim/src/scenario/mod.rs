@@ -96,7 +96,7 @@ pub struct RunConfig {
 impl RunConfig {
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
-        format!(
+        let mut command = format!(
             "cargo run -p ioloop-sim --release -- replay --scenario {} --seed {:#x} --faults {} --clients {} --messages {} --message-bytes {}",
             self.scenario,
             self.seed,
@@ -104,7 +104,17 @@ impl RunConfig {
             self.workload.clients,
             self.workload.messages,
             self.workload.message_bytes_max
-        )
+        );
+        if !self.workload.message_sizes.is_empty() {
+            let sizes: Vec<String> = self
+                .workload
+                .message_sizes
+                .iter()
+                .map(usize::to_string)
+                .collect();
+            command.push_str(&format!(" --message-sizes {}", sizes.join(",")));
+        }
+        command
     }
 }
 

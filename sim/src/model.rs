@@ -1,0 +1,493 @@
+//! The handler-map model: random operations on a loop, checked step by step against a reference.
+//!
+//! A loop on a simulated host talks to an echo server on another host. A
+//! sequence of [`Op`]s adds, updates and removes handlers on open,
+//! unknown and duplicate fds, from the top level and from inside handlers,
+//! callbacks and timeouts (a handler removing itself, removing another fd
+//! whose event is pending in the same batch, closing an fd and reusing its
+//! number at once). After every step the loop's table must equal the
+//! model's, every error must be the one the model expects, and no handler
+//! may run after its removal or outside its interest.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+
+use ioloop::echo::{EchoConfig, EchoServer};
+use ioloop::{Error, Events, Fd, IOLoop};
+
+use crate::{Entropy, FaultPlan, SimNet, SimPoller};
+
+/// Names an fd in an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdRef {
+    /// The n-th open client socket (modulo how many are open).
+    Open(u8),
+    /// A number that is not open (or negative).
+    Raw(i32),
+}
+
+/// Something a handler, callback or timeout does when it first runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Remove its own handler (handlers only).
+    RemoveSelf,
+    /// Remove its own handler and add a new one on the same fd.
+    ReplaceSelf(Events),
+    /// Change its own interest.
+    UpdateSelf(Events),
+    /// Remove another fd's handler (its event may be pending in this batch).
+    Remove(FdRef),
+    /// Add a handler on an fd.
+    Add(FdRef, Events),
+    /// Close an fd and open a new socket at once: the kernel hands out the
+    /// lowest free number, so it is usually reused within the batch.
+    CloseAndReopen(FdRef),
+}
+
+/// One step of a test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Connect a new client socket to the echo server.
+    Open,
+    /// `add_handler`, with what the handler does on its first call.
+    Add(FdRef, Events, Vec<Action>),
+    /// `update_handler`.
+    Update(FdRef, Events),
+    /// `remove_handler`.
+    Remove(FdRef),
+    /// `close_fd`.
+    Close(FdRef),
+    /// Write a few bytes, so that their echo raises `READ`.
+    Send(FdRef),
+    /// `add_callback` doing these actions.
+    Callback(Vec<Action>),
+    /// `call_later` doing these actions.
+    Timeout(u8, Vec<Action>),
+    /// One iteration of both loops.
+    Run,
+}
+
+/// A deliberately broken reactor, for the property's planted-bug twin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapBug {
+    /// `remove_handler` from the top level does nothing.
+    RemoveIsNoop,
+    /// A duplicate `add_handler` replaces the handler instead of failing.
+    DuplicateAddReplaces,
+}
+
+/// What the model believes.
+#[derive(Default)]
+struct Model {
+    /// fd → (handler id, interest).
+    registered: BTreeMap<Fd, (u64, Events)>,
+    /// Client sockets open, in opening order.
+    open: Vec<Fd>,
+    handler_id_next: u64,
+    failure: Option<String>,
+}
+
+impl Model {
+    fn fail(&mut self, why: String) {
+        if self.failure.is_none() {
+            self.failure = Some(why);
+        }
+    }
+
+    fn resolve(&self, fd: FdRef) -> Fd {
+        match fd {
+            FdRef::Open(n) if !self.open.is_empty() => self.open[n as usize % self.open.len()],
+            FdRef::Open(_) => Fd(900),
+            FdRef::Raw(raw) => Fd(raw),
+        }
+    }
+}
+
+type Shared = Rc<RefCell<Model>>;
+
+/// The system under test: a client loop, its model, and the echo server.
+struct Harness {
+    io: IOLoop<SimPoller>,
+    server_io: IOLoop<SimPoller>,
+    _server: EchoServer,
+    server_addr: SocketAddr,
+    model: Shared,
+    bug: Option<MapBug>,
+}
+
+impl fmt::Display for FdRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FdRef::Open(n) => write!(f, "open[{n}]"),
+            FdRef::Raw(raw) => write!(f, "fd{raw}"),
+        }
+    }
+}
+
+/// Draw `count` operations from `entropy` (seeded or fuzzer bytes).
+pub fn ops_from_entropy(entropy: &mut Entropy, count: usize) -> Vec<Op> {
+    (0..count).map(|_| draw_op(entropy)).collect()
+}
+
+fn draw_events(entropy: &mut Entropy) -> Events {
+    Events::from_bits_truncate(entropy.below(8) as u8)
+}
+
+fn draw_fd(entropy: &mut Entropy) -> FdRef {
+    match entropy.below(10) {
+        0 => FdRef::Raw([-1, 3, 77, 900][entropy.below(4) as usize]),
+        _ => FdRef::Open(entropy.below(8) as u8),
+    }
+}
+
+fn draw_actions(entropy: &mut Entropy) -> Vec<Action> {
+    (0..entropy.below(3))
+        .map(|_| match entropy.below(6) {
+            0 => Action::RemoveSelf,
+            1 => Action::ReplaceSelf(draw_events(entropy)),
+            2 => Action::UpdateSelf(draw_events(entropy)),
+            3 => Action::Remove(draw_fd(entropy)),
+            4 => Action::Add(draw_fd(entropy), draw_events(entropy)),
+            _ => Action::CloseAndReopen(draw_fd(entropy)),
+        })
+        .collect()
+}
+
+fn draw_op(entropy: &mut Entropy) -> Op {
+    match entropy.below(16) {
+        0 | 1 => Op::Open,
+        2..=4 => Op::Add(
+            draw_fd(entropy),
+            draw_events(entropy),
+            draw_actions(entropy),
+        ),
+        5 => Op::Update(draw_fd(entropy), draw_events(entropy)),
+        6 => Op::Remove(draw_fd(entropy)),
+        7 => Op::Close(draw_fd(entropy)),
+        8 => Op::Send(draw_fd(entropy)),
+        9 => Op::Callback(draw_actions(entropy)),
+        10 => Op::Timeout(entropy.below(5) as u8, draw_actions(entropy)),
+        _ => Op::Run,
+    }
+}
+
+/// Run `ops` against a fresh loop (with `bug` planted, if any) and the
+/// model; `Err` names the first step where they disagree.
+pub fn check_ops(ops: &[Op], bug: Option<MapBug>) -> Result<(), String> {
+    let mut harness = Harness::new(bug);
+    for (step, op) in ops.iter().enumerate() {
+        harness.apply(op);
+        harness
+            .compare()
+            .map_err(|why| format!("step {step} ({op:?}): {why}"))?;
+    }
+    // Let everything pending run, still checking.
+    for step in 0..20 {
+        harness.apply(&Op::Run);
+        harness
+            .compare()
+            .map_err(|why| format!("final run {step}: {why}"))?;
+    }
+    Ok(())
+}
+
+impl Harness {
+    fn new(bug: Option<MapBug>) -> Harness {
+        let net = SimNet::with_plan(Entropy::seeded(0), FaultPlan::none(), false);
+        let server_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+        let server_addr = SocketAddr::new(server_ip, 7);
+        let mut server_io = IOLoop::new(net.host(server_ip));
+        let server = EchoServer::bind(&mut server_io, server_addr, EchoConfig::default())
+            .expect("the echo server binds in a fresh world");
+        let io = IOLoop::new(net.host(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))));
+        Harness {
+            io,
+            server_io,
+            _server: server,
+            server_addr,
+            model: Shared::default(),
+            bug,
+        }
+    }
+
+    fn apply(&mut self, op: &Op) {
+        let io = &mut self.io;
+        let model = &self.model;
+        match op {
+            Op::Open => open(io, model, self.server_addr),
+            Op::Add(fd, events, actions) => {
+                let fd = model.borrow().resolve(*fd);
+                if self.bug == Some(MapBug::DuplicateAddReplaces) {
+                    // The broken reactor drops the old handler behind the
+                    // model's back, so the duplicate add "succeeds".
+                    io.remove_handler(fd);
+                }
+                add(
+                    io,
+                    model,
+                    fd,
+                    *events,
+                    actions.clone(),
+                    self.server_addr,
+                    false,
+                );
+            }
+            Op::Update(fd, events) => {
+                let fd = model.borrow().resolve(*fd);
+                update(io, model, fd, *events);
+            }
+            Op::Remove(fd) => {
+                let fd = model.borrow().resolve(*fd);
+                if self.bug == Some(MapBug::RemoveIsNoop) {
+                    model.borrow_mut().registered.remove(&fd);
+                } else {
+                    remove(io, model, fd);
+                }
+            }
+            Op::Close(fd) => {
+                let fd = model.borrow().resolve(*fd);
+                close(io, model, fd);
+            }
+            Op::Send(fd) => {
+                let fd = model.borrow().resolve(*fd);
+                let _ = io.write(fd, b"ping");
+            }
+            Op::Callback(actions) => {
+                let (model, actions, addr) = (Rc::clone(model), actions.clone(), self.server_addr);
+                io.add_callback(move |io| perform(io, &model, None, &actions, addr));
+            }
+            Op::Timeout(ms, actions) => {
+                let (model, actions, addr) = (Rc::clone(model), actions.clone(), self.server_addr);
+                io.call_later(Duration::from_millis(u64::from(*ms)), move |io| {
+                    perform(io, &model, None, &actions, addr)
+                });
+            }
+            Op::Run => {
+                for io in [&mut self.io, &mut self.server_io] {
+                    match io.run_once(Some(Duration::from_millis(1))) {
+                        Ok(()) | Err(Error::Poll(_)) => {}
+                        Err(error) => self.model.borrow_mut().fail(format!("run_once: {error}")),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The loop's table against the model, and any failure seen inside
+    /// handlers.
+    fn compare(&self) -> Result<(), String> {
+        let model = self.model.borrow();
+        if let Some(failure) = &model.failure {
+            return Err(failure.clone());
+        }
+        let loop_table: BTreeMap<Fd, Events> = self.io.handlers().collect();
+        let model_table: BTreeMap<Fd, Events> = model
+            .registered
+            .iter()
+            .map(|(fd, (_, ev))| (*fd, *ev))
+            .collect();
+        if loop_table != model_table {
+            return Err(format!(
+                "loop table {loop_table:?} != model {model_table:?}"
+            ));
+        }
+        self.io.check_consistency()
+    }
+}
+
+fn open(io: &mut IOLoop<SimPoller>, model: &Shared, server: SocketAddr) {
+    match io.connect(server) {
+        Ok(fd) => model.borrow_mut().open.push(fd),
+        Err(error) => model.borrow_mut().fail(format!("connect: {error}")),
+    }
+}
+
+/// Which error the model expects from `add_handler(fd)`.
+fn expected_add(model: &Model, fd: Fd) -> Result<(), &'static str> {
+    if fd.0 < 0 {
+        Err("InvalidFd")
+    } else if model.registered.contains_key(&fd) {
+        Err("AlreadyRegistered")
+    } else if !model.open.contains(&fd) {
+        Err("Os")
+    } else {
+        Ok(())
+    }
+}
+
+fn error_name(error: &Error) -> &'static str {
+    match error {
+        Error::InvalidFd(_) => "InvalidFd",
+        Error::AlreadyRegistered(_) => "AlreadyRegistered",
+        Error::NotRegistered(_) => "NotRegistered",
+        Error::Os { .. } => "Os",
+        _ => "other",
+    }
+}
+
+/// `add_handler` on `fd`, checked against the model. `from_callback`: added
+/// before this iteration's poll, so its first events may come in the same
+/// iteration; a handler added between iterations or by another handler
+/// must wait for the next one.
+fn add(
+    io: &mut IOLoop<SimPoller>,
+    model: &Shared,
+    fd: Fd,
+    events: Events,
+    actions: Vec<Action>,
+    server: SocketAddr,
+    from_callback: bool,
+) {
+    let expected = expected_add(&model.borrow(), fd);
+    let id = {
+        let mut m = model.borrow_mut();
+        m.handler_id_next += 1;
+        m.handler_id_next
+    };
+    let added_at = (!from_callback).then(|| io.iterations());
+    let for_handler = Rc::clone(model);
+    let mut first_call = Some(actions);
+    let result = io.add_handler(
+        fd,
+        move |io, fd, fired| {
+            check_call(io, &for_handler, id, fd, fired, added_at);
+            if let Some(actions) = first_call.take() {
+                perform(io, &for_handler, Some(fd), &actions, server);
+            }
+            let mut buf = [0u8; 256];
+            let _ = io.read(fd, &mut buf);
+        },
+        events,
+    );
+    let got = result.as_ref().map(|_| ()).map_err(error_name);
+    let mut m = model.borrow_mut();
+    if got != expected {
+        m.fail(format!(
+            "add_handler({fd:?}): got {got:?}, model expects {expected:?}"
+        ));
+    } else if got.is_ok() {
+        m.registered.insert(fd, (id, events));
+    }
+}
+
+/// A handler call must be for the registration the model holds, within its
+/// interest, and never in the iteration that added it.
+fn check_call(
+    io: &IOLoop<SimPoller>,
+    model: &Shared,
+    id: u64,
+    fd: Fd,
+    fired: Events,
+    added_at: Option<u64>,
+) {
+    let mut m = model.borrow_mut();
+    match m.registered.get(&fd).copied() {
+        Some((registered_id, interest)) if registered_id == id => {
+            if !(interest | Events::ERROR).contains(fired) {
+                m.fail(format!(
+                    "handler {id} on {fd:?} got {fired:?} outside its interest {interest:?}"
+                ));
+            }
+            if added_at.is_some_and(|added_at| io.iterations() <= added_at) {
+                m.fail(format!(
+                    "handler {id} on {fd:?} ran in the iteration that added it"
+                ));
+            }
+        }
+        other => m.fail(format!(
+            "handler {id} on {fd:?} ran, but the model holds {other:?}"
+        )),
+    }
+}
+
+fn update(io: &mut IOLoop<SimPoller>, model: &Shared, fd: Fd, events: Events) {
+    let expected = if model.borrow().registered.contains_key(&fd) {
+        Ok(())
+    } else {
+        Err("NotRegistered")
+    };
+    let got = io.update_handler(fd, events).map_err(|e| error_name(&e));
+    let mut m = model.borrow_mut();
+    if got != expected {
+        m.fail(format!(
+            "update_handler({fd:?}): got {got:?}, model expects {expected:?}"
+        ));
+    } else if let Some(entry) = m.registered.get_mut(&fd) {
+        entry.1 = events;
+    }
+}
+
+fn remove(io: &mut IOLoop<SimPoller>, model: &Shared, fd: Fd) {
+    let expected = model.borrow_mut().registered.remove(&fd).is_some();
+    let got = io.remove_handler(fd);
+    if got != expected {
+        model.borrow_mut().fail(format!(
+            "remove_handler({fd:?}) returned {got}, model expects {expected}"
+        ));
+    }
+}
+
+fn close(io: &mut IOLoop<SimPoller>, model: &Shared, fd: Fd) {
+    let was_open = {
+        let mut m = model.borrow_mut();
+        m.registered.remove(&fd);
+        let position = m.open.iter().position(|&open| open == fd);
+        position.map(|p| m.open.remove(p)).is_some()
+    };
+    let got = io.close_fd(fd).is_ok();
+    if got != was_open {
+        model.borrow_mut().fail(format!(
+            "close_fd({fd:?}) ok={got}, model expects ok={was_open}"
+        ));
+    }
+}
+
+/// Do `actions`, from inside a handler of `own` (or a callback: `None`).
+fn perform(
+    io: &mut IOLoop<SimPoller>,
+    model: &Shared,
+    own: Option<Fd>,
+    actions: &[Action],
+    server: SocketAddr,
+) {
+    for action in actions {
+        match (*action, own) {
+            (Action::RemoveSelf, Some(fd)) => remove(io, model, fd),
+            (Action::ReplaceSelf(events), Some(fd)) => {
+                remove(io, model, fd);
+                add(io, model, fd, events, Vec::new(), server, false);
+            }
+            (Action::UpdateSelf(events), Some(fd)) => update(io, model, fd, events),
+            (Action::RemoveSelf | Action::ReplaceSelf(_) | Action::UpdateSelf(_), None) => {}
+            (Action::Remove(fd), _) => {
+                let fd = model.borrow().resolve(fd);
+                remove(io, model, fd);
+            }
+            (Action::Add(fd, events), _) => {
+                let fd = model.borrow().resolve(fd);
+                add(io, model, fd, events, Vec::new(), server, own.is_none());
+            }
+            (Action::CloseAndReopen(fd), _) => {
+                let fd = model.borrow().resolve(fd);
+                close(io, model, fd);
+                open(io, model, server);
+                let reopened = model.borrow().open.last().copied();
+                if let Some(new_fd) = reopened {
+                    add(
+                        io,
+                        model,
+                        new_fd,
+                        Events::READ | Events::WRITE,
+                        Vec::new(),
+                        server,
+                        own.is_none(),
+                    );
+                }
+            }
+        }
+    }
+}
