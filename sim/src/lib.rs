@@ -9,8 +9,10 @@
 #![deny(missing_docs)]
 
 pub mod check;
+pub mod cli;
 mod entropy;
 mod faults;
+pub mod fuzz;
 pub mod model;
 pub mod net;
 mod poller;

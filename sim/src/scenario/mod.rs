@@ -15,7 +15,7 @@ pub use client::{ClientResult, EchoClients, Workload};
 use planted::{Bug, PlantedServer};
 
 use crate::check::{self, SpinDetector};
-use crate::{FaultPlan, FaultPreset, SimNet, SimPoller};
+use crate::{Entropy, FaultPlan, FaultPreset, SimNet, SimPoller};
 
 /// Virtual time a run may take before it counts as hung.
 const VIRTUAL_TIME_MAX: Duration = Duration::from_secs(3600);
@@ -153,7 +153,27 @@ impl Server {
 
 /// Run one seed of a scenario and check it.
 pub fn run(config: &RunConfig) -> Outcome {
-    let net = SimNet::new(config.seed, config.faults, config.trace_full);
+    run_on(
+        SimNet::new(config.seed, config.faults, config.trace_full),
+        config,
+    )
+}
+
+/// Run a scenario with every decision drawn from `data` (a fuzzer's
+/// bytes) instead of the seed, the fault plan included (as `swarm` draws
+/// it). When the bytes run out, no more faults happen.
+pub fn run_from_bytes(config: &RunConfig, data: &[u8]) -> Outcome {
+    let mut entropy = Entropy::from_bytes(data);
+    let plan = FaultPlan::swarm(&mut entropy);
+    run_with_plan(config, entropy, plan)
+}
+
+/// Run a scenario under an explicit fault `plan`, deciding from `entropy`.
+pub fn run_with_plan(config: &RunConfig, entropy: Entropy, plan: FaultPlan) -> Outcome {
+    run_on(SimNet::with_plan(entropy, plan, config.trace_full), config)
+}
+
+fn run_on(net: SimNet, config: &RunConfig) -> Outcome {
     let server_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
     let client_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
     let addr = SocketAddr::new(server_ip, 7);

@@ -1,0 +1,261 @@
+//! The `sim` command line: parsing (clap) and execution, shared by the binary and the `sim_args` fuzz target.
+
+use std::io::Write;
+use std::ops::Range;
+use std::time::Instant;
+
+use crate::scenario::{self, RunConfig, Scenario, Workload};
+use crate::FaultPreset;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(
+    name = "sim",
+    about = "Run ioloop scenarios on the simulated network",
+    version
+)]
+/// The `sim` command line.
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by `run` and `replay`.
+#[derive(clap::Args, Clone)]
+pub struct Common {
+    /// Scenario to run (see `sim list`).
+    #[arg(long, value_parser = Scenario::from_name)]
+    pub scenario: Scenario,
+    /// Fault preset: none, all, or swarm (each seed draws its own faults).
+    #[arg(long, default_value = "swarm", value_parser = parse_preset)]
+    pub faults: FaultPreset,
+    /// Simulated clients.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub clients: u64,
+    /// Messages per client, sent ping-pong.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub messages: u64,
+    /// Largest message in bytes (sizes are drawn from 1 to this).
+    #[arg(long = "message-bytes", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    pub message_bytes: u64,
+    /// Explicit message sizes, comma-separated (overrides --message-bytes):
+    /// message j of client i has the size at (i + j) mod the list's length.
+    #[arg(long = "message-sizes", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    pub message_sizes: Vec<u64>,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a range of seeds; print one line per failure with its replay command.
+    Run {
+        /// Scenario, faults and workload.
+        #[command(flatten)]
+        common: Common,
+        /// Seeds to run, as START..END (END excluded); decimal or 0x-hex.
+        #[arg(long, default_value = "0..1000", value_parser = parse_seeds)]
+        seeds: Range<u64>,
+        /// Succeed only if some seed fails (for planted bugs); stop at the first failure.
+        #[arg(long)]
+        expect_failure: bool,
+    },
+    /// Rerun one seed; print its outcome and trace hash.
+    Replay {
+        /// Scenario, faults and workload.
+        #[command(flatten)]
+        common: Common,
+        /// The seed, decimal or 0x-hex.
+        #[arg(long, value_parser = parse_seed)]
+        seed: u64,
+        /// Print every decision of the run.
+        #[arg(long)]
+        trace: bool,
+    },
+    /// Name the scenarios.
+    List,
+}
+
+fn parse_preset(s: &str) -> Result<FaultPreset, String> {
+    s.parse()
+}
+
+fn parse_seed(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("not a seed (a u64, decimal or 0x-hex): {s:?}"))
+}
+
+fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
+    let (start, end) = s
+        .split_once("..")
+        .ok_or_else(|| format!("seeds must be START..END, got {s:?}"))?;
+    let range = parse_seed(start)?..parse_seed(end)?;
+    if range.is_empty() {
+        return Err(format!(
+            "empty seed range {s:?}: END must be greater than START"
+        ));
+    }
+    Ok(range)
+}
+
+fn config(common: &Common, seed: u64, trace_full: bool) -> RunConfig {
+    RunConfig {
+        scenario: common.scenario,
+        seed,
+        faults: common.faults,
+        workload: Workload {
+            message_sizes: common.message_sizes.iter().map(|&n| n as usize).collect(),
+            ..Workload::random(
+                common.clients as usize,
+                common.messages as usize,
+                common.message_bytes as usize,
+            )
+        },
+        trace_full,
+    }
+}
+
+/// Parse a command line (`args` without the program name). Bad arguments
+/// give a clap error, never a panic.
+pub fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(
+        std::iter::once(std::ffi::OsString::from("sim")).chain(args.into_iter().map(Into::into)),
+    )
+}
+
+/// Carry out a parsed command, writing its report to `out`; returns the
+/// exit status (0 success, 1 a failed seed).
+pub fn execute(cli: &Cli, out: &mut dyn Write) -> u8 {
+    match &cli.command {
+        Command::List => {
+            for scenario in Scenario::all() {
+                let kind = if scenario.expects_failure() {
+                    "must fail"
+                } else {
+                    "must pass"
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<26} {kind:<9}  {}",
+                    scenario.name(),
+                    scenario.describe()
+                );
+            }
+            0
+        }
+        Command::Replay {
+            common,
+            seed,
+            trace,
+        } => replay(common, *seed, *trace, out),
+        Command::Run {
+            common,
+            seeds,
+            expect_failure,
+        } => run(common, seeds.clone(), *expect_failure, out),
+    }
+}
+
+fn replay(common: &Common, seed: u64, trace: bool, out: &mut dyn Write) -> u8 {
+    let config = config(common, seed, trace);
+    let outcome = scenario::run(&config);
+    for line in &outcome.trace_lines {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = writeln!(
+        out,
+        "scenario={} seed={seed:#x} faults={}",
+        common.scenario, common.faults
+    );
+    let _ = writeln!(
+        out,
+        "plan: {} (plan_hash={:016x})",
+        outcome.plan,
+        outcome.plan.hash()
+    );
+    let _ = writeln!(
+        out,
+        "virtual_time={:?} sim_events={}",
+        outcome.virtual_time.since_epoch(),
+        outcome.sim_events
+    );
+    let status = match &outcome.failure {
+        Some(failure) => {
+            let _ = writeln!(out, "FAILED: {failure}");
+            1
+        }
+        None => {
+            let _ = writeln!(out, "ok");
+            0
+        }
+    };
+    let _ = writeln!(out, "trace_hash={:016x}", outcome.trace_hash);
+    status
+}
+
+fn run(common: &Common, seeds: Range<u64>, expect_failure: bool, out: &mut dyn Write) -> u8 {
+    let progress = ProgressBar::new(seeds.end - seeds.start);
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    // Wall clock for the seeds/s report only; no simulated run reads it.
+    let started = Instant::now();
+    let (mut ran, mut failed, mut sim_events) = (0u64, 0u64, 0u64);
+    for seed in seeds {
+        let config = config(common, seed, false);
+        let outcome = scenario::run(&config);
+        ran += 1;
+        sim_events += outcome.sim_events;
+        progress.inc(1);
+        if let Some(failure) = outcome.failure {
+            failed += 1;
+            progress.suspend(|| {
+                let _ = writeln!(
+                    out,
+                    "FAIL seed={seed:#x} plan_hash={:016x} version={}: {failure}\n  plan: {}\n  replay: {}",
+                    outcome.plan.hash(),
+                    env!("CARGO_PKG_VERSION"),
+                    outcome.plan,
+                    config.replay_command()
+                );
+            });
+            if expect_failure {
+                break;
+            }
+        }
+    }
+    progress.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64().max(1e-9);
+    let _ = writeln!(
+                    out,
+        "seeds={ran} failed={failed} sim_events={sim_events} seeds_per_s={:.0} sim_events_per_s={:.0}",
+        ran as f64 / seconds,
+        sim_events as f64 / seconds
+    );
+    let passed = if expect_failure {
+        failed > 0
+    } else {
+        failed == 0
+    };
+    if expect_failure && !passed {
+        let _ = writeln!(
+            out,
+            "expected a failure from {}, but every seed passed",
+            common.scenario
+        );
+    }
+    if passed {
+        0
+    } else {
+        1
+    }
+}

@@ -1,0 +1,160 @@
+//! Heap use of the loop, measured with a counting allocator on the loop's
+//! thread: no allocation per echoed message once warm, and a small, fixed
+//! cost per idle connection.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ioloop::echo::{EchoConfig, EchoServer};
+use ioloop::{IOLoop, MioPoller};
+
+/// Counts allocations made by threads that opted in.
+struct Counting;
+
+thread_local! {
+    static TRACKED: Cell<bool> = const { Cell::new(false) };
+}
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+
+fn tracked() -> bool {
+    TRACKED.try_with(Cell::get).unwrap_or(false)
+}
+
+// SAFETY: every call is forwarded to `System` unchanged; counting has no
+// effect on the memory handed out.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if tracked() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if tracked() {
+            LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        }
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if tracked() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        }
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The two tests share the counters: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Count what `during` allocates on this thread.
+fn measure<T>(during: impl FnOnce() -> T) -> (T, u64, i64) {
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let bytes = LIVE_BYTES.load(Ordering::Relaxed);
+    TRACKED.with(|t| t.set(true));
+    let result = during();
+    TRACKED.with(|t| t.set(false));
+    (
+        result,
+        ALLOCATIONS.load(Ordering::Relaxed) - allocations,
+        LIVE_BYTES.load(Ordering::Relaxed) - bytes,
+    )
+}
+
+#[test]
+fn steady_state_echo_allocates_nothing_per_message() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut io = IOLoop::new(MioPoller::new().unwrap());
+    let server = EchoServer::bind(
+        &mut io,
+        "127.0.0.1:0".parse().unwrap(),
+        EchoConfig::default(),
+    )
+    .unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let rounds = Arc::new(AtomicU64::new(0));
+    let for_client = Arc::clone(&rounds);
+    let client = std::thread::spawn(move || {
+        let mut streams: Vec<TcpStream> =
+            (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let messages = [vec![7u8; 16 * 1024], vec![3u8; 64], vec![5u8; 1500]];
+        let mut echo = vec![0u8; 16 * 1024];
+        for round in 0..3_000 {
+            let message = &messages[round % messages.len()];
+            for stream in &mut streams {
+                stream.write_all(message).unwrap();
+            }
+            for stream in &mut streams {
+                stream.read_exact(&mut echo[..message.len()]).unwrap();
+                assert_eq!(&echo[..message.len()], &message[..]);
+            }
+            for_client.fetch_add(1, Ordering::Release);
+        }
+    });
+    // Warm up: connections accepted, queues grown to the largest message.
+    assert!(io
+        .run_until(TIMEOUT, |_| rounds.load(Ordering::Acquire) >= 300)
+        .unwrap());
+    let (finished, allocations, _) =
+        measure(|| io.run_until(TIMEOUT, |_| rounds.load(Ordering::Acquire) >= 2_900));
+    assert!(finished.unwrap(), "client did not finish");
+    assert_eq!(
+        allocations, 0,
+        "the loop allocated {allocations} times in 2,600 warm rounds"
+    );
+    client.join().unwrap();
+    server.close(&mut io);
+}
+
+#[test]
+fn idle_connections_cost_a_small_fixed_amount_each() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const IDLE: usize = 2_000;
+    let mut io = IOLoop::new(MioPoller::new().unwrap());
+    let server = EchoServer::bind(
+        &mut io,
+        "127.0.0.1:0".parse().unwrap(),
+        EchoConfig::default(),
+    )
+    .unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        let streams: Vec<TcpStream> = (0..IDLE)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        let _ = hold_rx.recv_timeout(TIMEOUT);
+        drop(streams);
+    });
+    let (accepted, _, bytes) =
+        measure(|| io.run_until(TIMEOUT, |_| server.connection_count() == IDLE));
+    assert!(
+        accepted.unwrap(),
+        "accepted {} of {IDLE}",
+        server.connection_count()
+    );
+    let per_connection = bytes as f64 / IDLE as f64;
+    println!(
+        "heap per idle connection: {per_connection:.0} bytes (loop table, handler, echo state)"
+    );
+    // A bound, not a benchmark: it catches a per-connection buffer.
+    assert!(
+        per_connection < 512.0,
+        "{per_connection:.0} bytes per idle connection"
+    );
+    hold_tx.send(()).unwrap();
+    client.join().unwrap();
+    server.close(&mut io);
+}
