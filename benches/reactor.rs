@@ -1,147 +1,30 @@
 //! The reactor's own costs: dispatch per ready fd (against raw mio, with 10
 //! to 10,000 idle fds registered), timers, and cross-thread callbacks.
 
+mod support;
+
 use std::cell::Cell;
-use std::io::{Read, Write};
-use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use ioloop::{Events, Fd, IOLoop, MioPoller};
-use mio::unix::SourceFd;
-
-/// Fds made ready per round.
-const ACTIVE: usize = 100;
-
-/// `ACTIVE` socket pairs (ours non-blocking) and `idle` registered-never-ready
-/// UDP sockets.
-struct Fds {
-    ours: Vec<UnixStream>,
-    peers: Vec<UnixStream>,
-    idle: Vec<UdpSocket>,
-}
-
-impl Fds {
-    fn new(idle: usize) -> Fds {
-        let (ours, peers) = (0..ACTIVE)
-            .map(|_| {
-                let (a, b) = UnixStream::pair().unwrap();
-                a.set_nonblocking(true).unwrap();
-                (a, b)
-            })
-            .unzip();
-        let idle = (0..idle)
-            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-            .collect();
-        Fds { ours, peers, idle }
-    }
-
-    /// Make every active fd readable.
-    fn poke(&mut self) {
-        for peer in &mut self.peers {
-            peer.write_all(b"x").unwrap();
-        }
-    }
-}
-
-/// Read until `WouldBlock`, as both loops do.
-fn drain(mut stream: &UnixStream) -> usize {
-    let mut buf = [0u8; 64];
-    let mut total = 0;
-    loop {
-        match stream.read(&mut buf) {
-            Ok(n) if n > 0 => total += n,
-            _ => return total,
-        }
-    }
-}
-
-/// The fds, a loop watching all of them, and the count of handled events.
-fn dispatch_ioloop(idle: usize) -> (Fds, IOLoop<MioPoller>, Rc<Cell<usize>>) {
-    let fds = Fds::new(idle);
-    let mut io = IOLoop::new(MioPoller::new().unwrap());
-    let handled = Rc::new(Cell::new(0usize));
-    for socket in &fds.idle {
-        io.add_handler(Fd(socket.as_raw_fd()), |_, _, _| {}, Events::READ)
-            .unwrap();
-    }
-    for stream in &fds.ours {
-        let stream = stream.try_clone().unwrap();
-        let counter = Rc::clone(&handled);
-        io.add_handler(
-            Fd(stream.as_raw_fd()),
-            move |io, fd, _| {
-                drain(&stream);
-                // Our own read bypassed the loop: tell it the fd is drained.
-                io.clear_readiness(fd, Events::READ);
-                counter.set(counter.get() + 1);
-            },
-            Events::READ,
-        )
-        .unwrap();
-    }
-    (fds, io, handled)
-}
+use ioloop::{IOLoop, MioPoller};
+use support::dispatch::{IoloopDispatch, RawMioDispatch, ACTIVE};
 
 fn dispatch(c: &mut Criterion) {
     let mut group = c.benchmark_group("dispatch");
     group.throughput(Throughput::Elements(ACTIVE as u64));
     group.sample_size(30);
     for idle in [10, 1_000, 10_000] {
-        let (mut fds, mut io, handled) = dispatch_ioloop(idle);
+        let mut ioloop = IoloopDispatch::new(idle);
         group.bench_with_input(BenchmarkId::new("ioloop", idle), &idle, |b, _| {
-            b.iter(|| {
-                fds.poke();
-                handled.set(0);
-                while handled.get() < ACTIVE {
-                    io.run_once(Some(Duration::from_secs(1))).unwrap();
-                }
-            })
+            b.iter(|| ioloop.round())
         });
-        drop((io, fds));
-
-        let mut fds = Fds::new(idle);
-        let mut poll = mio::Poll::new().unwrap();
-        let mut events = mio::Events::with_capacity(1024);
-        for (index, socket) in fds.idle.iter().enumerate() {
-            let raw = socket.as_raw_fd();
-            poll.registry()
-                .register(
-                    &mut SourceFd(&raw),
-                    mio::Token(ACTIVE + index),
-                    mio::Interest::READABLE,
-                )
-                .unwrap();
-        }
-        for (index, stream) in fds.ours.iter().enumerate() {
-            let raw = stream.as_raw_fd();
-            poll.registry()
-                .register(
-                    &mut SourceFd(&raw),
-                    mio::Token(index),
-                    mio::Interest::READABLE,
-                )
-                .unwrap();
-        }
+        drop(ioloop);
+        let mut raw = RawMioDispatch::new(idle);
         group.bench_with_input(BenchmarkId::new("raw_mio", idle), &idle, |b, _| {
-            b.iter(|| {
-                fds.poke();
-                let mut handled = 0;
-                while handled < ACTIVE {
-                    poll.poll(&mut events, Some(Duration::from_secs(1)))
-                        .unwrap();
-                    for event in events.iter() {
-                        if event.token().0 < ACTIVE {
-                            drain(&fds.ours[event.token().0]);
-                            handled += 1;
-                        }
-                    }
-                }
-            })
+            b.iter(|| raw.round())
         });
     }
     group.finish();

@@ -587,9 +587,12 @@ impl<P: Poller> IOLoop<P> {
             other => other.map_err(Error::Poll),
         };
         for event in &events {
-            if let Some(entry) = self.entry_mut(event.token) {
+            if let Some(entry) = lookup(&mut self.slots, event.token) {
                 entry.ready |= event.ready;
-                self.queue_if_due(event.token);
+                if !entry.queued && !entry.due().is_empty() {
+                    entry.queued = true;
+                    self.ready_queue.push(event.token);
+                }
             }
         }
         events.clear();
@@ -611,18 +614,23 @@ impl<P: Poller> IOLoop<P> {
     fn dispatch(&mut self, token: Token) {
         let mut fired = Events::empty();
         for round in 0..DISPATCH_ROUNDS_MAX {
-            let Some(entry) = self.entry_mut(token) else {
+            let Some(entry) = lookup(&mut self.slots, token) else {
                 return;
             };
             let due = entry.due();
-            // Same direction again: level-triggered, next iteration.
-            if due.is_empty() || (round > 0 && fired.contains(due)) {
+            if due.is_empty() {
                 entry.queued = false;
-                self.queue_if_due(token);
+                return;
+            }
+            if round > 0 && fired.contains(due) {
+                // The same direction again: level-triggered, next iteration.
+                // `queued` stays set: it is on the queue.
+                self.ready_queue.push(token);
                 return;
             }
             fired |= due;
-            entry.queued = true; // not to be queued while it runs
+            // `queued` stays set while it runs: not to be queued meanwhile.
+            entry.queued = true;
             let Some(mut handler) = entry.handler.take() else {
                 entry.queued = false;
                 return;
@@ -630,7 +638,7 @@ impl<P: Poller> IOLoop<P> {
             self.poller.before_dispatch(token, due);
             let fd = token.fd();
             let completed = self.call_user("handler", Some(token), |io| handler(io, fd, due));
-            match self.entry_mut(token) {
+            match lookup(&mut self.slots, token) {
                 Some(entry) if completed && entry.handler.is_none() => {
                     entry.handler = Some(handler);
                 }
@@ -638,10 +646,13 @@ impl<P: Poller> IOLoop<P> {
                 _ => return,
             }
         }
-        if let Some(entry) = self.entry_mut(token) {
-            entry.queued = false;
+        if let Some(entry) = lookup(&mut self.slots, token) {
+            if entry.due().is_empty() {
+                entry.queued = false;
+            } else {
+                self.ready_queue.push(token);
+            }
         }
-        self.queue_if_due(token);
     }
 
     /// Run user code, applying the panic policy. Returns `false` if it
@@ -689,11 +700,7 @@ impl<P: Poller> IOLoop<P> {
     }
 
     fn entry_mut(&mut self, token: Token) -> Option<&mut Entry<P>> {
-        let slot = self.slots.get_mut(token.fd().index()?)?;
-        if slot.generation != token.generation() {
-            return None;
-        }
-        slot.entry.as_mut()
+        lookup(&mut self.slots, token)
     }
 
     /// Put `token` on the ready queue if its handler is due and not queued.
@@ -722,6 +729,17 @@ impl<P: Poller> std::fmt::Debug for IOLoop<P> {
             .field("running", &self.running)
             .finish()
     }
+}
+
+/// The entry `token` names, if that registration is still current: a
+/// free function so the ready queue stays borrowable beside it.
+#[inline]
+fn lookup<P: Poller>(slots: &mut [Slot<P>], token: Token) -> Option<&mut Entry<P>> {
+    let slot = slots.get_mut(token.fd().index()?)?;
+    if slot.generation != token.generation() {
+        return None;
+    }
+    slot.entry.as_mut()
 }
 
 fn is_would_block<T>(result: &io::Result<T>) -> bool {

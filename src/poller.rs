@@ -125,6 +125,12 @@ impl Ready {
     /// writable or write-closed (so a writer learns of the failure), `ERROR`
     /// for a pending error or a full hang-up (both directions closed).
     pub const fn events(self) -> Events {
+        // A table of all 32 readiness sets: this is on the dispatch path.
+        Events::from_bits_truncate(EVENTS_OF_READY[(self.0 & 0b1_1111) as usize])
+    }
+
+    /// `events` computed bit by bit, to build the table.
+    const fn events_slow(self) -> Events {
         let mut bits = 0;
         if self.intersects(Ready(Self::READABLE.0 | Self::READ_CLOSED.0)) {
             bits |= Events::READ.bits();
@@ -139,6 +145,17 @@ impl Ready {
         Events::from_bits_truncate(bits)
     }
 }
+
+/// [`Ready::events`] of every readiness set, indexed by its bits.
+const EVENTS_OF_READY: [u8; 32] = {
+    let mut table = [0u8; 32];
+    let mut bits = 0;
+    while bits < 32 {
+        table[bits] = Ready(bits as u8).events_slow().bits();
+        bits += 1;
+    }
+    table
+};
 
 impl BitOr for Ready {
     type Output = Ready;

@@ -1,7 +1,10 @@
-//! Echo servers to compare — ioloop's, a hand-written raw mio loop, tokio
+//! Shared by the criterion benches and `examples/echo_bench.rs`:
+//! echo servers to compare — ioloop's, a hand-written raw mio loop, tokio
 //! `current_thread` — each on its own thread, and a verifying ping-pong
 //! load generator. Shared by the criterion benches and `examples/echo_bench.rs`.
 #![allow(dead_code)]
+
+pub mod dispatch;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
