@@ -141,6 +141,11 @@ impl EchoClients {
             .collect()
     }
 
+    /// Bytes of echo each client received (and checked).
+    pub fn received(&self) -> Vec<usize> {
+        self.clients.borrow().iter().map(|c| c.received).collect()
+    }
+
     /// One line per unfinished client: what it is waiting for.
     pub fn describe_unfinished(&self) -> Vec<String> {
         self.clients

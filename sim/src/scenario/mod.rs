@@ -134,6 +134,8 @@ pub struct Outcome {
     pub trace_lines: Vec<String>,
     /// Client results.
     pub results: Vec<Option<ClientResult>>,
+    /// Bytes of echo each client received.
+    pub received: Vec<usize>,
 }
 
 /// The server side of a scenario.
@@ -205,6 +207,7 @@ fn run_on(net: SimNet, config: &RunConfig) -> Outcome {
         failure,
         trace_lines: world.trace().lines().to_vec(),
         results: clients.results(),
+        received: clients.received(),
     }
 }
 
