@@ -73,6 +73,21 @@ pub enum Command {
         #[arg(long)]
         trace: bool,
     },
+    /// Run each seed twice and name the first decision where the runs part.
+    CheckDeterminism {
+        /// Scenario, faults and workload.
+        #[command(flatten)]
+        common: Common,
+        /// Seeds to check, as START..END (END excluded).
+        #[arg(long, default_value = "0..20", value_parser = parse_seeds)]
+        seeds: Range<u64>,
+        /// Run both copies in this process instead of two new processes.
+        #[arg(long)]
+        in_process: bool,
+        /// Succeed only if some seed diverges (for the planted non-determinism).
+        #[arg(long)]
+        expect_divergence: bool,
+    },
     /// Name the scenarios.
     List,
 }
@@ -139,6 +154,8 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> u8 {
             for scenario in Scenario::all() {
                 let kind = if scenario.expects_failure() {
                     "must fail"
+                } else if scenario.expects_divergence() {
+                    "diverges"
                 } else {
                     "must pass"
                 };
@@ -161,7 +178,68 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> u8 {
             seeds,
             expect_failure,
         } => run(common, seeds.clone(), *expect_failure, out),
+        Command::CheckDeterminism {
+            common,
+            seeds,
+            in_process,
+            expect_divergence,
+        } => check_determinism(common, seeds.clone(), *in_process, *expect_divergence, out),
     }
+}
+
+fn check_determinism(
+    common: &Common,
+    seeds: Range<u64>,
+    in_process: bool,
+    expect_divergence: bool,
+    out: &mut dyn Write,
+) -> u8 {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => {
+            let _ = writeln!(out, "cannot find the sim binary: {error}");
+            return 2;
+        }
+    };
+    let (mut checked, mut diverged) = (0u64, 0u64);
+    for seed in seeds {
+        let config = config(common, seed, false);
+        let result = if in_process {
+            crate::determinism::check_in_process(&config)
+        } else {
+            match crate::determinism::check_in_processes(&exe, &config) {
+                Ok(result) => result,
+                Err(error) => {
+                    let _ = writeln!(out, "{error}");
+                    return 2;
+                }
+            }
+        };
+        checked += 1;
+        if let Err(divergence) = result {
+            diverged += 1;
+            let _ = writeln!(
+                out,
+                "DIVERGED seed={seed:#x}: {divergence}\n  replay: {} --trace",
+                config.replay_command()
+            );
+            if expect_divergence {
+                break;
+            }
+        }
+    }
+    let mode = if in_process {
+        "in one process"
+    } else {
+        "in two processes"
+    };
+    let _ = writeln!(out, "seeds={checked} diverged={diverged} ({mode})");
+    let passed = if expect_divergence {
+        diverged > 0
+    } else {
+        diverged == 0
+    };
+    u8::from(!passed)
 }
 
 fn replay(common: &Common, seed: u64, trace: bool, out: &mut dyn Write) -> u8 {

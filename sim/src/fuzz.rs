@@ -76,6 +76,17 @@ fn bound(parsed: &mut cli::Cli) {
             common
         }
         cli::Command::Replay { common, .. } => common,
+        cli::Command::CheckDeterminism {
+            common,
+            seeds,
+            in_process,
+            ..
+        } => {
+            // Never spawn processes from a fuzz target.
+            *in_process = true;
+            seeds.end = seeds.end.min(seeds.start.saturating_add(1));
+            common
+        }
         cli::Command::List => return,
     };
     common.clients = common.clients.min(4);

@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod determinism;
 mod entropy;
 mod faults;
 pub mod fuzz;

@@ -112,3 +112,26 @@ fn list_names_every_scenario() {
         assert!(output.contains(name), "{output}");
     }
 }
+
+#[test]
+fn check_determinism_passes_echo_and_pinpoints_the_planted_hashmap() {
+    let (code, output) = sim(&["check-determinism", "--scenario", "echo", "--seeds", "0..3"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("diverged=0"), "{output}");
+    let (code, output) = sim(&[
+        "check-determinism",
+        "--scenario",
+        "planted-hash-order",
+        "--seeds",
+        "0..300",
+        "--expect-divergence",
+    ]);
+    assert_eq!(code, 0, "{output}");
+    // The report names the decision, the fd and registration, the event.
+    assert!(output.contains("first divergence at decision"), "{output}");
+    assert!(
+        output.contains("run 1:") && output.contains("run 2:"),
+        "{output}"
+    );
+    assert!(output.contains("host0"), "{output}");
+}

@@ -36,6 +36,7 @@ impl Scenario {
     pub fn all() -> Vec<Scenario> {
         let mut all = vec![Scenario::Echo];
         all.extend(Bug::ALL.map(Scenario::Planted));
+        all.push(Scenario::Planted(Bug::HashMapOrder));
         all
     }
 
@@ -57,7 +58,13 @@ impl Scenario {
 
     /// `true` for planted bugs, which the checkers must catch.
     pub fn expects_failure(self) -> bool {
-        matches!(self, Scenario::Planted(_))
+        matches!(self, Scenario::Planted(bug) if bug != Bug::HashMapOrder)
+    }
+
+    /// `true` for the planted non-determinism, which
+    /// `sim check-determinism` must catch.
+    pub fn expects_divergence(self) -> bool {
+        self == Scenario::Planted(Bug::HashMapOrder)
     }
 
     /// The scenario called `name`.
@@ -96,15 +103,31 @@ pub struct RunConfig {
 impl RunConfig {
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
-        let mut command = format!(
-            "cargo run -p ioloop-sim --release -- replay --scenario {} --seed {:#x} --faults {} --clients {} --messages {} --message-bytes {}",
-            self.scenario,
-            self.seed,
-            self.faults,
-            self.workload.clients,
-            self.workload.messages,
-            self.workload.message_bytes_max
-        );
+        format!(
+            "cargo run -p ioloop-sim --release -- {}",
+            self.replay_args().join(" ")
+        )
+    }
+
+    /// The `sim` arguments that replay this run.
+    pub fn replay_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "replay",
+            "--scenario",
+            self.scenario.name(),
+            "--seed",
+            &format!("{:#x}", self.seed),
+            "--faults",
+            self.faults.name(),
+            "--clients",
+            &self.workload.clients.to_string(),
+            "--messages",
+            &self.workload.messages.to_string(),
+            "--message-bytes",
+            &self.workload.message_bytes_max.to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
         if !self.workload.message_sizes.is_empty() {
             let sizes: Vec<String> = self
                 .workload
@@ -112,9 +135,10 @@ impl RunConfig {
                 .iter()
                 .map(usize::to_string)
                 .collect();
-            command.push_str(&format!(" --message-sizes {}", sizes.join(",")));
+            args.push("--message-sizes".into());
+            args.push(sizes.join(","));
         }
-        command
+        args
     }
 }
 

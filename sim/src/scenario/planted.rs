@@ -1,7 +1,7 @@
 //! Deliberately buggy echo servers: each must be caught by the checkers, proving they can fail.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -24,6 +24,11 @@ pub enum Bug {
     /// inside the handler (which reuses the fd number), then drops the map
     /// entry of the fd it believes it closed — the new connection's.
     ReentrantAcceptOnClose,
+    /// Not a correctness bug: registers each accept batch in the iteration
+    /// order of a `std` `HashMap`, whose hasher is seeded at random per
+    /// process — a planted source of non-determinism for
+    /// `sim check-determinism` to catch.
+    HashMapOrder,
 }
 
 impl Bug {
@@ -44,6 +49,7 @@ impl Bug {
             Bug::IgnoreEof => "planted-ignore-eof",
             Bug::SpinOnEmfile => "planted-emfile-spin",
             Bug::ReentrantAcceptOnClose => "planted-reentrant-accept",
+            Bug::HashMapOrder => "planted-hash-order",
         }
     }
 
@@ -57,6 +63,7 @@ impl Bug {
             Bug::ReentrantAcceptOnClose => {
                 "echo server that accepts from inside a connection handler and drops the reused fd's state"
             }
+            Bug::HashMapOrder => "echo server that registers connections in random-hasher HashMap order",
         }
     }
 }
@@ -113,32 +120,42 @@ fn accept_all<P: Poller + 'static>(state_rc: &Rc<RefCell<State>>, io: &mut IOLoo
         let state = state_rc.borrow();
         (state.bug, state.listener)
     };
+    // Only for `Bug::HashMapOrder`: the batch, registered after the loop.
+    let mut batch: HashMap<Fd, ()> = HashMap::new();
     loop {
         match io.accept(listener) {
-            Ok((fd, _)) => {
-                state_rc
-                    .borrow_mut()
-                    .connections
-                    .insert(fd, Connection::default());
-                let for_conn = Rc::clone(state_rc);
-                let _ = io.add_handler(
-                    fd,
-                    move |io, fd, ev| on_connection(&for_conn, io, fd, ev),
-                    Events::READ,
-                );
+            Ok((fd, _)) if bug == Bug::HashMapOrder => {
+                batch.insert(fd, ());
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Ok((fd, _)) => register(state_rc, io, fd),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            Err(_) if bug == Bug::SpinOnEmfile => return,
+            Err(_) if bug == Bug::SpinOnEmfile => break,
             Err(_) => {
                 let _ = io.update_handler(listener, Events::empty());
                 io.call_later(Duration::from_millis(50), move |io| {
                     let _ = io.update_handler(listener, Events::READ);
                 });
-                return;
+                break;
             }
         }
     }
+    for fd in batch.into_keys() {
+        register(state_rc, io, fd);
+    }
+}
+
+fn register<P: Poller + 'static>(state_rc: &Rc<RefCell<State>>, io: &mut IOLoop<P>, fd: Fd) {
+    state_rc
+        .borrow_mut()
+        .connections
+        .insert(fd, Connection::default());
+    let for_conn = Rc::clone(state_rc);
+    let _ = io.add_handler(
+        fd,
+        move |io, fd, ev| on_connection(&for_conn, io, fd, ev),
+        Events::READ,
+    );
 }
 
 fn on_connection<P: Poller + 'static>(
