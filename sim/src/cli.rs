@@ -44,6 +44,10 @@ pub struct Common {
     /// message j of client i has the size at (i + j) mod the list's length.
     #[arg(long = "message-sizes", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     pub message_sizes: Vec<u64>,
+    /// Liveness phase: stop all faults after this many ms of virtual time,
+    /// then require the run to settle within 10 s.
+    #[arg(long = "liveness-after-ms", value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub liveness_after_ms: Option<u64>,
 }
 
 /// The subcommands.
@@ -131,6 +135,9 @@ fn config(common: &Common, seed: u64, trace_full: bool) -> RunConfig {
             )
         },
         trace_full,
+        liveness_after: common
+            .liveness_after_ms
+            .map(std::time::Duration::from_millis),
     }
 }
 
@@ -156,6 +163,8 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> u8 {
                     "must fail"
                 } else if scenario.expects_divergence() {
                     "diverges"
+                } else if scenario.expects_liveness_failure() {
+                    "livelocks"
                 } else {
                     "must pass"
                 };

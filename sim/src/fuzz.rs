@@ -29,6 +29,7 @@ pub fn sim_schedule(data: &[u8]) {
         faults: FaultPreset::Swarm,
         workload: Workload::random(4, 4, 3000),
         trace_full: false,
+        liveness_after: None,
     };
     let outcome = scenario::run_from_bytes(&config, data);
     if let Some(failure) = outcome.failure {
@@ -63,6 +64,7 @@ pub fn sim_args(data: &[u8]) {
             faults: FaultPreset::None,
             workload: Workload::random(2, 2, 512),
             trace_full: false,
+            liveness_after: None,
         };
         let _ = scenario::run_with_plan(&config, entropy, plan);
     }

@@ -150,7 +150,10 @@ enum Delivery {
 pub struct World {
     now: Instant,
     entropy: Entropy,
+    /// The plan in force (all faults off after a liveness switch).
     plan: FaultPlan,
+    /// The plan the run started with.
+    plan_drawn: FaultPlan,
     trace: Trace,
     hosts: Vec<Host>,
     conns: Vec<Connection>,
@@ -166,6 +169,7 @@ impl World {
         World {
             now: Instant::ZERO,
             entropy,
+            plan_drawn: plan.clone(),
             plan,
             trace,
             hosts: Vec::new(),
@@ -202,6 +206,25 @@ impl World {
     /// The fault plan in force.
     pub fn plan(&self) -> &FaultPlan {
         &self.plan
+    }
+
+    /// The fault plan the run started with (before a liveness phase).
+    pub fn plan_drawn(&self) -> &FaultPlan {
+        &self.plan_drawn
+    }
+
+    /// End the faulty phase: every fault off from now on; latency and
+    /// window stay as they were.
+    pub fn stop_faults(&mut self) {
+        self.plan = FaultPlan {
+            latency_us_min: self.plan.latency_us_min,
+            latency_us_max: self.plan.latency_us_max,
+            window_bytes: self.plan.window_bytes,
+            ..FaultPlan::none()
+        };
+        let now = self.now;
+        self.trace
+            .record(tag::FAULT, &[u64::MAX], || format!("{now:?} faults stop"));
     }
 
     /// The trace so far.

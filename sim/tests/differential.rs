@@ -50,6 +50,7 @@ fn on_simulator(seed: u64, workload: &Workload) -> Observed {
         faults: FaultPreset::None,
         workload: workload.clone(),
         trace_full: false,
+        liveness_after: None,
     });
     assert_eq!(outcome.failure, None);
     outcome.results.into_iter().zip(outcome.received).collect()
@@ -96,6 +97,7 @@ fn the_comparison_catches_an_application_that_behaves_differently() {
         faults: FaultPreset::None,
         workload,
         trace_full: false,
+        liveness_after: None,
     };
     // Partial writes are the one fault on, so that the bug shows.
     let plan = FaultPlan {

@@ -78,6 +78,7 @@ impl EchoCase {
                 ..Workload::random(self.clients, self.sizes.len(), 1)
             },
             trace_full: false,
+            liveness_after: None,
         }
     }
 }

@@ -10,6 +10,7 @@ fn config(scenario: Scenario, seed: u64, faults: FaultPreset) -> RunConfig {
         faults,
         workload: Workload::random(8, 6, 3000),
         trace_full: false,
+        liveness_after: None,
     }
 }
 
@@ -49,4 +50,30 @@ fn echo_with_big_messages_and_many_clients() {
     };
     let outcome = run(&config);
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+}
+
+#[test]
+fn liveness_phase_passes_echo_and_catches_a_timer_that_never_settles() {
+    let with_liveness = |scenario, seed| RunConfig {
+        liveness_after: Some(std::time::Duration::from_millis(20)),
+        ..config(scenario, seed, FaultPreset::Swarm)
+    };
+    for seed in 0..100 {
+        let outcome = run(&with_liveness(Scenario::Echo, seed));
+        assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+    }
+    let ticker = Scenario::all()
+        .into_iter()
+        .find(|s| s.expects_liveness_failure())
+        .unwrap();
+    // Without a liveness phase the endless ticker goes unnoticed...
+    assert!(run(&config(ticker, 0, FaultPreset::Swarm))
+        .failure
+        .is_none());
+    // ...with one, the run must settle, and the report names the timer.
+    let failure = run(&with_liveness(ticker, 0)).failure.expect("not caught");
+    assert!(
+        failure.contains("liveness") && failure.contains("timeouts still pending"),
+        "{failure}"
+    );
 }

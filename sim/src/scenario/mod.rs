@@ -9,7 +9,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
 use ioloop::echo::{EchoConfig, EchoServer};
-use ioloop::{Error, IOLoop, Instant, PanicPolicy};
+use ioloop::{Error, Events, IOLoop, Instant, PanicPolicy};
 
 pub use client::{ClientResult, EchoClients, Workload};
 use planted::{Bug, PlantedServer};
@@ -37,6 +37,7 @@ impl Scenario {
         let mut all = vec![Scenario::Echo];
         all.extend(Bug::ALL.map(Scenario::Planted));
         all.push(Scenario::Planted(Bug::HashMapOrder));
+        all.push(Scenario::Planted(Bug::IdleTicker));
         all
     }
 
@@ -58,7 +59,12 @@ impl Scenario {
 
     /// `true` for planted bugs, which the checkers must catch.
     pub fn expects_failure(self) -> bool {
-        matches!(self, Scenario::Planted(bug) if bug != Bug::HashMapOrder)
+        matches!(self, Scenario::Planted(bug) if Bug::ALL.contains(&bug))
+    }
+
+    /// `true` for the planted bug that only a liveness phase catches.
+    pub fn expects_liveness_failure(self) -> bool {
+        self == Scenario::Planted(Bug::IdleTicker)
     }
 
     /// `true` for the planted non-determinism, which
@@ -98,7 +104,13 @@ pub struct RunConfig {
     pub workload: Workload,
     /// Keep a readable line per decision.
     pub trace_full: bool,
+    /// A liveness phase: faults stop at this virtual time, and the run must
+    /// then settle within [`SETTLE_WITHIN`].
+    pub liveness_after: Option<Duration>,
 }
+
+/// How long a run may take to settle once a liveness phase turned faults off.
+pub const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 
 impl RunConfig {
     /// The command that replays this run.
@@ -138,6 +150,10 @@ impl RunConfig {
             args.push("--message-sizes".into());
             args.push(sizes.join(","));
         }
+        if let Some(after) = self.liveness_after {
+            args.push("--liveness-after-ms".into());
+            args.push(after.as_millis().to_string());
+        }
         args
     }
 }
@@ -173,6 +189,13 @@ impl Server {
         match self {
             Server::Echo(server) => server.connection_count(),
             Server::Planted(server) => server.connection_count(),
+        }
+    }
+
+    fn queued_bytes(&self) -> usize {
+        match self {
+            Server::Echo(server) => server.queued_bytes(),
+            Server::Planted(server) => server.queued_bytes(),
         }
     }
 }
@@ -219,12 +242,20 @@ fn run_on(net: SimNet, config: &RunConfig) -> Outcome {
     let clients = EchoClients::draw(&config.workload, half_close, net.world_mut().entropy());
     clients.start(&mut client_io, addr);
     let failure = match server {
-        Ok(server) => drive(&net, &mut server_io, &mut client_io, &server, &clients).err(),
+        Ok(server) => drive(
+            &net,
+            &mut server_io,
+            &mut client_io,
+            &server,
+            &clients,
+            config.liveness_after,
+        )
+        .err(),
         Err(error) => Some(format!("server did not start: {error}")),
     };
     let world = net.world();
     Outcome {
-        plan: world.plan().clone(),
+        plan: world.plan_drawn().clone(),
         trace_hash: world.trace().hash(),
         sim_events: world.trace().len(),
         virtual_time: world.now(),
@@ -236,23 +267,42 @@ fn run_on(net: SimNet, config: &RunConfig) -> Outcome {
 }
 
 /// Step both hosts until the clients are done and the server has let go of
-/// every connection, checking after every iteration.
+/// every connection, checking after every iteration. With a liveness phase,
+/// faults stop at `liveness_after`, and the run must then settle — clients
+/// done, server idle, nothing pending — within [`SETTLE_WITHIN`].
 fn drive(
     net: &SimNet,
     server_io: &mut IOLoop<SimPoller>,
     client_io: &mut IOLoop<SimPoller>,
     server: &Server,
     clients: &EchoClients,
+    liveness_after: Option<Duration>,
 ) -> Result<(), String> {
     let mut spin = SpinDetector::new();
+    let mut settle_by: Option<Instant> = None;
     for _round in 0..ROUNDS_MAX {
         step("server", server_io, net)?;
         step("clients", client_io, net)?;
-        if clients.finished() && server.connection_count() == 0 {
+        if settle_by.is_none()
+            && liveness_after.is_some_and(|after| net.world().now().since_epoch() >= after)
+        {
+            net.world_mut().stop_faults();
+            settle_by = Some(net.world().now() + SETTLE_WITHIN);
+        }
+        let done = clients.finished() && server.connection_count() == 0;
+        let idle = !server_io.has_pending_work() && !client_io.has_pending_work();
+        let world = net.world();
+        if done && (liveness_after.is_none() || (world.is_quiescent() && idle)) {
+            drop(world);
             return finish(net, server_io, clients);
         }
-        let world = net.world();
-        if world.is_quiescent() && !server_io.has_pending_work() && !client_io.has_pending_work() {
+        if let Some(deadline) = settle_by.filter(|deadline| world.now() > *deadline) {
+            return Err(format!(
+                "liveness: not settled {SETTLE_WITHIN:?} after faults stopped (at {deadline:?}): {}",
+                unsettled(done, server, server_io, client_io, clients)
+            ));
+        }
+        if world.is_quiescent() && idle {
             return Err(format!(
                 "stall at {:?}: nothing pending but work unfinished; server holds {} connections, handlers {}; {}",
                 world.now(),
@@ -277,6 +327,50 @@ fn drive(
         }
     }
     Err(format!("not finished after {ROUNDS_MAX} rounds"))
+}
+
+/// What failed to settle, for a liveness failure.
+fn unsettled(
+    done: bool,
+    server: &Server,
+    server_io: &IOLoop<SimPoller>,
+    client_io: &IOLoop<SimPoller>,
+    clients: &EchoClients,
+) -> String {
+    let mut what = Vec::new();
+    if !done {
+        what.push(format!(
+            "server holds {} connections; {}",
+            server.connection_count(),
+            clients.describe_unfinished().join("; ")
+        ));
+    }
+    let idle_writers: Vec<String> = server_io
+        .handlers()
+        .filter(|(_, events)| events.contains(Events::WRITE))
+        .map(|(fd, _)| format!("{fd:?}"))
+        .collect();
+    if !idle_writers.is_empty() && server.queued_bytes() == 0 {
+        what.push(format!(
+            "WRITE interest with nothing queued on {}",
+            idle_writers.join(", ")
+        ));
+    }
+    for (name, io) in [("server", server_io), ("clients", client_io)] {
+        if io.timeout_count() > 0 {
+            what.push(format!(
+                "{name}: {} timeouts still pending",
+                io.timeout_count()
+            ));
+        }
+        if io.has_pending_work() {
+            what.push(format!("{name}: handlers or callbacks still due"));
+        }
+    }
+    if what.is_empty() {
+        what.push("events still in flight".into());
+    }
+    what.join("; ")
 }
 
 /// One iteration of one host's loop, then the checkers.
@@ -306,7 +400,7 @@ fn finish(
     clients: &EchoClients,
 ) -> Result<(), String> {
     let world = net.world();
-    let may_break = world.plan().may_break_connections();
+    let may_break = world.plan_drawn().may_break_connections();
     for (index, result) in clients.results().into_iter().enumerate() {
         match result {
             Some(ClientResult::Echoed) => {}

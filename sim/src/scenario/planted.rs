@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use ioloop::{Events, Fd, IOLoop, Poller};
+use ioloop::{Events, Fd, IOLoop, PeriodicCallback, Poller};
 
 /// The bug a planted server carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +29,9 @@ pub enum Bug {
     /// process — a planted source of non-determinism for
     /// `sim check-determinism` to catch.
     HashMapOrder,
+    /// Echoes correctly but keeps a periodic timer ticking forever with
+    /// nothing to do: a run that never settles, caught by a liveness phase.
+    IdleTicker,
 }
 
 impl Bug {
@@ -50,6 +53,7 @@ impl Bug {
             Bug::SpinOnEmfile => "planted-emfile-spin",
             Bug::ReentrantAcceptOnClose => "planted-reentrant-accept",
             Bug::HashMapOrder => "planted-hash-order",
+            Bug::IdleTicker => "planted-idle-ticker",
         }
     }
 
@@ -64,6 +68,7 @@ impl Bug {
                 "echo server that accepts from inside a connection handler and drops the reused fd's state"
             }
             Bug::HashMapOrder => "echo server that registers connections in random-hasher HashMap order",
+            Bug::IdleTicker => "echo server whose periodic timer ticks forever with nothing to do",
         }
     }
 }
@@ -106,12 +111,27 @@ impl PlantedServer {
             Events::READ,
         )
         .map_err(|e| io::Error::other(e.to_string()))?;
+        if bug == Bug::IdleTicker {
+            let ticker = PeriodicCallback::new(|_: &mut IOLoop<P>| {}, Duration::from_millis(10))
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            ticker.start(io);
+        }
         Ok(PlantedServer { state })
     }
 
     /// Connections open.
     pub fn connection_count(&self) -> usize {
         self.state.borrow().connections.len()
+    }
+
+    /// Bytes waiting to be echoed, over all connections.
+    pub fn queued_bytes(&self) -> usize {
+        self.state
+            .borrow()
+            .connections
+            .values()
+            .map(|c| c.queue.len())
+            .sum()
     }
 }
 
