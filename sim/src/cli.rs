@@ -27,7 +27,7 @@ pub struct Cli {
 pub struct Common {
     /// Scenario to run (see `sim list`).
     #[arg(long, value_parser = Scenario::from_name)]
-    pub scenario: Scenario,
+    pub scenario: Option<Scenario>,
     /// Fault preset: none, all, or swarm (each seed draws its own faults).
     #[arg(long, default_value = "swarm", value_parser = parse_preset)]
     pub faults: FaultPreset,
@@ -72,10 +72,27 @@ pub enum Command {
         common: Common,
         /// The seed, decimal or 0x-hex.
         #[arg(long, value_parser = parse_seed)]
-        seed: u64,
+        seed: Option<u64>,
         /// Print every decision of the run.
         #[arg(long)]
         trace: bool,
+        /// Replay a schedule file written by `sim shrink` (it names the
+        /// scenario, seed and workload itself).
+        #[arg(long, conflicts_with = "seed")]
+        schedule: Option<std::path::PathBuf>,
+    },
+    /// Shrink a failing seed to the fewest faults, clients and messages that
+    /// still fail the same way; write the schedule to a file.
+    Shrink {
+        /// Scenario, faults and workload.
+        #[command(flatten)]
+        common: Common,
+        /// The failing seed, decimal or 0x-hex.
+        #[arg(long, value_parser = parse_seed)]
+        seed: u64,
+        /// Where to write the schedule (default: SCENARIO-SEED.schedule).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// Run each seed twice and name the first decision where the runs part.
     CheckDeterminism {
@@ -121,9 +138,9 @@ fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
     Ok(range)
 }
 
-fn config(common: &Common, seed: u64, trace_full: bool) -> RunConfig {
+fn config(common: &Common, scenario: Scenario, seed: u64, trace_full: bool) -> RunConfig {
     RunConfig {
-        scenario: common.scenario,
+        scenario,
         seed,
         faults: common.faults,
         workload: Workload {
@@ -178,26 +195,128 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> u8 {
             0
         }
         Command::Replay {
+            schedule: Some(path),
+            trace,
+            ..
+        } => replay_schedule(path, *trace, out),
+        Command::Replay {
             common,
             seed,
             trace,
-        } => replay(common, *seed, *trace, out),
+            ..
+        } => match (scenario_of(common, out), seed) {
+            (Some(scenario), Some(seed)) => replay(&config(common, scenario, *seed, *trace), out),
+            (Some(_), None) => usage(out, "--seed (or --schedule) is required"),
+            (None, _) => 2,
+        },
         Command::Run {
             common,
             seeds,
             expect_failure,
-        } => run(common, seeds.clone(), *expect_failure, out),
+        } => match scenario_of(common, out) {
+            Some(scenario) => run(common, scenario, seeds.clone(), *expect_failure, out),
+            None => 2,
+        },
         Command::CheckDeterminism {
             common,
             seeds,
             in_process,
             expect_divergence,
-        } => check_determinism(common, seeds.clone(), *in_process, *expect_divergence, out),
+        } => match scenario_of(common, out) {
+            Some(scenario) => check_determinism(
+                common,
+                scenario,
+                seeds.clone(),
+                *in_process,
+                *expect_divergence,
+                out,
+            ),
+            None => 2,
+        },
+        Command::Shrink {
+            common,
+            seed,
+            out: path,
+        } => match scenario_of(common, out) {
+            Some(scenario) => shrink(&config(common, scenario, *seed, false), path.clone(), out),
+            None => 2,
+        },
     }
+}
+
+/// A usage error: the message, and exit status 2.
+fn usage(out: &mut dyn Write, message: &str) -> u8 {
+    let _ = writeln!(out, "error: {message}");
+    2
+}
+
+/// The scenario a command needs, or a usage error.
+fn scenario_of(common: &Common, out: &mut dyn Write) -> Option<Scenario> {
+    if common.scenario.is_none() {
+        usage(out, "--scenario is required (see `sim list`)");
+    }
+    common.scenario
+}
+
+fn shrink(config: &RunConfig, path: Option<std::path::PathBuf>, out: &mut dyn Write) -> u8 {
+    let report = match crate::shrink::shrink(config) {
+        Ok(report) => report,
+        Err(error) => return usage(out, &error),
+    };
+    let path =
+        path.unwrap_or_else(|| format!("{}-{:#x}.schedule", config.scenario, config.seed).into());
+    let text = report
+        .schedule
+        .to_text(Some(&report.failure), &report.fired);
+    if let Err(error) = std::fs::write(&path, &text) {
+        return usage(out, &format!("cannot write {}: {error}", path.display()));
+    }
+    let workload = &report.schedule.config.workload;
+    let _ = writeln!(
+        out,
+        "shrunk in {} runs: {} of {} faults remain; clients {} of {}; messages {} of {}",
+        report.runs,
+        report.schedule.fire.len(),
+        report.faults_before,
+        workload.clients,
+        report.workload_before.0,
+        workload.messages,
+        report.workload_before.1
+    );
+    let _ = write!(out, "{text}");
+    let _ = writeln!(
+        out,
+        "wrote {}\nreplay: cargo run -p ioloop-sim --release -- replay --schedule {}",
+        path.display(),
+        path.display()
+    );
+    0
+}
+
+fn replay_schedule(path: &std::path::Path, trace: bool, out: &mut dyn Write) -> u8 {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => return usage(out, &format!("cannot read {}: {error}", path.display())),
+    };
+    let mut schedule = match crate::shrink::Schedule::parse(&text) {
+        Ok(schedule) => schedule,
+        Err(error) => return usage(out, &format!("{}: {error}", path.display())),
+    };
+    schedule.config.trace_full = trace;
+    let outcome = schedule.run();
+    for fault in &outcome.fired {
+        let _ = writeln!(
+            out,
+            "fault {} {} host{} {:?} at {:?}",
+            fault.draw, fault.name, fault.host, fault.fd, fault.at
+        );
+    }
+    report_outcome(&schedule.config, &outcome, out)
 }
 
 fn check_determinism(
     common: &Common,
+    scenario: Scenario,
     seeds: Range<u64>,
     in_process: bool,
     expect_divergence: bool,
@@ -212,7 +331,7 @@ fn check_determinism(
     };
     let (mut checked, mut diverged) = (0u64, 0u64);
     for seed in seeds {
-        let config = config(common, seed, false);
+        let config = config(common, scenario, seed, false);
         let result = if in_process {
             crate::determinism::check_in_process(&config)
         } else {
@@ -251,16 +370,24 @@ fn check_determinism(
     u8::from(!passed)
 }
 
-fn replay(common: &Common, seed: u64, trace: bool, out: &mut dyn Write) -> u8 {
-    let config = config(common, seed, trace);
-    let outcome = scenario::run(&config);
+fn replay(config: &RunConfig, out: &mut dyn Write) -> u8 {
+    let outcome = scenario::run(config);
+    report_outcome(config, &outcome, out)
+}
+
+/// The trace (if kept), the run's identity and plan, its verdict, and the
+/// trace hash, last.
+fn report_outcome(config: &RunConfig, outcome: &scenario::Outcome, out: &mut dyn Write) -> u8 {
     for line in &outcome.trace_lines {
         let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(
         out,
-        "scenario={} seed={seed:#x} faults={}",
-        common.scenario, common.faults
+        "scenario={} seed={:#x} faults={} version={}",
+        config.scenario,
+        config.seed,
+        config.faults,
+        env!("CARGO_PKG_VERSION")
     );
     let _ = writeln!(
         out,
@@ -288,7 +415,13 @@ fn replay(common: &Common, seed: u64, trace: bool, out: &mut dyn Write) -> u8 {
     status
 }
 
-fn run(common: &Common, seeds: Range<u64>, expect_failure: bool, out: &mut dyn Write) -> u8 {
+fn run(
+    common: &Common,
+    scenario: Scenario,
+    seeds: Range<u64>,
+    expect_failure: bool,
+    out: &mut dyn Write,
+) -> u8 {
     let progress = ProgressBar::new(seeds.end - seeds.start);
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {per_sec} eta {eta}")
@@ -298,7 +431,7 @@ fn run(common: &Common, seeds: Range<u64>, expect_failure: bool, out: &mut dyn W
     let started = Instant::now();
     let (mut ran, mut failed, mut sim_events) = (0u64, 0u64, 0u64);
     for seed in seeds {
-        let config = config(common, seed, false);
+        let config = config(common, scenario, seed, false);
         let outcome = scenario::run(&config);
         ran += 1;
         sim_events += outcome.sim_events;
@@ -336,8 +469,7 @@ fn run(common: &Common, seeds: Range<u64>, expect_failure: bool, out: &mut dyn W
     if expect_failure && !passed {
         let _ = writeln!(
             out,
-            "expected a failure from {}, but every seed passed",
-            common.scenario
+            "expected a failure from {scenario}, but every seed passed"
         );
     }
     if passed {

@@ -50,8 +50,9 @@ pub fn sim_args(data: &[u8]) {
     };
     let line = String::from_utf8_lossy(line);
     if let Ok(mut parsed) = cli::parse(line.split_whitespace()) {
-        bound(&mut parsed);
-        cli::execute(&parsed, &mut std::io::sink());
+        if bound(&mut parsed) {
+            cli::execute(&parsed, &mut std::io::sink());
+        }
     }
     if !rest.is_empty() {
         // Any plan, however odd (zero window, inverted latency), must run
@@ -71,8 +72,14 @@ pub fn sim_args(data: &[u8]) {
 }
 
 /// Keep a fuzzed command small: at most two seeds of a small workload.
-fn bound(parsed: &mut cli::Cli) {
+/// Returns `false` for commands that touch files (`shrink` writes one,
+/// `replay --schedule` reads one), which are parsed but not run.
+fn bound(parsed: &mut cli::Cli) -> bool {
     let common = match &mut parsed.command {
+        cli::Command::Shrink { .. }
+        | cli::Command::Replay {
+            schedule: Some(_), ..
+        } => return false,
         cli::Command::Run { common, seeds, .. } => {
             seeds.end = seeds.end.min(seeds.start.saturating_add(2));
             common
@@ -89,7 +96,7 @@ fn bound(parsed: &mut cli::Cli) {
             seeds.end = seeds.end.min(seeds.start.saturating_add(1));
             common
         }
-        cli::Command::List => return,
+        cli::Command::List => return true,
     };
     common.clients = common.clients.min(4);
     common.messages = common.messages.min(4);
@@ -98,6 +105,7 @@ fn bound(parsed: &mut cli::Cli) {
     for size in &mut common.message_sizes {
         *size = (*size).min(4096);
     }
+    true
 }
 
 /// A fault plan with every field drawn raw, out-of-range values included.

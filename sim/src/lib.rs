@@ -18,6 +18,7 @@ pub mod model;
 pub mod net;
 mod poller;
 pub mod scenario;
+pub mod shrink;
 mod trace;
 
 pub use entropy::Entropy;

@@ -7,7 +7,7 @@
 //! unread. Readiness is reported as epoll reports it, edge-triggered: an
 //! edge when data arrives, when send space frees up, on EOF and on reset.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -161,6 +161,27 @@ pub struct World {
     delivery_seq: u64,
     progress: u64,
     violations: Vec<String>,
+    /// Fault decisions made so far (fired or not): a fault's identity in a
+    /// schedule.
+    fault_draws: u64,
+    /// When set, exactly these fault draws fire.
+    schedule: Option<BTreeSet<u64>>,
+    fired: Vec<FiredFault>,
+}
+
+/// A fault that fired: which draw, what, where and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FiredFault {
+    /// Index of the fault decision in the run.
+    pub draw: u64,
+    /// The fault's name (`partial-write`, `reset`, ...).
+    pub name: &'static str,
+    /// The host it hit.
+    pub host: HostId,
+    /// The fd it hit (-1 for a host-wide decision).
+    pub fd: Fd,
+    /// Virtual time.
+    pub at: Instant,
 }
 
 impl World {
@@ -178,6 +199,9 @@ impl World {
             delivery_seq: 0,
             progress: 0,
             violations: Vec::new(),
+            fault_draws: 0,
+            schedule: None,
+            fired: Vec::new(),
         }
     }
 
@@ -213,6 +237,17 @@ impl World {
         &self.plan_drawn
     }
 
+    /// From now on, fire exactly the fault draws in `schedule` (by index),
+    /// whatever the plan's probabilities say.
+    pub fn set_schedule(&mut self, schedule: BTreeSet<u64>) {
+        self.schedule = Some(schedule);
+    }
+
+    /// Every fault that fired so far.
+    pub fn fired(&self) -> &[FiredFault] {
+        &self.fired
+    }
+
     /// End the faulty phase: every fault off from now on; latency and
     /// window stay as they were.
     pub fn stop_faults(&mut self) {
@@ -222,6 +257,9 @@ impl World {
             window_bytes: self.plan.window_bytes,
             ..FaultPlan::none()
         };
+        if let Some(schedule) = &mut self.schedule {
+            schedule.clear();
+        }
         let now = self.now;
         self.trace
             .record(tag::FAULT, &[u64::MAX], || format!("{now:?} faults stop"));
@@ -270,10 +308,26 @@ impl World {
 
     /// Draw a fault with probability `ppm`; a fault that fires is traced.
     fn fault(&mut self, ppm: u32, name: &'static str, host: HostId, fd: Fd) -> bool {
-        if !self.entropy.chance(ppm) {
+        let draw = self.fault_draws;
+        self.fault_draws += 1;
+        // The draw is made even under a schedule, so that a schedule of
+        // every fault that fired replays the seeded run exactly.
+        let drawn = self.entropy.chance(ppm);
+        let fires = match &self.schedule {
+            Some(schedule) => schedule.contains(&draw),
+            None => drawn,
+        };
+        if !fires {
             return false;
         }
         let now = self.now;
+        self.fired.push(FiredFault {
+            draw,
+            name,
+            host,
+            fd,
+            at: now,
+        });
         self.trace.record(
             tag::FAULT,
             &[host as u64, fd.0 as u64, name.len() as u64],

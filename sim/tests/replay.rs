@@ -91,6 +91,10 @@ fn bad_arguments_exit_2_with_a_message() {
         vec!["run", "--scenario", "echo", "--clients", "0"],
         vec!["replay", "--scenario", "echo", "--seed", "0xzz"],
         vec!["frobnicate"],
+        vec!["run", "--seeds", "0..2"],
+        vec!["replay", "--schedule", "/nonexistent/x.schedule"],
+        vec!["replay", "--scenario", "echo"],
+        vec!["shrink", "--scenario", "echo", "--seed", "1"],
     ] {
         let (code, output) = sim(&args);
         assert_eq!(code, 2, "{args:?}: {output}");

@@ -3,6 +3,7 @@
 mod client;
 pub mod planted;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::{self, AssertUnwindSafe};
@@ -15,6 +16,7 @@ pub use client::{ClientResult, EchoClients, Workload};
 use planted::{Bug, PlantedServer};
 
 use crate::check::{self, SpinDetector};
+use crate::net::FiredFault;
 use crate::{Entropy, FaultPlan, FaultPreset, SimNet, SimPoller};
 
 /// Virtual time a run may take before it counts as hung.
@@ -176,6 +178,8 @@ pub struct Outcome {
     pub results: Vec<Option<ClientResult>>,
     /// Bytes of echo each client received.
     pub received: Vec<usize>,
+    /// Every fault that fired.
+    pub fired: Vec<FiredFault>,
 }
 
 /// The server side of a scenario.
@@ -206,6 +210,14 @@ pub fn run(config: &RunConfig) -> Outcome {
         SimNet::new(config.seed, config.faults, config.trace_full),
         config,
     )
+}
+
+/// Run a seed with exactly the fault draws in `schedule` firing (see
+/// [`crate::shrink`]); every other decision comes from the seed.
+pub fn run_scheduled(config: &RunConfig, schedule: &BTreeSet<u64>) -> Outcome {
+    let net = SimNet::new(config.seed, config.faults, config.trace_full);
+    net.world_mut().set_schedule(schedule.clone());
+    run_on(net, config)
 }
 
 /// Run a scenario with every decision drawn from `data` (a fuzzer's
@@ -263,6 +275,7 @@ fn run_on(net: SimNet, config: &RunConfig) -> Outcome {
         trace_lines: world.trace().lines().to_vec(),
         results: clients.results(),
         received: clients.received(),
+        fired: world.fired().to_vec(),
     }
 }
 
