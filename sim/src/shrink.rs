@@ -82,13 +82,11 @@ impl Schedule {
         let _ = writeln!(text, "messages {}", config.workload.messages);
         let _ = writeln!(text, "message-bytes {}", config.workload.message_bytes_max);
         if !config.workload.message_sizes.is_empty() {
-            let sizes: Vec<String> = config
-                .workload
-                .message_sizes
-                .iter()
-                .map(usize::to_string)
-                .collect();
-            let _ = writeln!(text, "message-sizes {}", sizes.join(","));
+            let _ = writeln!(
+                text,
+                "message-sizes {}",
+                config.workload.message_sizes_csv()
+            );
         }
         if let Some(after) = config.liveness_after {
             let _ = writeln!(text, "liveness-after-ms {}", after.as_millis());

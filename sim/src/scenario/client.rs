@@ -69,6 +69,12 @@ impl Workload {
         }
     }
 
+    /// The explicit sizes as `a,b,c`, as the `sim` command takes them.
+    pub fn message_sizes_csv(&self) -> String {
+        let sizes: Vec<String> = self.message_sizes.iter().map(usize::to_string).collect();
+        sizes.join(",")
+    }
+
     fn message_size(&self, client: usize, message: usize, entropy: &mut Entropy) -> usize {
         if self.message_sizes.is_empty() {
             entropy.between(1, self.message_bytes_max as u64) as usize

@@ -143,14 +143,8 @@ impl RunConfig {
         .map(String::from)
         .to_vec();
         if !self.workload.message_sizes.is_empty() {
-            let sizes: Vec<String> = self
-                .workload
-                .message_sizes
-                .iter()
-                .map(usize::to_string)
-                .collect();
             args.push("--message-sizes".into());
-            args.push(sizes.join(","));
+            args.push(self.workload.message_sizes_csv());
         }
         if let Some(after) = self.liveness_after {
             args.push("--liveness-after-ms".into());
