@@ -421,6 +421,14 @@ impl<P: Poller> IOLoop<P> {
         self.timers.len()
     }
 
+    /// The deadline of the earliest pending timeout, on the loop's clock.
+    /// A simulation uses it to advance virtual time no further than the
+    /// next thing any host has scheduled, including timeouts added since
+    /// that host last waited.
+    pub fn next_timeout(&mut self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
     /// The loop's clock: the poller's monotonic time, never going backwards
     /// even if the poller's clock does.
     pub fn time(&self) -> Instant {

@@ -19,9 +19,14 @@ pub mod net;
 mod poller;
 pub mod scenario;
 pub mod shrink;
+mod sim;
 mod trace;
 
 pub use entropy::Entropy;
 pub use faults::{FaultPlan, FaultPreset, Ppm};
 pub use poller::{SimNet, SimPoller};
+pub use sim::{
+    BoxError, Builder, Done, Failure, FailureKind, Report, Sim, ROUNDS_MAX, SETTLE_WITHIN,
+    TIME_LIMIT,
+};
 pub use trace::Trace;

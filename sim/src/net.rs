@@ -69,6 +69,9 @@ struct Host {
     /// Out of fds (an `EMFILE` fault) until then, or until an fd is closed.
     emfile_until: Option<Instant>,
     port_next: u16,
+    /// Busy with simulated CPU work until then: its clock runs ahead of the
+    /// world's, and the harness does not step it before the world catches up.
+    busy_until: Instant,
 }
 
 /// One end of a connection.
@@ -218,6 +221,7 @@ impl World {
             woken: Arc::clone(&woken),
             emfile_until: None,
             port_next: EPHEMERAL_PORT_FIRST,
+            busy_until: Instant::ZERO,
         });
         (self.hosts.len() - 1, woken)
     }
@@ -225,6 +229,65 @@ impl World {
     /// Virtual time.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// Virtual time as `host` sees it: ahead of the world's while the host
+    /// is busy with simulated CPU work (see [`World::consume`]).
+    pub fn host_now(&self, host: HostId) -> Instant {
+        self.now.max(self.hosts[host].busy_until)
+    }
+
+    /// Until when `host` is busy with simulated CPU work (never later than
+    /// now once the world has caught up).
+    pub fn busy_until(&self, host: HostId) -> Instant {
+        self.hosts[host].busy_until
+    }
+
+    /// `host` spends `cost` of virtual CPU time: its clock moves ahead by
+    /// `cost`, and it is not stepped again until the world's clock catches
+    /// up. Other hosts and the network go on meanwhile.
+    pub fn consume(&mut self, host: HostId, cost: Duration) {
+        let until = self.host_now(host) + cost;
+        self.hosts[host].busy_until = until;
+        self.progress += 1;
+        self.trace.record(
+            tag::TIME,
+            &[host as u64, until.since_epoch().as_nanos() as u64],
+            || format!("{until:?} host{host} busy until"),
+        );
+    }
+
+    /// `true` if `host` has readiness edges waiting for its next `wait`, or
+    /// was woken through its waker.
+    pub fn has_pending_edges(&self, host: HostId) -> bool {
+        let h = &self.hosts[host];
+        !h.pending.is_empty() || h.woken.load(Ordering::Relaxed)
+    }
+
+    /// When the earliest delivery in flight lands, if any.
+    pub fn next_delivery(&self) -> Option<Instant> {
+        self.deliveries.keys().next().map(|(at, _)| *at)
+    }
+
+    /// `true` if nothing is in flight.
+    pub fn nothing_in_flight(&self) -> bool {
+        self.deliveries.is_empty()
+    }
+
+    /// Move virtual time forward to `next` (never backwards) and deliver
+    /// what is due by then. The harness calls this when every host is idle.
+    pub fn advance_to(&mut self, next: Instant) {
+        if next <= self.now {
+            self.deliver_due();
+            return;
+        }
+        self.now = next;
+        self.progress += 1;
+        self.trace
+            .record(tag::TIME, &[next.since_epoch().as_nanos() as u64], || {
+                format!("{next:?} time advances")
+            });
+        self.deliver_due();
     }
 
     /// The fault plan in force.
@@ -293,6 +356,11 @@ impl World {
             && self.hosts.iter().all(|h| {
                 h.pending.is_empty() && h.wake_at.is_none() && !h.woken.load(Ordering::Relaxed)
             })
+    }
+
+    /// The address of `host`.
+    pub fn host_ip(&self, host: HostId) -> IpAddr {
+        self.hosts[host].ip
     }
 
     /// Open fds of a host.
@@ -617,16 +685,6 @@ impl World {
         let delivery = self.deliveries.keys().next().map(|(at, _)| *at);
         let timers = self.hosts.iter().filter_map(|h| h.wake_at);
         delivery.into_iter().chain(timers).min()
-    }
-
-    fn advance_to(&mut self, next: Instant) {
-        self.now = next;
-        self.progress += 1;
-        self.trace
-            .record(tag::TIME, &[next.since_epoch().as_nanos() as u64], || {
-                format!("{next:?} time advances")
-            });
-        self.deliver_due();
     }
 
     fn schedule(&mut self, from: Option<(ConnId, usize)>, delivery: Delivery) {

@@ -87,6 +87,39 @@ impl SimPoller {
     fn world(&self) -> RefMut<'_, World> {
         self.world.borrow_mut()
     }
+
+    /// Spend `cost` of simulated CPU time on this host, as a slow callback
+    /// would: the host's clock ([`IOLoop::time`](ioloop::IOLoop::time))
+    /// moves ahead at once, and the [`Sim`](crate::Sim) does not step the
+    /// host again until the rest of the world catches up. Call it from a
+    /// handler, callback or timeout through
+    /// [`IOLoop::poller`](ioloop::IOLoop::poller).
+    pub fn consume(&self, cost: Duration) {
+        self.world.borrow_mut().consume(self.host, cost);
+    }
+
+    /// A random number in `0..bound` from the simulation's one stream of
+    /// decisions (0 when `bound` is 0): for client workloads that must
+    /// replay with the seed.
+    pub fn random_below(&self, bound: u64) -> u64 {
+        self.world.borrow_mut().entropy().below(bound)
+    }
+
+    /// `true` with probability `ppm` parts per million, from the
+    /// simulation's one stream of decisions.
+    pub fn random_chance(&self, ppm: u32) -> bool {
+        self.world.borrow_mut().entropy().chance(ppm)
+    }
+
+    /// The fault plan in force (all faults off after a liveness switch).
+    pub fn fault_plan(&self) -> FaultPlan {
+        self.world.borrow().plan().clone()
+    }
+
+    /// This host's address.
+    pub fn ip(&self) -> IpAddr {
+        self.world.borrow().host_ip(self.host)
+    }
 }
 
 struct SimWaker {
@@ -114,7 +147,7 @@ impl Poller for SimPoller {
         self.world().wait(self.host, events, timeout)
     }
     fn now(&self) -> Instant {
-        self.world.borrow().now()
+        self.world.borrow().host_now(self.host)
     }
     fn waker(&self) -> Arc<dyn Wake> {
         self.waker.clone()

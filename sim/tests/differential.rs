@@ -8,7 +8,7 @@ use ioloop::{IOLoop, MioPoller};
 use ioloop_sim::scenario::{
     run, run_with_plan, ClientResult, EchoClients, RunConfig, Scenario, Workload,
 };
-use ioloop_sim::{Entropy, FaultPlan, FaultPreset};
+use ioloop_sim::{Done, Entropy, FaultPlan, FaultPreset};
 
 /// What the clients observed: each one's ending and bytes of echo.
 type Observed = Vec<(Option<ClientResult>, usize)>;
@@ -24,8 +24,8 @@ fn on_real_backend(seed: u64, workload: &Workload) -> Observed {
     )
     .unwrap();
     let addr = server.local_addr(&io).unwrap();
-    let clients = EchoClients::draw(workload, 0, &mut Entropy::seeded(seed));
-    clients.start(&mut io, addr);
+    let clients = EchoClients::draw(workload, &FaultPlan::none(), &mut Entropy::seeded(seed));
+    clients.start(&mut io, addr, Done::default());
     let settled = io
         .run_until(Duration::from_secs(30), |_| {
             clients.finished() && server.connection_count() == 0

@@ -1,6 +1,6 @@
 //! `EchoClients`: K simulated clients, each sending messages ping-pong and checking every echoed byte.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ioloop::{Events, Fd, IOLoop, Poller};
 
-use crate::Entropy;
+use crate::{Done, Entropy, FaultPlan};
 
 /// How one client ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +41,8 @@ struct Client {
     half_close: bool,
     shut: bool,
     result: Option<ClientResult>,
+    /// The result was reported to the harness.
+    reported: bool,
 }
 
 /// The workload of a run, drawn from the seed.
@@ -84,16 +86,23 @@ impl Workload {
     }
 }
 
-/// K echo clients sharing one loop.
+/// K echo clients sharing one loop; clones share the clients.
+#[derive(Clone)]
 pub struct EchoClients {
     clients: Rc<RefCell<Vec<Client>>>,
     connect_delays: Vec<Duration>,
+    /// The plan may break connections: a clean error is then a fine end.
+    may_break: bool,
+    /// Clients whose result was reported to `Done`.
+    reported: Rc<Cell<usize>>,
 }
 
 impl EchoClients {
     /// Draw the clients' messages, endings and connect times from
-    /// `entropy`.
-    pub fn draw(workload: &Workload, half_close_ppm: u32, entropy: &mut Entropy) -> EchoClients {
+    /// `entropy`, under the fault `plan` (its half-close rate, and whether
+    /// it may break connections).
+    pub fn draw(workload: &Workload, plan: &FaultPlan, entropy: &mut Entropy) -> EchoClients {
+        let half_close_ppm = plan.half_close;
         let mut clients = Vec::with_capacity(workload.clients);
         let mut delays = Vec::with_capacity(workload.clients);
         for index in 0..workload.clients {
@@ -115,21 +124,56 @@ impl EchoClients {
                 half_close: entropy.chance(half_close_ppm),
                 shut: false,
                 result: None,
+                reported: false,
             });
             delays.push(Duration::from_micros(entropy.below(3_000)));
         }
         EchoClients {
             clients: Rc::new(RefCell::new(clients)),
             connect_delays: delays,
+            may_break: plan.may_break_connections(),
+            reported: Rc::new(Cell::new(0)),
         }
     }
 
     /// Schedule the connects to `server` on `io`, staggered over a few
-    /// milliseconds.
-    pub fn start<P: Poller + 'static>(&self, io: &mut IOLoop<P>, server: SocketAddr) {
+    /// milliseconds; report to `done` once every client has ended (or at
+    /// the first wrong one).
+    pub fn start<P: Poller + 'static>(&self, io: &mut IOLoop<P>, server: SocketAddr, done: Done) {
+        let for_describe = self.clone();
+        done.describe_with(move || for_describe.describe_unfinished().join("; "));
         for (index, delay) in self.connect_delays.iter().enumerate() {
-            let for_connect = Rc::clone(&self.clients);
-            io.call_later(*delay, move |io| connect(&for_connect, io, index, server));
+            let for_connect = self.clone();
+            let done = done.clone();
+            io.call_later(*delay, move |io| {
+                connect(&for_connect, &done, io, index, server)
+            });
+        }
+    }
+
+    /// Once client `index` has ended, tell `done`: at once for a wrong echo
+    /// or an error no fault of the plan explains, and once every client
+    /// has ended otherwise.
+    fn report(&self, index: usize, done: &Done) {
+        let mut clients = self.clients.borrow_mut();
+        let client = &mut clients[index];
+        if client.reported {
+            return;
+        }
+        let Some(result) = &client.result else {
+            return;
+        };
+        client.reported = true;
+        match result {
+            ClientResult::Wrong(why) => done.fail(format!("client {index}: wrong echo: {why}")),
+            ClientResult::Broken { verified, error } if !self.may_break => done.fail(format!(
+                "client {index}: connection failed after {verified} bytes ({error}) with no fault that breaks connections"
+            )),
+            _ => {}
+        }
+        self.reported.set(self.reported.get() + 1);
+        if self.reported.get() == clients.len() {
+            done.ok();
         }
     }
 
@@ -184,29 +228,35 @@ fn pattern_byte(salt: u64, index: usize) -> u8 {
 }
 
 fn connect<P: Poller + 'static>(
-    clients_rc: &Rc<RefCell<Vec<Client>>>,
+    echo: &EchoClients,
+    done: &Done,
     io: &mut IOLoop<P>,
     index: usize,
     server: SocketAddr,
 ) {
+    let clients_rc = &echo.clients;
     let fd = match io.connect(server) {
         Ok(fd) => fd,
         Err(error) => {
             clients_rc.borrow_mut()[index].result = Some(broken(0, &error));
-            return;
+            return echo.report(index, done);
         }
     };
     clients_rc.borrow_mut()[index].fd = Some(fd);
-    let for_handler = Rc::clone(clients_rc);
+    let (for_handler, done_handler) = (echo.clone(), done.clone());
     let added = io.add_handler(
         fd,
-        move |io, fd, events| on_event(&for_handler, io, index, fd, events),
+        move |io, fd, events| {
+            on_event(&for_handler.clients, io, index, fd, events);
+            for_handler.report(index, &done_handler);
+        },
         Events::READ | Events::WRITE,
     );
     if let Err(error) = added {
         clients_rc.borrow_mut()[index].result =
             Some(ClientResult::Wrong(format!("add_handler: {error}")));
         let _ = io.close_fd(fd);
+        echo.report(index, done);
     }
 }
 

@@ -1,0 +1,1038 @@
+//! `Sim`: the public harness — named hosts running your service, clients that report done, and a scheduler that owns the clock.
+//!
+//! A [`Sim`] holds one simulated network and a loop per host. You add
+//! hosts with a setup closure that installs your service on the host's
+//! `&mut IOLoop<SimPoller>`, and client hosts whose code reports through a
+//! [`Done`] handle. [`Sim::run`] then steps every host until every client
+//! is done, checking the reactor's contract after every step.
+//!
+//! **Time.** Virtual time advances only when every host is idle (no
+//! callbacks, no ready handlers, no due timeouts), and then to the earliest
+//! of: the next delivery in flight, any host's next timeout *as its loop
+//! knows it now*, and the end of a host's simulated CPU work
+//! ([`SimPoller::consume`]). Hosts are stepped in the order they were
+//! added; equal times resolve in a fixed order, so a seed replays exactly.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::Duration;
+
+use ioloop::{Fd, IOLoop, Instant, PanicPolicy};
+
+use crate::check::{self, SpinDetector};
+use crate::net::{FiredFault, HostId};
+use crate::{Entropy, FaultPlan, FaultPreset, SimNet, SimPoller};
+
+/// The error a setup closure may return: anything that is an error.
+pub type BoxError = Box<dyn std::error::Error>;
+
+/// How long, by default, a run may take after its clients are done for
+/// every host to let go of what it opened (and, under a liveness phase,
+/// after faults stop for everything to settle).
+pub const SETTLE_WITHIN: Duration = Duration::from_secs(10);
+/// Virtual time a run may take, by default, before it counts as hung.
+pub const TIME_LIMIT: Duration = Duration::from_secs(3600);
+/// Rounds (one step of every busy host, or one advance of time) a run may
+/// take before it counts as hung.
+pub const ROUNDS_MAX: u64 = 5_000_000;
+
+type Setup = Box<dyn FnMut(&mut IOLoop<SimPoller>) -> Result<(), BoxError>>;
+type ClientSetup = Box<dyn FnMut(&mut IOLoop<SimPoller>, Done) -> Result<(), BoxError>>;
+type Invariant = Box<dyn FnMut(&Sim) -> Result<(), String>>;
+
+/// Builds a [`Sim`]: the seed, the fault plan, and the run's limits.
+///
+/// ```
+/// use ioloop_sim::{FaultPreset, Sim};
+/// use std::time::Duration;
+///
+/// let sim = Sim::builder(0x2a)
+///     .faults(FaultPreset::Swarm)
+///     .liveness_after(Duration::from_millis(50))
+///     .build();
+/// assert_eq!(sim.seed(), 0x2a);
+/// ```
+pub struct Builder {
+    seed: u64,
+    faults: FaultPreset,
+    plan: Option<FaultPlan>,
+    entropy: Option<Entropy>,
+    trace_full: bool,
+    liveness_after: Option<Duration>,
+    settle_within: Duration,
+    time_limit: Duration,
+    leak_check: bool,
+    schedule: Option<BTreeSet<u64>>,
+}
+
+impl Builder {
+    /// A simulation whose every decision comes from `seed`, with no faults
+    /// until [`faults`](Self::faults) says otherwise.
+    pub fn new(seed: u64) -> Builder {
+        Builder {
+            seed,
+            faults: FaultPreset::None,
+            plan: None,
+            entropy: None,
+            trace_full: false,
+            liveness_after: None,
+            settle_within: SETTLE_WITHIN,
+            time_limit: TIME_LIMIT,
+            leak_check: true,
+            schedule: None,
+        }
+    }
+
+    /// The fault preset: `None`, `All`, or `Swarm` (the seed draws its own
+    /// subset of faults and their strengths).
+    pub fn faults(mut self, preset: FaultPreset) -> Builder {
+        self.faults = preset;
+        self
+    }
+
+    /// An explicit fault plan instead of a preset.
+    pub fn plan(mut self, plan: FaultPlan) -> Builder {
+        self.plan = Some(plan);
+        self
+    }
+
+    /// Draw every decision from `entropy` instead of the seed (a fuzzer's
+    /// bytes: [`Entropy::from_bytes`]); the plan is then drawn from it too,
+    /// as the preset says, unless [`plan`](Self::plan) gave one.
+    pub fn entropy(mut self, entropy: Entropy) -> Builder {
+        self.entropy = Some(entropy);
+        self
+    }
+
+    /// Keep a readable line per decision ([`Report::trace_lines`]).
+    pub fn trace(mut self, full: bool) -> Builder {
+        self.trace_full = full;
+        self
+    }
+
+    /// A liveness phase: every fault stops at this virtual time, and the
+    /// run must then settle within [`settle_within`](Self::settle_within):
+    /// every client done, nothing in flight, no work and no timeout left on
+    /// any host, every host back to the fds and handlers it had after setup.
+    pub fn liveness_after(mut self, after: Duration) -> Builder {
+        self.liveness_after = Some(after);
+        self
+    }
+
+    /// How long hosts may take to let go of what they opened once every
+    /// client is done (default [`SETTLE_WITHIN`]).
+    pub fn settle_within(mut self, within: Duration) -> Builder {
+        self.settle_within = within;
+        self
+    }
+
+    /// Virtual time after which a run fails as hung (default
+    /// [`TIME_LIMIT`]).
+    pub fn time_limit(mut self, limit: Duration) -> Builder {
+        self.time_limit = limit;
+        self
+    }
+
+    /// Turn the end-of-run leak check off (on by default): a host that
+    /// holds more fds, handlers or timeouts than it had after its setup.
+    pub fn leak_check(mut self, on: bool) -> Builder {
+        self.leak_check = on;
+        self
+    }
+
+    /// Fire exactly these fault decisions (by index; see
+    /// [`Schedule`](crate::shrink::Schedule)), whatever the plan's
+    /// probabilities say; every other decision still comes from the seed.
+    pub fn schedule(mut self, fire: BTreeSet<u64>) -> Builder {
+        self.schedule = Some(fire);
+        self
+    }
+
+    /// The simulation, with no hosts yet.
+    pub fn build(self) -> Sim {
+        let mut entropy = self.entropy.unwrap_or_else(|| Entropy::seeded(self.seed));
+        let plan = self
+            .plan
+            .unwrap_or_else(|| FaultPlan::from_preset(self.faults, &mut entropy));
+        let net = SimNet::with_plan(entropy, plan, self.trace_full);
+        if let Some(fire) = self.schedule {
+            net.world_mut().set_schedule(fire);
+        }
+        Sim {
+            net,
+            seed: self.seed,
+            faults: self.faults,
+            liveness_after: self.liveness_after,
+            settle_within: self.settle_within,
+            time_limit: self.time_limit,
+            leak_check: self.leak_check,
+            hosts: Vec::new(),
+            invariants: Vec::new(),
+            setup_error: None,
+            spin: SpinDetector::new(),
+            rounds: 0,
+            faults_stopped_at: None,
+            clients_done_at: None,
+        }
+    }
+}
+
+/// How a client reports that it is done, or that it failed.
+///
+/// Cloneable and cheap: hand a clone to every handler and callback of the
+/// client. The first report wins; a failure ends the run at once.
+#[derive(Clone, Default)]
+pub struct Done {
+    state: Rc<RefCell<ClientState>>,
+}
+
+#[derive(Default)]
+struct ClientState {
+    result: Option<Result<(), String>>,
+    describe: Option<Box<dyn Fn() -> String>>,
+}
+
+impl Done {
+    /// The client finished its work.
+    pub fn ok(&self) {
+        self.finish(Ok(()));
+    }
+
+    /// The client saw something wrong: the run fails with `why`.
+    pub fn fail(&self, why: impl Into<String>) {
+        self.finish(Err(why.into()));
+    }
+
+    /// Report `result` (the first report wins).
+    pub fn finish(&self, result: Result<(), String>) {
+        let mut state = self.state.borrow_mut();
+        if state.result.is_none() {
+            state.result = Some(result);
+        }
+    }
+
+    /// `true` once the client reported.
+    pub fn is_done(&self) -> bool {
+        self.state.borrow().result.is_some()
+    }
+
+    /// Describe what the client is waiting for, for failure reports (a
+    /// stall, a spin, a time limit).
+    pub fn describe_with(&self, describe: impl Fn() -> String + 'static) {
+        self.state.borrow_mut().describe = Some(Box::new(describe));
+    }
+
+    fn failure(&self) -> Option<String> {
+        match &self.state.borrow().result {
+            Some(Err(why)) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    fn description(&self) -> String {
+        let state = self.state.borrow();
+        match &state.describe {
+            Some(describe) => describe(),
+            None => "not done".into(),
+        }
+    }
+}
+
+/// What a host is for.
+enum Role {
+    Server,
+    Client(Done),
+}
+
+/// One host: its name, its loop, and what it held after setup.
+struct Host {
+    name: String,
+    id: HostId,
+    io: IOLoop<SimPoller>,
+    role: Role,
+    baseline: Holdings,
+}
+
+/// What a host holds: the leak check compares this with the baseline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Holdings {
+    fds: Vec<Fd>,
+    handlers: usize,
+    timeouts: usize,
+}
+
+impl Holdings {
+    fn within(&self, baseline: &Holdings) -> bool {
+        self.fds.len() <= baseline.fds.len()
+            && self.handlers <= baseline.handlers
+            && self.timeouts <= baseline.timeouts
+    }
+}
+
+/// What ended a run unsuccessfully.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailureKind {
+    /// A host's setup failed, or the simulation was described wrongly
+    /// (a malformed address, a name or address used twice).
+    Setup,
+    /// A client reported a failure through [`Done::fail`].
+    Client,
+    /// A handler, callback or timeout panicked.
+    Panic,
+    /// `run_once` returned an error.
+    Loop,
+    /// The loop's handler table and the poller's registrations differ.
+    HandlerMap,
+    /// A handler was called after its removal or outside its interest.
+    Dispatch,
+    /// A user invariant failed.
+    Invariant,
+    /// Nothing is pending anywhere, but a client is not done.
+    Stall,
+    /// Many rounds without a byte moved or time passing.
+    Spin,
+    /// Clients are done but a host holds more fds, handlers or timeouts than
+    /// after its setup.
+    Leak,
+    /// Faults stopped, and the run did not settle in time.
+    Liveness,
+    /// The virtual-time limit or the round limit was reached.
+    Hung,
+}
+
+impl FailureKind {
+    /// A short name, stable across versions (used in summaries and
+    /// schedules).
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Setup => "setup",
+            FailureKind::Client => "client",
+            FailureKind::Panic => "panic",
+            FailureKind::Loop => "loop-error",
+            FailureKind::HandlerMap => "handler-map",
+            FailureKind::Dispatch => "dispatch",
+            FailureKind::Invariant => "invariant",
+            FailureKind::Stall => "stall",
+            FailureKind::Spin => "spin",
+            FailureKind::Leak => "leak",
+            FailureKind::Liveness => "liveness",
+            FailureKind::Hung => "hung",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a run did: its identity, its trace hash and the faults that fired.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// The fault plan the run started with.
+    pub plan: FaultPlan,
+    /// Hash of every decision: the same seed gives the same hash, in any
+    /// process.
+    pub trace_hash: u64,
+    /// Decisions recorded (simulated events).
+    pub sim_events: u64,
+    /// Virtual time at the end.
+    pub virtual_time: Instant,
+    /// Every fault that fired.
+    pub fired: Vec<FiredFault>,
+    /// A readable line per decision, when [`Builder::trace`] asked for it.
+    pub trace_lines: Vec<String>,
+}
+
+/// Why a run failed, with the [`Report`] of the run up to the failure.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// The host it concerns, if one.
+    pub host: Option<String>,
+    /// What happened.
+    pub message: String,
+    /// The run up to the failure.
+    pub report: Report,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {:?}", self.kind, self.report.virtual_time)?;
+        if let Some(host) = &self.host {
+            write!(f, " on host {host:?}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// What one step of the scheduler did.
+enum Step {
+    /// Some host ran an iteration.
+    Ran,
+    /// Every host was idle: time advanced.
+    Advanced,
+    /// Nothing is pending anywhere, and nothing ever will be.
+    Quiescent,
+}
+
+/// A simulation: hosts on one seeded network, stepped by a scheduler that
+/// owns the virtual clock, checked after every step.
+///
+/// ```
+/// use ioloop::Events;
+/// use ioloop_sim::{FaultPreset, Sim};
+///
+/// let mut sim = Sim::new(7, FaultPreset::None);
+/// sim.host("server", "10.0.0.1", |io| {
+///     let listener = io.listen("10.0.0.1:7".parse()?)?;
+///     io.add_handler(listener, |io, fd, _| {
+///         while let Ok((conn, _)) = io.accept(fd) {
+///             let _ = io.close_fd(conn); // hang up at once
+///         }
+///     }, Events::READ)?;
+///     Ok(())
+/// });
+/// sim.client("client", "10.0.0.2", |io, done| {
+///     let conn = io.connect("10.0.0.1:7".parse()?)?;
+///     io.add_handler(conn, move |io, fd, _| {
+///         let mut buf = [0u8; 16];
+///         match io.read(fd, &mut buf) {
+///             Ok(0) | Err(_) => {
+///                 let _ = io.close_fd(fd);
+///                 done.ok(); // closed, refused or reset: all fine here
+///             }
+///             Ok(_) => done.fail("the server said something"),
+///         }
+///     }, Events::READ)?;
+///     Ok(())
+/// });
+/// let report = sim.run()?;
+/// assert!(report.sim_events > 0);
+/// # Ok::<(), ioloop_sim::Failure>(())
+/// ```
+pub struct Sim {
+    net: SimNet,
+    seed: u64,
+    faults: FaultPreset,
+    liveness_after: Option<Duration>,
+    settle_within: Duration,
+    time_limit: Duration,
+    leak_check: bool,
+    hosts: Vec<Host>,
+    invariants: Vec<(String, Invariant)>,
+    setup_error: Option<(Option<String>, String)>,
+    spin: SpinDetector,
+    rounds: u64,
+    faults_stopped_at: Option<Instant>,
+    clients_done_at: Option<Instant>,
+}
+
+impl Sim {
+    /// A [`Builder`] for a simulation of `seed`.
+    pub fn builder(seed: u64) -> Builder {
+        Builder::new(seed)
+    }
+
+    /// A simulation of `seed` under the fault `preset`, with the default
+    /// limits.
+    pub fn new(seed: u64, preset: FaultPreset) -> Sim {
+        Builder::new(seed).faults(preset).build()
+    }
+
+    /// Add a host named `name` at address `ip` and run `setup` on its loop
+    /// to install the service. A setup error, a malformed address, or a
+    /// name or address used twice makes [`run`](Self::run) fail with
+    /// [`FailureKind::Setup`].
+    pub fn host<F>(&mut self, name: &str, ip: &str, setup: F) -> &mut Sim
+    where
+        F: FnMut(&mut IOLoop<SimPoller>) -> Result<(), BoxError> + 'static,
+    {
+        self.add(name, ip, Role::Server, Box::new(setup), None);
+        self
+    }
+
+    /// Add a client host: `setup` starts its work and reports through the
+    /// [`Done`] it is given. [`run`](Self::run) ends once every client is
+    /// done (and the hosts have let go of what they opened).
+    pub fn client<F>(&mut self, name: &str, ip: &str, setup: F) -> &mut Sim
+    where
+        F: FnMut(&mut IOLoop<SimPoller>, Done) -> Result<(), BoxError> + 'static,
+    {
+        let done = Done::default();
+        self.add(
+            name,
+            ip,
+            Role::Client(done),
+            Box::new(|_: &mut IOLoop<SimPoller>| Ok(())),
+            Some(Box::new(setup)),
+        );
+        self
+    }
+
+    /// Check `invariant` after every step of every host; an `Err` fails the
+    /// run with [`FailureKind::Invariant`]. It sees the whole simulation
+    /// (read-only): [`now`](Self::now), [`io`](Self::io), ...
+    pub fn invariant<F>(&mut self, name: &str, invariant: F) -> &mut Sim
+    where
+        F: FnMut(&Sim) -> Result<(), String> + 'static,
+    {
+        self.invariants
+            .push((name.to_string(), Box::new(invariant)));
+        self
+    }
+
+    fn add(
+        &mut self,
+        name: &str,
+        ip: &str,
+        role: Role,
+        mut setup: Setup,
+        client_setup: Option<ClientSetup>,
+    ) {
+        // Setups run once, now; a restart (crash and restart of a host)
+        // would keep them to run again.
+        if self.setup_error.is_some() {
+            return;
+        }
+        let ip: IpAddr = match ip.parse() {
+            Ok(ip) => ip,
+            Err(_) => return self.setup_failed(name, format!("not an IP address: {ip:?}")),
+        };
+        if self.hosts.iter().any(|h| h.name == name) {
+            return self.setup_failed(name, "two hosts have this name".into());
+        }
+        if let Some(other) = self.hosts.iter().find(|h| h.io.poller().ip() == ip) {
+            let message = format!("address {ip} is already host {:?}'s", other.name);
+            return self.setup_failed(name, message);
+        }
+        let mut io = IOLoop::new(self.net.host(ip));
+        io.set_panic_policy(PanicPolicy::Propagate);
+        let id = io.poller().host_id();
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| match (&role, client_setup) {
+            (Role::Client(done), Some(mut client_setup)) => client_setup(&mut io, done.clone()),
+            _ => setup(&mut io),
+        }));
+        match ran {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return self.setup_failed(name, format!("setup failed: {error}")),
+            Err(payload) => {
+                let message = format!("setup panicked: {}", panic_message(payload.as_ref()));
+                return self.setup_failed(name, message);
+            }
+        }
+        let mut host = Host {
+            name: name.to_string(),
+            id,
+            io,
+            role,
+            baseline: Holdings {
+                fds: Vec::new(),
+                handlers: 0,
+                timeouts: 0,
+            },
+        };
+        host.baseline = self.holdings(&host);
+        self.hosts.push(host);
+    }
+
+    fn setup_failed(&mut self, name: &str, message: String) {
+        self.setup_error = Some((Some(name.to_string()), message));
+    }
+
+    // ----- reading the simulation ---------------------------------------------
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The fault preset the simulation was built with.
+    pub fn preset(&self) -> FaultPreset {
+        self.faults
+    }
+
+    /// The fault plan the run started with.
+    pub fn plan(&self) -> FaultPlan {
+        self.net.world().plan_drawn().clone()
+    }
+
+    /// Virtual time.
+    pub fn now(&self) -> Instant {
+        self.net.world().now()
+    }
+
+    /// The loop of host `name`, to read.
+    pub fn io(&self, name: &str) -> Option<&IOLoop<SimPoller>> {
+        self.hosts.iter().find(|h| h.name == name).map(|h| &h.io)
+    }
+
+    /// The loop of host `name`, to change between runs (add a timeout, a
+    /// handler, a `PeriodicCallback`...).
+    pub fn io_mut(&mut self, name: &str) -> Option<&mut IOLoop<SimPoller>> {
+        self.hosts
+            .iter_mut()
+            .find(|h| h.name == name)
+            .map(|h| &mut h.io)
+    }
+
+    /// The open fds of host `name`, in fd order.
+    pub fn open_fds(&self, name: &str) -> Vec<Fd> {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| self.net.world().open_fds(h.id))
+            .unwrap_or_default()
+    }
+
+    /// The names of the hosts, in the order they were added.
+    pub fn host_names(&self) -> impl Iterator<Item = &str> {
+        self.hosts.iter().map(|h| h.name.as_str())
+    }
+
+    /// The network, for what the harness does not wrap.
+    pub fn net(&self) -> &SimNet {
+        &self.net
+    }
+
+    /// The run so far: trace hash, events, faults that fired.
+    pub fn report(&self) -> Report {
+        let world = self.net.world();
+        Report {
+            seed: self.seed,
+            plan: world.plan_drawn().clone(),
+            trace_hash: world.trace().hash(),
+            sim_events: world.trace().len(),
+            virtual_time: world.now(),
+            fired: world.fired().to_vec(),
+            trace_lines: world.trace().lines().to_vec(),
+        }
+    }
+
+    // ----- running ---------------------------------------------------------------
+
+    /// Run until every client is done and every host holds no more fds,
+    /// handlers and timeouts than after its setup; without clients, until
+    /// nothing is pending anywhere. Checks the contract after every step.
+    pub fn run(&mut self) -> Result<Report, Failure> {
+        self.check_setup()?;
+        for _ in 0..ROUNDS_MAX {
+            self.rounds += 1;
+            self.maybe_stop_faults();
+            if let Some(result) = self.end_if_done() {
+                return result;
+            }
+            self.check_time_limit()?;
+            match self.step(None)? {
+                Step::Ran | Step::Advanced => {}
+                Step::Quiescent => return self.end_quiescent(),
+            }
+        }
+        Err(self.fail(
+            FailureKind::Hung,
+            None,
+            format!("not finished after {ROUNDS_MAX} rounds"),
+        ))
+    }
+
+    /// Run for `duration` of virtual time (clients need not finish), with
+    /// every checker on; time jumps over idle stretches. For fake-clock
+    /// tests: advance the clock, then look at what the hosts did.
+    pub fn run_for(&mut self, duration: Duration) -> Result<(), Failure> {
+        let until = self.now() + duration;
+        self.run_until_time(until, |_| false).map(|_| ())
+    }
+
+    /// Run until `condition` holds (`Ok(true)`) or `timeout` of virtual time
+    /// passes (`Ok(false)`), with every checker on.
+    pub fn run_until<F>(&mut self, timeout: Duration, condition: F) -> Result<bool, Failure>
+    where
+        F: FnMut(&Sim) -> bool,
+    {
+        let until = self.now() + timeout;
+        self.run_until_time(until, condition)
+    }
+
+    fn run_until_time<F>(&mut self, until: Instant, mut condition: F) -> Result<bool, Failure>
+    where
+        F: FnMut(&Sim) -> bool,
+    {
+        self.check_setup()?;
+        for _ in 0..ROUNDS_MAX {
+            self.rounds += 1;
+            self.maybe_stop_faults();
+            if condition(self) {
+                return Ok(true);
+            }
+            if self.now() >= until {
+                return Ok(false);
+            }
+            if let Step::Quiescent = self.step(Some(until))? {
+                // Nothing will ever happen: the clock may as well jump.
+                self.net.world_mut().advance_to(until);
+            }
+        }
+        Err(self.fail(
+            FailureKind::Hung,
+            None,
+            format!("not finished after {ROUNDS_MAX} rounds"),
+        ))
+    }
+
+    fn check_setup(&self) -> Result<(), Failure> {
+        match &self.setup_error {
+            Some((host, message)) => Err(Failure {
+                kind: FailureKind::Setup,
+                host: host.clone(),
+                message: message.clone(),
+                report: self.report(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn check_time_limit(&self) -> Result<(), Failure> {
+        if self.now().since_epoch() <= self.time_limit {
+            return Ok(());
+        }
+        let message = format!(
+            "not finished after {:?} of virtual time; {}",
+            self.time_limit,
+            self.describe_unfinished()
+        );
+        Err(self.fail(FailureKind::Hung, None, message))
+    }
+
+    /// One step: every host with work runs one iteration; if none had work,
+    /// time advances to the next thing scheduled anywhere (no further than
+    /// `until`).
+    fn step(&mut self, until: Option<Instant>) -> Result<Step, Failure> {
+        let now = self.now();
+        let mut ran = false;
+        for index in 0..self.hosts.len() {
+            if self.has_work(index, now) {
+                self.run_host(index)?;
+                ran = true;
+            }
+        }
+        if ran {
+            if self.spin.round(&self.net.world()) {
+                return Err(self.spin_failure());
+            }
+            return Ok(Step::Ran);
+        }
+        let Some(next) = self.next_instant(now) else {
+            return Ok(Step::Quiescent);
+        };
+        let next = until.map_or(next, |until| next.min(until));
+        self.net.world_mut().advance_to(next);
+        self.spin.round(&self.net.world());
+        Ok(Step::Advanced)
+    }
+
+    /// `true` if host `index` would not sleep now.
+    fn has_work(&mut self, index: usize, now: Instant) -> bool {
+        let host = &mut self.hosts[index];
+        {
+            let world = self.net.world();
+            if world.busy_until(host.id) > now {
+                return false;
+            }
+            if world.has_pending_edges(host.id) {
+                return true;
+            }
+        }
+        host.io.has_pending_work() || host.io.next_timeout().is_some_and(|at| at <= now)
+    }
+
+    /// The earliest thing scheduled anywhere after `now`: a delivery, a
+    /// host's next timeout as its loop knows it now, or the end of a host's
+    /// CPU work.
+    fn next_instant(&mut self, now: Instant) -> Option<Instant> {
+        let mut next = self.net.world().next_delivery();
+        for host in &mut self.hosts {
+            let busy_until = self.net.world().busy_until(host.id);
+            let timeout = host.io.next_timeout().map(|at| at.max(busy_until));
+            let busy = (busy_until > now).then_some(busy_until);
+            for at in [timeout, busy].into_iter().flatten() {
+                next = Some(next.map_or(at, |next| next.min(at)));
+            }
+        }
+        next
+    }
+
+    /// One iteration of host `index`, then the checkers.
+    fn run_host(&mut self, index: usize) -> Result<(), Failure> {
+        let host = &mut self.hosts[index];
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| host.io.run_once(Some(Duration::ZERO))));
+        let name = host.name.clone();
+        match ran {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                let message = format!("run_once failed: {error}");
+                return Err(self.fail(FailureKind::Loop, Some(&name), message));
+            }
+            Err(payload) => {
+                let message = format!(
+                    "a handler, callback or timeout panicked: {}",
+                    panic_message(payload.as_ref())
+                );
+                return Err(self.fail(FailureKind::Panic, Some(&name), message));
+            }
+        }
+        if let Err(error) = self.hosts[index].io.check_consistency() {
+            let message = format!("handler table and registrations differ: {error}");
+            return Err(self.fail(FailureKind::HandlerMap, Some(&name), message));
+        }
+        let violations = self.net.world_mut().take_violations();
+        if let Some(first) = violations.first() {
+            let message = format!("{first} ({} violations)", violations.len());
+            return Err(self.fail(FailureKind::Dispatch, Some(&name), message));
+        }
+        if let Role::Client(done) = &self.hosts[index].role {
+            if let Some(why) = done.failure() {
+                return Err(self.fail(FailureKind::Client, Some(&name), why));
+            }
+        }
+        self.check_invariants()
+    }
+
+    fn check_invariants(&mut self) -> Result<(), Failure> {
+        if self.invariants.is_empty() {
+            return Ok(());
+        }
+        let mut invariants = std::mem::take(&mut self.invariants);
+        let mut failed = None;
+        for (name, invariant) in &mut invariants {
+            if let Err(why) = invariant(self) {
+                failed = Some(format!("invariant {name:?}: {why}"));
+                break;
+            }
+        }
+        self.invariants = invariants;
+        match failed {
+            Some(message) => Err(self.fail(FailureKind::Invariant, None, message)),
+            None => Ok(()),
+        }
+    }
+
+    fn maybe_stop_faults(&mut self) {
+        let Some(after) = self.liveness_after else {
+            return;
+        };
+        if self.faults_stopped_at.is_none() && self.now().since_epoch() >= after {
+            self.net.world_mut().stop_faults();
+            self.faults_stopped_at = Some(self.now());
+        }
+    }
+
+    fn clients_done(&self) -> bool {
+        self.hosts.iter().all(|h| match &h.role {
+            Role::Client(done) => done.is_done(),
+            Role::Server => true,
+        })
+    }
+
+    fn has_clients(&self) -> bool {
+        self.hosts.iter().any(|h| matches!(h.role, Role::Client(_)))
+    }
+
+    /// End the run if its goal is met, or if it overstayed its settle time.
+    fn end_if_done(&mut self) -> Option<Result<Report, Failure>> {
+        if let Some(stopped) = self.faults_stopped_at {
+            let settle_by = stopped + self.settle_within;
+            if self.now() > settle_by {
+                let message = format!(
+                    "not settled {:?} after faults stopped (at {settle_by:?}): {}",
+                    self.settle_within,
+                    self.describe_unsettled()
+                );
+                return Some(Err(self.fail(FailureKind::Liveness, None, message)));
+            }
+        }
+        if !self.has_clients() || !self.clients_done() {
+            return None;
+        }
+        let now = self.now();
+        let done_at = *self.clients_done_at.get_or_insert(now);
+        if self.settled() {
+            return Some(Ok(self.report()));
+        }
+        if self.liveness_after.is_none() && now > done_at + self.settle_within {
+            return Some(Err(self.leak_failure()));
+        }
+        None
+    }
+
+    /// Nothing can ever happen again: the end, one way or another.
+    fn end_quiescent(&mut self) -> Result<Report, Failure> {
+        if !self.clients_done() {
+            let message = format!(
+                "nothing pending anywhere, but work unfinished: {}",
+                self.describe_unfinished()
+            );
+            return Err(self.fail(FailureKind::Stall, None, message));
+        }
+        if !self.has_clients() || self.settled() {
+            return Ok(self.report());
+        }
+        Err(self.leak_failure())
+    }
+
+    /// Every host holds no more than after setup; under a liveness phase,
+    /// also nothing in flight and no work or timeout anywhere.
+    fn settled(&mut self) -> bool {
+        if self.liveness_after.is_some() {
+            let now = self.now();
+            if !self.net.world().nothing_in_flight() {
+                return false;
+            }
+            for index in 0..self.hosts.len() {
+                if self.has_work(index, now) || self.hosts[index].io.timeout_count() > 0 {
+                    return false;
+                }
+            }
+        }
+        !self.leak_check
+            || self
+                .hosts
+                .iter()
+                .all(|host| self.holdings(host).within(&host.baseline))
+    }
+
+    fn holdings(&self, host: &Host) -> Holdings {
+        Holdings {
+            fds: self.net.world().open_fds(host.id),
+            handlers: host.io.handler_count(),
+            timeouts: host.io.timeout_count(),
+        }
+    }
+
+    fn leak_failure(&self) -> Failure {
+        let message = format!(
+            "clients done {:?} ago, but {}",
+            self.settle_within,
+            self.describe_leaks().join("; ")
+        );
+        self.fail(FailureKind::Leak, None, message)
+    }
+
+    fn describe_leaks(&self) -> Vec<String> {
+        let mut leaks = Vec::new();
+        for host in &self.hosts {
+            let now = self.holdings(host);
+            if !now.within(&host.baseline) {
+                leaks.push(format!(
+                    "host {:?} holds fds {:?}, handlers {}, timeouts {} (after setup: fds {:?}, handlers {}, timeouts {})",
+                    host.name,
+                    now.fds,
+                    check::describe_handlers(&host.io),
+                    now.timeouts,
+                    host.baseline.fds,
+                    host.baseline.handlers,
+                    host.baseline.timeouts
+                ));
+            }
+        }
+        leaks
+    }
+
+    fn describe_unfinished(&self) -> String {
+        let mut what = Vec::new();
+        for host in &self.hosts {
+            if let Role::Client(done) = &host.role {
+                if !done.is_done() {
+                    what.push(format!("client {:?}: {}", host.name, done.description()));
+                }
+            }
+            what.push(format!(
+                "host {:?} handlers {}",
+                host.name,
+                check::describe_handlers(&host.io)
+            ));
+        }
+        what.join("; ")
+    }
+
+    fn describe_unsettled(&self) -> String {
+        let mut what = Vec::new();
+        if !self.clients_done() {
+            what.push(self.describe_unfinished());
+        }
+        what.extend(self.describe_leaks());
+        for host in &self.hosts {
+            if host.io.timeout_count() > 0 {
+                what.push(format!(
+                    "host {:?}: {} timeouts still pending",
+                    host.name,
+                    host.io.timeout_count()
+                ));
+            }
+            if host.io.has_pending_work() {
+                what.push(format!(
+                    "host {:?}: handlers or callbacks still due",
+                    host.name
+                ));
+            }
+        }
+        if !self.net.world().nothing_in_flight() {
+            what.push("deliveries still in flight".into());
+        }
+        what.join("; ")
+    }
+
+    fn spin_failure(&self) -> Failure {
+        let handlers: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|h| format!("host {:?} {}", h.name, check::describe_handlers(&h.io)))
+            .collect();
+        let message = format!(
+            "{} rounds without a byte moved or time passing; {}",
+            check::SPIN_ROUNDS_MAX,
+            handlers.join("; ")
+        );
+        self.fail(FailureKind::Spin, None, message)
+    }
+
+    fn fail(&self, kind: FailureKind, host: Option<&str>, message: String) -> Failure {
+        Failure {
+            kind,
+            host: host.map(String::from),
+            message,
+            report: self.report(),
+        }
+    }
+}
+
+impl fmt::Debug for Sim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hosts: Vec<&str> = self.host_names().collect();
+        f.debug_struct("Sim")
+            .field("seed", &format_args!("{:#x}", self.seed))
+            .field("faults", &self.faults)
+            .field("now", &self.now())
+            .field("hosts", &hosts)
+            .finish()
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        message.to_string()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "(non-string panic payload)".into()
+    }
+}
