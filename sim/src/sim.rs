@@ -361,7 +361,7 @@ pub struct Failure {
     /// What happened.
     pub message: String,
     /// The run up to the failure.
-    pub report: Report,
+    pub report: Box<Report>,
 }
 
 impl fmt::Display for Failure {
@@ -695,7 +695,7 @@ impl Sim {
                 kind: FailureKind::Setup,
                 host: host.clone(),
                 message: message.clone(),
-                report: self.report(),
+                report: Box::new(self.report()),
             }),
             None => Ok(()),
         }
@@ -1010,7 +1010,7 @@ impl Sim {
             kind,
             host: host.map(String::from),
             message,
-            report: self.report(),
+            report: Box::new(self.report()),
         }
     }
 }

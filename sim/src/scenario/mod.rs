@@ -227,7 +227,7 @@ fn run_on(builder: Builder, config: &RunConfig) -> Outcome {
         Ok(report) => (report, None),
         Err(failure) => {
             let message = failure.to_string();
-            (failure.report, Some((failure.kind, message)))
+            (*failure.report, Some((failure.kind, message)))
         }
     };
     Outcome {
