@@ -32,17 +32,17 @@ pub struct Common {
     #[arg(long, default_value = "swarm", value_parser = parse_preset)]
     pub faults: FaultPreset,
     /// Simulated clients.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=scenario::CLIENTS_MAX))]
     pub clients: u64,
     /// Messages per client, sent ping-pong.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=scenario::MESSAGES_MAX))]
     pub messages: u64,
     /// Largest message in bytes (sizes are drawn from 1 to this).
-    #[arg(long = "message-bytes", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    #[arg(long = "message-bytes", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=scenario::MESSAGE_BYTES_MAX))]
     pub message_bytes: u64,
     /// Explicit message sizes, comma-separated (overrides --message-bytes):
     /// message j of client i has the size at (i + j) mod the list's length.
-    #[arg(long = "message-sizes", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    #[arg(long = "message-sizes", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=scenario::MESSAGE_BYTES_MAX))]
     pub message_sizes: Vec<u64>,
     /// Liveness phase: stop all faults after this many ms of virtual time,
     /// then require the run to settle within 10 s.
@@ -118,11 +118,7 @@ fn parse_preset(s: &str) -> Result<FaultPreset, String> {
 }
 
 fn parse_seed(s: &str) -> Result<u64, String> {
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => s.parse(),
-    };
-    parsed.map_err(|_| format!("not a seed (a u64, decimal or 0x-hex): {s:?}"))
+    crate::shrink::parse_seed(s)
 }
 
 fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
@@ -259,51 +255,58 @@ fn scenario_of(common: &Common, out: &mut dyn Write) -> Option<Scenario> {
 }
 
 fn shrink(config: &RunConfig, path: Option<std::path::PathBuf>, out: &mut dyn Write) -> u8 {
-    let report = match crate::shrink::shrink(config) {
+    let report = match scenario::shrink(config) {
         Ok(report) => report,
         Err(error) => return usage(out, &error),
     };
     let path =
         path.unwrap_or_else(|| format!("{}-{:#x}.schedule", config.scenario, config.seed).into());
+    let replay = format!(
+        "cargo run -p ioloop-sim --release -- replay --schedule {}",
+        path.display()
+    );
     let text = report
         .schedule
-        .to_text(Some(&report.failure), &report.fired);
+        .to_text(&replay, Some(&report.failure), &report.fired);
     if let Err(error) = std::fs::write(&path, &text) {
         return usage(out, &format!("cannot write {}: {error}", path.display()));
     }
-    let workload = &report.schedule.config.workload;
+    let param = |params: &[(String, String)], key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or("?".to_string(), |(_, v)| v.clone())
+    };
+    let (before, after) = (&report.params_before, &report.schedule.params);
     let _ = writeln!(
         out,
         "shrunk in {} runs: {} of {} faults remain; clients {} of {}; messages {} of {}",
         report.runs,
         report.schedule.fire.len(),
         report.faults_before,
-        workload.clients,
-        report.workload_before.0,
-        workload.messages,
-        report.workload_before.1
+        param(after, "clients"),
+        param(before, "clients"),
+        param(after, "messages"),
+        param(before, "messages"),
     );
     let _ = write!(out, "{text}");
-    let _ = writeln!(
-        out,
-        "wrote {}\nreplay: cargo run -p ioloop-sim --release -- replay --schedule {}",
-        path.display(),
-        path.display()
-    );
+    let _ = writeln!(out, "wrote {}\nreplay: {replay}", path.display());
     0
 }
 
 fn replay_schedule(path: &std::path::Path, trace: bool, out: &mut dyn Write) -> u8 {
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_bounded(path) {
         Ok(text) => text,
         Err(error) => return usage(out, &format!("cannot read {}: {error}", path.display())),
     };
-    let mut schedule = match crate::shrink::Schedule::parse(&text) {
+    let schedule = match crate::shrink::Schedule::parse(&text) {
         Ok(schedule) => schedule,
         Err(error) => return usage(out, &format!("{}: {error}", path.display())),
     };
-    schedule.config.trace_full = trace;
-    let outcome = schedule.run();
+    let (config, outcome) = match scenario::run_schedule(&schedule, trace) {
+        Ok(run) => run,
+        Err(error) => return usage(out, &format!("{}: {error}", path.display())),
+    };
     for fault in &outcome.fired {
         let _ = writeln!(
             out,
@@ -311,7 +314,24 @@ fn replay_schedule(path: &std::path::Path, trace: bool, out: &mut dyn Write) -> 
             fault.draw, fault.name, fault.host, fault.fd, fault.at
         );
     }
-    report_outcome(&schedule.config, &outcome, out)
+    report_outcome(&config, &outcome, out)
+}
+
+/// A schedule file's text, refusing more than a schedule may hold (so that
+/// `--schedule /dev/zero` fails instead of hanging).
+fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let limit = crate::shrink::SCHEDULE_BYTES_MAX as u64;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "larger than a schedule may be ({limit} bytes)"
+        )));
+    }
+    Ok(text)
 }
 
 fn check_determinism(

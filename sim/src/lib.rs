@@ -20,6 +20,7 @@ mod poller;
 pub mod scenario;
 pub mod shrink;
 mod sim;
+mod sweep;
 mod trace;
 
 pub use entropy::Entropy;
@@ -29,4 +30,5 @@ pub use sim::{
     BoxError, Builder, Done, Failure, FailureKind, Report, Sim, ROUNDS_MAX, SETTLE_WITHIN,
     TIME_LIMIT,
 };
+pub use sweep::{Sweep, SweepError, SweepFailure, SweepSummary};
 pub use trace::Trace;

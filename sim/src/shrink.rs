@@ -1,95 +1,121 @@
-//! Shrinking a failing run: keep only the faults (and clients and messages) the failure needs.
+//! Schedules, and shrinking a failing run to one: keep only the faults (and parameters) the failure needs.
 //!
 //! A run's faults are identified by the index of the fault decision that
 //! fired them. A [`Schedule`] is a seed plus the set of decisions that
 //! fire; every other decision (latency, sizes, partial amounts) still comes
 //! from the seed. The shrinker removes faults by delta debugging (halves,
-//! then smaller chunks) and tries fewer clients and messages, keeping each
-//! step only if the run still fails the same way. Removing a partial read
-//! or write merges the split operation back into one.
+//! then smaller chunks) and tries smaller numeric parameters (fewer
+//! clients, fewer messages), keeping each step only if the run still fails
+//! the same way. Removing a partial read or write merges the split
+//! operation back into one.
+//!
+//! Schedules work for any simulation: the `sim` command writes them for
+//! its scenarios, and a [`Sweep`](crate::Sweep) writes them for a user's
+//! test (`IOLOOP_SIM_SHRINK=1`) and replays them (`IOLOOP_SIM_SCHEDULE`).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::net::FiredFault;
-use crate::scenario::{self, Outcome, RunConfig, Scenario, Workload};
+use crate::{Builder, FailureKind, FaultPreset, Sim};
 
 /// Runs a shrink may take.
 pub const SHRINK_RUNS_MAX: usize = 2_000;
+/// Fault decisions a schedule may fire.
+pub const SCHEDULE_FIRES_MAX: usize = 1_000_000;
+/// Parameters a schedule may carry.
+pub const SCHEDULE_PARAMS_MAX: usize = 64;
+/// Bytes a schedule's text may have.
+pub const SCHEDULE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// The longest liveness phase a schedule may ask for, in milliseconds.
+pub const LIVENESS_MS_MAX: u64 = 3_600_000;
 
-/// A seed and exactly which fault decisions fire.
-#[derive(Clone, Debug)]
+/// Parse a seed, decimal or `0x`-hex — the one way seeds are read
+/// everywhere (command line, environment, schedule files).
+pub fn parse_seed(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| format!("not a seed (a u64, decimal or 0x-hex): {text:?}"))
+}
+
+/// A seed, the fault decisions that fire, and what else the run needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schedule {
-    /// Scenario, seed, preset and workload.
-    pub config: RunConfig,
+    /// The test (or `sim` scenario) the schedule belongs to.
+    pub name: String,
+    /// The seed of every other decision.
+    pub seed: u64,
+    /// The fault preset (it decides the plan, and so what may fire).
+    pub faults: FaultPreset,
+    /// The liveness phase, if the run had one.
+    pub liveness_after: Option<Duration>,
+    /// Parameters of the run, in order (a scenario's clients, messages...).
+    pub params: Vec<(String, String)>,
     /// Indices of the fault decisions that fire.
     pub fire: BTreeSet<u64>,
 }
 
-/// What a shrink found.
-pub struct ShrinkReport {
-    /// The smallest schedule found that fails the same way.
-    pub schedule: Schedule,
-    /// The failure the shrunk schedule gives.
-    pub failure: String,
-    /// The faults it fires, for the report.
-    pub fired: Vec<FiredFault>,
-    /// Faults in the original run.
-    pub faults_before: usize,
-    /// Clients and messages in the original run.
-    pub workload_before: (usize, usize),
-    /// Runs made.
-    pub runs: usize,
-}
-
-/// The kind of a failure: what must stay the same while shrinking.
-pub fn failure_kind(failure: &str) -> &str {
-    for kind in [
-        "wrong echo",
-        "connection failed",
-        "server leaks",
-        "panicked",
-        "liveness",
-        "violations",
-        "differ",
-    ] {
-        if failure.contains(kind) {
-            return kind;
-        }
-    }
-    failure.split_whitespace().next().unwrap_or("")
-}
-
 impl Schedule {
-    /// Replay the schedule.
-    pub fn run(&self) -> Outcome {
-        scenario::run_scheduled(&self.config, &self.fire)
+    /// A schedule of `seed` that fires nothing yet.
+    pub fn new(name: &str, seed: u64, faults: FaultPreset) -> Schedule {
+        Schedule {
+            name: name.to_string(),
+            seed,
+            faults,
+            liveness_after: None,
+            params: Vec::new(),
+            fire: BTreeSet::new(),
+        }
     }
 
-    /// The schedule as a small, readable file; `fired` annotates each
-    /// fault with what it was.
-    pub fn to_text(&self, failure: Option<&str>, fired: &[FiredFault]) -> String {
-        let mut text = String::from("# ioloop-sim schedule; replay: sim replay --schedule FILE\n");
+    /// The value of parameter `key`.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Set parameter `key`.
+    pub fn set_param(&mut self, key: &str, value: String) {
+        match self.params.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.params.push((key.to_string(), value)),
+        }
+    }
+
+    /// A [`Builder`] for this schedule's run: its seed, preset, liveness
+    /// phase, and exactly its faults.
+    pub fn builder(&self) -> Builder {
+        let mut builder = Sim::builder(self.seed)
+            .faults(self.faults)
+            .schedule(self.fire.clone());
+        if let Some(after) = self.liveness_after {
+            builder = builder.liveness_after(after);
+        }
+        builder
+    }
+
+    /// The schedule as a small, readable file. `replay` is a comment line
+    /// saying how to replay it; `fired` annotates each fault.
+    pub fn to_text(&self, replay: &str, failure: Option<&str>, fired: &[FiredFault]) -> String {
+        let mut text = format!("# ioloop-sim schedule; replay: {replay}\n");
         if let Some(failure) = failure {
-            let _ = writeln!(text, "# fails: {failure}");
+            let first_line = failure.lines().next().unwrap_or("");
+            let _ = writeln!(text, "# fails: {first_line}");
         }
-        let config = &self.config;
-        let _ = writeln!(text, "scenario {}", config.scenario);
-        let _ = writeln!(text, "seed {:#x}", config.seed);
-        let _ = writeln!(text, "faults {}", config.faults);
-        let _ = writeln!(text, "clients {}", config.workload.clients);
-        let _ = writeln!(text, "messages {}", config.workload.messages);
-        let _ = writeln!(text, "message-bytes {}", config.workload.message_bytes_max);
-        if !config.workload.message_sizes.is_empty() {
-            let _ = writeln!(
-                text,
-                "message-sizes {}",
-                config.workload.message_sizes_csv()
-            );
-        }
-        if let Some(after) = config.liveness_after {
+        let _ = writeln!(text, "name {}", self.name);
+        let _ = writeln!(text, "seed {:#x}", self.seed);
+        let _ = writeln!(text, "faults {}", self.faults);
+        if let Some(after) = self.liveness_after {
             let _ = writeln!(text, "liveness-after-ms {}", after.as_millis());
+        }
+        for (key, value) in &self.params {
+            let _ = writeln!(text, "param {key} {value}");
         }
         for draw in &self.fire {
             match fired.iter().find(|f| f.draw == *draw) {
@@ -108,96 +134,155 @@ impl Schedule {
         text
     }
 
-    /// Read a schedule written by [`Schedule::to_text`].
+    /// Read a schedule written by [`Schedule::to_text`]. Every number is
+    /// bounded; an error names the line.
     pub fn parse(text: &str) -> Result<Schedule, String> {
-        let mut scenario = None;
-        let mut config = RunConfig {
-            scenario: Scenario::Echo,
-            seed: 0,
-            faults: crate::FaultPreset::Swarm,
-            workload: Workload::random(10, 10, 4096),
-            trace_full: false,
-            liveness_after: None,
-        };
-        let mut fire = BTreeSet::new();
+        if text.len() > SCHEDULE_BYTES_MAX {
+            return Err(format!(
+                "a schedule has at most {SCHEDULE_BYTES_MAX} bytes, this one {}",
+                text.len()
+            ));
+        }
+        let mut name = None;
+        let mut seed = None;
+        let mut schedule = Schedule::new("", 0, FaultPreset::Swarm);
         for (number, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
                 continue;
             }
+            let at = |message: String| format!("line {}: {message}", number + 1);
             let (key, value) = line
                 .split_once(char::is_whitespace)
                 .map(|(k, v)| (k, v.trim()))
-                .ok_or_else(|| format!("line {}: expected `key value`: {line:?}", number + 1))?;
-            let bad = |what: &str| format!("line {}: bad {what}: {value:?}", number + 1);
-            let count = |what: &str| value.parse::<usize>().map_err(|_| bad(what));
+                .ok_or_else(|| at(format!("expected `key value`: {line:?}")))?;
             match key {
-                "scenario" => scenario = Some(Scenario::from_name(value)?),
-                "seed" => {
-                    let hex = value.trim_start_matches("0x");
-                    config.seed = u64::from_str_radix(hex, 16).map_err(|_| bad("seed"))?;
-                }
-                "faults" => config.faults = value.parse()?,
-                "clients" => config.workload.clients = count("client count")?.max(1),
-                "messages" => config.workload.messages = count("message count")?.max(1),
-                "message-bytes" => {
-                    config.workload.message_bytes_max = count("message size")?.max(1)
-                }
-                "message-sizes" => {
-                    config.workload.message_sizes = value
-                        .split(',')
-                        .map(|v| v.trim().parse().map_err(|_| bad("message size")))
-                        .collect::<Result<_, _>>()?
-                }
+                "name" | "scenario" => name = Some(value.to_string()),
+                "seed" => seed = Some(parse_seed(value).map_err(at)?),
+                "faults" => schedule.faults = value.parse().map_err(at)?,
                 "liveness-after-ms" => {
-                    config.liveness_after =
-                        Some(Duration::from_millis(value.parse().map_err(|_| bad("ms"))?))
+                    let ms = value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|ms| *ms <= LIVENESS_MS_MAX)
+                        .ok_or_else(|| {
+                            at(format!(
+                                "liveness-after-ms must be 0 to {LIVENESS_MS_MAX}: {value:?}"
+                            ))
+                        })?;
+                    schedule.liveness_after = Some(Duration::from_millis(ms));
+                }
+                "param" => {
+                    let (k, v) = value
+                        .split_once(char::is_whitespace)
+                        .ok_or_else(|| at(format!("expected `param KEY VALUE`: {line:?}")))?;
+                    if schedule.params.len() >= SCHEDULE_PARAMS_MAX {
+                        return Err(at(format!("more than {SCHEDULE_PARAMS_MAX} params")));
+                    }
+                    schedule.set_param(k, v.trim().to_string());
                 }
                 "fire" => {
-                    fire.insert(value.parse().map_err(|_| bad("fault index"))?);
+                    let draw = value
+                        .parse()
+                        .map_err(|_| at(format!("bad fault index: {value:?}")))?;
+                    if schedule.fire.len() >= SCHEDULE_FIRES_MAX {
+                        return Err(at(format!("more than {SCHEDULE_FIRES_MAX} faults")));
+                    }
+                    schedule.fire.insert(draw);
                 }
-                other => return Err(format!("line {}: unknown key {other:?}", number + 1)),
+                // The `sim` command's older files named workload keys bare.
+                "clients" | "messages" | "message-bytes" | "message-sizes" => {
+                    schedule.set_param(key, value.to_string())
+                }
+                other => return Err(at(format!("unknown key {other:?}"))),
             }
         }
-        config.scenario = scenario.ok_or("the schedule names no scenario")?;
-        Ok(Schedule { config, fire })
+        schedule.name = name.ok_or("the schedule has no `name` line")?;
+        schedule.seed = seed.ok_or("the schedule has no `seed` line")?;
+        Ok(schedule)
     }
 }
 
-/// Shrink the failing run `config`; `Err` if it does not fail.
-pub fn shrink(config: &RunConfig) -> Result<ShrinkReport, String> {
-    let first = scenario::run(config);
-    let failure = first
+/// What one run of a schedule gave, as far as shrinking cares.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// The failure, if the run failed: its kind and message.
+    pub failure: Option<(FailureKind, String)>,
+    /// The faults that fired.
+    pub fired: Vec<FiredFault>,
+}
+
+impl Attempt {
+    /// The attempt of a [`Sim::run`] result.
+    pub fn of(result: &Result<crate::Report, crate::Failure>) -> Attempt {
+        match result {
+            Ok(report) => Attempt {
+                failure: None,
+                fired: report.fired.clone(),
+            },
+            Err(failure) => Attempt {
+                failure: Some((failure.kind, failure.to_string())),
+                fired: failure.report.fired.clone(),
+            },
+        }
+    }
+}
+
+/// What a shrink found.
+pub struct ShrinkReport {
+    /// The smallest schedule found that fails the same way.
+    pub schedule: Schedule,
+    /// The failure the shrunk schedule gives.
+    pub failure: String,
+    /// The faults it fires, for the report.
+    pub fired: Vec<FiredFault>,
+    /// Faults in the original run.
+    pub faults_before: usize,
+    /// The parameters of the original run.
+    pub params_before: Vec<(String, String)>,
+    /// Runs made.
+    pub runs: usize,
+}
+
+/// Shrink the failing schedule `first` (which fired what `attempt` says):
+/// fewer faults, and smaller values of the numeric parameters named in
+/// `shrinkable` (down to 1), keeping each step only if `run` still fails
+/// with the same [`FailureKind`]. `Err` if `first` does not fail.
+pub fn shrink_schedule<F>(
+    first: Schedule,
+    attempt: Attempt,
+    shrinkable: &[&str],
+    run: F,
+) -> Result<ShrinkReport, String>
+where
+    F: FnMut(&Schedule) -> Attempt,
+{
+    let (kind, message) = attempt
         .failure
         .clone()
         .ok_or("this seed does not fail: nothing to shrink")?;
-    let kind = failure_kind(&failure).to_string();
     let mut shrinker = Shrinker {
         kind,
+        run,
         runs: 1,
         best: Schedule {
-            config: config.clone(),
-            fire: draws(&first.fired),
+            fire: draws(&attempt.fired),
+            ..first.clone()
         },
-        best_outcome: first,
+        best_failure: message,
+        best_fired: attempt.fired,
     };
     let faults_before = shrinker.best.fire.len();
-    shrinker.shrink_workload();
+    shrinker.shrink_params(shrinkable);
     shrinker.shrink_faults();
-    shrinker.shrink_workload();
-    let Shrinker {
-        best,
-        best_outcome,
-        runs,
-        ..
-    } = shrinker;
+    shrinker.shrink_params(shrinkable);
     Ok(ShrinkReport {
-        failure: best_outcome.failure.clone().unwrap_or_default(),
-        fired: best_outcome.fired,
-        schedule: best,
+        schedule: shrinker.best,
+        failure: shrinker.best_failure,
+        fired: shrinker.best_fired,
         faults_before,
-        workload_before: (config.workload.clients, config.workload.messages),
-        runs,
+        params_before: first.params,
+        runs: shrinker.runs,
     })
 }
 
@@ -205,46 +290,47 @@ fn draws(fired: &[FiredFault]) -> BTreeSet<u64> {
     fired.iter().map(|f| f.draw).collect()
 }
 
-struct Shrinker {
-    kind: String,
+struct Shrinker<F> {
+    kind: FailureKind,
+    run: F,
     runs: usize,
     best: Schedule,
-    best_outcome: Outcome,
+    best_failure: String,
+    best_fired: Vec<FiredFault>,
 }
 
-impl Shrinker {
+impl<F: FnMut(&Schedule) -> Attempt> Shrinker<F> {
     /// Try `candidate`; keep it if it fails the same way.
     fn try_keep(&mut self, candidate: Schedule) -> bool {
         if self.runs >= SHRINK_RUNS_MAX {
             return false;
         }
         self.runs += 1;
-        let outcome = candidate.run();
-        let same = outcome
-            .failure
-            .as_deref()
-            .is_some_and(|failure| failure_kind(failure) == self.kind);
-        if same {
-            // Keep only the faults that actually fired on the new path.
-            self.best = Schedule {
-                fire: draws(&outcome.fired),
-                ..candidate
-            };
-            self.best_outcome = outcome;
+        let attempt = (self.run)(&candidate);
+        match attempt.failure {
+            Some((kind, message)) if kind == self.kind => {
+                // Keep only the faults that actually fired on the new path.
+                self.best = Schedule {
+                    fire: draws(&attempt.fired),
+                    ..candidate
+                };
+                self.best_failure = message;
+                self.best_fired = attempt.fired;
+                true
+            }
+            _ => false,
         }
-        same
     }
 
-    /// Fewer clients, then fewer messages, smallest first.
-    fn shrink_workload(&mut self) {
-        for field in [0, 1] {
-            let current =
-                |s: &Schedule| [s.config.workload.clients, s.config.workload.messages][field];
+    /// Each numeric parameter in turn: the smallest value that still
+    /// fails, trying 1, 2, 4, ...
+    fn shrink_params(&mut self, shrinkable: &[&str]) {
+        for key in shrinkable {
+            let current = |s: &Schedule| s.param(key).and_then(|v| v.parse::<u64>().ok());
             let mut size = 1;
-            while size < current(&self.best) {
+            while current(&self.best).is_some_and(|value| size < value) {
                 let mut candidate = self.best.clone();
-                let workload = &mut candidate.config.workload;
-                *[&mut workload.clients, &mut workload.messages][field] = size;
+                candidate.set_param(key, size.to_string());
                 if !self.try_keep(candidate) {
                     size = (size * 2).max(size + 1);
                 }
@@ -277,5 +363,62 @@ impl Shrinker {
                 chunks = (chunks * 2).min(items.len());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_parse_one_way_decimal_or_hex() {
+        assert_eq!(parse_seed("31"), Ok(31));
+        assert_eq!(parse_seed("0x1f"), Ok(31));
+        assert_eq!(parse_seed(" 0X1F "), Ok(31));
+        assert!(parse_seed("1f").is_err());
+        assert!(parse_seed("-1").is_err());
+        assert!(parse_seed("18446744073709551616").is_err());
+    }
+
+    #[test]
+    fn a_schedule_round_trips_through_its_text() {
+        let mut schedule = Schedule::new("kv_survives_faults", 31, FaultPreset::Swarm);
+        schedule.liveness_after = Some(Duration::from_millis(20));
+        schedule.set_param("clients", "3".into());
+        schedule.fire.extend([4, 182]);
+        let text = schedule.to_text("IOLOOP_SIM_SCHEDULE=FILE cargo test", Some("stall"), &[]);
+        assert_eq!(Schedule::parse(&text), Ok(schedule));
+    }
+
+    #[test]
+    fn a_decimal_seed_in_a_file_is_read_as_decimal() {
+        let schedule = Schedule::parse("name t\nseed 31\n").unwrap();
+        assert_eq!(schedule.seed, 31);
+    }
+
+    #[test]
+    fn malformed_schedules_are_rejected_with_the_line() {
+        for (text, expected) in [
+            ("seed 0x1\n", "no `name` line"),
+            ("name t\n", "no `seed` line"),
+            ("name t\nseed 1\nfire x\n", "line 3"),
+            ("name t\nwhat 3\n", "unknown key"),
+            ("name t\nseed 1f\n", "not a seed"),
+            (
+                "name t\nseed 1\nliveness-after-ms 99999999999\n",
+                "liveness",
+            ),
+            ("name t\nseed 1\nfaults most\n", "unknown fault preset"),
+            ("name t\nseed 1\nparam lonely\n", "param KEY VALUE"),
+        ] {
+            let error = Schedule::parse(text).unwrap_err();
+            assert!(error.contains(expected), "{text:?}: {error}");
+        }
+        let huge = "fire 1\n".repeat(SCHEDULE_BYTES_MAX / 7 + 1);
+        assert!(Schedule::parse(&huge).unwrap_err().contains("at most"));
+        let many: String = (0..=SCHEDULE_PARAMS_MAX)
+            .map(|i| format!("param p{i} 1\n"))
+            .collect();
+        assert!(Schedule::parse(&many).unwrap_err().contains("params"));
     }
 }

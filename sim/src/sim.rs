@@ -302,6 +302,8 @@ pub enum FailureKind {
     Liveness,
     /// The virtual-time limit or the round limit was reached.
     Hung,
+    /// The same seed ran twice and the runs parted.
+    Nondeterminism,
 }
 
 impl FailureKind {
@@ -321,6 +323,7 @@ impl FailureKind {
             FailureKind::Leak => "leak",
             FailureKind::Liveness => "liveness",
             FailureKind::Hung => "hung",
+            FailureKind::Nondeterminism => "nondeterminism",
         }
     }
 }

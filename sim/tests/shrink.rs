@@ -1,7 +1,7 @@
 //! Every planted bug shrinks to a small schedule that still fails the same way.
 
-use ioloop_sim::scenario::{run, RunConfig, Scenario, Workload};
-use ioloop_sim::shrink::{failure_kind, shrink, Schedule};
+use ioloop_sim::scenario::{run, run_schedule, shrink, RunConfig, Scenario, Workload};
+use ioloop_sim::shrink::Schedule;
 use ioloop_sim::FaultPreset;
 
 fn config(scenario: Scenario, seed: u64) -> RunConfig {
@@ -22,7 +22,7 @@ fn every_planted_bug_shrinks_to_a_handful_of_faults_that_replay_the_failure() {
             .find(|&seed| run(&config(scenario, seed)).failure.is_some())
             .expect("caught within 1000 seeds");
         let report = shrink(&config(scenario, seed)).unwrap();
-        let original = run(&config(scenario, seed)).failure.unwrap();
+        let original = run(&config(scenario, seed)).failure_kind.unwrap();
         assert!(
             report.schedule.fire.len() <= 8,
             "{scenario}: {} faults left of {}",
@@ -31,14 +31,16 @@ fn every_planted_bug_shrinks_to_a_handful_of_faults_that_replay_the_failure() {
         );
         assert!(report.schedule.fire.len() <= report.faults_before);
         // The file round-trips and replays the same kind of failure.
-        let text = report
-            .schedule
-            .to_text(Some(&report.failure), &report.fired);
-        let replayed = Schedule::parse(&text).unwrap().run();
+        let text = report.schedule.to_text(
+            "sim replay --schedule FILE",
+            Some(&report.failure),
+            &report.fired,
+        );
+        let (_, replayed) = run_schedule(&Schedule::parse(&text).unwrap(), false).unwrap();
         let failure = replayed.failure.expect("the shrunk schedule still fails");
         assert_eq!(
-            failure_kind(&failure),
-            failure_kind(&original),
+            replayed.failure_kind,
+            Some(original),
             "{scenario}: {failure}"
         );
     }
@@ -50,14 +52,21 @@ fn a_passing_seed_has_nothing_to_shrink() {
 }
 
 #[test]
-fn malformed_schedules_are_rejected_with_the_line() {
+fn a_schedule_with_an_unknown_scenario_or_an_unbounded_workload_is_rejected() {
     for (text, expected) in [
-        ("seed 0x1\n", "names no scenario"),
-        ("scenario echo\nfire x\n", "line 2"),
-        ("scenario echo\nwhat 3\n", "unknown key"),
-        ("scenario nope\n", "unknown scenario"),
+        ("name nope\nseed 1\n", "unknown scenario"),
+        (
+            "name echo\nseed 1\nparam clients 100000000\n",
+            "clients must be 1 to",
+        ),
+        ("name echo\nseed 1\nclients 0\n", "clients must be 1 to"),
+        (
+            "name echo\nseed 1\nparam message-sizes 1,0\n",
+            "bad message size",
+        ),
     ] {
-        let error = Schedule::parse(text).unwrap_err();
+        let schedule = Schedule::parse(text).unwrap();
+        let error = run_schedule(&schedule, false).err().expect("rejected");
         assert!(error.contains(expected), "{text:?}: {error}");
     }
 }

@@ -15,6 +15,7 @@ pub use client::{ClientResult, EchoClients, Workload};
 use planted::{Bug, PlantedServer};
 
 use crate::net::FiredFault;
+use crate::shrink::{shrink_schedule, Attempt, Schedule, ShrinkReport};
 use crate::{Builder, Entropy, FailureKind, FaultPlan, FaultPreset, Sim};
 
 /// A server application to run against the echo clients.
@@ -141,6 +142,112 @@ impl RunConfig {
             args.push(after.as_millis().to_string());
         }
         args
+    }
+}
+
+/// Most clients a scenario runs.
+pub const CLIENTS_MAX: u64 = 1_000;
+/// Most messages a client sends.
+pub const MESSAGES_MAX: u64 = 10_000;
+/// Largest message, in bytes.
+pub const MESSAGE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+/// Most explicit message sizes.
+pub const MESSAGE_SIZES_MAX: usize = 10_000;
+
+/// The workload parameters the shrinker may make smaller.
+pub const SHRINKABLE: [&str; 2] = ["clients", "messages"];
+
+impl RunConfig {
+    /// This run as a [`Schedule`] firing `fire`.
+    pub fn to_schedule(&self, fire: BTreeSet<u64>) -> Schedule {
+        let mut schedule = Schedule::new(self.scenario.name(), self.seed, self.faults);
+        schedule.liveness_after = self.liveness_after;
+        schedule.fire = fire;
+        let workload = &self.workload;
+        schedule.set_param("clients", workload.clients.to_string());
+        schedule.set_param("messages", workload.messages.to_string());
+        schedule.set_param("message-bytes", workload.message_bytes_max.to_string());
+        if !workload.message_sizes.is_empty() {
+            schedule.set_param("message-sizes", workload.message_sizes_csv());
+        }
+        schedule
+    }
+
+    /// The run a scenario's [`Schedule`] describes; every number bounded as
+    /// the `sim` command bounds it.
+    pub fn from_schedule(schedule: &Schedule) -> Result<RunConfig, String> {
+        let number = |key: &str, default: u64, max: u64| -> Result<usize, String> {
+            let Some(value) = schedule.param(key) else {
+                return Ok(default as usize);
+            };
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .map(|n| n as usize)
+                .ok_or_else(|| format!("param {key} must be 1 to {max}: {value:?}"))
+        };
+        let mut workload = Workload::random(
+            number("clients", 10, CLIENTS_MAX)?,
+            number("messages", 10, MESSAGES_MAX)?,
+            number("message-bytes", 4096, MESSAGE_BYTES_MAX)?,
+        );
+        if let Some(sizes) = schedule.param("message-sizes") {
+            workload.message_sizes = sizes
+                .split(',')
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| (1..=MESSAGE_BYTES_MAX).contains(n))
+                        .map(|n| n as usize)
+                        .ok_or_else(|| format!("bad message size {v:?}"))
+                })
+                .collect::<Result<_, _>>()?;
+            if workload.message_sizes.len() > MESSAGE_SIZES_MAX {
+                return Err(format!("more than {MESSAGE_SIZES_MAX} message sizes"));
+            }
+        }
+        Ok(RunConfig {
+            scenario: Scenario::from_name(&schedule.name)?,
+            seed: schedule.seed,
+            faults: schedule.faults,
+            workload,
+            trace_full: false,
+            liveness_after: schedule.liveness_after,
+        })
+    }
+}
+
+/// Replay a scenario's schedule: exactly its faults fire.
+pub fn run_schedule(schedule: &Schedule, trace_full: bool) -> Result<(RunConfig, Outcome), String> {
+    let mut config = RunConfig::from_schedule(schedule)?;
+    config.trace_full = trace_full;
+    let outcome = run_scheduled(&config, &schedule.fire);
+    Ok((config, outcome))
+}
+
+/// Shrink the failing run `config`; `Err` if it does not fail.
+pub fn shrink(config: &RunConfig) -> Result<ShrinkReport, String> {
+    let first = attempt_of(&run(config));
+    shrink_schedule(
+        config.to_schedule(BTreeSet::new()),
+        first,
+        &SHRINKABLE,
+        |schedule| match run_schedule(schedule, false) {
+            Ok((_, outcome)) => attempt_of(&outcome),
+            Err(_) => Attempt {
+                failure: None,
+                fired: Vec::new(),
+            },
+        },
+    )
+}
+
+fn attempt_of(outcome: &Outcome) -> Attempt {
+    Attempt {
+        failure: outcome.failure_kind.zip(outcome.failure.clone()),
+        fired: outcome.fired.clone(),
     }
 }
 

@@ -1,0 +1,740 @@
+//! `Sweep`: run your simulation over many seeds inside `cargo test`; stop at the first failure and print the one line that replays it.
+//!
+//! ```no_run
+//! use ioloop_sim::{FaultPreset, Sweep};
+//!
+//! #[test]
+//! fn service_survives_faults() {
+//!     Sweep::new("service_survives_faults")
+//!         .seeds(0..500)
+//!         .faults(FaultPreset::Swarm)
+//!         .run(|sim| {
+//!             // sim.host(...); sim.client(...);
+//!         });
+//! }
+//! ```
+//!
+//! The environment overrides the code, so one test serves every use:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `IOLOOP_SIM_SEED=0x1f` | run only this seed (the replay line sets it) |
+//! | `IOLOOP_SIM_SEEDS=N` or `A..B` | N seeds from the sweep's first, or this range |
+//! | `IOLOOP_SIM_FAULTS=none\|all\|swarm` | the fault preset |
+//! | `IOLOOP_SIM_LIVENESS_MS=N` | faults stop after N ms of virtual time, then the run must settle |
+//! | `IOLOOP_SIM_TRACE=1` or `=FILE` | print (or write) every decision of a failing or replayed seed |
+//! | `IOLOOP_SIM_CHECK_DETERMINISM=1` | run each seed twice and name the first decision where they part |
+//! | `IOLOOP_SIM_SHARD=i/n` | run only the i-th of n equal parts of the seeds (0 ≤ i < n) |
+//! | `IOLOOP_SIM_SUMMARY=FILE` | append a JSON line per sweep (and per failure) to FILE |
+//! | `IOLOOP_SIM_SHRINK=1` or `=FILE` | shrink a failure to a schedule file |
+//! | `IOLOOP_SIM_SCHEDULE=FILE` | replay a schedule file written by a shrink |
+//!
+//! A malformed variable fails the test with a message naming it; it never
+//! runs something else than what was asked.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::determinism::first_divergence;
+use crate::shrink::{parse_seed, shrink_schedule, Attempt, Schedule, LIVENESS_MS_MAX};
+use crate::{Failure, FaultPreset, Report, Sim};
+
+/// A seed sweep of one simulation, configured in code and overridden by
+/// `IOLOOP_SIM_*` environment variables (see the [module docs](self)).
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    name: String,
+    seeds: Range<u64>,
+    faults: FaultPreset,
+    liveness_after: Option<Duration>,
+}
+
+/// What a sweep ran.
+#[derive(Clone, Debug)]
+pub struct SweepSummary {
+    /// The test's name.
+    pub name: String,
+    /// The seeds of the sweep (before sharding).
+    pub seeds: Range<u64>,
+    /// The shard run, as `(i, n)`.
+    pub shard: Option<(u64, u64)>,
+    /// Seeds run.
+    pub ran: u64,
+    /// Simulated events over all seeds.
+    pub sim_events: u64,
+    /// How many times each kind of fault fired, over all seeds.
+    pub faults_fired: BTreeMap<String, u64>,
+}
+
+/// The first failing seed of a sweep, with everything needed to replay it.
+#[derive(Debug)]
+pub struct SweepFailure {
+    /// The failing seed.
+    pub seed: u64,
+    /// The failure.
+    pub failure: Failure,
+    /// The one command line that replays it.
+    pub replay: String,
+    /// The schedule file a shrink wrote, if one was asked for.
+    pub schedule_file: Option<PathBuf>,
+    /// What ran before the failure.
+    pub summary: SweepSummary,
+}
+
+impl fmt::Display for SweepFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let report = &self.failure.report;
+        writeln!(
+            f,
+            "simulation {:?} failed on seed {:#x}: {}",
+            self.summary.name, self.seed, self.failure
+        )?;
+        writeln!(f, "  plan: {}", report.plan)?;
+        writeln!(
+            f,
+            "  trace_hash={:016x} sim_events={}",
+            report.trace_hash, report.sim_events
+        )?;
+        if let Some(path) = &self.schedule_file {
+            writeln!(f, "  shrunk schedule: {}", path.display())?;
+        }
+        write!(f, "  replay: {}", self.replay)
+    }
+}
+
+impl std::error::Error for SweepFailure {}
+
+/// What the environment asked for.
+#[derive(Default)]
+struct Env {
+    seed: Option<u64>,
+    seeds: Option<SeedsVar>,
+    faults: Option<FaultPreset>,
+    liveness_ms: Option<u64>,
+    trace: Option<String>,
+    check_determinism: bool,
+    shard: Option<(u64, u64)>,
+    summary: Option<PathBuf>,
+    shrink: Option<String>,
+    schedule: Option<PathBuf>,
+}
+
+enum SeedsVar {
+    Count(u64),
+    Range(Range<u64>),
+}
+
+impl Env {
+    fn read() -> Result<Env, String> {
+        let var = |name: &str| -> Result<Option<String>, String> {
+            match std::env::var(name) {
+                Ok(value) if value.trim().is_empty() => Ok(None),
+                Ok(value) => Ok(Some(value.trim().to_string())),
+                Err(std::env::VarError::NotPresent) => Ok(None),
+                Err(std::env::VarError::NotUnicode(_)) => Err(format!("{name} is not UTF-8")),
+            }
+        };
+        let named = |name: &'static str| move |message: String| format!("{name}: {message}");
+        let mut env = Env::default();
+        if let Some(seed) = var("IOLOOP_SIM_SEED")? {
+            env.seed = Some(parse_seed(&seed).map_err(named("IOLOOP_SIM_SEED"))?);
+        }
+        if let Some(seeds) = var("IOLOOP_SIM_SEEDS")? {
+            env.seeds = Some(parse_seeds_var(&seeds).map_err(named("IOLOOP_SIM_SEEDS"))?);
+        }
+        if let Some(faults) = var("IOLOOP_SIM_FAULTS")? {
+            env.faults = Some(faults.parse().map_err(named("IOLOOP_SIM_FAULTS"))?);
+        }
+        if let Some(ms) = var("IOLOOP_SIM_LIVENESS_MS")? {
+            let parsed = ms.parse::<u64>().ok().filter(|ms| *ms <= LIVENESS_MS_MAX);
+            env.liveness_ms = Some(parsed.ok_or_else(|| {
+                format!("IOLOOP_SIM_LIVENESS_MS: expected 0 to {LIVENESS_MS_MAX} ms, got {ms:?}")
+            })?);
+        }
+        env.trace = var("IOLOOP_SIM_TRACE")?.filter(|v| v != "0");
+        env.check_determinism = match var("IOLOOP_SIM_CHECK_DETERMINISM")?.as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(other) => {
+                return Err(format!(
+                    "IOLOOP_SIM_CHECK_DETERMINISM: expected 0 or 1, got {other:?}"
+                ))
+            }
+        };
+        if let Some(shard) = var("IOLOOP_SIM_SHARD")? {
+            env.shard = Some(parse_shard(&shard).map_err(named("IOLOOP_SIM_SHARD"))?);
+        }
+        env.summary = var("IOLOOP_SIM_SUMMARY")?.map(PathBuf::from);
+        env.shrink = var("IOLOOP_SIM_SHRINK")?.filter(|v| v != "0");
+        env.schedule = var("IOLOOP_SIM_SCHEDULE")?.map(PathBuf::from);
+        if env.schedule.is_some() && env.seed.is_some() {
+            return Err(
+                "IOLOOP_SIM_SCHEDULE and IOLOOP_SIM_SEED both given: a schedule names its own seed"
+                    .into(),
+            );
+        }
+        Ok(env)
+    }
+}
+
+fn parse_seeds_var(text: &str) -> Result<SeedsVar, String> {
+    match text.split_once("..") {
+        Some((start, end)) => {
+            let range = parse_seed(start)?..parse_seed(end)?;
+            if range.is_empty() {
+                return Err(format!(
+                    "empty range {text:?}: END must be greater than START"
+                ));
+            }
+            Ok(SeedsVar::Range(range))
+        }
+        None => match parse_seed(text)? {
+            0 => Err("a sweep needs at least one seed".into()),
+            count => Ok(SeedsVar::Count(count)),
+        },
+    }
+}
+
+fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let (index, count) = text
+        .split_once('/')
+        .ok_or_else(|| format!("expected i/n (0 <= i < n), got {text:?}"))?;
+    let index: u64 = index
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad shard index {index:?}"))?;
+    let count: u64 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad shard count {count:?}"))?;
+    if count == 0 || index >= count {
+        return Err(format!("expected i/n with 0 <= i < n, got {text:?}"));
+    }
+    Ok((index, count))
+}
+
+/// The part `index` of `count` equal parts of `seeds`.
+fn shard_of(seeds: &Range<u64>, (index, count): (u64, u64)) -> Range<u64> {
+    let len = u128::from(seeds.end - seeds.start);
+    let at = |i: u64| seeds.start + (len * u128::from(i) / u128::from(count)) as u64;
+    at(index)..at(index + 1)
+}
+
+impl Sweep {
+    /// A sweep for the test called `name` (the test function's name, so
+    /// that the replay line runs exactly it): seeds `0..100`, `swarm`
+    /// faults, unless the code or the environment says otherwise.
+    pub fn new(name: &str) -> Sweep {
+        Sweep {
+            name: name.to_string(),
+            seeds: 0..100,
+            faults: FaultPreset::Swarm,
+            liveness_after: None,
+        }
+    }
+
+    /// The seeds to run (`IOLOOP_SIM_SEEDS` overrides).
+    pub fn seeds(mut self, seeds: Range<u64>) -> Sweep {
+        self.seeds = seeds;
+        self
+    }
+
+    /// The fault preset (`IOLOOP_SIM_FAULTS` overrides).
+    pub fn faults(mut self, preset: FaultPreset) -> Sweep {
+        self.faults = preset;
+        self
+    }
+
+    /// A liveness phase for every seed (`IOLOOP_SIM_LIVENESS_MS`
+    /// overrides): see [`Builder::liveness_after`](crate::Builder::liveness_after).
+    pub fn liveness_after(mut self, after: Duration) -> Sweep {
+        self.liveness_after = Some(after);
+        self
+    }
+
+    /// Run the sweep; `describe` adds the hosts and clients to each seed's
+    /// [`Sim`]. Panics (failing the test) at the first failure, with the
+    /// line that replays it, or on a malformed `IOLOOP_SIM_*` variable.
+    pub fn run<F>(self, describe: F) -> SweepSummary
+    where
+        F: FnMut(&mut Sim),
+    {
+        match self.try_run(describe) {
+            Ok(summary) => summary,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// [`run`](Self::run), returning the failure instead of panicking.
+    pub fn try_run<F>(self, mut describe: F) -> Result<SweepSummary, SweepError>
+    where
+        F: FnMut(&mut Sim),
+    {
+        let env = Env::read().map_err(SweepError::Config)?;
+        let plan = self.plan(&env);
+        if let Some(path) = &env.schedule {
+            return self.replay_schedule(&env, path, &mut describe);
+        }
+        let mut summary = SweepSummary {
+            name: self.name.clone(),
+            seeds: plan.seeds.clone(),
+            shard: env.shard,
+            ran: 0,
+            sim_events: 0,
+            faults_fired: BTreeMap::new(),
+        };
+        let started = std::time::Instant::now(); // wall clock for the summary only
+        for seed in plan.to_run.clone() {
+            let schedule = plan.schedule(&self.name, seed);
+            let result = run_schedule(&schedule, env.trace.is_some(), &mut describe);
+            summary.ran += 1;
+            let report = match &result {
+                Ok(report) => report,
+                Err(failure) => &failure.report,
+            };
+            summary.sim_events += report.sim_events;
+            for fault in &report.fired {
+                *summary
+                    .faults_fired
+                    .entry(fault.name.to_string())
+                    .or_default() += 1;
+            }
+            let result = match result {
+                Ok(report) if env.check_determinism => {
+                    check_determinism(&schedule, &report, &mut describe)
+                }
+                other => other,
+            };
+            if env.seed.is_some() || result.is_err() {
+                emit_trace(
+                    &env,
+                    match &result {
+                        Ok(report) => report,
+                        Err(failure) => &failure.report,
+                    },
+                );
+            }
+            if let Err(failure) = result {
+                let failure = self.failed(
+                    &env,
+                    &plan,
+                    schedule,
+                    failure,
+                    summary.clone(),
+                    &mut describe,
+                );
+                write_summary(&env, &summary, Some(&failure), started.elapsed());
+                return Err(SweepError::Failed(Box::new(failure)));
+            }
+        }
+        write_summary(&env, &summary, None, started.elapsed());
+        Ok(summary)
+    }
+
+    fn plan(&self, env: &Env) -> RunPlan {
+        let seeds = match &env.seeds {
+            Some(SeedsVar::Count(count)) => {
+                self.seeds.start..self.seeds.start.saturating_add(*count)
+            }
+            Some(SeedsVar::Range(range)) => range.clone(),
+            None => self.seeds.clone(),
+        };
+        let to_run = match (env.seed, env.shard) {
+            (Some(seed), _) => seed..seed.saturating_add(1),
+            (None, Some(shard)) => shard_of(&seeds, shard),
+            (None, None) => seeds.clone(),
+        };
+        RunPlan {
+            seeds,
+            to_run,
+            faults: env.faults.unwrap_or(self.faults),
+            liveness_after: env
+                .liveness_ms
+                .map(Duration::from_millis)
+                .or(self.liveness_after),
+        }
+    }
+
+    /// Replay a schedule file: exactly its faults fire.
+    fn replay_schedule<F>(
+        &self,
+        env: &Env,
+        path: &PathBuf,
+        describe: &mut F,
+    ) -> Result<SweepSummary, SweepError>
+    where
+        F: FnMut(&mut Sim),
+    {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SweepError::Config(format!("IOLOOP_SIM_SCHEDULE: {}: {e}", path.display()))
+        })?;
+        let schedule = Schedule::parse(&text).map_err(|e| {
+            SweepError::Config(format!("IOLOOP_SIM_SCHEDULE: {}: {e}", path.display()))
+        })?;
+        if schedule.name != self.name {
+            return Err(SweepError::Config(format!(
+                "IOLOOP_SIM_SCHEDULE: {} is a schedule of {:?}, not of {:?}",
+                path.display(),
+                schedule.name,
+                self.name
+            )));
+        }
+        let result = run_schedule(&schedule, env.trace.is_some(), describe);
+        let report = match &result {
+            Ok(report) => report,
+            Err(failure) => &failure.report,
+        };
+        emit_trace(env, report);
+        let summary = SweepSummary {
+            name: self.name.clone(),
+            seeds: schedule.seed..schedule.seed.saturating_add(1),
+            shard: None,
+            ran: 1,
+            sim_events: report.sim_events,
+            faults_fired: BTreeMap::new(),
+        };
+        match result {
+            Ok(_) => Ok(summary),
+            Err(failure) => Err(SweepError::Failed(Box::new(SweepFailure {
+                seed: schedule.seed,
+                failure,
+                replay: format!(
+                    "IOLOOP_SIM_SCHEDULE={} {}",
+                    path.display(),
+                    self.test_command()
+                ),
+                schedule_file: Some(path.clone()),
+                summary,
+            }))),
+        }
+    }
+
+    /// The failure of `schedule`, with its replay line; shrunk if asked.
+    fn failed<F>(
+        &self,
+        env: &Env,
+        plan: &RunPlan,
+        schedule: Schedule,
+        failure: Failure,
+        summary: SweepSummary,
+        describe: &mut F,
+    ) -> SweepFailure
+    where
+        F: FnMut(&mut Sim),
+    {
+        let mut vars = format!(
+            "IOLOOP_SIM_SEED={:#x} IOLOOP_SIM_FAULTS={}",
+            schedule.seed, plan.faults
+        );
+        if let Some(after) = plan.liveness_after {
+            let _ = write!(vars, " IOLOOP_SIM_LIVENESS_MS={}", after.as_millis());
+        }
+        let replay = format!("{vars} {}", self.test_command());
+        let schedule_file = env.shrink.as_ref().map(|target| {
+            let path = match target.as_str() {
+                "1" => PathBuf::from(format!("{}-{:#x}.schedule", self.name, schedule.seed)),
+                path => PathBuf::from(path),
+            };
+            self.shrink_to(&path, schedule.clone(), &failure, describe);
+            path
+        });
+        SweepFailure {
+            seed: schedule.seed,
+            failure,
+            replay,
+            schedule_file,
+            summary,
+        }
+    }
+
+    fn shrink_to<F>(&self, path: &PathBuf, first: Schedule, failure: &Failure, describe: &mut F)
+    where
+        F: FnMut(&mut Sim),
+    {
+        let attempt = Attempt {
+            failure: Some((failure.kind, failure.to_string())),
+            fired: failure.report.fired.clone(),
+        };
+        let shrunk = shrink_schedule(first, attempt, &[], |schedule| {
+            Attempt::of(&run_schedule(schedule, false, describe))
+        });
+        let replay = format!(
+            "IOLOOP_SIM_SCHEDULE={} {}",
+            path.display(),
+            self.test_command()
+        );
+        match shrunk {
+            Ok(report) => {
+                let text = report
+                    .schedule
+                    .to_text(&replay, Some(&report.failure), &report.fired);
+                match std::fs::write(path, text) {
+                    Ok(()) => eprintln!(
+                        "shrunk in {} runs: {} of {} faults remain; wrote {}\n  replay: {replay}",
+                        report.runs,
+                        report.schedule.fire.len(),
+                        report.faults_before,
+                        path.display()
+                    ),
+                    Err(error) => eprintln!("cannot write {}: {error}", path.display()),
+                }
+            }
+            Err(error) => eprintln!("shrink: {error}"),
+        }
+    }
+
+    /// `cargo test -p PACKAGE --test TARGET NAME -- --exact`, from what
+    /// cargo tells a running test.
+    fn test_command(&self) -> String {
+        let package = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "PACKAGE".into());
+        let target = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .map(|stem| match stem.rsplit_once('-') {
+                Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => {
+                    name.to_string()
+                }
+                _ => stem,
+            });
+        let target = match target {
+            Some(t) if t == package.replace('-', "_") => "--lib".to_string(),
+            Some(t) => format!("--test {t}"),
+            None => "--test TARGET".into(),
+        };
+        format!("cargo test -p {package} {target} {} -- --exact", self.name)
+    }
+}
+
+/// Why a sweep did not pass.
+#[derive(Debug)]
+pub enum SweepError {
+    /// A seed failed.
+    Failed(Box<SweepFailure>),
+    /// An `IOLOOP_SIM_*` variable is malformed, or a schedule file unusable.
+    Config(String),
+}
+
+impl fmt::Display for SweepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SweepError::Failed(failure) => failure.fmt(f),
+            SweepError::Config(message) => write!(f, "ioloop-sim sweep: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for SweepError {}
+
+/// The seeds and settings a sweep runs with, after the environment.
+struct RunPlan {
+    seeds: Range<u64>,
+    to_run: Range<u64>,
+    faults: FaultPreset,
+    liveness_after: Option<Duration>,
+}
+
+impl RunPlan {
+    fn schedule(&self, name: &str, seed: u64) -> Schedule {
+        let mut schedule = Schedule::new(name, seed, self.faults);
+        schedule.liveness_after = self.liveness_after;
+        schedule
+    }
+}
+
+/// One run of `schedule`: with exactly its faults if it names any (a
+/// replay), else with the faults the seed draws.
+fn run_schedule<F>(schedule: &Schedule, trace: bool, describe: &mut F) -> Result<Report, Failure>
+where
+    F: FnMut(&mut Sim),
+{
+    let mut builder = if schedule.fire.is_empty() {
+        let mut builder = Sim::builder(schedule.seed).faults(schedule.faults);
+        if let Some(after) = schedule.liveness_after {
+            builder = builder.liveness_after(after);
+        }
+        builder
+    } else {
+        schedule.builder()
+    };
+    builder = builder.trace(trace);
+    let mut sim = builder.build();
+    describe(&mut sim);
+    sim.run()
+}
+
+/// Run `schedule` again, with full traces both times, and fail on the
+/// first decision where the runs part.
+fn check_determinism<F>(
+    schedule: &Schedule,
+    first: &Report,
+    describe: &mut F,
+) -> Result<Report, Failure>
+where
+    F: FnMut(&mut Sim),
+{
+    let lines = |result: &Result<Report, Failure>| -> Vec<String> {
+        let (report, verdict) = match result {
+            Ok(report) => (report, "ok".to_string()),
+            Err(failure) => (&*failure.report, failure.to_string()),
+        };
+        let mut lines = report.trace_lines.clone();
+        lines.push(format!("outcome: {verdict}"));
+        lines.push(format!("trace_hash={:016x}", report.trace_hash));
+        lines
+    };
+    let a = run_schedule(schedule, true, describe);
+    let b = run_schedule(schedule, true, describe);
+    match first_divergence(&lines(&a), &lines(&b)) {
+        None if first.trace_hash == a.as_ref().map_or(0, |r| r.trace_hash) => Ok(first.clone()),
+        None => Err(Failure {
+            kind: crate::FailureKind::Nondeterminism,
+            host: None,
+            message: "a run with a full trace hashed differently from one without".into(),
+            report: Box::new(first.clone()),
+        }),
+        Some(divergence) => Err(Failure {
+            kind: crate::FailureKind::Nondeterminism,
+            host: None,
+            message: format!("the same seed ran twice and parted: {divergence}"),
+            report: Box::new(first.clone()),
+        }),
+    }
+}
+
+fn emit_trace(env: &Env, report: &Report) {
+    let Some(target) = &env.trace else { return };
+    let mut text = String::new();
+    for line in &report.trace_lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let _ = writeln!(text, "trace_hash={:016x}", report.trace_hash);
+    if target == "1" {
+        eprint!("{text}");
+    } else if let Err(error) = std::fs::write(target, text) {
+        eprintln!("IOLOOP_SIM_TRACE: cannot write {target}: {error}");
+    }
+}
+
+/// Append the sweep's JSON line (and its failure's) to `IOLOOP_SIM_SUMMARY`.
+fn write_summary(
+    env: &Env,
+    summary: &SweepSummary,
+    failure: Option<&SweepFailure>,
+    elapsed: Duration,
+) {
+    let Some(path) = &env.summary else { return };
+    let mut line = String::from("{");
+    let _ = write!(line, "\"test\":{}", json_string(&summary.name));
+    let _ = write!(
+        line,
+        ",\"seeds\":{}",
+        json_string(&format!("{}..{}", summary.seeds.start, summary.seeds.end))
+    );
+    match summary.shard {
+        Some((i, n)) => {
+            let _ = write!(line, ",\"shard\":{}", json_string(&format!("{i}/{n}")));
+        }
+        None => line.push_str(",\"shard\":null"),
+    }
+    let _ = write!(
+        line,
+        ",\"ran\":{},\"failed\":{},\"sim_events\":{},\"elapsed_s\":{:.3}",
+        summary.ran,
+        u8::from(failure.is_some()),
+        summary.sim_events,
+        elapsed.as_secs_f64()
+    );
+    line.push_str(",\"faults_fired\":{");
+    for (index, (name, count)) in summary.faults_fired.iter().enumerate() {
+        let comma = if index > 0 { "," } else { "" };
+        let _ = write!(line, "{comma}{}:{count}", json_string(name));
+    }
+    line.push('}');
+    match failure {
+        Some(failure) => {
+            let _ = write!(
+                line,
+                ",\"failure\":{{\"seed\":{},\"kind\":{},\"message\":{},\"trace_hash\":{},\"replay\":{}}}",
+                json_string(&format!("{:#x}", failure.seed)),
+                json_string(failure.failure.kind.name()),
+                json_string(&failure.failure.message),
+                json_string(&format!("{:016x}", failure.failure.report.trace_hash)),
+                json_string(&failure.replay)
+            );
+        }
+        None => line.push_str(",\"failure\":null"),
+    }
+    line.push_str("}\n");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(line.as_bytes()));
+    if let Err(error) = written {
+        eprintln!(
+            "IOLOOP_SIM_SUMMARY: cannot append to {}: {error}",
+            path.display()
+        );
+    }
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_cover_the_seeds_exactly_once() {
+        let seeds = 10..1_000_010;
+        let mut next = seeds.start;
+        for index in 0..7 {
+            let shard = shard_of(&seeds, (index, 7));
+            assert_eq!(shard.start, next);
+            next = shard.end;
+        }
+        assert_eq!(next, seeds.end);
+        assert_eq!(shard_of(&(0..3), (4, 5)), 2..3);
+    }
+
+    #[test]
+    fn malformed_variables_are_named_errors() {
+        assert!(parse_shard("3/3").is_err());
+        assert!(parse_shard("1/0").is_err());
+        assert!(parse_shard("x").is_err());
+        assert_eq!(parse_shard("2/4"), Ok((2, 4)));
+        assert!(parse_seeds_var("5..5").is_err());
+        assert!(parse_seeds_var("0").is_err());
+        assert!(matches!(parse_seeds_var("0x10"), Ok(SeedsVar::Count(16))));
+        assert!(matches!(parse_seeds_var("3..0x10"), Ok(SeedsVar::Range(r)) if r == (3..16)));
+    }
+
+    #[test]
+    fn json_strings_escape_what_they_must() {
+        assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+}

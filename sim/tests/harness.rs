@@ -1,0 +1,543 @@
+//! The public harness as a user's crate uses it: a small line-protocol service on several hosts, its sweep, a planted-bug twin, replay and shrinking in new processes, time control, and the checkers' verdicts.
+
+use std::cell::{Cell, RefCell};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::io;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ioloop::{Events, IOLoop, Instant, PeriodicCallback, Poller};
+use ioloop_sim::{BoxError, Done, FailureKind, FaultPreset, Sim, SimPoller, Sweep};
+
+// ----- the service: a shared counter over a line protocol ------------------------
+
+/// How the planted twins break the service.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flaw {
+    None,
+    /// Takes every read for one whole request: partial reads break it.
+    WholeReads,
+    /// Delays each answer by an amount from a randomly seeded hasher: a
+    /// source of non-determinism.
+    RandomDelay,
+}
+
+/// Answer each `INCR\n` with the counter's new value.
+fn serve<P: Poller + 'static>(io: &mut IOLoop<P>, addr: SocketAddr, flaw: Flaw) -> io::Result<()> {
+    let listener = io.listen(addr)?;
+    let count = Rc::new(Cell::new(0u64));
+    let accept = move |io: &mut IOLoop<P>, fd, _| loop {
+        let conn = match io.accept(fd) {
+            Ok((conn, _)) => conn,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+            Err(_) => {
+                // Out of fds: the listener stays readable, so stop asking
+                // for a while instead of spinning (the harness catches that).
+                let _ = io.update_handler(fd, Events::empty());
+                io.call_later(Duration::from_millis(10), move |io| {
+                    let _ = io.update_handler(fd, Events::READ);
+                });
+                return;
+            }
+        };
+        {
+            let count = Rc::clone(&count);
+            let (mut inbox, mut outbox) = (Vec::new(), Vec::new());
+            let on_conn = move |io: &mut IOLoop<P>, conn, _| {
+                let mut buf = [0u8; 512];
+                loop {
+                    match io.read(conn, &mut buf) {
+                        Ok(0) => return drop(io.close_fd(conn)),
+                        Ok(n) if flaw == Flaw::WholeReads && &buf[..n] != b"INCR\n" => {}
+                        Ok(n) => inbox.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => return drop(io.close_fd(conn)),
+                    }
+                }
+                while let Some(end) = inbox.iter().position(|&b| b == b'\n') {
+                    if inbox.drain(..=end).as_slice() == b"INCR\n" {
+                        count.set(count.get() + 1);
+                        outbox.extend(format!("{}\n", count.get()).bytes());
+                    }
+                }
+                if flaw == Flaw::RandomDelay && !outbox.is_empty() {
+                    let delay_us = RandomState::new().hash_one(conn.0) % 100;
+                    io.call_later(Duration::from_micros(delay_us), |_| {});
+                }
+                while !outbox.is_empty() {
+                    match io.write(conn, &outbox) {
+                        Ok(n) => drop(outbox.drain(..n)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => return drop(io.close_fd(conn)),
+                    }
+                }
+                let wanted = if outbox.is_empty() {
+                    Events::READ
+                } else {
+                    Events::READ | Events::WRITE
+                };
+                let _ = io.update_handler(conn, wanted);
+            };
+            let _ = io.add_handler(conn, on_conn, Events::READ);
+        }
+    };
+    io.add_handler(listener, accept, Events::READ)
+        .map_err(io::Error::other)
+}
+
+/// Send `requests` `INCR`s one at a time; each answer must exceed the last.
+fn count_to(
+    io: &mut IOLoop<SimPoller>,
+    done: Done,
+    server: SocketAddr,
+    requests: u64,
+) -> Result<(), BoxError> {
+    let conn = io.connect(server)?;
+    let may_break = io.poller().fault_plan().may_break_connections();
+    let (mut outbox, mut inbox) = (b"INCR\n".to_vec(), Vec::new());
+    let (mut answered, mut last) = (0u64, 0u64);
+    let on_event = move |io: &mut IOLoop<SimPoller>, conn, _| {
+        let mut end = |io: &mut IOLoop<SimPoller>, result: Result<(), String>| {
+            let _ = io.close_fd(conn);
+            done.finish(result);
+        };
+        let broken = |what: String| if may_break { Ok(()) } else { Err(what) };
+        while !outbox.is_empty() {
+            match io.write(conn, &outbox) {
+                Ok(n) => drop(outbox.drain(..n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return end(io, broken(format!("write: {e}"))),
+            }
+        }
+        let mut buf = [0u8; 64];
+        match io.read(conn, &mut buf) {
+            Ok(0) => return end(io, broken("the server hung up".into())),
+            Ok(n) => inbox.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return end(io, broken(format!("read: {e}"))),
+        }
+        while let Some(at) = inbox.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = inbox.drain(..=at).collect();
+            let value: u64 = String::from_utf8_lossy(&line).trim().parse().unwrap_or(0);
+            if value <= last {
+                return end(io, Err(format!("counter went from {last} to {value}")));
+            }
+            (last, answered) = (value, answered + 1);
+            if answered == requests {
+                return end(io, Ok(()));
+            }
+            outbox.extend_from_slice(b"INCR\n");
+        }
+        let wanted = if outbox.is_empty() {
+            Events::READ
+        } else {
+            Events::READ | Events::WRITE
+        };
+        let _ = io.update_handler(conn, wanted);
+    };
+    io.add_handler(conn, on_event, Events::READ | Events::WRITE)?;
+    Ok(())
+}
+
+/// The simulation: one server, two clients on their own hosts.
+fn counter(sim: &mut Sim, flaw: Flaw) {
+    let server: SocketAddr = "10.0.0.1:6379".parse().unwrap();
+    sim.host("server", "10.0.0.1", move |io| Ok(serve(io, server, flaw)?));
+    sim.client("alice", "10.0.0.2", move |io, done| {
+        count_to(io, done, server, 5)
+    });
+    sim.client("bob", "10.0.0.3", move |io, done| {
+        count_to(io, done, server, 5)
+    });
+}
+
+// ----- sweeps -----------------------------------------------------------------
+
+#[test]
+fn counter_survives_faults() {
+    let summary = Sweep::new("counter_survives_faults")
+        .seeds(0..100)
+        .run(|sim| counter(sim, Flaw::None));
+    assert!(summary.ran >= 1);
+}
+
+#[test]
+fn counter_settles_once_faults_stop() {
+    Sweep::new("counter_settles_once_faults_stop")
+        .seeds(0..30)
+        .liveness_after(Duration::from_millis(5))
+        .run(|sim| counter(sim, Flaw::None));
+}
+
+/// The planted twin: run by the tests below in a new process, as a user
+/// would run the printed line.
+#[test]
+#[ignore = "planted bug: must fail; run by planted_bug_is_caught_and_replays_in_a_new_process"]
+fn counter_with_whole_reads() {
+    Sweep::new("counter_with_whole_reads")
+        .seeds(0..300)
+        .run(|sim| counter(sim, Flaw::WholeReads));
+}
+
+#[test]
+#[ignore = "planted non-determinism: run by the determinism check test"]
+fn counter_with_random_delays() {
+    Sweep::new("counter_with_random_delays")
+        .seeds(0..5)
+        .run(|sim| counter(sim, Flaw::RandomDelay));
+}
+
+/// Run one test of this binary in a new process with `vars` set (and every
+/// other `IOLOOP_SIM_*` variable cleared); its exit success and output.
+fn this_test(name: &str, vars: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args([
+        name,
+        "--exact",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("IOLOOP_SIM_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(vars.iter().copied());
+    let output = command.output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+fn field<'a>(text: &'a str, prefix: &str) -> &'a str {
+    let start = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in:\n{text}"))
+        + prefix.len();
+    text[start..].split_whitespace().next().unwrap()
+}
+
+#[test]
+fn planted_bug_is_caught_and_replays_in_a_new_process() {
+    let (passed, sweep) = this_test("counter_with_whole_reads", &[]);
+    assert!(!passed, "the planted bug was not caught:\n{sweep}");
+    assert!(sweep.contains("stall"), "{sweep}");
+    // The one line that replays it, exactly as printed.
+    let replay = sweep
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("replay: "))
+        .unwrap();
+    assert!(
+        replay.ends_with(
+            "cargo test -p ioloop-sim --test harness counter_with_whole_reads -- --exact"
+        ),
+        "{replay}"
+    );
+    let seed = field(replay, "IOLOOP_SIM_SEED=");
+    let hash = field(&sweep, "trace_hash=");
+    let (passed, again) = this_test(
+        "counter_with_whole_reads",
+        &[("IOLOOP_SIM_SEED", seed), ("IOLOOP_SIM_FAULTS", "swarm")],
+    );
+    assert!(!passed);
+    assert_eq!(
+        field(&again, "trace_hash="),
+        hash,
+        "a replay in a new process hashed differently:\n{again}"
+    );
+    // Shrink it to a schedule file, and replay the file: the same failure.
+    let schedule =
+        std::env::temp_dir().join(format!("ioloop-harness-{}.schedule", std::process::id()));
+    let path = schedule.to_str().unwrap();
+    let (_, shrunk) = this_test(
+        "counter_with_whole_reads",
+        &[("IOLOOP_SIM_SEED", seed), ("IOLOOP_SIM_SHRINK", path)],
+    );
+    assert!(shrunk.contains("shrunk in"), "{shrunk}");
+    let text = std::fs::read_to_string(&schedule).unwrap();
+    assert!(text.contains("name counter_with_whole_reads"), "{text}");
+    let (passed, replayed) =
+        this_test("counter_with_whole_reads", &[("IOLOOP_SIM_SCHEDULE", path)]);
+    std::fs::remove_file(&schedule).unwrap();
+    assert!(!passed && replayed.contains("stall"), "{replayed}");
+}
+
+#[test]
+fn the_determinism_check_names_where_a_nondeterministic_service_diverges() {
+    let (passed, text) = this_test(
+        "counter_with_random_delays",
+        &[("IOLOOP_SIM_CHECK_DETERMINISM", "1")],
+    );
+    assert!(!passed, "{text}");
+    assert!(
+        text.contains("nondeterminism") && text.contains("first divergence at decision"),
+        "{text}"
+    );
+    // Without the check the same test passes: the check is what catches it.
+    let (passed, text) = this_test("counter_with_random_delays", &[]);
+    assert!(passed, "{text}");
+    let (passed, text) = this_test(
+        "counter_survives_faults",
+        &[
+            ("IOLOOP_SIM_CHECK_DETERMINISM", "1"),
+            ("IOLOOP_SIM_SEEDS", "5"),
+        ],
+    );
+    assert!(passed, "{text}");
+}
+
+#[test]
+fn shards_and_the_summary_split_a_sweep_across_jobs() {
+    let summary = std::env::temp_dir().join(format!("ioloop-harness-{}.jsonl", std::process::id()));
+    let path = summary.to_str().unwrap();
+    for shard in ["0/2", "1/2"] {
+        let vars = [
+            ("IOLOOP_SIM_SHARD", shard),
+            ("IOLOOP_SIM_SEEDS", "10"),
+            ("IOLOOP_SIM_SUMMARY", path),
+        ];
+        let (passed, text) = this_test("counter_survives_faults", &vars);
+        assert!(passed, "{text}");
+    }
+    let lines = std::fs::read_to_string(&summary).unwrap();
+    std::fs::remove_file(&summary).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    for (line, shard) in lines.lines().zip(["0/2", "1/2"]) {
+        assert!(line.contains(&format!("\"shard\":\"{shard}\"")), "{line}");
+        assert!(line.contains("\"ran\":5,\"failed\":0"), "{line}");
+    }
+}
+
+#[test]
+fn a_malformed_variable_fails_the_test_and_names_it() {
+    for (key, value) in [
+        ("IOLOOP_SIM_SEED", "0xzz"),
+        ("IOLOOP_SIM_SHARD", "2/2"),
+        ("IOLOOP_SIM_FAULTS", "most"),
+    ] {
+        let (passed, text) = this_test("counter_survives_faults", &[(key, value)]);
+        assert!(!passed && text.contains(key), "{key}={value}: {text}");
+    }
+}
+
+// ----- time -------------------------------------------------------------------
+
+#[test]
+fn a_timeout_added_by_a_handler_fires_on_time_while_another_host_sleeps() {
+    let mut sim = Sim::new(1, FaultPreset::None);
+    let server: SocketAddr = "10.0.0.1:80".parse().unwrap();
+    let fired_after = Rc::new(Cell::new(None));
+    // Host "sleeper" waits on a 10 s timeout; it is stepped after "a".
+    let for_a = Rc::clone(&fired_after);
+    sim.host("a", "10.0.0.1", move |io| {
+        let listener = io.listen(server)?;
+        let fired_after = Rc::clone(&for_a);
+        io.add_handler(
+            listener,
+            move |io, fd, _| {
+                while let Ok((_conn, _)) = io.accept(fd) {
+                    let (start, fired_after) = (io.time(), Rc::clone(&fired_after));
+                    io.call_later(Duration::from_millis(1), move |io| {
+                        fired_after.set(Some(io.time() - start))
+                    });
+                }
+            },
+            Events::READ,
+        )?;
+        Ok(())
+    });
+    sim.host("sleeper", "10.0.0.2", |io| {
+        io.call_later(Duration::from_secs(10), |_| {});
+        Ok(())
+    });
+    sim.host("c", "10.0.0.3", move |io| {
+        io.connect(server)?;
+        Ok(())
+    });
+    sim.run_for(Duration::from_secs(20)).unwrap();
+    assert_eq!(fired_after.get(), Some(Duration::from_millis(1)));
+}
+
+#[test]
+fn a_periodic_callback_that_overruns_skips_whole_periods_as_tornados_does() {
+    // Tornado's test_overrun, on virtual time: each call consumes the CPU
+    // time given, and the schedule keeps to the 10 ms grid.
+    let mut sim = Sim::new(1, FaultPreset::None);
+    sim.host("host", "10.0.0.1", |_| Ok(()));
+    sim.run_for(Duration::from_millis(1000)).unwrap();
+    let durations_ms = [9, 9, 10, 11, 20, 20, 35, 35, 0, 0, 0];
+    let calls = Rc::new(RefCell::new(Vec::new()));
+    let for_callback = Rc::clone(&calls);
+    let callback = move |io: &mut IOLoop<SimPoller>| {
+        let mut calls = for_callback.borrow_mut();
+        calls.push(io.time().since_epoch().as_millis() as u64);
+        let cost = durations_ms.get(calls.len() - 1).copied().unwrap_or(0);
+        io.poller().consume(Duration::from_millis(cost));
+    };
+    let periodic = PeriodicCallback::new(callback, Duration::from_millis(10)).unwrap();
+    periodic.start(sim.io_mut("host").unwrap());
+    sim.run_until(Duration::from_secs(1), |_| calls.borrow().len() >= 11)
+        .unwrap();
+    assert_eq!(
+        *calls.borrow(),
+        [1010, 1020, 1030, 1050, 1070, 1100, 1130, 1170, 1210, 1220, 1230]
+    );
+}
+
+#[test]
+fn run_for_advances_the_clock_with_nothing_to_do() {
+    let mut sim = Sim::new(1, FaultPreset::None);
+    sim.host("idle", "10.0.0.1", |_| Ok(()));
+    sim.run_for(Duration::from_secs(3600)).unwrap();
+    assert_eq!(sim.now(), Instant::from_epoch(Duration::from_secs(3600)));
+}
+
+// ----- the checkers' verdicts ---------------------------------------------------
+
+fn failure_of(sim: &mut Sim) -> ioloop_sim::Failure {
+    sim.run().expect_err("the run must fail")
+}
+
+#[test]
+fn a_client_that_waits_forever_is_a_stall_naming_it() {
+    let mut sim = Sim::new(3, FaultPreset::None);
+    sim.client("patient", "10.0.0.2", |io, done| {
+        done.describe_with(|| "waiting for a reply that never comes".into());
+        io.connect("10.0.0.1:1".parse()?)?; // nobody listens: refused, and ignored
+        Ok(())
+    });
+    let failure = failure_of(&mut sim);
+    assert_eq!(failure.kind, FailureKind::Stall, "{failure}");
+    assert!(
+        failure
+            .to_string()
+            .contains("waiting for a reply that never comes"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn a_service_that_keeps_a_closed_connection_open_is_a_leak() {
+    let mut sim = Sim::new(3, FaultPreset::None);
+    let server: SocketAddr = "10.0.0.1:7".parse().unwrap();
+    sim.host("server", "10.0.0.1", move |io| {
+        let listener = io.listen(server)?;
+        io.add_handler(
+            listener,
+            |io, fd, _| {
+                while let Ok((conn, _)) = io.accept(fd) {
+                    let _ = io.shutdown(conn, std::net::Shutdown::Write); // never closed
+                }
+            },
+            Events::READ,
+        )?;
+        Ok(())
+    });
+    sim.client("client", "10.0.0.2", move |io, done| {
+        let conn = io.connect(server)?;
+        io.add_handler(
+            conn,
+            move |io, fd, _| {
+                if let Ok(0) = io.read(fd, &mut [0u8; 8]) {
+                    let _ = io.close_fd(fd);
+                    done.ok();
+                }
+            },
+            Events::READ,
+        )?;
+        Ok(())
+    });
+    let failure = failure_of(&mut sim);
+    assert_eq!(failure.kind, FailureKind::Leak, "{failure}");
+    assert!(
+        failure
+            .message
+            .contains("host \"server\" holds fds [fd0, fd1]"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn a_user_invariant_is_checked_after_every_step() {
+    let mut sim = Sim::new(5, FaultPreset::None);
+    counter(&mut sim, Flaw::None);
+    sim.invariant("the server holds at most one connection", |sim| {
+        match sim.open_fds("server").len() {
+            0..=2 => Ok(()),
+            n => Err(format!("{n} fds open")),
+        }
+    });
+    let failure = failure_of(&mut sim);
+    assert_eq!(failure.kind, FailureKind::Invariant, "{failure}");
+    assert!(failure.message.contains("3 fds open"), "{failure}");
+}
+
+#[test]
+fn a_panicking_handler_fails_the_run_naming_its_host() {
+    let mut sim = Sim::new(5, FaultPreset::None);
+    sim.host("server", "10.0.0.1", |io| {
+        io.call_later(Duration::from_millis(3), |_| panic!("boom"));
+        Ok(())
+    });
+    let failure = sim.run_for(Duration::from_secs(1)).unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Panic);
+    assert_eq!(failure.host.as_deref(), Some("server"));
+    assert!(failure.message.contains("boom"));
+}
+
+#[test]
+fn a_simulation_described_wrongly_fails_with_a_setup_error() {
+    type Describe = fn(&mut Sim);
+    let cases: [(Describe, &str); 4] = [
+        (
+            |sim| drop(sim.host("a", "10.0.0", |_| Ok(()))),
+            "not an IP address",
+        ),
+        (
+            |sim| {
+                drop(
+                    sim.host("a", "10.0.0.1", |_| Ok(()))
+                        .host("a", "10.0.0.2", |_| Ok(())),
+                )
+            },
+            "two hosts",
+        ),
+        (
+            |sim| {
+                drop(
+                    sim.host("a", "10.0.0.1", |_| Ok(()))
+                        .host("b", "10.0.0.1", |_| Ok(())),
+                )
+            },
+            "already host",
+        ),
+        (
+            |sim| {
+                drop(sim.host("a", "10.0.0.1", |io| {
+                    io.listen("10.9.9.9:1".parse()?)?;
+                    Ok(())
+                }))
+            },
+            "setup failed",
+        ),
+    ];
+    for (describe, expected) in cases {
+        let mut sim = Sim::new(1, FaultPreset::None);
+        describe(&mut sim);
+        let failure = sim.run().unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Setup, "{failure}");
+        assert!(failure.message.contains(expected), "{expected}: {failure}");
+    }
+}
