@@ -103,7 +103,7 @@ fn count_to(
     let (mut outbox, mut inbox) = (b"INCR\n".to_vec(), Vec::new());
     let (mut answered, mut last) = (0u64, 0u64);
     let on_event = move |io: &mut IOLoop<SimPoller>, conn, _| {
-        let mut end = |io: &mut IOLoop<SimPoller>, result: Result<(), String>| {
+        let end = |io: &mut IOLoop<SimPoller>, result: Result<(), String>| {
             let _ = io.close_fd(conn);
             done.finish(result);
         };
@@ -502,33 +502,31 @@ fn a_simulation_described_wrongly_fails_with_a_setup_error() {
     type Describe = fn(&mut Sim);
     let cases: [(Describe, &str); 4] = [
         (
-            |sim| drop(sim.host("a", "10.0.0", |_| Ok(()))),
+            |sim| {
+                sim.host("a", "10.0.0", |_| Ok(()));
+            },
             "not an IP address",
         ),
         (
             |sim| {
-                drop(
-                    sim.host("a", "10.0.0.1", |_| Ok(()))
-                        .host("a", "10.0.0.2", |_| Ok(())),
-                )
+                sim.host("a", "10.0.0.1", |_| Ok(()));
+                sim.host("a", "10.0.0.2", |_| Ok(()));
             },
             "two hosts",
         ),
         (
             |sim| {
-                drop(
-                    sim.host("a", "10.0.0.1", |_| Ok(()))
-                        .host("b", "10.0.0.1", |_| Ok(())),
-                )
+                sim.host("a", "10.0.0.1", |_| Ok(()));
+                sim.host("b", "10.0.0.1", |_| Ok(()));
             },
             "already host",
         ),
         (
             |sim| {
-                drop(sim.host("a", "10.0.0.1", |io| {
+                sim.host("a", "10.0.0.1", |io| {
                     io.listen("10.9.9.9:1".parse()?)?;
                     Ok(())
-                }))
+                });
             },
             "setup failed",
         ),
