@@ -1,36 +1,4 @@
 //! `Sweep`: run your simulation over many seeds inside `cargo test`; stop at the first failure and print the one line that replays it.
-//!
-//! ```no_run
-//! use ioloop_sim::{FaultPreset, Sweep};
-//!
-//! #[test]
-//! fn service_survives_faults() {
-//!     Sweep::new("service_survives_faults")
-//!         .seeds(0..500)
-//!         .faults(FaultPreset::Swarm)
-//!         .run(|sim| {
-//!             // sim.host(...); sim.client(...);
-//!         });
-//! }
-//! ```
-//!
-//! The environment overrides the code, so one test serves every use:
-//!
-//! | variable | meaning |
-//! |---|---|
-//! | `IOLOOP_SIM_SEED=0x1f` | run only this seed (the replay line sets it) |
-//! | `IOLOOP_SIM_SEEDS=N` or `A..B` | N seeds from the sweep's first, or this range |
-//! | `IOLOOP_SIM_FAULTS=none\|all\|swarm` | the fault preset |
-//! | `IOLOOP_SIM_LIVENESS_MS=N` | faults stop after N ms of virtual time, then the run must settle |
-//! | `IOLOOP_SIM_TRACE=1` or `=FILE` | print (or write) every decision of a failing or replayed seed |
-//! | `IOLOOP_SIM_CHECK_DETERMINISM=1` | run each seed twice and name the first decision where they part |
-//! | `IOLOOP_SIM_SHARD=i/n` | run only the i-th of n equal parts of the seeds (0 ≤ i < n) |
-//! | `IOLOOP_SIM_SUMMARY=FILE` | append a JSON line per sweep (and per failure) to FILE |
-//! | `IOLOOP_SIM_SHRINK=1` or `=FILE` | shrink a failure to a schedule file |
-//! | `IOLOOP_SIM_SCHEDULE=FILE` | replay a schedule file written by a shrink |
-//!
-//! A malformed variable fails the test with a message naming it; it never
-//! runs something else than what was asked.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -44,7 +12,39 @@ use crate::shrink::{parse_seed, shrink_schedule, Attempt, Schedule, LIVENESS_MS_
 use crate::{Failure, FaultPreset, Report, Sim};
 
 /// A seed sweep of one simulation, configured in code and overridden by
-/// `IOLOOP_SIM_*` environment variables (see the [module docs](self)).
+/// `IOLOOP_SIM_*` environment variables.
+///
+/// ```no_run
+/// use ioloop_sim::{FaultPreset, Sweep};
+///
+/// #[test]
+/// fn service_survives_faults() {
+///     Sweep::new("service_survives_faults")
+///         .seeds(0..500)
+///         .faults(FaultPreset::Swarm)
+///         .run(|sim| {
+///             // sim.host(...); sim.client(...);
+///         });
+/// }
+/// ```
+///
+/// The environment overrides the code, so one test serves every use:
+///
+/// | variable | meaning |
+/// |---|---|
+/// | `IOLOOP_SIM_SEED=0x1f` | run only this seed (the replay line sets it) |
+/// | `IOLOOP_SIM_SEEDS=N` or `A..B` | N seeds from the sweep's first, or this range |
+/// | `IOLOOP_SIM_FAULTS=none\|all\|swarm` | the fault preset |
+/// | `IOLOOP_SIM_LIVENESS_MS=N` | faults stop after N ms of virtual time, then the run must settle |
+/// | `IOLOOP_SIM_TRACE=1` or `=FILE` | print (or write) every decision of a failing or replayed seed |
+/// | `IOLOOP_SIM_CHECK_DETERMINISM=1` | run each seed twice and name the first decision where they part |
+/// | `IOLOOP_SIM_SHARD=i/n` | run only the i-th of n equal parts of the seeds (0 ≤ i < n) |
+/// | `IOLOOP_SIM_SUMMARY=FILE` | append a JSON line per sweep (and per failure) to FILE |
+/// | `IOLOOP_SIM_SHRINK=1` or `=FILE` | shrink a failure to a schedule file |
+/// | `IOLOOP_SIM_SCHEDULE=FILE` | replay a schedule file written by a shrink |
+///
+/// A malformed variable fails the test with a message naming it; it never
+/// runs something else than what was asked.
 #[derive(Clone, Debug)]
 pub struct Sweep {
     name: String,
