@@ -20,6 +20,7 @@ mod poller;
 pub mod scenario;
 pub mod shrink;
 mod trace;
+pub mod world;
 
 pub use entropy::Entropy;
 pub use faults::{FaultPlan, FaultPreset, Ppm};

@@ -1,0 +1,72 @@
+//! Virtual time: a host's `wait`, the next instant anything happens, and advancing to it.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ioloop::{Event, Fd, Instant};
+
+use super::{tag, HostId, World};
+
+impl World {
+    /// Virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// `true` when nothing can ever happen again: no edge pending, nothing
+    /// in flight, and no host waiting for a time.
+    pub fn is_quiescent(&self) -> bool {
+        self.deliveries.is_empty()
+            && self.hosts.iter().all(|h| {
+                h.pending.is_empty() && h.wake_at.is_none() && !h.woken.load(Ordering::Relaxed)
+            })
+    }
+
+    /// One `wait` of `host`'s loop: deliver what is due, maybe advance time,
+    /// and hand over the host's pending edges.
+    pub fn wait(
+        &mut self,
+        host: HostId,
+        events: &mut Vec<Event>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        self.deliver_due();
+        let woken = self.hosts[host].woken.swap(false, Ordering::AcqRel);
+        self.hosts[host].wake_at = timeout.map(|t| self.now + t);
+        let busy = woken || timeout == Some(Duration::ZERO) || !self.hosts[host].pending.is_empty();
+        if !busy && self.hosts.iter().all(|h| h.pending.is_empty()) {
+            match self.next_instant() {
+                None => {
+                    return Err(io::Error::other(
+                        "simulation quiescent: nothing in flight and no timer; the loop would sleep forever",
+                    ))
+                }
+                Some(next) if next > self.now => self.advance_to(next),
+                Some(_) => {}
+            }
+        }
+        if self.fault(self.plan.interrupt, "eintr-wait", host, Fd(-1)) {
+            return Err(io::Error::from(io::ErrorKind::Interrupted));
+        }
+        self.hand_over_events(host, events);
+        Ok(())
+    }
+
+    /// The next time something happens: a delivery or a host's timer.
+    fn next_instant(&self) -> Option<Instant> {
+        let delivery = self.deliveries.keys().next().map(|(at, _)| *at);
+        let timers = self.hosts.iter().filter_map(|h| h.wake_at);
+        delivery.into_iter().chain(timers).min()
+    }
+
+    fn advance_to(&mut self, next: Instant) {
+        self.now = next;
+        self.progress += 1;
+        self.trace
+            .record(tag::TIME, &[next.since_epoch().as_nanos() as u64], || {
+                format!("{next:?} time advances")
+            });
+        self.deliver_due();
+    }
+}

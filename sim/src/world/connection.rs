@@ -1,0 +1,97 @@
+//! `Connection`: a stream between two hosts, and its two ends (receive buffer, window, state).
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+
+use ioloop::{Fd, Instant, Ready};
+
+use super::{HostId, World};
+
+/// Index of a connection in the world; it appears in the trace.
+pub(super) type ConnId = usize;
+
+/// One end of a connection.
+pub(super) struct End {
+    pub(super) host: HostId,
+    pub(super) fd: Option<Fd>,
+    pub(super) local: SocketAddr,
+    pub(super) recv: VecDeque<u8>,
+    /// The peer's FIN arrived (after all its data: delivery is in order).
+    pub(super) recv_fin: bool,
+    pub(super) write_shut: bool,
+    pub(super) closed: bool,
+    pub(super) connected: bool,
+    pub(super) reset: bool,
+    /// An error to report once, on the next read or write.
+    pub(super) error: Option<io::ErrorKind>,
+    /// Bytes sent toward the peer and not yet delivered.
+    pub(super) in_flight: usize,
+    /// A write hit the window: raise a WRITE edge when it frees.
+    pub(super) write_blocked: bool,
+    /// Deliveries from this end keep their order.
+    pub(super) last_delivery: Instant,
+}
+
+impl End {
+    pub(super) fn new(host: HostId, local: SocketAddr) -> End {
+        End {
+            host,
+            fd: None,
+            local,
+            recv: VecDeque::new(),
+            recv_fin: false,
+            write_shut: false,
+            closed: false,
+            connected: false,
+            reset: false,
+            error: None,
+            in_flight: 0,
+            write_blocked: false,
+            last_delivery: Instant::ZERO,
+        }
+    }
+
+    /// This end's readiness, given the window and its `peer`.
+    pub(super) fn ready(&self, window_bytes: usize, peer: &End) -> Ready {
+        let mut ready = Ready::empty();
+        if !self.recv.is_empty() || self.recv_fin || self.reset || self.error.is_some() {
+            ready |= Ready::READABLE;
+        }
+        if self.recv_fin || self.reset {
+            ready |= Ready::READ_CLOSED;
+        }
+        let used = self.in_flight + peer.recv.len();
+        if (self.connected && used < window_bytes) || self.reset || self.error.is_some() {
+            ready |= Ready::WRITABLE;
+        }
+        if self.reset || (self.write_shut && self.recv_fin) {
+            ready |= Ready::WRITE_CLOSED;
+        }
+        if self.reset || self.error.is_some() {
+            ready |= Ready::ERROR;
+        }
+        ready
+    }
+}
+
+/// A stream between two hosts.
+pub(super) struct Connection {
+    /// Side 0 connected, side 1 accepted.
+    pub(super) ends: [End; 2],
+    /// Where side 0 connects to.
+    pub(super) target: SocketAddr,
+}
+
+impl World {
+    /// The reader of `conn` made room: wake the writer at `side` if it was
+    /// blocked on the window.
+    pub(super) fn window_freed(&mut self, conn: ConnId, side: usize) {
+        let writer = &mut self.conns[conn].ends[side];
+        if writer.write_blocked && !writer.closed {
+            writer.write_blocked = false;
+            let (host, fd) = (writer.host, writer.fd);
+            self.raise(host, fd, Ready::WRITABLE);
+        }
+    }
+}
