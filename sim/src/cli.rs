@@ -308,7 +308,7 @@ fn replay_schedule(path: &std::path::Path, trace: bool, out: &mut dyn Write) -> 
         let _ = writeln!(
             out,
             "fault {} {} host{} {:?} at {:?}",
-            fault.draw, fault.name, fault.host, fault.fd, fault.at
+            fault.draw, fault.kind, fault.host, fault.fd, fault.at
         );
     }
     report_outcome(&schedule.config, &outcome, out)

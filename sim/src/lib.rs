@@ -26,3 +26,4 @@ pub use entropy::Entropy;
 pub use faults::{FaultPlan, FaultPreset, Ppm};
 pub use poller::{SimNet, SimPoller};
 pub use trace::Trace;
+pub use world::FaultKind;

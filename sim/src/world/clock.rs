@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ioloop::{Event, Fd, Instant};
 
-use super::{tag, HostId, World};
+use super::{tag, FaultKind, HostId, World};
 
 impl World {
     /// Virtual time.
@@ -46,7 +46,7 @@ impl World {
                 Some(_) => {}
             }
         }
-        if self.fault(self.plan.interrupt, "eintr-wait", host, Fd(-1)) {
+        if self.fault(self.plan.interrupt, FaultKind::EintrWait, host, Fd(-1)) {
             return Err(io::Error::from(io::ErrorKind::Interrupted));
         }
         self.hand_over_events(host, events);

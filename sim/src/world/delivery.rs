@@ -8,7 +8,7 @@ use ioloop::{Fd, Ready};
 
 use super::connection::{ConnId, End};
 use super::host::Socket;
-use super::{tag, World};
+use super::{tag, FaultKind, World};
 
 /// Pending connections a listener holds before refusing more.
 const BACKLOG_MAX: usize = 128;
@@ -182,7 +182,12 @@ impl World {
             format!("{now:?} conn{conn} SYN to {target}")
         });
         let listener = self.find_listener(target);
-        let refuse = self.fault(self.plan.refuse_connect, "refuse-connect", 0, Fd(-1));
+        let refuse = self.fault(
+            self.plan.refuse_connect,
+            FaultKind::RefuseConnect,
+            0,
+            Fd(-1),
+        );
         let Some((host, fd)) = listener.filter(|_| !refuse) else {
             self.schedule(None, Delivery::Refused { conn });
             return;

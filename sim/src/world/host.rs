@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ioloop::{Event, Events, Fd, Instant, Ready, Token};
 
 use super::connection::ConnId;
-use super::{tag, World, EBADF, EMFILE};
+use super::{tag, FaultKind, World, EBADF, EMFILE};
 
 /// Index of a host in the world.
 pub type HostId = usize;
@@ -207,7 +207,7 @@ impl World {
     /// A spurious edge: an fd reported ready that may not be.
     fn maybe_spurious_event(&mut self, host: HostId) {
         let count = self.hosts[host].registration_count;
-        if count == 0 || !self.fault(self.plan.spurious, "spurious-event", host, Fd(-1)) {
+        if count == 0 || !self.fault(self.plan.spurious, FaultKind::SpuriousEvent, host, Fd(-1)) {
             return;
         }
         let nth = self.entropy.below(count as u64) as usize;

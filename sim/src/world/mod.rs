@@ -30,7 +30,7 @@ use ioloop::Instant;
 use crate::{Entropy, FaultPlan, Trace};
 use connection::Connection;
 use delivery::Delivery;
-pub use fault::FiredFault;
+pub use fault::{FaultKind, FiredFault};
 use host::Host;
 pub use host::HostId;
 
@@ -39,7 +39,9 @@ const EMFILE: i32 = 24;
 /// `EBADF`.
 const EBADF: i32 = 9;
 
-/// Trace tags: one per kind of decision.
+/// Trace tags: one per kind of decision. The tags, and the values each
+/// records, are the replay format: a fault records host, fd and its
+/// [`FaultKind`] id; an I/O call host, fd, its `IoKind` id and bytes.
 mod tag {
     pub const TIME: u8 = 1;
     pub const DELIVER: u8 = 2;

@@ -10,7 +10,25 @@ use ioloop::{Fd, Ready};
 use super::connection::{ConnId, Connection, End};
 use super::delivery::Delivery;
 use super::host::Socket;
-use super::{tag, HostId, World, EBADF, EMFILE};
+use super::{tag, FaultKind, HostId, World, EBADF, EMFILE};
+
+/// What a traced I/O call did. The discriminant is its id in the trace,
+/// part of the replay format: never renumbered.
+#[derive(Clone, Copy, Debug)]
+#[repr(u8)]
+enum IoKind {
+    Read = 1,
+    Write = 2,
+}
+
+impl IoKind {
+    fn name(self) -> &'static str {
+        match self {
+            IoKind::Read => "read",
+            IoKind::Write => "write",
+        }
+    }
+}
 
 impl World {
     /// A listener on `addr`'s port (0: an ephemeral port) of `host`.
@@ -50,13 +68,23 @@ impl World {
         {
             return Err(io::Error::from_raw_os_error(EMFILE));
         }
-        if self.fault(self.plan.accept_emfile, "accept-emfile", host, listener) {
+        if self.fault(
+            self.plan.accept_emfile,
+            FaultKind::AcceptEmfile,
+            host,
+            listener,
+        ) {
             let out_for = Duration::from_micros(self.entropy.between(1_000, 50_000));
             self.hosts[host].emfile_until = Some(self.now + out_for);
             return Err(io::Error::from_raw_os_error(EMFILE));
         }
         let conn = self.pop_backlog(host, listener);
-        if self.fault(self.plan.accept_aborted, "accept-aborted", host, listener) {
+        if self.fault(
+            self.plan.accept_aborted,
+            FaultKind::AcceptAborted,
+            host,
+            listener,
+        ) {
             self.conns[conn].ends[1].closed = true;
             self.schedule(Some((conn, 1)), Delivery::Reset { conn, to: 0 });
             return Err(io::Error::from(io::ErrorKind::ConnectionAborted));
@@ -107,12 +135,12 @@ impl World {
     /// Read from a stream.
     pub fn read(&mut self, host: HostId, fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
         let (conn, side) = self.stream(host, fd)?;
-        if self.fault(self.plan.interrupt, "eintr-read", host, fd) {
+        if self.fault(self.plan.interrupt, FaultKind::EintrRead, host, fd) {
             return Err(io::Error::from(io::ErrorKind::Interrupted));
         }
         let available = self.conns[conn].ends[side].recv.len();
         if available > 0 && !buf.is_empty() {
-            if self.fault(self.plan.spurious, "wouldblock-read", host, fd) {
+            if self.fault(self.plan.spurious, FaultKind::WouldblockRead, host, fd) {
                 // As if another reader took the data first; it comes back
                 // with a new edge carrying the whole state (EOF included).
                 let ready = self.current_ready(host, fd);
@@ -120,7 +148,7 @@ impl World {
                 return Err(io::Error::from(io::ErrorKind::WouldBlock));
             }
             let mut n = available.min(buf.len());
-            if n > 1 && self.fault(self.plan.partial_read, "partial-read", host, fd) {
+            if n > 1 && self.fault(self.plan.partial_read, FaultKind::PartialRead, host, fd) {
                 n = self.entropy.between(1, n as u64 - 1) as usize;
                 // The rest counts as arriving now: a new edge, as on a real
                 // kernel where a short read means the queue was empty.
@@ -132,7 +160,7 @@ impl World {
                 *slot = byte;
             }
             self.progress += 1;
-            self.trace_io(host, fd, "read", n);
+            self.trace_io(host, fd, IoKind::Read, n);
             self.window_freed(conn, 1 - side);
             return Ok(n);
         }
@@ -146,19 +174,19 @@ impl World {
         Err(io::Error::from(io::ErrorKind::WouldBlock))
     }
 
-    fn trace_io(&mut self, host: HostId, fd: Fd, what: &'static str, n: usize) {
+    fn trace_io(&mut self, host: HostId, fd: Fd, kind: IoKind, n: usize) {
         let now = self.now;
         self.trace.record(
             tag::IO,
-            &[host as u64, fd.0 as u64, what.len() as u64, n as u64],
-            || format!("{now:?} host{host} {fd:?} {what} {n}"),
+            &[host as u64, fd.0 as u64, kind as u64, n as u64],
+            || format!("{now:?} host{host} {fd:?} {} {n}", kind.name()),
         );
     }
 
     /// Write to a stream.
     pub fn write(&mut self, host: HostId, fd: Fd, buf: &[u8]) -> io::Result<usize> {
         let (conn, side) = self.stream(host, fd)?;
-        if self.fault(self.plan.interrupt, "eintr-write", host, fd) {
+        if self.fault(self.plan.interrupt, FaultKind::EintrWrite, host, fd) {
             return Err(io::Error::from(io::ErrorKind::Interrupted));
         }
         let window_bytes = self.plan.window_bytes;
@@ -182,12 +210,12 @@ impl World {
             return Err(io::Error::from(io::ErrorKind::WouldBlock));
         }
         let mut n = room.min(buf.len());
-        if n > 1 && self.fault(self.plan.partial_write, "partial-write", host, fd) {
+        if n > 1 && self.fault(self.plan.partial_write, FaultKind::PartialWrite, host, fd) {
             n = self.entropy.between(1, n as u64 - 1) as usize;
         }
         self.conns[conn].ends[side].in_flight += n;
         self.progress += 1;
-        self.trace_io(host, fd, "write", n);
+        self.trace_io(host, fd, IoKind::Write, n);
         self.schedule(
             Some((conn, side)),
             Delivery::Data {
@@ -196,7 +224,7 @@ impl World {
                 bytes: buf[..n].to_vec(),
             },
         );
-        if self.fault(self.plan.reset, "reset", host, fd) {
+        if self.fault(self.plan.reset, FaultKind::Reset, host, fd) {
             // A reset from the network: both ends are told, after the data.
             self.schedule(Some((conn, side)), Delivery::Reset { conn, to: 1 - side });
             self.schedule(Some((conn, 1 - side)), Delivery::Reset { conn, to: side });
