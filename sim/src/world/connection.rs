@@ -1,14 +1,16 @@
 //! `Connection`: a stream between two hosts, and its two ends (receive buffer, window, state).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::ops::{Index, IndexMut};
 
 use ioloop::{Fd, Instant, Ready};
 
 use super::{HostId, World};
 
-/// Index of a connection in the world; it appears in the trace.
+/// A connection's id: handed out in order and never reused (it appears in
+/// the trace).
 pub(super) type ConnId = usize;
 
 /// One end of a connection.
@@ -81,9 +83,91 @@ pub(super) struct Connection {
     pub(super) ends: [End; 2],
     /// Where side 0 connects to.
     pub(super) target: SocketAddr,
+    /// Deliveries of this connection still in flight.
+    pub(super) deliveries_in_flight: usize,
+}
+
+impl Connection {
+    /// A connection from `client` to `target`; side 1 is a placeholder
+    /// until the SYN arrives.
+    pub(super) fn new(client: End, target: SocketAddr) -> Connection {
+        let placeholder = End::new(client.host, target);
+        Connection {
+            ends: [client, placeholder],
+            target,
+            deliveries_in_flight: 0,
+        }
+    }
+
+    /// Nothing can touch it again: both ends closed, nothing in flight.
+    fn is_done(&self) -> bool {
+        self.ends.iter().all(|end| end.closed) && self.deliveries_in_flight == 0
+    }
+}
+
+/// The live connections, by id. A connection's record (its buffers
+/// included) is freed once it is done, so memory follows the live
+/// connections, not every connection ever made.
+pub(super) struct Connections {
+    live: BTreeMap<ConnId, Connection>,
+    id_next: ConnId,
+}
+
+impl Connections {
+    pub(super) fn new() -> Connections {
+        Connections {
+            live: BTreeMap::new(),
+            id_next: 0,
+        }
+    }
+
+    /// The id the next connection will get.
+    pub(super) fn id_next(&self) -> ConnId {
+        self.id_next
+    }
+
+    /// Add `connection` under the next id.
+    pub(super) fn insert(&mut self, connection: Connection) -> ConnId {
+        let conn = self.id_next;
+        self.id_next += 1;
+        self.live.insert(conn, connection);
+        conn
+    }
+
+    /// Free `conn` if nothing can touch it again.
+    pub(super) fn free_if_done(&mut self, conn: ConnId) {
+        if self.live.get(&conn).is_some_and(Connection::is_done) {
+            let connection = self.live.remove(&conn).expect("checked live");
+            debug_assert!(connection.ends.iter().all(|end| end.fd.is_none()));
+        }
+    }
+
+    /// Live connection records.
+    pub(super) fn len(&self) -> usize {
+        self.live.len()
+    }
+}
+
+impl Index<ConnId> for Connections {
+    type Output = Connection;
+    fn index(&self, conn: ConnId) -> &Connection {
+        &self.live[&conn]
+    }
+}
+
+impl IndexMut<ConnId> for Connections {
+    fn index_mut(&mut self, conn: ConnId) -> &mut Connection {
+        self.live.get_mut(&conn).expect("a live connection")
+    }
 }
 
 impl World {
+    /// Connections whose record is still held: those with an open end or
+    /// something in flight. Closed and drained ones are freed.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
     /// The reader of `conn` made room: wake the writer at `side` if it was
     /// blocked on the window.
     pub(super) fn window_freed(&mut self, conn: ConnId, side: usize) {

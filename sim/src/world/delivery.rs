@@ -39,6 +39,20 @@ pub(super) enum Delivery {
     },
 }
 
+impl Delivery {
+    /// The connection it belongs to.
+    fn conn(&self) -> ConnId {
+        match *self {
+            Delivery::Syn { conn }
+            | Delivery::SynAck { conn }
+            | Delivery::Refused { conn }
+            | Delivery::Data { conn, .. }
+            | Delivery::Fin { conn, .. }
+            | Delivery::Reset { conn, .. } => conn,
+        }
+    }
+}
+
 impl World {
     fn latency(&mut self) -> Duration {
         let us = self
@@ -51,6 +65,7 @@ impl World {
     /// everything that end sent before.
     pub(super) fn schedule(&mut self, from: Option<(ConnId, usize)>, delivery: Delivery) {
         let mut at = self.now + self.latency();
+        self.conns[delivery.conn()].deliveries_in_flight += 1;
         if let Some((conn, side)) = from {
             let end = &mut self.conns[conn].ends[side];
             at = at.max(end.last_delivery);
@@ -67,7 +82,10 @@ impl World {
                 break;
             }
             let delivery = entry.remove();
+            let conn = delivery.conn();
+            self.conns[conn].deliveries_in_flight -= 1;
             self.deliver(delivery);
+            self.conns.free_if_done(conn);
         }
     }
 
@@ -182,21 +200,25 @@ impl World {
             format!("{now:?} conn{conn} SYN to {target}")
         });
         let listener = self.find_listener(target);
+        // A refusal is blamed on the connecting host and its fd (-1 once
+        // closed).
+        let client = &self.conns[conn].ends[0];
+        let (client_host, client_fd) = (client.host, client.fd.unwrap_or(Fd(-1)));
         let refuse = self.fault(
             self.plan.refuse_connect,
             FaultKind::RefuseConnect,
-            0,
-            Fd(-1),
+            client_host,
+            client_fd,
         );
         let Some((host, fd)) = listener.filter(|_| !refuse) else {
-            self.schedule(None, Delivery::Refused { conn });
+            self.refuse(conn);
             return;
         };
         let Ok(Socket::Listener { backlog, .. }) = self.socket(host, fd) else {
             unreachable!("find_listener returns listeners");
         };
         if backlog.len() >= BACKLOG_MAX {
-            self.schedule(None, Delivery::Refused { conn });
+            self.refuse(conn);
             return;
         }
         let local = SocketAddr::new(self.hosts[host].ip, target.port());
@@ -211,5 +233,11 @@ impl World {
         self.raise(host, Some(fd), Ready::READABLE);
         // The SYN-ACK leads everything the server sends.
         self.schedule(Some((conn, 1)), Delivery::SynAck { conn });
+    }
+
+    /// Refuse `conn`: no server end will ever exist.
+    fn refuse(&mut self, conn: ConnId) {
+        self.conns[conn].ends[1].closed = true;
+        self.schedule(None, Delivery::Refused { conn });
     }
 }

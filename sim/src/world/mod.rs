@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ioloop::Instant;
 
 use crate::{Entropy, FaultPlan, Trace};
-use connection::Connection;
+use connection::Connections;
 use delivery::Delivery;
 pub use fault::{FaultKind, FiredFault};
 use host::Host;
@@ -62,7 +62,7 @@ pub struct World {
     plan_drawn: FaultPlan,
     trace: Trace,
     hosts: Vec<Host>,
-    conns: Vec<Connection>,
+    conns: Connections,
     deliveries: BTreeMap<(Instant, u64), Delivery>,
     delivery_seq: u64,
     progress: u64,
@@ -85,7 +85,7 @@ impl World {
             plan,
             trace,
             hosts: Vec::new(),
-            conns: Vec::new(),
+            conns: Connections::new(),
             deliveries: BTreeMap::new(),
             delivery_seq: 0,
             progress: 0,

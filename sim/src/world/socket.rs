@@ -119,15 +119,13 @@ impl World {
 
     /// Start connecting `host` to `addr`.
     pub fn connect(&mut self, host: HostId, addr: SocketAddr) -> io::Result<Fd> {
-        let conn = self.conns.len();
+        let conn = self.conns.id_next();
         let local = self.ephemeral_addr(host);
         let fd = self.allocate_fd(host, Socket::Stream { conn, side: 0 })?;
         let mut client = End::new(host, local);
         client.fd = Some(fd);
-        self.conns.push(Connection {
-            ends: [client, End::new(host, addr)],
-            target: addr,
-        });
+        let inserted = self.conns.insert(Connection::new(client, addr));
+        debug_assert_eq!(inserted, conn);
         self.schedule(Some((conn, 0)), Delivery::Syn { conn });
         Ok(fd)
     }
@@ -280,6 +278,7 @@ impl World {
                         self.schedule(Some((conn, side)), Delivery::Fin { conn, to: 1 - side });
                     }
                 }
+                self.conns.free_if_done(conn);
             }
         }
         self.free_fd(host, fd);
