@@ -1,6 +1,7 @@
 //! `Connection`: a stream between two hosts, and its two ends (receive buffer, window, state).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::{Index, IndexMut};
@@ -9,9 +10,27 @@ use ioloop::{Fd, Instant, Ready};
 
 use super::{HostId, World};
 
-/// A connection's id: handed out in order and never reused (it appears in
-/// the trace).
-pub(super) type ConnId = usize;
+/// A connection's id: the serial number the trace shows (handed out in
+/// order, never reused), and the slot that holds its record (reused once
+/// the connection is freed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ConnId {
+    serial: u64,
+    slot: u32,
+}
+
+impl ConnId {
+    /// The number the trace records.
+    pub(super) fn serial(self) -> u64 {
+        self.serial
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.serial)
+    }
+}
 
 /// One end of a connection.
 pub(super) struct End {
@@ -85,6 +104,7 @@ pub(super) struct Connection {
     pub(super) target: SocketAddr,
     /// Deliveries of this connection still in flight.
     pub(super) deliveries_in_flight: usize,
+    serial: u64,
 }
 
 impl Connection {
@@ -96,6 +116,7 @@ impl Connection {
             ends: [client, placeholder],
             target,
             deliveries_in_flight: 0,
+            serial: 0,
         }
     }
 
@@ -105,59 +126,89 @@ impl Connection {
     }
 }
 
-/// The live connections, by id. A connection's record (its buffers
-/// included) is freed once it is done, so memory follows the live
-/// connections, not every connection ever made.
+/// The live connections: a slab whose freed slots are reused (last freed,
+/// first reused). A connection's record, its buffers included, is freed
+/// once it is done, so memory follows the connections alive at once, not
+/// every connection ever made.
 pub(super) struct Connections {
-    live: BTreeMap<ConnId, Connection>,
-    id_next: ConnId,
+    slots: Vec<Option<Connection>>,
+    slots_free: Vec<u32>,
+    serial_next: u64,
+    live_count: usize,
 }
 
 impl Connections {
     pub(super) fn new() -> Connections {
         Connections {
-            live: BTreeMap::new(),
-            id_next: 0,
+            slots: Vec::new(),
+            slots_free: Vec::new(),
+            serial_next: 0,
+            live_count: 0,
         }
     }
 
     /// The id the next connection will get.
     pub(super) fn id_next(&self) -> ConnId {
-        self.id_next
+        let slot = match self.slots_free.last() {
+            Some(&slot) => slot,
+            None => u32::try_from(self.slots.len()).expect("fewer than 2^32 live connections"),
+        };
+        ConnId {
+            serial: self.serial_next,
+            slot,
+        }
     }
 
     /// Add `connection` under the next id.
-    pub(super) fn insert(&mut self, connection: Connection) -> ConnId {
-        let conn = self.id_next;
-        self.id_next += 1;
-        self.live.insert(conn, connection);
+    pub(super) fn insert(&mut self, mut connection: Connection) -> ConnId {
+        let conn = self.id_next();
+        connection.serial = conn.serial;
+        if self.slots_free.pop().is_none() {
+            self.slots.push(None);
+        }
+        let slot = &mut self.slots[conn.slot as usize];
+        debug_assert!(slot.is_none());
+        *slot = Some(connection);
+        self.serial_next += 1;
+        self.live_count += 1;
         conn
     }
 
     /// Free `conn` if nothing can touch it again.
     pub(super) fn free_if_done(&mut self, conn: ConnId) {
-        if self.live.get(&conn).is_some_and(Connection::is_done) {
-            let connection = self.live.remove(&conn).expect("checked live");
-            debug_assert!(connection.ends.iter().all(|end| end.fd.is_none()));
+        if !self[conn].is_done() {
+            return;
         }
+        let connection = self.slots[conn.slot as usize].take().expect("live");
+        debug_assert!(connection.ends.iter().all(|end| end.fd.is_none()));
+        self.slots_free.push(conn.slot);
+        self.live_count -= 1;
     }
 
     /// Live connection records.
     pub(super) fn len(&self) -> usize {
-        self.live.len()
+        self.live_count
     }
 }
 
 impl Index<ConnId> for Connections {
     type Output = Connection;
     fn index(&self, conn: ConnId) -> &Connection {
-        &self.live[&conn]
+        let connection = self.slots[conn.slot as usize]
+            .as_ref()
+            .expect("a live connection");
+        debug_assert_eq!(connection.serial, conn.serial, "a stale connection id");
+        connection
     }
 }
 
 impl IndexMut<ConnId> for Connections {
     fn index_mut(&mut self, conn: ConnId) -> &mut Connection {
-        self.live.get_mut(&conn).expect("a live connection")
+        let connection = self.slots[conn.slot as usize]
+            .as_mut()
+            .expect("a live connection");
+        debug_assert_eq!(connection.serial, conn.serial, "a stale connection id");
+        connection
     }
 }
 

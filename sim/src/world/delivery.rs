@@ -94,7 +94,7 @@ impl World {
         match delivery {
             Delivery::Syn { conn } => self.deliver_syn(conn),
             Delivery::SynAck { conn } => {
-                self.trace.record(tag::DELIVER, &[1, conn as u64], || {
+                self.trace.record(tag::DELIVER, &[1, conn.serial()], || {
                     format!("{now:?} conn{conn} syn-ack")
                 });
                 let client = &mut self.conns[conn].ends[0];
@@ -107,7 +107,7 @@ impl World {
                 self.raise(host, fd, Ready::WRITABLE);
             }
             Delivery::Refused { conn } => {
-                self.trace.record(tag::DELIVER, &[2, conn as u64], || {
+                self.trace.record(tag::DELIVER, &[2, conn.serial()], || {
                     format!("{now:?} conn{conn} refused")
                 });
                 let client = &mut self.conns[conn].ends[0];
@@ -131,7 +131,7 @@ impl World {
                 let len = bytes.len();
                 self.trace.record(
                     tag::DELIVER,
-                    &[3, conn as u64, to as u64, len as u64],
+                    &[3, conn.serial(), to as u64, len as u64],
                     || format!("{now:?} conn{conn} {len} bytes to side {to}"),
                 );
                 self.conns[conn].ends[1 - to].in_flight -= len;
@@ -151,7 +151,7 @@ impl World {
             }
             Delivery::Fin { conn, to } => {
                 self.trace
-                    .record(tag::DELIVER, &[4, conn as u64, to as u64], || {
+                    .record(tag::DELIVER, &[4, conn.serial(), to as u64], || {
                         format!("{now:?} conn{conn} FIN to side {to}")
                     });
                 let end = &mut self.conns[conn].ends[to];
@@ -169,7 +169,7 @@ impl World {
             }
             Delivery::Reset { conn, to } => {
                 self.trace
-                    .record(tag::DELIVER, &[5, conn as u64, to as u64], || {
+                    .record(tag::DELIVER, &[5, conn.serial(), to as u64], || {
                         format!("{now:?} conn{conn} RST to side {to}")
                     });
                 let end = &mut self.conns[conn].ends[to];
@@ -196,7 +196,7 @@ impl World {
     fn deliver_syn(&mut self, conn: ConnId) {
         let now = self.now;
         let target = self.conns[conn].target;
-        self.trace.record(tag::DELIVER, &[0, conn as u64], || {
+        self.trace.record(tag::DELIVER, &[0, conn.serial()], || {
             format!("{now:?} conn{conn} SYN to {target}")
         });
         let listener = self.find_listener(target);
