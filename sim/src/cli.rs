@@ -311,7 +311,7 @@ fn replay_schedule(path: &std::path::Path, trace: bool, out: &mut dyn Write) -> 
         let _ = writeln!(
             out,
             "fault {} {} host{} {:?} at {:?}",
-            fault.draw, fault.name, fault.host, fault.fd, fault.at
+            fault.draw, fault.kind, fault.host, fault.fd, fault.at
         );
     }
     report_outcome(&config, &outcome, out)

@@ -78,6 +78,7 @@ pub mod shrink;
 mod sim;
 mod sweep;
 mod trace;
+pub mod world;
 
 pub use entropy::Entropy;
 pub use faults::{FaultPlan, FaultPreset, Ppm};
@@ -88,3 +89,4 @@ pub use sim::{
 };
 pub use sweep::{Sweep, SweepError, SweepFailure, SweepSummary};
 pub use trace::Trace;
+pub use world::FaultKind;

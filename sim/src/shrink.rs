@@ -123,7 +123,7 @@ impl Schedule {
                     let _ = writeln!(
                         text,
                         "fire {draw}  # {} host{} {:?} at {:?}",
-                        f.name, f.host, f.fd, f.at
+                        f.kind, f.host, f.fd, f.at
                     );
                 }
                 None => {

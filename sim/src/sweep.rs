@@ -300,7 +300,7 @@ impl Sweep {
             for fault in &report.fired {
                 *summary
                     .faults_fired
-                    .entry(fault.name.to_string())
+                    .entry(fault.name().to_string())
                     .or_default() += 1;
             }
             let result = match result {

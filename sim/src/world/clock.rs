@@ -1,0 +1,117 @@
+//! Virtual time: a host's `wait`, the next instant anything happens, and advancing to it.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ioloop::{Event, Fd, Instant};
+
+use super::{tag, FaultKind, HostId, World};
+
+impl World {
+    /// Virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Virtual time as `host` sees it: ahead of the world's while the host
+    /// is busy with simulated CPU work (see [`World::consume`]).
+    pub fn host_now(&self, host: HostId) -> Instant {
+        self.now.max(self.hosts[host].busy_until)
+    }
+
+    /// Until when `host` is busy with simulated CPU work (never later than
+    /// now once the world has caught up).
+    pub fn busy_until(&self, host: HostId) -> Instant {
+        self.hosts[host].busy_until
+    }
+
+    /// `host` spends `cost` of virtual CPU time: its clock moves ahead by
+    /// `cost`, and the harness does not step it again until the world's
+    /// clock catches up. Other hosts and the network go on meanwhile.
+    pub fn consume(&mut self, host: HostId, cost: Duration) {
+        let until = self.host_now(host) + cost;
+        self.hosts[host].busy_until = until;
+        self.progress += 1;
+        self.trace.record(
+            tag::TIME,
+            &[host as u64, until.since_epoch().as_nanos() as u64],
+            || format!("{until:?} host{host} busy until"),
+        );
+    }
+
+    /// When the earliest delivery in flight lands, if any.
+    pub fn next_delivery(&self) -> Option<Instant> {
+        self.deliveries.keys().next().map(|(at, _)| *at)
+    }
+
+    /// `true` if nothing is in flight.
+    pub fn nothing_in_flight(&self) -> bool {
+        self.deliveries.is_empty()
+    }
+
+    /// `true` when nothing can ever happen again: no edge pending, nothing
+    /// in flight, and no host waiting for a time.
+    pub fn is_quiescent(&self) -> bool {
+        self.deliveries.is_empty()
+            && self.hosts.iter().all(|h| {
+                h.pending.is_empty() && h.wake_at.is_none() && !h.woken.load(Ordering::Relaxed)
+            })
+    }
+
+    /// One `wait` of `host`'s loop: deliver what is due, maybe advance time,
+    /// and hand over the host's pending edges.
+    pub fn wait(
+        &mut self,
+        host: HostId,
+        events: &mut Vec<Event>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        self.deliver_due();
+        let woken = self.hosts[host].woken.swap(false, Ordering::AcqRel);
+        self.hosts[host].wake_at = timeout.map(|t| self.now + t);
+        let busy = woken || timeout == Some(Duration::ZERO) || !self.hosts[host].pending.is_empty();
+        if !busy && self.hosts.iter().all(|h| h.pending.is_empty()) {
+            match self.next_instant() {
+                None => {
+                    return Err(io::Error::other(
+                        "simulation quiescent: nothing in flight and no timer; the loop would sleep forever",
+                    ))
+                }
+                Some(next) if next > self.now => self.advance_to(next),
+                Some(_) => {}
+            }
+        }
+        if self.fault(self.plan.interrupt, FaultKind::EintrWait, host, Fd(-1)) {
+            return Err(io::Error::from(io::ErrorKind::Interrupted));
+        }
+        self.hand_over_events(host, events);
+        Ok(())
+    }
+
+    /// The next time something happens: a delivery or a host's timer as
+    /// each host recorded it at its last `wait` — right for one loop stepped
+    /// by hand; with several hosts, the [`Sim`](crate::Sim) moves the clock,
+    /// knowing every loop's timeouts as they are now.
+    fn next_instant(&self) -> Option<Instant> {
+        let delivery = self.deliveries.keys().next().map(|(at, _)| *at);
+        let timers = self.hosts.iter().filter_map(|h| h.wake_at);
+        delivery.into_iter().chain(timers).min()
+    }
+
+    /// Move virtual time forward to `next` (never backwards) and deliver
+    /// what is due by then. The harness calls this when every host is idle.
+    pub fn advance_to(&mut self, next: Instant) {
+        if next <= self.now {
+            self.deliver_due();
+            return;
+        }
+        self.now = next;
+        self.progress += 1;
+        self.trace
+            .record(tag::TIME, &[next.since_epoch().as_nanos() as u64], || {
+                format!("{next:?} time advances")
+            });
+        self.deliver_due();
+    }
+}

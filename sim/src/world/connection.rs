@@ -1,0 +1,232 @@
+//! `Connection`: a stream between two hosts, and its two ends (receive buffer, window, state).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::{Index, IndexMut};
+
+use ioloop::{Fd, Instant, Ready};
+
+use super::{HostId, World};
+
+/// A connection's id: the serial number the trace shows (handed out in
+/// order, never reused), and the slot that holds its record (reused once
+/// the connection is freed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ConnId {
+    serial: u64,
+    slot: u32,
+}
+
+impl ConnId {
+    /// The number the trace records.
+    pub(super) fn serial(self) -> u64 {
+        self.serial
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.serial)
+    }
+}
+
+/// One end of a connection.
+pub(super) struct End {
+    pub(super) host: HostId,
+    pub(super) fd: Option<Fd>,
+    pub(super) local: SocketAddr,
+    pub(super) recv: VecDeque<u8>,
+    /// The peer's FIN arrived (after all its data: delivery is in order).
+    pub(super) recv_fin: bool,
+    pub(super) write_shut: bool,
+    pub(super) closed: bool,
+    pub(super) connected: bool,
+    pub(super) reset: bool,
+    /// An error to report once, on the next read or write.
+    pub(super) error: Option<io::ErrorKind>,
+    /// Bytes sent toward the peer and not yet delivered.
+    pub(super) in_flight: usize,
+    /// A write hit the window: raise a WRITE edge when it frees.
+    pub(super) write_blocked: bool,
+    /// Deliveries from this end keep their order.
+    pub(super) last_delivery: Instant,
+}
+
+impl End {
+    pub(super) fn new(host: HostId, local: SocketAddr) -> End {
+        End {
+            host,
+            fd: None,
+            local,
+            recv: VecDeque::new(),
+            recv_fin: false,
+            write_shut: false,
+            closed: false,
+            connected: false,
+            reset: false,
+            error: None,
+            in_flight: 0,
+            write_blocked: false,
+            last_delivery: Instant::ZERO,
+        }
+    }
+
+    /// This end's readiness, given the window and its `peer`.
+    pub(super) fn ready(&self, window_bytes: usize, peer: &End) -> Ready {
+        let mut ready = Ready::empty();
+        if !self.recv.is_empty() || self.recv_fin || self.reset || self.error.is_some() {
+            ready |= Ready::READABLE;
+        }
+        if self.recv_fin || self.reset {
+            ready |= Ready::READ_CLOSED;
+        }
+        let used = self.in_flight + peer.recv.len();
+        if (self.connected && used < window_bytes) || self.reset || self.error.is_some() {
+            ready |= Ready::WRITABLE;
+        }
+        if self.reset || (self.write_shut && self.recv_fin) {
+            ready |= Ready::WRITE_CLOSED;
+        }
+        if self.reset || self.error.is_some() {
+            ready |= Ready::ERROR;
+        }
+        ready
+    }
+}
+
+/// A stream between two hosts.
+pub(super) struct Connection {
+    /// Side 0 connected, side 1 accepted.
+    pub(super) ends: [End; 2],
+    /// Where side 0 connects to.
+    pub(super) target: SocketAddr,
+    /// Deliveries of this connection still in flight.
+    pub(super) deliveries_in_flight: usize,
+    serial: u64,
+}
+
+impl Connection {
+    /// A connection from `client` to `target`; side 1 is a placeholder
+    /// until the SYN arrives.
+    pub(super) fn new(client: End, target: SocketAddr) -> Connection {
+        let placeholder = End::new(client.host, target);
+        Connection {
+            ends: [client, placeholder],
+            target,
+            deliveries_in_flight: 0,
+            serial: 0,
+        }
+    }
+
+    /// Nothing can touch it again: both ends closed, nothing in flight.
+    fn is_done(&self) -> bool {
+        self.ends.iter().all(|end| end.closed) && self.deliveries_in_flight == 0
+    }
+}
+
+/// The live connections: a slab whose freed slots are reused (last freed,
+/// first reused). A connection's record, its buffers included, is freed
+/// once it is done, so memory follows the connections alive at once, not
+/// every connection ever made.
+pub(super) struct Connections {
+    slots: Vec<Option<Connection>>,
+    slots_free: Vec<u32>,
+    serial_next: u64,
+    live_count: usize,
+}
+
+impl Connections {
+    pub(super) fn new() -> Connections {
+        Connections {
+            slots: Vec::new(),
+            slots_free: Vec::new(),
+            serial_next: 0,
+            live_count: 0,
+        }
+    }
+
+    /// The id the next connection will get.
+    pub(super) fn id_next(&self) -> ConnId {
+        let slot = match self.slots_free.last() {
+            Some(&slot) => slot,
+            None => u32::try_from(self.slots.len()).expect("fewer than 2^32 live connections"),
+        };
+        ConnId {
+            serial: self.serial_next,
+            slot,
+        }
+    }
+
+    /// Add `connection` under the next id.
+    pub(super) fn insert(&mut self, mut connection: Connection) -> ConnId {
+        let conn = self.id_next();
+        connection.serial = conn.serial;
+        if self.slots_free.pop().is_none() {
+            self.slots.push(None);
+        }
+        let slot = &mut self.slots[conn.slot as usize];
+        debug_assert!(slot.is_none());
+        *slot = Some(connection);
+        self.serial_next += 1;
+        self.live_count += 1;
+        conn
+    }
+
+    /// Free `conn` if nothing can touch it again.
+    pub(super) fn free_if_done(&mut self, conn: ConnId) {
+        if !self[conn].is_done() {
+            return;
+        }
+        let connection = self.slots[conn.slot as usize].take().expect("live");
+        debug_assert!(connection.ends.iter().all(|end| end.fd.is_none()));
+        self.slots_free.push(conn.slot);
+        self.live_count -= 1;
+    }
+
+    /// Live connection records.
+    pub(super) fn len(&self) -> usize {
+        self.live_count
+    }
+}
+
+impl Index<ConnId> for Connections {
+    type Output = Connection;
+    fn index(&self, conn: ConnId) -> &Connection {
+        let connection = self.slots[conn.slot as usize]
+            .as_ref()
+            .expect("a live connection");
+        debug_assert_eq!(connection.serial, conn.serial, "a stale connection id");
+        connection
+    }
+}
+
+impl IndexMut<ConnId> for Connections {
+    fn index_mut(&mut self, conn: ConnId) -> &mut Connection {
+        let connection = self.slots[conn.slot as usize]
+            .as_mut()
+            .expect("a live connection");
+        debug_assert_eq!(connection.serial, conn.serial, "a stale connection id");
+        connection
+    }
+}
+
+impl World {
+    /// Connections whose record is still held: those with an open end or
+    /// something in flight. Closed and drained ones are freed.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The reader of `conn` made room: wake the writer at `side` if it was
+    /// blocked on the window.
+    pub(super) fn window_freed(&mut self, conn: ConnId, side: usize) {
+        let writer = &mut self.conns[conn].ends[side];
+        if writer.write_blocked && !writer.closed {
+            writer.write_blocked = false;
+            let (host, fd) = (writer.host, writer.fd);
+            self.raise(host, fd, Ready::WRITABLE);
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! `Delivery`: segments in flight (SYN, data, FIN, RST, ...), the latency they wait, and their arrival.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ioloop::{Fd, Ready};
+
+use super::connection::{ConnId, End};
+use super::host::Socket;
+use super::{tag, FaultKind, World};
+
+/// Pending connections a listener holds before refusing more.
+const BACKLOG_MAX: usize = 128;
+
+/// Something in flight, delivered at its time.
+pub(super) enum Delivery {
+    Syn {
+        conn: ConnId,
+    },
+    SynAck {
+        conn: ConnId,
+    },
+    Refused {
+        conn: ConnId,
+    },
+    Data {
+        conn: ConnId,
+        to: usize,
+        bytes: Vec<u8>,
+    },
+    Fin {
+        conn: ConnId,
+        to: usize,
+    },
+    Reset {
+        conn: ConnId,
+        to: usize,
+    },
+}
+
+impl Delivery {
+    /// The connection it belongs to.
+    fn conn(&self) -> ConnId {
+        match *self {
+            Delivery::Syn { conn }
+            | Delivery::SynAck { conn }
+            | Delivery::Refused { conn }
+            | Delivery::Data { conn, .. }
+            | Delivery::Fin { conn, .. }
+            | Delivery::Reset { conn, .. } => conn,
+        }
+    }
+}
+
+impl World {
+    fn latency(&mut self) -> Duration {
+        let us = self
+            .entropy
+            .between(self.plan.latency_us_min, self.plan.latency_us_max);
+        Duration::from_micros(us)
+    }
+
+    /// Put `delivery` in flight; one sent `from` an end lands after
+    /// everything that end sent before.
+    pub(super) fn schedule(&mut self, from: Option<(ConnId, usize)>, delivery: Delivery) {
+        let mut at = self.now + self.latency();
+        self.conns[delivery.conn()].deliveries_in_flight += 1;
+        if let Some((conn, side)) = from {
+            let end = &mut self.conns[conn].ends[side];
+            at = at.max(end.last_delivery);
+            end.last_delivery = at;
+        }
+        self.deliveries.insert((at, self.delivery_seq), delivery);
+        self.delivery_seq += 1;
+    }
+
+    /// Deliver everything due by now, in time order.
+    pub(super) fn deliver_due(&mut self) {
+        while let Some(entry) = self.deliveries.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let delivery = entry.remove();
+            let conn = delivery.conn();
+            self.conns[conn].deliveries_in_flight -= 1;
+            self.deliver(delivery);
+            self.conns.free_if_done(conn);
+        }
+    }
+
+    fn deliver(&mut self, delivery: Delivery) {
+        let now = self.now;
+        match delivery {
+            Delivery::Syn { conn } => self.deliver_syn(conn),
+            Delivery::SynAck { conn } => {
+                self.trace.record(tag::DELIVER, &[1, conn.serial()], || {
+                    format!("{now:?} conn{conn} syn-ack")
+                });
+                let client = &mut self.conns[conn].ends[0];
+                if client.closed {
+                    self.schedule(Some((conn, 0)), Delivery::Reset { conn, to: 1 });
+                    return;
+                }
+                client.connected = true;
+                let (host, fd) = (client.host, client.fd);
+                self.raise(host, fd, Ready::WRITABLE);
+            }
+            Delivery::Refused { conn } => {
+                self.trace.record(tag::DELIVER, &[2, conn.serial()], || {
+                    format!("{now:?} conn{conn} refused")
+                });
+                let client = &mut self.conns[conn].ends[0];
+                if client.closed {
+                    return;
+                }
+                client.error = Some(io::ErrorKind::ConnectionRefused);
+                client.reset = true;
+                let (host, fd) = (client.host, client.fd);
+                self.raise(
+                    host,
+                    fd,
+                    Ready::READABLE
+                        | Ready::WRITABLE
+                        | Ready::READ_CLOSED
+                        | Ready::WRITE_CLOSED
+                        | Ready::ERROR,
+                );
+            }
+            Delivery::Data { conn, to, bytes } => {
+                let len = bytes.len();
+                self.trace.record(
+                    tag::DELIVER,
+                    &[3, conn.serial(), to as u64, len as u64],
+                    || format!("{now:?} conn{conn} {len} bytes to side {to}"),
+                );
+                self.conns[conn].ends[1 - to].in_flight -= len;
+                let end = &mut self.conns[conn].ends[to];
+                if end.closed {
+                    // Data for a closed socket: the kernel answers with RST.
+                    self.schedule(Some((conn, to)), Delivery::Reset { conn, to: 1 - to });
+                    return;
+                }
+                if end.reset {
+                    return;
+                }
+                end.recv.extend(bytes);
+                self.progress += 1;
+                let (host, fd) = (end.host, end.fd);
+                self.raise(host, fd, Ready::READABLE);
+            }
+            Delivery::Fin { conn, to } => {
+                self.trace
+                    .record(tag::DELIVER, &[4, conn.serial(), to as u64], || {
+                        format!("{now:?} conn{conn} FIN to side {to}")
+                    });
+                let end = &mut self.conns[conn].ends[to];
+                if end.closed || end.reset {
+                    return;
+                }
+                end.recv_fin = true;
+                self.progress += 1;
+                let mut ready = Ready::READABLE | Ready::READ_CLOSED;
+                if end.write_shut {
+                    ready |= Ready::WRITE_CLOSED;
+                }
+                let (host, fd) = (end.host, end.fd);
+                self.raise(host, fd, ready);
+            }
+            Delivery::Reset { conn, to } => {
+                self.trace
+                    .record(tag::DELIVER, &[5, conn.serial(), to as u64], || {
+                        format!("{now:?} conn{conn} RST to side {to}")
+                    });
+                let end = &mut self.conns[conn].ends[to];
+                if end.closed || end.reset {
+                    return;
+                }
+                end.reset = true;
+                end.error = Some(io::ErrorKind::ConnectionReset);
+                self.progress += 1;
+                let (host, fd) = (end.host, end.fd);
+                self.raise(
+                    host,
+                    fd,
+                    Ready::READABLE
+                        | Ready::WRITABLE
+                        | Ready::READ_CLOSED
+                        | Ready::WRITE_CLOSED
+                        | Ready::ERROR,
+                );
+            }
+        }
+    }
+
+    fn deliver_syn(&mut self, conn: ConnId) {
+        let now = self.now;
+        let target = self.conns[conn].target;
+        self.trace.record(tag::DELIVER, &[0, conn.serial()], || {
+            format!("{now:?} conn{conn} SYN to {target}")
+        });
+        let listener = self.find_listener(target);
+        // A refusal is blamed on the connecting host and its fd (-1 once
+        // closed).
+        let client = &self.conns[conn].ends[0];
+        let (client_host, client_fd) = (client.host, client.fd.unwrap_or(Fd(-1)));
+        let refuse = self.fault(
+            self.plan.refuse_connect,
+            FaultKind::RefuseConnect,
+            client_host,
+            client_fd,
+        );
+        let Some((host, fd)) = listener.filter(|_| !refuse) else {
+            self.refuse(conn);
+            return;
+        };
+        let Ok(Socket::Listener { backlog, .. }) = self.socket(host, fd) else {
+            unreachable!("find_listener returns listeners");
+        };
+        if backlog.len() >= BACKLOG_MAX {
+            self.refuse(conn);
+            return;
+        }
+        let local = SocketAddr::new(self.hosts[host].ip, target.port());
+        let mut server_end = End::new(host, local);
+        server_end.connected = true;
+        self.conns[conn].ends[1] = server_end;
+        if let Some(Some(Socket::Listener { backlog, .. })) =
+            self.hosts[host].sockets.get_mut(fd.0 as usize)
+        {
+            backlog.push_back(conn);
+        }
+        self.raise(host, Some(fd), Ready::READABLE);
+        // The SYN-ACK leads everything the server sends.
+        self.schedule(Some((conn, 1)), Delivery::SynAck { conn });
+    }
+
+    /// Refuse `conn`: no server end will ever exist.
+    fn refuse(&mut self, conn: ConnId) {
+        self.conns[conn].ends[1].closed = true;
+        self.schedule(None, Delivery::Refused { conn });
+    }
+}

@@ -1,0 +1,204 @@
+//! Fault decisions: whether a fault fires (by the plan's odds, or by a schedule), and the record of those that did.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use ioloop::{Fd, Instant};
+
+use super::{tag, HostId, World};
+use crate::FaultPlan;
+
+/// A kind of fault the world injects.
+///
+/// The discriminant is the kind's id in the trace: it is part of the replay
+/// format, so ids are never renumbered or reused (a new kind takes the next
+/// number). [`FaultKind::name`] is the name the `sim` command prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum FaultKind {
+    /// A read returns fewer bytes than are available.
+    PartialRead = 1,
+    /// A write accepts fewer bytes than the window allows.
+    PartialWrite = 2,
+    /// A read fails with `EINTR`.
+    EintrRead = 3,
+    /// A write fails with `EINTR`.
+    EintrWrite = 4,
+    /// A wait fails with `EINTR`.
+    EintrWait = 5,
+    /// A read fails with `WouldBlock` although data is there.
+    WouldblockRead = 6,
+    /// A wait reports an fd that may not be ready.
+    SpuriousEvent = 7,
+    /// A connection is reset, both ends told.
+    Reset = 8,
+    /// A connect is refused.
+    RefuseConnect = 9,
+    /// An accept fails with `EMFILE`; the host stays out of fds a while.
+    AcceptEmfile = 10,
+    /// An accept fails with `ECONNABORTED`.
+    AcceptAborted = 11,
+}
+
+impl FaultKind {
+    /// Every kind, in id order.
+    pub const ALL: [FaultKind; 11] = [
+        FaultKind::PartialRead,
+        FaultKind::PartialWrite,
+        FaultKind::EintrRead,
+        FaultKind::EintrWrite,
+        FaultKind::EintrWait,
+        FaultKind::WouldblockRead,
+        FaultKind::SpuriousEvent,
+        FaultKind::Reset,
+        FaultKind::RefuseConnect,
+        FaultKind::AcceptEmfile,
+        FaultKind::AcceptAborted,
+    ];
+
+    /// The kind's stable id, as the trace records it.
+    pub fn id(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind's name (`partial-write`, `reset`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::PartialRead => "partial-read",
+            FaultKind::PartialWrite => "partial-write",
+            FaultKind::EintrRead => "eintr-read",
+            FaultKind::EintrWrite => "eintr-write",
+            FaultKind::EintrWait => "eintr-wait",
+            FaultKind::WouldblockRead => "wouldblock-read",
+            FaultKind::SpuriousEvent => "spurious-event",
+            FaultKind::Reset => "reset",
+            FaultKind::RefuseConnect => "refuse-connect",
+            FaultKind::AcceptEmfile => "accept-emfile",
+            FaultKind::AcceptAborted => "accept-aborted",
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for FaultKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        FaultKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = FaultKind::ALL.map(FaultKind::name).to_vec();
+                format!(
+                    "unknown fault kind {s:?} (expected one of {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// A fault that fired: which draw, what, where and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FiredFault {
+    /// Index of the fault decision in the run.
+    pub draw: u64,
+    /// What fired.
+    pub kind: FaultKind,
+    /// The host it hit.
+    pub host: HostId,
+    /// The fd it hit (-1 for a host-wide decision).
+    pub fd: Fd,
+    /// Virtual time.
+    pub at: Instant,
+}
+
+impl FiredFault {
+    /// The fault's name (`partial-write`, `reset`, ...).
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+}
+
+impl World {
+    /// From now on, fire exactly the fault draws in `schedule` (by index),
+    /// whatever the plan's probabilities say.
+    pub fn set_schedule(&mut self, schedule: BTreeSet<u64>) {
+        self.schedule = Some(schedule);
+    }
+
+    /// Every fault that fired so far.
+    pub fn fired(&self) -> &[FiredFault] {
+        &self.fired
+    }
+
+    /// End the faulty phase: every fault off from now on; latency and
+    /// window stay as they were.
+    pub fn stop_faults(&mut self) {
+        self.plan = FaultPlan {
+            latency_us_min: self.plan.latency_us_min,
+            latency_us_max: self.plan.latency_us_max,
+            window_bytes: self.plan.window_bytes,
+            ..FaultPlan::none()
+        };
+        if let Some(schedule) = &mut self.schedule {
+            schedule.clear();
+        }
+        let now = self.now;
+        self.trace
+            .record(tag::FAULT, &[u64::MAX], || format!("{now:?} faults stop"));
+    }
+
+    /// Draw a fault with probability `ppm`; a fault that fires is traced.
+    pub(super) fn fault(&mut self, ppm: u32, kind: FaultKind, host: HostId, fd: Fd) -> bool {
+        let draw = self.fault_draws;
+        self.fault_draws += 1;
+        // The draw is made even under a schedule, so that a schedule of
+        // every fault that fired replays the seeded run exactly.
+        let drawn = self.entropy.chance(ppm);
+        let fires = match &self.schedule {
+            Some(schedule) => schedule.contains(&draw),
+            None => drawn,
+        };
+        if !fires {
+            return false;
+        }
+        let now = self.now;
+        self.fired.push(FiredFault {
+            draw,
+            kind,
+            host,
+            fd,
+            at: now,
+        });
+        self.trace.record(
+            tag::FAULT,
+            &[host as u64, fd.0 as u64, u64::from(kind.id())],
+            || format!("{now:?} host{host} {fd:?} fault {kind}"),
+        );
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_kind_ids_are_distinct_and_in_order() {
+        let ids: Vec<u8> = FaultKind::ALL.map(FaultKind::id).to_vec();
+        assert_eq!(ids, (1..=FaultKind::ALL.len() as u8).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn fault_kind_names_parse_back() {
+        for kind in FaultKind::ALL {
+            assert_eq!(kind.name().parse::<FaultKind>(), Ok(kind));
+        }
+        assert!("partial".parse::<FaultKind>().is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! `World`: the whole simulated network and its single source of decisions.
+//!
+//! A host allocates fds as the kernel does (lowest free number). A
+//! connection has two ends; bytes written at one end travel as segments,
+//! delivered after a latency, in order per direction, into the other end's
+//! receive buffer. A direction holds at most `window_bytes` in flight plus
+//! unread. Readiness is reported as epoll reports it, edge-triggered: an
+//! edge when data arrives, when send space frees up, on EOF and on reset.
+//!
+//! One noun per file; each adds its part of `World`'s methods:
+//!
+//! - `clock.rs`: virtual time — `wait`, the next instant, advancing to it
+//! - `host.rs`: one machine — its fd table, registrations, pending edges
+//! - `connection.rs`: a connection, its two ends, and the connection table
+//! - `socket.rs`: the socket calls a host makes (listen, accept, read, ...)
+//! - `delivery.rs`: segments in flight, and their delivery
+//! - `fault.rs`: fault kinds, and the decision whether one fires
+
+mod clock;
+mod connection;
+mod delivery;
+mod fault;
+mod host;
+mod socket;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ioloop::Instant;
+
+use crate::{Entropy, FaultPlan, Trace};
+use connection::Connections;
+use delivery::Delivery;
+pub use fault::{FaultKind, FiredFault};
+use host::Host;
+pub use host::HostId;
+
+/// `EMFILE` as Linux and macOS number it.
+const EMFILE: i32 = 24;
+/// `EBADF`.
+const EBADF: i32 = 9;
+
+/// Trace tags: one per kind of decision. The tags, and the values each
+/// records, are the replay format: a fault records host, fd and its
+/// [`FaultKind`] id; an I/O call host, fd, its `IoKind` id and bytes.
+mod tag {
+    pub const TIME: u8 = 1;
+    pub const DELIVER: u8 = 2;
+    pub const EVENT: u8 = 3;
+    pub const FAULT: u8 = 4;
+    pub const FD: u8 = 5;
+    pub const DISPATCH: u8 = 6;
+    pub const IO: u8 = 7;
+}
+
+/// The whole simulated network and its single source of decisions.
+pub struct World {
+    now: Instant,
+    entropy: Entropy,
+    /// The plan in force (all faults off after a liveness switch).
+    plan: FaultPlan,
+    /// The plan the run started with.
+    plan_drawn: FaultPlan,
+    trace: Trace,
+    hosts: Vec<Host>,
+    conns: Connections,
+    deliveries: BTreeMap<(Instant, u64), Delivery>,
+    delivery_seq: u64,
+    progress: u64,
+    violations: Vec<String>,
+    /// Fault decisions made so far (fired or not): a fault's identity in a
+    /// schedule.
+    fault_draws: u64,
+    /// When set, exactly these fault draws fire.
+    schedule: Option<BTreeSet<u64>>,
+    fired: Vec<FiredFault>,
+}
+
+impl World {
+    /// A world with no hosts, deciding from `entropy` under `plan`.
+    pub fn new(entropy: Entropy, plan: FaultPlan, trace: Trace) -> World {
+        World {
+            now: Instant::ZERO,
+            entropy,
+            plan_drawn: plan.clone(),
+            plan,
+            trace,
+            hosts: Vec::new(),
+            conns: Connections::new(),
+            deliveries: BTreeMap::new(),
+            delivery_seq: 0,
+            progress: 0,
+            violations: Vec::new(),
+            fault_draws: 0,
+            schedule: None,
+            fired: Vec::new(),
+        }
+    }
+
+    /// The fault plan in force.
+    pub fn plan(&self) -> &FaultPlan {
+        &self.plan
+    }
+
+    /// The fault plan the run started with (before a liveness phase).
+    pub fn plan_drawn(&self) -> &FaultPlan {
+        &self.plan_drawn
+    }
+
+    /// The trace so far.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// The entropy source, for workloads that draw from the same stream.
+    pub fn entropy(&mut self) -> &mut Entropy {
+        &mut self.entropy
+    }
+
+    /// A counter that grows whenever bytes move, an fd opens or closes, or
+    /// time advances; a run whose counter stands still is spinning.
+    pub fn progress(&self) -> u64 {
+        self.progress
+    }
+
+    /// Contract violations seen by the poller (dispatch checks), drained.
+    pub fn take_violations(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.violations)
+    }
+}

@@ -1,0 +1,107 @@
+//! Golden values of the replay format: the seeded stream, a swarm plan, and the trace hashes of fixed runs.
+//!
+//! A change to any of these values is a change to the replay format: every
+//! recorded seed, schedule and trace hash stops reproducing. Change them
+//! only on purpose, say so in the commit message, and re-pin by copying
+//! the value the failing assertion prints into the one constant it names.
+
+use ioloop_sim::scenario::planted::Bug;
+use ioloop_sim::scenario::{self, RunConfig, Scenario, Workload};
+use ioloop_sim::{Entropy, FaultKind, FaultPlan, FaultPreset};
+
+/// The first draws of `Entropy::seeded(42)` (ChaCha8).
+const SEED_42_FIRST_DRAWS: [u64; 4] = [
+    0xae90_bfb5_395d_5ba1,
+    0xf345_3fc6_2579_9188,
+    0x6d71_b708_c5b6_538c,
+    0xa09a_b2f9_5816_6752,
+];
+/// `FaultPlan::swarm` drawn from `Entropy::seeded(42)`, by its hash.
+const SWARM_PLAN_SEED_42_HASH: u64 = 0x0ebe_39a7_4161_2a10;
+/// Each fault kind's id in the trace.
+const FAULT_KIND_IDS: [(&str, u8); 11] = [
+    ("partial-read", 1),
+    ("partial-write", 2),
+    ("eintr-read", 3),
+    ("eintr-write", 4),
+    ("eintr-wait", 5),
+    ("wouldblock-read", 6),
+    ("spurious-event", 7),
+    ("reset", 8),
+    ("refuse-connect", 9),
+    ("accept-emfile", 10),
+    ("accept-aborted", 11),
+];
+/// Trace hash of [`echo_run`]. Re-pinned on purpose when the `Sim` harness
+/// took over the clock (hosts step only when they have work; time moves
+/// only when every host is idle).
+const ECHO_SEED_7_TRACE_HASH: u64 = 0x6388_ee28_ef5b_21c7;
+/// Trace hash of [`planted_run`].
+const PLANTED_FULL_WRITE_SEED_0_TRACE_HASH: u64 = 0x4ab8_62c8_c51d_0989;
+
+/// The echo scenario, seed 7, swarm faults, 10 clients of 10 messages.
+fn echo_run() -> RunConfig {
+    RunConfig {
+        scenario: Scenario::Echo,
+        seed: 7,
+        faults: FaultPreset::Swarm,
+        workload: Workload::random(10, 10, 4096),
+        trace_full: false,
+        liveness_after: None,
+    }
+}
+
+/// The planted bug that assumes full writes, seed 0 (caught there).
+fn planted_run() -> RunConfig {
+    RunConfig {
+        scenario: Scenario::Planted(Bug::AssumeFullWrite),
+        seed: 0,
+        ..echo_run()
+    }
+}
+
+#[test]
+fn seeded_stream_is_pinned() {
+    let mut entropy = Entropy::seeded(42);
+    let draws = SEED_42_FIRST_DRAWS.map(|_| entropy.next_u64());
+    assert_eq!(draws, SEED_42_FIRST_DRAWS, "draws: {draws:#x?}");
+}
+
+#[test]
+fn fault_kind_ids_are_pinned() {
+    let ids = FaultKind::ALL.map(|kind| (kind.name(), kind.id()));
+    assert_eq!(ids, FAULT_KIND_IDS);
+}
+
+#[test]
+fn swarm_plan_is_pinned() {
+    let plan = FaultPlan::swarm(&mut Entropy::seeded(42));
+    assert_eq!(
+        plan.hash(),
+        SWARM_PLAN_SEED_42_HASH,
+        "plan {plan}: hash {:#x}",
+        plan.hash()
+    );
+}
+
+#[test]
+fn echo_trace_hash_is_pinned() {
+    let outcome = scenario::run(&echo_run());
+    assert_eq!(outcome.failure, None);
+    assert_eq!(
+        outcome.trace_hash, ECHO_SEED_7_TRACE_HASH,
+        "trace hash {:#x}",
+        outcome.trace_hash
+    );
+}
+
+#[test]
+fn planted_bug_trace_hash_is_pinned() {
+    let outcome = scenario::run(&planted_run());
+    assert!(outcome.failure.is_some(), "the planted bug must be caught");
+    assert_eq!(
+        outcome.trace_hash, PLANTED_FULL_WRITE_SEED_0_TRACE_HASH,
+        "trace hash {:#x}",
+        outcome.trace_hash
+    );
+}
