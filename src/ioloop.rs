@@ -1,5 +1,6 @@
 //! `IOLoop`: the handler table, readiness tracking, dispatch, callbacks, timeouts and the run loop.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io;
@@ -12,8 +13,40 @@ use crate::handle::{LoopHandle, Shared};
 use crate::timers::{TimeoutHandle, TimerQueue};
 use crate::{Error, Event, Events, Fd, Instant, Poller, Ready, Token};
 
-/// A handler: called with the loop, the fd and the events that fired.
-pub type Handler<P> = Box<dyn FnMut(&mut IOLoop<P>, Fd, Events)>;
+/// What the loop calls when an fd is ready.
+///
+/// Every closure `FnMut(&mut IOLoop<P>, Fd, Events)` is one. A type of yours
+/// can be one too (an [`IOStream`](crate::IOStream) is): register it with
+/// [`IOLoop::add_fd_handler`], and [`IOLoop::with_handler`] reaches it again
+/// later — from a timeout, say — without `Rc<RefCell<..>>`.
+pub trait FdHandler<P: Poller>: 'static {
+    /// Handle `events` on `fd`.
+    fn on_events(&mut self, io: &mut IOLoop<P>, fd: Fd, events: Events);
+
+    /// The handler as [`Any`], for [`IOLoop::with_handler`].
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<P, F> FdHandler<P> for F
+where
+    P: Poller,
+    F: FnMut(&mut IOLoop<P>, Fd, Events) + 'static,
+{
+    #[inline]
+    fn on_events(&mut self, io: &mut IOLoop<P>, fd: Fd, events: Events) {
+        self(io, fd, events)
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// A condition `run_until` waits for.
+type Condition<'a, P> = dyn FnMut(&mut IOLoop<P>) -> bool + 'a;
+
+/// A registered handler, as the loop keeps it.
+pub type Handler<P> = Box<dyn FdHandler<P>>;
 
 /// A callback or timeout: called once with the loop.
 pub type Callback<P> = Box<dyn FnOnce(&mut IOLoop<P>)>;
@@ -162,6 +195,16 @@ impl<P: Poller> IOLoop<P> {
     where
         F: FnMut(&mut IOLoop<P>, Fd, Events) + 'static,
     {
+        self.add_fd_handler(fd, handler, events)
+    }
+
+    /// [`add_handler`](Self::add_handler) for a handler of your own type
+    /// (see [`FdHandler`]), which [`with_handler`](Self::with_handler) can
+    /// reach again.
+    pub fn add_fd_handler<H>(&mut self, fd: Fd, handler: H, events: Events) -> Result<(), Error>
+    where
+        H: FdHandler<P>,
+    {
         let index = fd.index().ok_or(Error::InvalidFd(fd))?;
         let generation_last = match self.slots.get(index) {
             Some(slot) if slot.entry.is_some() => return Err(Error::AlreadyRegistered(fd)),
@@ -230,6 +273,63 @@ impl<P: Poller> IOLoop<P> {
     /// `true` if `fd` has a handler.
     pub fn has_handler(&self, fd: Fd) -> bool {
         self.token_of(fd).is_some()
+    }
+
+    /// The token of `fd`'s current registration: its fd number and
+    /// generation. Unlike the bare number, it never names a later
+    /// registration of a reused fd.
+    pub fn token(&self, fd: Fd) -> Option<Token> {
+        self.token_of(fd)
+    }
+
+    /// Run `f` with the handler of registration `token`, if it is still
+    /// registered, is an `H`, and is not running now (a handler reaches
+    /// itself through its own `&mut self`); `None` otherwise. `f` may add,
+    /// update or remove handlers, this one included.
+    ///
+    /// ```
+    /// use ioloop::{Events, Fd, FdHandler, IOLoop, MioPoller};
+    /// use std::any::Any;
+    ///
+    /// struct Counter(u32);
+    /// impl FdHandler<MioPoller> for Counter {
+    ///     fn on_events(&mut self, _: &mut IOLoop<MioPoller>, _: Fd, _: Events) {
+    ///         self.0 += 1;
+    ///     }
+    ///     fn as_any_mut(&mut self) -> &mut dyn Any { self }
+    /// }
+    ///
+    /// let mut io = IOLoop::new(MioPoller::new()?);
+    /// let listener = io.listen("127.0.0.1:0".parse()?)?;
+    /// io.add_fd_handler(listener, Counter(7), Events::READ)?;
+    /// let token = io.token(listener).unwrap();
+    /// assert_eq!(io.with_handler(token, |_, counter: &mut Counter| counter.0), Some(7));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_handler<H, R, F>(&mut self, token: Token, f: F) -> Option<R>
+    where
+        H: FdHandler<P>,
+        F: FnOnce(&mut IOLoop<P>, &mut H) -> R,
+    {
+        let entry = self.entry_mut(token)?;
+        let mut handler = entry.handler.take()?;
+        if handler.as_any_mut().downcast_mut::<H>().is_none() {
+            entry.handler = Some(handler);
+            return None;
+        }
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| {
+            let typed = handler.as_any_mut().downcast_mut::<H>();
+            f(self, typed.expect("checked above"))
+        }));
+        if let Some(entry) = self.entry_mut(token) {
+            if entry.handler.is_none() {
+                entry.handler = Some(handler);
+            }
+        }
+        match ran {
+            Ok(result) => Some(result),
+            Err(payload) => panic::resume_unwind(payload),
+        }
     }
 
     /// The events `fd`'s handler asked for, if it has one.
@@ -512,7 +612,7 @@ impl<P: Poller> IOLoop<P> {
             if self.take_stop() || self.time() >= deadline {
                 break Ok(false);
             }
-            if let Err(error) = self.iterate(Some(deadline)) {
+            if let Err(error) = self.iterate_until(Some(deadline), Some(&mut condition)) {
                 break Err(error);
             }
         };
@@ -541,10 +641,25 @@ impl<P: Poller> IOLoop<P> {
 
     /// One iteration, waiting for events no later than `deadline`.
     fn iterate(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        self.iterate_until(deadline, None)
+    }
+
+    /// One iteration; if `condition` holds once the callbacks and timeouts
+    /// have run, the poll does not wait (so `run_until` returns promptly).
+    fn iterate_until(
+        &mut self,
+        mut deadline: Option<Instant>,
+        condition: Option<&mut Condition<'_, P>>,
+    ) -> Result<(), Error> {
         self.in_iteration = true;
         self.iterations += 1;
         self.run_callbacks();
         self.run_due_timeouts();
+        if let Some(condition) = condition {
+            if condition(self) {
+                deadline = Some(self.time());
+            }
+        }
         let waited = self.wait_for_events(deadline);
         if waited.is_ok() {
             self.dispatch_ready();
@@ -645,7 +760,8 @@ impl<P: Poller> IOLoop<P> {
             };
             self.poller.before_dispatch(token, due);
             let fd = token.fd();
-            let completed = self.call_user("handler", Some(token), |io| handler(io, fd, due));
+            let completed =
+                self.call_user("handler", Some(token), |io| handler.on_events(io, fd, due));
             match lookup(&mut self.slots, token) {
                 Some(entry) if completed && entry.handler.is_none() => {
                     entry.handler = Some(handler);

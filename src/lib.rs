@@ -66,13 +66,18 @@ mod ioloop;
 mod mio_poller;
 mod periodic;
 mod poller;
+mod stream;
 mod timers;
 
 pub use error::Error;
 pub use events::Events;
 pub use handle::LoopHandle;
-pub use ioloop::{Callback, Handler, IOLoop, PanicPolicy};
+pub use ioloop::{Callback, FdHandler, Handler, IOLoop, PanicPolicy};
 pub use mio_poller::MioPoller;
 pub use periodic::PeriodicCallback;
 pub use poller::{Event, Fd, Instant, Poller, Ready, Token, Wake};
+pub use stream::{
+    CloseCallback, ConnectCallback, FlushCallback, IOStream, ReadCallback, StreamConfig,
+    StreamError, StreamHandle, TcpClient, TcpServer, READ_CHUNK_BYTES,
+};
 pub use timers::TimeoutHandle;

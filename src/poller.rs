@@ -274,7 +274,7 @@ pub trait Wake: Send + Sync {
 /// can be done now, `Ok(0)` from `read` at end of stream, and any other
 /// error as the OS (or the simulator) reports it (`ConnectionReset`,
 /// `BrokenPipe`, `ConnectionRefused`, `Interrupted`, ...).
-pub trait Poller {
+pub trait Poller: 'static {
     /// Watch `fd`, reporting its events under `token`; `interest` is recorded
     /// for [`Poller::registration`]. Fails with the OS's error for an fd it
     /// cannot watch (`EBADF`, `EPERM` for a regular file, `EEXIST`).

@@ -1,0 +1,1019 @@
+//! `IOStream`: Tornado's buffered stream over the loop — `read_until`, `read_bytes`, `read_until_close`, buffered `write` — and `TcpServer`, `TcpClient` around it.
+//!
+//! A stream is the handler of its fd: the loop owns it, and every callback
+//! receives `&mut IOLoop<P>` and `&mut IOStream<P, S>`, where `S` is your
+//! per-connection state ([`IOStream::state_mut`]) — no `Rc<RefCell<..>>`
+//! needed for it. To reach a stream from elsewhere (a timeout, another
+//! connection), keep its [`StreamHandle`] and call [`IOStream::with`].
+//!
+//! Every read verb funnels into one read path ([`IOStream::process`]'s
+//! loop): fill the buffer from the socket while a read is pending and the
+//! socket may have data, then complete the pending read if the buffer
+//! satisfies it. Callbacks that start another read run from that loop, not
+//! recursively, so a buffer of many pipelined requests costs no stack.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::{Events, Fd, FdHandler, IOLoop, Poller, TimeoutHandle, Token};
+
+/// Bytes one read from the socket asks for at most.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// Where socket reads land before they are copied into a stream's
+    /// buffer, so that an idle stream holds no read chunk of its own.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK_BYTES]);
+}
+
+/// Why a stream operation failed, or why the stream closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamError {
+    /// The stream is closed (by us, or the peer closed it). For a read that
+    /// was pending when the peer closed: the bytes that arrived without
+    /// completing it.
+    Closed {
+        /// Bytes received that the read did not consume.
+        unread: Vec<u8>,
+    },
+    /// The socket failed (reset, refused, ...).
+    Io {
+        /// The error's kind.
+        kind: io::ErrorKind,
+        /// The error, as the OS (or the simulator) put it.
+        message: String,
+    },
+    /// A read was asked for while another is pending (at most one, as in
+    /// Tornado). Nothing changed.
+    ReadPending,
+    /// `read_until` saw `max_bytes` without the delimiter (Tornado's
+    /// `UnsatisfiableReadError`). The stream is closed.
+    Unsatisfiable {
+        /// The limit the read gave.
+        max_bytes: usize,
+    },
+    /// A buffer would exceed its limit (Tornado's `StreamBufferFullError`).
+    /// For a write, nothing was written and the stream stays open; for the
+    /// read buffer, the stream is closed.
+    BufferFull {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The connect did not complete in time.
+    TimedOut,
+}
+
+impl StreamError {
+    fn io(error: &io::Error) -> StreamError {
+        StreamError::Io {
+            kind: error.kind(),
+            message: error.to_string(),
+        }
+    }
+
+    fn closed() -> StreamError {
+        StreamError::Closed { unread: Vec::new() }
+    }
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamError::Closed { unread } if unread.is_empty() => f.write_str("stream closed"),
+            StreamError::Closed { unread } => {
+                write!(f, "stream closed with {} unread bytes", unread.len())
+            }
+            StreamError::Io { message, .. } => write!(f, "socket error: {message}"),
+            StreamError::ReadPending => f.write_str("a read is already pending on this stream"),
+            StreamError::Unsatisfiable { max_bytes } => {
+                write!(f, "delimiter not found within {max_bytes} bytes")
+            }
+            StreamError::BufferFull { limit } => write!(f, "buffer full ({limit} bytes)"),
+            StreamError::TimedOut => f.write_str("connect timed out"),
+        }
+    }
+}
+
+impl std::error::Error for StreamError {}
+
+/// A read's callback: the data, or why there is none.
+pub type ReadCallback<P, S> =
+    Box<dyn FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<Vec<u8>, StreamError>)>;
+/// A write's callback: everything written before it is flushed, or why not.
+pub type FlushCallback<P, S> =
+    Box<dyn FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<(), StreamError>)>;
+/// A close callback.
+pub type CloseCallback<P, S> = Box<dyn FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>)>;
+/// A connect's callback: the connected stream, or why it did not connect.
+pub type ConnectCallback<P, S> =
+    Box<dyn FnOnce(&mut IOLoop<P>, Result<&mut IOStream<P, S>, StreamError>)>;
+
+/// Limits and sizes of a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// Most bytes the read buffer may hold (Tornado's `max_buffer_size`);
+    /// a read that needs more fails with [`StreamError::BufferFull`].
+    pub max_buffer_bytes: usize,
+    /// Most bytes the write buffer may hold (Tornado's
+    /// `max_write_buffer_size`); a write past it fails, writing nothing.
+    pub max_write_buffer_bytes: usize,
+    /// Above this many buffered bytes, [`IOStream::is_backpressured`] says
+    /// to stop producing until a flush callback runs.
+    pub write_high_water_bytes: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            max_buffer_bytes: 16 * 1024 * 1024,
+            max_write_buffer_bytes: 16 * 1024 * 1024,
+            write_high_water_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// What the pending read waits for.
+enum ReadTarget {
+    Until {
+        delimiter: Vec<u8>,
+        max_bytes: usize,
+    },
+    Bytes {
+        count: usize,
+        partial: bool,
+    },
+    UntilClose,
+}
+
+struct PendingRead<P: Poller, S> {
+    target: ReadTarget,
+    callback: ReadCallback<P, S>,
+}
+
+/// Bytes with a consumed prefix: appended at the end, taken at the front.
+#[derive(Default)]
+struct Buffer {
+    bytes: Vec<u8>,
+    start: usize,
+}
+
+/// A buffer that held more than this and emptied gives its memory back.
+const BUFFER_KEEP_BYTES: usize = 4096;
+
+impl Buffer {
+    fn len(&self) -> usize {
+        self.bytes.len() - self.start
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+
+    fn extend(&mut self, data: &[u8]) {
+        if self.start > 0 && self.start >= self.bytes.len() / 2 {
+            self.bytes.drain(..self.start);
+            self.start = 0;
+        }
+        self.bytes.extend_from_slice(data);
+    }
+
+    fn consume(&mut self, count: usize) {
+        self.start += count;
+        if self.start == self.bytes.len() {
+            self.start = 0;
+            if self.bytes.capacity() > BUFFER_KEEP_BYTES {
+                self.bytes = Vec::new();
+            } else {
+                self.bytes.clear();
+            }
+        }
+    }
+
+    fn take(&mut self, count: usize) -> Vec<u8> {
+        let taken = self.data()[..count].to_vec();
+        self.consume(count);
+        taken
+    }
+}
+
+/// A handle naming one stream for [`IOStream::with`]: its registration, so
+/// it never reaches a later stream on a reused fd number.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StreamHandle {
+    token: Token,
+}
+
+impl StreamHandle {
+    /// The fd of the stream.
+    pub fn fd(self) -> Fd {
+        self.token.fd()
+    }
+}
+
+/// Tornado's `IOStream`: a connected socket with a read buffer, a write
+/// buffer, and callbacks.
+///
+/// `S` is your per-connection state, reached from every callback through
+/// [`state_mut`](Self::state_mut). At most one read is pending at a time; a
+/// write never blocks (what the socket does not take is buffered, and
+/// [`is_backpressured`](Self::is_backpressured) tells a producer to wait
+/// for [`write_then`](Self::write_then)'s callback).
+///
+/// ```
+/// use ioloop::{IOLoop, MioPoller, TcpServer};
+///
+/// let mut io = IOLoop::new(MioPoller::new()?);
+/// // An echo server: each line back, as it comes.
+/// let server = TcpServer::bind(&mut io, "127.0.0.1:0".parse()?, |io, stream| {
+///     fn echo_line(io: &mut IOLoop<MioPoller>, stream: &mut ioloop::IOStream<MioPoller>) {
+///         let _ = stream.read_until(io, b"\n", 64 * 1024, |io, stream, line| {
+///             if let Ok(line) = line {
+///                 let _ = stream.write(io, &line);
+///                 echo_line(io, stream);
+///             }
+///         });
+///     }
+///     echo_line(io, stream);
+/// })?;
+/// # let _ = server;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct IOStream<P: Poller, S = ()> {
+    fd: Fd,
+    token: Option<Token>,
+    state: S,
+    config: StreamConfig,
+    read_buffer: Buffer,
+    write_buffer: Buffer,
+    /// Bytes handed to `write` so far, and bytes the socket took.
+    queued_total: u64,
+    flushed_total: u64,
+    read: Option<PendingRead<P, S>>,
+    /// Where `read_until` resumes its search for the delimiter.
+    scanned: usize,
+    flush_callbacks: VecDeque<(u64, FlushCallback<P, S>)>,
+    close_callback: Option<CloseCallback<P, S>>,
+    connecting: Option<ConnectCallback<P, S>>,
+    connect_timeout: Option<TimeoutHandle>,
+    /// The socket may have data (an event said so; no read drained it yet).
+    readable: bool,
+    /// The socket may take data.
+    writable: bool,
+    /// The peer closed its side: reads end once the buffer is used up.
+    eof: bool,
+    closed: bool,
+    error: Option<StreamError>,
+    /// Inside the processing loop: new work is picked up by it.
+    processing: bool,
+    interest: Events,
+}
+
+impl<P: Poller, S: 'static> IOStream<P, S> {
+    fn new(fd: Fd, state: S, connected: bool) -> IOStream<P, S> {
+        IOStream {
+            fd,
+            token: None,
+            state,
+            config: StreamConfig::default(),
+            read_buffer: Buffer::default(),
+            write_buffer: Buffer::default(),
+            queued_total: 0,
+            flushed_total: 0,
+            read: None,
+            scanned: 0,
+            flush_callbacks: VecDeque::new(),
+            close_callback: None,
+            connecting: None,
+            connect_timeout: None,
+            readable: connected,
+            writable: connected,
+            eof: false,
+            closed: false,
+            error: None,
+            processing: false,
+            interest: Events::empty(),
+        }
+    }
+
+    /// Make a connected socket (accepted, or connected through the loop) a
+    /// stream the loop owns, with state `state`; `on_ready` runs at once
+    /// with the stream, to start reading or writing. Fails, changing
+    /// nothing, if `fd` already has a handler or the poller refuses it.
+    pub fn attach<F>(
+        io: &mut IOLoop<P>,
+        fd: Fd,
+        state: S,
+        on_ready: F,
+    ) -> Result<StreamHandle, crate::Error>
+    where
+        F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>),
+    {
+        let stream = IOStream::new(fd, state, true);
+        let handle = stream.register(io, Events::empty())?;
+        IOStream::with(io, handle, |io, stream: &mut IOStream<P, S>| {
+            stream.processing = true;
+            on_ready(io, stream);
+            stream.processing = false;
+            stream.process(io);
+        });
+        Ok(handle)
+    }
+
+    fn register(
+        mut self,
+        io: &mut IOLoop<P>,
+        interest: Events,
+    ) -> Result<StreamHandle, crate::Error> {
+        let fd = self.fd;
+        self.interest = interest;
+        io.add_fd_handler(fd, self, interest)?;
+        let token = io.token(fd).expect("just registered");
+        io.with_handler(token, |_, stream: &mut IOStream<P, S>| {
+            stream.token = Some(token)
+        });
+        Ok(StreamHandle { token })
+    }
+
+    /// Run `f` with the stream `handle` names, if it is still open and not
+    /// running a callback now (inside its own callbacks, use the
+    /// `&mut IOStream` they receive). `None` otherwise.
+    pub fn with<R, F>(io: &mut IOLoop<P>, handle: StreamHandle, f: F) -> Option<R>
+    where
+        F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>) -> R,
+    {
+        io.with_handler(handle.token, f)
+    }
+
+    // ----- reading ------------------------------------------------------------
+
+    /// Read until `delimiter` (included in the data); fail with
+    /// [`StreamError::Unsatisfiable`], closing the stream, if `max_bytes`
+    /// arrive without it.
+    pub fn read_until<F>(
+        &mut self,
+        io: &mut IOLoop<P>,
+        delimiter: &[u8],
+        max_bytes: usize,
+        callback: F,
+    ) -> Result<(), StreamError>
+    where
+        F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<Vec<u8>, StreamError>) + 'static,
+    {
+        if delimiter.is_empty() {
+            return Err(StreamError::Unsatisfiable { max_bytes: 0 });
+        }
+        let target = ReadTarget::Until {
+            delimiter: delimiter.to_vec(),
+            max_bytes,
+        };
+        self.start_read(io, target, Box::new(callback))
+    }
+
+    /// Read `count` bytes; with `partial`, as soon as any bytes (at most
+    /// `count`) are there.
+    pub fn read_bytes<F>(
+        &mut self,
+        io: &mut IOLoop<P>,
+        count: usize,
+        partial: bool,
+        callback: F,
+    ) -> Result<(), StreamError>
+    where
+        F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<Vec<u8>, StreamError>) + 'static,
+    {
+        let target = ReadTarget::Bytes { count, partial };
+        self.start_read(io, target, Box::new(callback))
+    }
+
+    /// Read everything until the peer closes (bounded by the read buffer's
+    /// limit).
+    pub fn read_until_close<F>(
+        &mut self,
+        io: &mut IOLoop<P>,
+        callback: F,
+    ) -> Result<(), StreamError>
+    where
+        F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<Vec<u8>, StreamError>) + 'static,
+    {
+        self.start_read(io, ReadTarget::UntilClose, Box::new(callback))
+    }
+
+    fn start_read(
+        &mut self,
+        io: &mut IOLoop<P>,
+        target: ReadTarget,
+        callback: ReadCallback<P, S>,
+    ) -> Result<(), StreamError> {
+        if self.closed {
+            return Err(self.error.clone().unwrap_or_else(StreamError::closed));
+        }
+        if self.read.is_some() {
+            return Err(StreamError::ReadPending);
+        }
+        self.read = Some(PendingRead { target, callback });
+        self.scanned = 0;
+        self.process(io);
+        Ok(())
+    }
+
+    /// Bytes received and not yet read.
+    pub fn read_buffer_len(&self) -> usize {
+        self.read_buffer.len()
+    }
+
+    /// `true` while a read is pending.
+    pub fn reading(&self) -> bool {
+        self.read.is_some()
+    }
+
+    // ----- writing ------------------------------------------------------------
+
+    /// Write `data`: at once as far as the socket takes it, the rest
+    /// buffered. Fails, writing nothing, on a closed stream or if the write
+    /// buffer would exceed its limit.
+    pub fn write(&mut self, io: &mut IOLoop<P>, data: &[u8]) -> Result<(), StreamError> {
+        if self.closed {
+            return Err(self.error.clone().unwrap_or_else(StreamError::closed));
+        }
+        if self.write_buffer.len() + data.len() > self.config.max_write_buffer_bytes {
+            return Err(StreamError::BufferFull {
+                limit: self.config.max_write_buffer_bytes,
+            });
+        }
+        self.queued_total += data.len() as u64;
+        let mut written = 0;
+        if self.write_buffer.is_empty() && self.writable && self.connecting.is_none() {
+            written = self.write_some(io, data);
+        }
+        if written < data.len() && !self.closed {
+            self.write_buffer.extend(&data[written..]);
+        }
+        self.process(io);
+        Ok(())
+    }
+
+    /// [`write`](Self::write) `data`, then run `callback` once everything
+    /// written so far is flushed to the socket (or the stream fails).
+    pub fn write_then<F>(
+        &mut self,
+        io: &mut IOLoop<P>,
+        data: &[u8],
+        callback: F,
+    ) -> Result<(), StreamError>
+    where
+        F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<(), StreamError>) + 'static,
+    {
+        if self.closed {
+            return Err(self.error.clone().unwrap_or_else(StreamError::closed));
+        }
+        let target = self.queued_total + data.len() as u64;
+        self.write(io, data)?;
+        self.flush_callbacks.push_back((target, Box::new(callback)));
+        self.process(io);
+        Ok(())
+    }
+
+    /// Bytes written but not yet taken by the socket.
+    pub fn write_buffer_len(&self) -> usize {
+        self.write_buffer.len()
+    }
+
+    /// `true` when the write buffer is above its high-water mark: a
+    /// producer should wait for a [`write_then`](Self::write_then) callback.
+    pub fn is_backpressured(&self) -> bool {
+        self.write_buffer.len() > self.config.write_high_water_bytes
+    }
+
+    /// Write from `data` until the socket takes no more; the bytes written.
+    fn write_some(&mut self, io: &mut IOLoop<P>, data: &[u8]) -> usize {
+        let mut written = 0;
+        while written < data.len() {
+            match io.write(self.fd, &data[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.close_with(io, Some(StreamError::io(&e)));
+                    break;
+                }
+            }
+        }
+        self.flushed_total += written as u64;
+        written
+    }
+
+    // ----- state, closing ---------------------------------------------------------
+
+    /// Your per-connection state.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// Your per-connection state, to change.
+    pub fn state_mut(&mut self) -> &mut S {
+        &mut self.state
+    }
+
+    /// The stream's fd.
+    pub fn fd(&self) -> Fd {
+        self.fd
+    }
+
+    /// The handle that reaches this stream through [`IOStream::with`].
+    pub fn handle(&self) -> Option<StreamHandle> {
+        self.token.map(|token| StreamHandle { token })
+    }
+
+    /// Change the stream's limits.
+    pub fn set_config(&mut self, config: StreamConfig) {
+        self.config = config;
+    }
+
+    /// The stream's limits.
+    pub fn config(&self) -> StreamConfig {
+        self.config
+    }
+
+    /// Run `callback` when the stream closes, for whatever reason (after
+    /// the pending read's and flush callbacks have been told).
+    pub fn set_close_callback<F>(&mut self, callback: F)
+    where
+        F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>) + 'static,
+    {
+        self.close_callback = Some(Box::new(callback));
+    }
+
+    /// `true` once the stream is closed.
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The error that closed the stream, if one did.
+    pub fn error(&self) -> Option<&StreamError> {
+        self.error.as_ref()
+    }
+
+    /// Close the stream and its socket now; unflushed writes are dropped.
+    /// The pending read gets [`StreamError::Closed`] with the unread bytes,
+    /// flush callbacks get `Closed`, then the close callback runs.
+    pub fn close(&mut self, io: &mut IOLoop<P>) {
+        self.close_with(io, None);
+    }
+
+    fn close_with(&mut self, io: &mut IOLoop<P>, error: Option<StreamError>) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.error = error;
+        if let Some(timeout) = self.connect_timeout.take() {
+            io.remove_timeout(timeout);
+        }
+        if let Err(e) = io.close_fd(self.fd) {
+            log::debug!("closing stream fd {}: {e}", self.fd);
+        }
+        let failure = self.error.clone().unwrap_or_else(StreamError::closed);
+        if let Some(connect) = self.connecting.take() {
+            connect(io, Err(failure.clone()));
+        }
+        if let Some(read) = self.read.take() {
+            let failure = match &self.error {
+                Some(error) => error.clone(),
+                None => StreamError::Closed {
+                    unread: self.read_buffer.take(self.read_buffer.len()),
+                },
+            };
+            (read.callback)(io, self, Err(failure));
+        }
+        while let Some((_, callback)) = self.flush_callbacks.pop_front() {
+            callback(io, self, Err(failure.clone()));
+        }
+        if let Some(callback) = self.close_callback.take() {
+            callback(io, self);
+        }
+    }
+
+    // ----- the one read path ----------------------------------------------------------
+
+    /// Make progress: fill the read buffer while a read waits and the
+    /// socket may have data, complete the pending read when the buffer
+    /// satisfies it, flush writes, run flush callbacks; then ask the loop
+    /// for the events still needed. Callbacks that start new work run from
+    /// this loop, not recursively.
+    fn process(&mut self, io: &mut IOLoop<P>) {
+        if self.processing || self.closed {
+            return;
+        }
+        self.processing = true;
+        while !self.closed && self.step(io) {}
+        self.processing = false;
+        if !self.closed {
+            self.update_interest(io);
+        }
+    }
+
+    /// One round of progress; `true` if something happened.
+    fn step(&mut self, io: &mut IOLoop<P>) -> bool {
+        if self.connecting.is_some() {
+            return false;
+        }
+        let mut progressed = self.flush(io);
+        if self.read.is_some() {
+            match self.satisfied() {
+                Ok(Some(count)) => {
+                    self.complete_read(io, count);
+                    return true;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    self.close_with(io, Some(error));
+                    return true;
+                }
+            }
+            if self.readable && !self.eof {
+                progressed |= self.fill(io);
+                return progressed;
+            }
+            if self.eof {
+                // Nothing more will come: the read fails with what arrived.
+                let callback = self.read.take().expect("checked").callback;
+                let unread = self.read_buffer.take(self.read_buffer.len());
+                callback(io, self, Err(StreamError::Closed { unread }));
+                return true;
+            }
+        }
+        if self.eof && self.read.is_none() && self.write_buffer.is_empty() && !self.closed {
+            self.close_with(io, None);
+            return true;
+        }
+        progressed
+    }
+
+    /// How many buffered bytes complete the pending read, if it can be.
+    fn satisfied(&mut self) -> Result<Option<usize>, StreamError> {
+        let buffered = self.read_buffer.len();
+        let limit = self.config.max_buffer_bytes;
+        let Some(read) = &self.read else {
+            return Ok(None);
+        };
+        match &read.target {
+            ReadTarget::Until {
+                delimiter,
+                max_bytes,
+            } => {
+                let data = self.read_buffer.data();
+                let from = self.scanned.saturating_sub(delimiter.len() - 1);
+                if let Some(at) = find(&data[from..], delimiter) {
+                    let end = from + at + delimiter.len();
+                    if end > *max_bytes {
+                        return Err(StreamError::Unsatisfiable {
+                            max_bytes: *max_bytes,
+                        });
+                    }
+                    return Ok(Some(end));
+                }
+                self.scanned = buffered;
+                if buffered >= *max_bytes {
+                    return Err(StreamError::Unsatisfiable {
+                        max_bytes: *max_bytes,
+                    });
+                }
+            }
+            ReadTarget::Bytes { count, partial } => {
+                if buffered >= *count || (*partial && buffered > 0) {
+                    return Ok(Some(buffered.min(*count)));
+                }
+                if *count > limit {
+                    return Err(StreamError::BufferFull { limit });
+                }
+            }
+            ReadTarget::UntilClose if self.eof => return Ok(Some(buffered)),
+            ReadTarget::UntilClose => {}
+        }
+        if buffered >= limit {
+            return Err(StreamError::BufferFull { limit });
+        }
+        Ok(None)
+    }
+
+    fn complete_read(&mut self, io: &mut IOLoop<P>, count: usize) {
+        let read = self.read.take().expect("a pending read");
+        let data = self.read_buffer.take(count);
+        self.scanned = 0;
+        (read.callback)(io, self, Ok(data));
+    }
+
+    /// Read from the socket into the buffer until it is drained or the
+    /// pending read could be satisfied; `true` if bytes or EOF arrived.
+    fn fill(&mut self, io: &mut IOLoop<P>) -> bool {
+        let room = self
+            .config
+            .max_buffer_bytes
+            .saturating_sub(self.read_buffer.len());
+        let want = room.clamp(1, READ_CHUNK_BYTES);
+        let result = SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let result = io.read(self.fd, &mut scratch[..want]);
+            if let Ok(n) = result {
+                self.read_buffer.extend(&scratch[..n]);
+            }
+            result
+        });
+        match result {
+            Ok(0) => {
+                self.eof = true;
+                true
+            }
+            Ok(n) => {
+                // A short read drains a stream socket: new data raises an edge.
+                if n < want {
+                    self.readable = false;
+                }
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.readable = false;
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+            Err(e) => {
+                self.close_with(io, Some(StreamError::io(&e)));
+                true
+            }
+        }
+    }
+
+    /// Write the buffer as far as the socket takes it, then run the flush
+    /// callbacks it satisfied; `true` if a callback ran.
+    fn flush(&mut self, io: &mut IOLoop<P>) -> bool {
+        if !self.write_buffer.is_empty() && self.writable {
+            let data = std::mem::take(&mut self.write_buffer);
+            let written = self.write_some(io, data.data());
+            self.write_buffer = data;
+            self.write_buffer.consume(written);
+        }
+        let mut ran = false;
+        while !self.closed {
+            match self.flush_callbacks.front() {
+                Some((target, _)) if *target <= self.flushed_total => {}
+                _ => break,
+            }
+            let (_, callback) = self.flush_callbacks.pop_front().expect("checked");
+            callback(io, self, Ok(()));
+            ran = true;
+        }
+        ran
+    }
+
+    fn update_interest(&mut self, io: &mut IOLoop<P>) {
+        let mut wanted = Events::empty();
+        if self.read.is_some() && !self.eof {
+            wanted |= Events::READ;
+        }
+        if !self.write_buffer.is_empty() || self.connecting.is_some() {
+            wanted |= Events::WRITE;
+        }
+        if wanted != self.interest && self.token.is_some() {
+            self.interest = wanted;
+            let _ = io.update_handler(self.fd, wanted);
+        }
+    }
+
+    /// A connecting stream got an event: connected, failed, or not yet.
+    fn finish_connect(&mut self, io: &mut IOLoop<P>) {
+        match io.write(self.fd, &[]) {
+            Ok(_) => {
+                if let Some(timeout) = self.connect_timeout.take() {
+                    io.remove_timeout(timeout);
+                }
+                self.writable = true;
+                self.readable = true;
+                let callback = self.connecting.take().expect("connecting");
+                self.processing = true;
+                callback(io, Ok(self));
+                self.processing = false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => self.close_with(io, Some(StreamError::io(&e))),
+        }
+    }
+}
+
+impl<P: Poller, S: 'static> FdHandler<P> for IOStream<P, S> {
+    fn on_events(&mut self, io: &mut IOLoop<P>, _fd: Fd, events: Events) {
+        if events.intersects(Events::READ | Events::ERROR) {
+            self.readable = true;
+        }
+        if events.intersects(Events::WRITE | Events::ERROR) {
+            self.writable = true;
+        }
+        if self.connecting.is_some() {
+            self.finish_connect(io);
+        } else if events.contains(Events::ERROR) && self.read.is_none() && !self.eof {
+            // Nobody reads: a read finds the error (or the hang-up) anyway.
+            self.fill(io);
+        }
+        self.process(io);
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+impl<P: Poller, S> fmt::Debug for IOStream<P, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IOStream")
+            .field("fd", &self.fd)
+            .field("read_buffer", &self.read_buffer.len())
+            .field("write_buffer", &self.write_buffer.len())
+            .field("reading", &self.read.is_some())
+            .field("eof", &self.eof)
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.len() == 1 {
+        return haystack.iter().position(|&b| b == needle[0]);
+    }
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+// ----- servers and clients -------------------------------------------------------
+
+/// Accepts connections and hands each to the service as an [`IOStream`]
+/// with state `S::default()` (Tornado's `TCPServer.handle_stream`).
+///
+/// Accepts at most [`TcpServer::ACCEPT_BATCH_MAX`] connections per event;
+/// when an accept fails for lack of fds (`EMFILE`), it stops accepting for
+/// [`TcpServer::ACCEPT_BACKOFF`] instead of spinning.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpServer {
+    listener: Fd,
+}
+
+impl TcpServer {
+    /// Connections accepted per event on the listener.
+    pub const ACCEPT_BATCH_MAX: usize = 64;
+    /// How long accepting pauses after an accept fails for lack of fds.
+    pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+    /// Listen on `addr` and call `on_stream` with each new connection.
+    pub fn bind<P, S, F>(
+        io: &mut IOLoop<P>,
+        addr: SocketAddr,
+        on_stream: F,
+    ) -> io::Result<TcpServer>
+    where
+        P: Poller,
+        S: Default + 'static,
+        F: FnMut(&mut IOLoop<P>, &mut IOStream<P, S>) + 'static,
+    {
+        let listener = io.listen(addr)?;
+        let mut on_stream = on_stream;
+        let accept = move |io: &mut IOLoop<P>, fd: Fd, _: Events| {
+            for _ in 0..TcpServer::ACCEPT_BATCH_MAX {
+                match io.accept(fd) {
+                    Ok((conn, _peer)) => {
+                        if let Err(e) = IOStream::attach(io, conn, S::default(), &mut on_stream) {
+                            log::warn!("cannot watch accepted fd {conn}: {e}");
+                            let _ = io.close_fd(conn);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if is_transient_accept_error(&e) => {}
+                    Err(e) => {
+                        log::warn!(
+                            "accept failed: {e}; pausing accepts for {:?}",
+                            TcpServer::ACCEPT_BACKOFF
+                        );
+                        let _ = io.update_handler(fd, Events::empty());
+                        io.call_later(TcpServer::ACCEPT_BACKOFF, move |io| {
+                            let _ = io.update_handler(fd, Events::READ);
+                        });
+                        return;
+                    }
+                }
+            }
+        };
+        if let Err(error) = io.add_handler(listener, accept, Events::READ) {
+            let _ = io.close_fd(listener);
+            return Err(io::Error::other(error));
+        }
+        Ok(TcpServer { listener })
+    }
+
+    /// The listening socket.
+    pub fn listener(self) -> Fd {
+        self.listener
+    }
+
+    /// The address it listens on.
+    pub fn local_addr<P: Poller>(self, io: &IOLoop<P>) -> io::Result<SocketAddr> {
+        io.local_addr(self.listener)
+    }
+
+    /// Stop accepting and close the listener; open streams go on.
+    pub fn stop<P: Poller>(self, io: &mut IOLoop<P>) -> io::Result<()> {
+        io.close_fd(self.listener)
+    }
+}
+
+fn is_transient_accept_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Connects to a server and hands over an [`IOStream`] (Tornado's
+/// `TCPClient.connect`).
+#[derive(Clone, Copy, Debug)]
+pub struct TcpClient;
+
+impl TcpClient {
+    /// Connect to `addr`; `on_connect` gets the stream (with state
+    /// `state`), or the error: refused, reset, or [`StreamError::TimedOut`]
+    /// after `timeout`. A connect the poller refuses at once is an `Err`
+    /// here, and `on_connect` never runs.
+    pub fn connect<P, S, F>(
+        io: &mut IOLoop<P>,
+        addr: SocketAddr,
+        timeout: Duration,
+        state: S,
+        on_connect: F,
+    ) -> Result<StreamHandle, StreamError>
+    where
+        P: Poller,
+        S: 'static,
+        F: FnOnce(&mut IOLoop<P>, Result<&mut IOStream<P, S>, StreamError>) + 'static,
+    {
+        let fd = io.connect(addr).map_err(|e| StreamError::io(&e))?;
+        let mut stream = IOStream::new(fd, state, false);
+        stream.connecting = Some(Box::new(on_connect));
+        let handle = match stream.register(io, Events::WRITE) {
+            Ok(handle) => handle,
+            Err(error) => {
+                let _ = io.close_fd(fd);
+                return Err(StreamError::Io {
+                    kind: io::ErrorKind::Other,
+                    message: error.to_string(),
+                });
+            }
+        };
+        let timer = io.call_later(timeout, move |io| {
+            IOStream::with(io, handle, |io, stream: &mut IOStream<P, S>| {
+                stream.connect_timeout = None;
+                if stream.connecting.is_some() {
+                    stream.close_with(io, Some(StreamError::TimedOut));
+                }
+            });
+        });
+        IOStream::with(io, handle, |_, stream: &mut IOStream<P, S>| {
+            stream.connect_timeout = Some(timer);
+        });
+        Ok(handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_takes_from_the_front_and_gives_memory_back() {
+        let mut buffer = Buffer::default();
+        buffer.extend(&[1; 10_000]);
+        assert_eq!(buffer.take(4), vec![1; 4]);
+        assert_eq!(buffer.len(), 9_996);
+        buffer.consume(9_996);
+        assert!(buffer.is_empty());
+        assert_eq!(buffer.bytes.capacity(), 0);
+    }
+
+    #[test]
+    fn find_locates_single_and_multi_byte_delimiters() {
+        assert_eq!(find(b"abc\n", b"\n"), Some(3));
+        assert_eq!(find(b"ab\r\n\r\nx", b"\r\n\r\n"), Some(2));
+        assert_eq!(find(b"ab", b"abc"), None);
+    }
+}

@@ -1,0 +1,49 @@
+//! The `IOStream` contract on the real backend, over loopback (the same checks run on the simulator in `sim/tests/stream.rs`).
+
+mod stream_contract;
+
+use std::net::SocketAddr;
+
+use ioloop::{IOLoop, MioPoller, PanicPolicy};
+
+fn fresh() -> (IOLoop<MioPoller>, SocketAddr) {
+    let mut io = IOLoop::new(MioPoller::new().expect("poller"));
+    io.set_panic_policy(PanicPolicy::Propagate);
+    (io, "127.0.0.1:0".parse().unwrap())
+}
+
+/// A loopback port nobody listens on: bound, then let go.
+fn unused_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+macro_rules! on_mio {
+    ($($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                let (io, addr) = fresh();
+                stream_contract::$check(io, addr);
+            }
+        )*
+    };
+}
+
+on_mio!(
+    read_until_joins_a_delimiter_split_across_reads,
+    read_bytes_exact_and_partial,
+    read_until_close_gets_everything,
+    a_second_pending_read_is_an_error_not_a_panic,
+    read_until_past_max_bytes_fails_and_closes,
+    eof_while_a_read_is_pending_hands_over_what_arrived,
+    backpressure_is_visible_and_flush_callbacks_run,
+    a_closed_stream_refuses_reads_and_writes,
+    state_and_handles_reach_a_stream_from_outside,
+);
+
+#[test]
+fn connect_errors_reach_the_callback() {
+    let (io, _) = fresh();
+    stream_contract::connect_errors_reach_the_callback(io, unused_port());
+}
