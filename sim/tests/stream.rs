@@ -1,0 +1,266 @@
+//! `IOStream` on the simulator: the contract of `tests/stream_contract` on a simulated host, and line echo over streams under every fault preset, with proptest over message and write-chunk sizes.
+
+#[path = "../../tests/stream_contract/mod.rs"]
+mod stream_contract;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use ioloop::{IOLoop, IOStream, PanicPolicy, Poller, StreamError, TcpClient, TcpServer};
+use ioloop_sim::{Done, FailureKind, FaultPreset, Sim, SimNet, SimPoller};
+
+fn fresh() -> (IOLoop<SimPoller>, SocketAddr) {
+    let net = SimNet::new(7, FaultPreset::None, false);
+    let mut io = IOLoop::new(net.host("10.0.0.1".parse().unwrap()));
+    io.set_panic_policy(PanicPolicy::Propagate);
+    (io, "10.0.0.1:7".parse().unwrap())
+}
+
+macro_rules! on_the_simulator {
+    ($($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                let (io, addr) = fresh();
+                stream_contract::$check(io, addr);
+            }
+        )*
+    };
+}
+
+on_the_simulator!(
+    read_until_joins_a_delimiter_split_across_reads,
+    read_bytes_exact_and_partial,
+    read_until_close_gets_everything,
+    a_second_pending_read_is_an_error_not_a_panic,
+    read_until_past_max_bytes_fails_and_closes,
+    eof_while_a_read_is_pending_hands_over_what_arrived,
+    backpressure_is_visible_and_flush_callbacks_run,
+    a_closed_stream_refuses_reads_and_writes,
+    state_and_handles_reach_a_stream_from_outside,
+);
+
+#[test]
+fn connect_errors_reach_the_callback() {
+    let (io, _) = fresh();
+    stream_contract::connect_errors_reach_the_callback(io, "10.0.0.1:9".parse().unwrap());
+}
+
+// ----- line echo over streams, under faults ----------------------------------------
+
+/// Longest line the server accepts.
+const LINE_BYTES_MAX: usize = 64 * 1024;
+
+/// Echo each line back. `chunky` is the planted twin: it takes whatever a
+/// read returns for a line.
+fn serve_lines<P: Poller>(io: &mut IOLoop<P>, addr: SocketAddr, chunky: bool) {
+    fn echo<P: Poller>(io: &mut IOLoop<P>, stream: &mut IOStream<P>, chunky: bool) {
+        let on_line = move |io: &mut IOLoop<P>,
+                            stream: &mut IOStream<P>,
+                            line: Result<Vec<u8>, StreamError>| {
+            if let Ok(mut line) = line {
+                if chunky && line.last() != Some(&b'\n') {
+                    line.push(b'\n');
+                }
+                let _ = stream.write(io, &line);
+                echo(io, stream, chunky);
+            }
+        };
+        let _ = if chunky {
+            stream.read_bytes(io, LINE_BYTES_MAX, true, on_line)
+        } else {
+            stream.read_until(io, b"\n", LINE_BYTES_MAX, on_line)
+        };
+    }
+    TcpServer::bind(io, addr, move |io, stream: &mut IOStream<P>| {
+        echo(io, stream, chunky)
+    })
+    .unwrap();
+}
+
+/// What one client sends: lines, written in chunks.
+#[derive(Clone, Debug)]
+struct Lines {
+    lines: Vec<Vec<u8>>,
+    chunk_bytes: usize,
+}
+
+impl Lines {
+    fn bytes(&self) -> Vec<u8> {
+        self.lines.concat()
+    }
+}
+
+/// Send every line in chunks, read every echo back, compare.
+fn send_lines(io: &mut IOLoop<SimPoller>, done: Done, server: SocketAddr, lines: Lines) {
+    let may_break = io.poller().fault_plan().may_break_connections();
+    let expected = lines.bytes();
+    let chunks: VecDeque<Vec<u8>> = expected
+        .chunks(lines.chunk_bytes)
+        .map(<[u8]>::to_vec)
+        .collect();
+    let received = Rc::new(RefCell::new(Vec::new()));
+    let for_describe = Rc::clone(&received);
+    let total = expected.len();
+    done.describe_with(move || {
+        format!("received {} of {total} bytes", for_describe.borrow().len())
+    });
+    let connected = TcpClient::connect(
+        io,
+        server,
+        Duration::from_secs(30),
+        (),
+        move |io, stream| {
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(error) => return finish(&done, may_break, error),
+            };
+            write_chunks(io, stream, chunks, done.clone(), may_break);
+            read_echo(io, stream, expected, received, done, may_break);
+        },
+    );
+    if let Err(error) = connected {
+        panic!("connect refused at once: {error}");
+    }
+}
+
+fn finish(done: &Done, may_break: bool, error: StreamError) {
+    if may_break {
+        done.ok();
+    } else {
+        done.fail(format!(
+            "stream failed with no fault that breaks connections: {error}"
+        ));
+    }
+}
+
+fn write_chunks(
+    io: &mut IOLoop<SimPoller>,
+    stream: &mut IOStream<SimPoller>,
+    mut chunks: VecDeque<Vec<u8>>,
+    done: Done,
+    may_break: bool,
+) {
+    let Some(chunk) = chunks.pop_front() else {
+        return;
+    };
+    let for_flush = done.clone();
+    let written = stream.write_then(io, &chunk, move |io, stream, flushed| match flushed {
+        Ok(()) => write_chunks(io, stream, chunks, for_flush, may_break),
+        Err(error) => finish(&for_flush, may_break, error),
+    });
+    if let Err(error) = written {
+        finish(&done, may_break, error);
+    }
+}
+
+fn read_echo(
+    io: &mut IOLoop<SimPoller>,
+    stream: &mut IOStream<SimPoller>,
+    expected: Vec<u8>,
+    received: Rc<RefCell<Vec<u8>>>,
+    done: Done,
+    may_break: bool,
+) {
+    if received.borrow().len() == expected.len() {
+        stream.close(io);
+        return done.ok();
+    }
+    let _ = stream.read_until(io, b"\n", LINE_BYTES_MAX, move |io, stream, line| {
+        let line = match line {
+            Ok(line) => line,
+            Err(error) => return finish(&done, may_break, error),
+        };
+        let start = received.borrow().len();
+        if expected.get(start..start + line.len()) != Some(&line[..]) {
+            return done.fail(format!("wrong echo at byte {start}: {} bytes", line.len()));
+        }
+        received.borrow_mut().extend_from_slice(&line);
+        read_echo(io, stream, expected, received, done, may_break);
+    });
+}
+
+fn line_echo(
+    seed: u64,
+    faults: FaultPreset,
+    clients: &[Lines],
+    chunky: bool,
+) -> Result<(), ioloop_sim::Failure> {
+    let mut sim = Sim::new(seed, faults);
+    let server: SocketAddr = "10.0.0.1:7".parse().unwrap();
+    sim.host("server", "10.0.0.1", move |io| {
+        serve_lines(io, server, chunky);
+        Ok(())
+    });
+    for (index, lines) in clients.iter().enumerate() {
+        let lines = lines.clone();
+        let ip = format!("10.0.1.{}", index + 1);
+        sim.client(&format!("client{index}"), &ip, move |io, done| {
+            send_lines(io, done, server, lines.clone());
+            Ok(())
+        });
+    }
+    sim.run().map(|_| ())
+}
+
+fn lines_strategy() -> impl Strategy<Value = Lines> {
+    let line = (0usize..4000, any::<u8>()).prop_map(|(len, salt)| {
+        let mut line: Vec<u8> = (0..len)
+            .map(|i| b'a' + ((i + salt as usize) % 26) as u8)
+            .collect();
+        line.push(b'\n');
+        line
+    });
+    (prop::collection::vec(line, 1..12), 1usize..6000)
+        .prop_map(|(lines, chunk_bytes)| Lines { lines, chunk_bytes })
+}
+
+fn preset_strategy() -> impl Strategy<Value = FaultPreset> {
+    prop_oneof![
+        Just(FaultPreset::None),
+        Just(FaultPreset::All),
+        Just(FaultPreset::Swarm)
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Every line comes back whole and in order, whatever the faults split
+    /// or reset; a stream ends cleanly only as a fault explains.
+    #[test]
+    fn lines_echo_over_streams_under_every_fault_preset(
+        seed in any::<u64>(),
+        faults in preset_strategy(),
+        clients in prop::collection::vec(lines_strategy(), 1..4),
+    ) {
+        if let Err(failure) = line_echo(seed, faults, &clients, false) {
+            prop_assert!(false, "seed {seed:#x} faults {faults}: {failure}");
+        }
+    }
+}
+
+/// The twin: a server that takes a read for a line. Partial reads and
+/// chunked writes break it, and the property catches that.
+#[test]
+fn a_server_that_takes_a_read_for_a_line_is_caught() {
+    let lines = Lines {
+        lines: vec![
+            b"hello world\n".to_vec(),
+            vec![b'x'; 3000].into_iter().chain([b'\n']).collect(),
+        ],
+        chunk_bytes: 5,
+    };
+    let caught =
+        (0..50).find_map(|seed| line_echo(seed, FaultPreset::Swarm, &[lines.clone()], true).err());
+    let failure = caught.expect("the chunky server was not caught in 50 seeds");
+    assert!(
+        matches!(failure.kind, FailureKind::Client | FailureKind::Stall),
+        "{failure}"
+    );
+}
