@@ -256,8 +256,9 @@ fn a_server_that_takes_a_read_for_a_line_is_caught() {
         ],
         chunk_bytes: 5,
     };
-    let caught =
-        (0..50).find_map(|seed| line_echo(seed, FaultPreset::Swarm, &[lines.clone()], true).err());
+    let caught = (0..50).find_map(|seed| {
+        line_echo(seed, FaultPreset::Swarm, std::slice::from_ref(&lines), true).err()
+    });
     let failure = caught.expect("the chunky server was not caught in 50 seeds");
     assert!(
         matches!(failure.kind, FailureKind::Client | FailureKind::Stall),
