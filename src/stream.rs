@@ -875,7 +875,8 @@ impl TcpServer {
     /// How long accepting pauses after an accept fails for lack of fds.
     pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-    /// Listen on `addr` and call `on_stream` with each new connection.
+    /// Listen on `addr` and call `on_stream` with each new connection, its
+    /// state `S::default()`.
     pub fn bind<P, S, F>(
         io: &mut IOLoop<P>,
         addr: SocketAddr,
@@ -886,13 +887,30 @@ impl TcpServer {
         S: Default + 'static,
         F: FnMut(&mut IOLoop<P>, &mut IOStream<P, S>) + 'static,
     {
+        TcpServer::bind_with(io, addr, |_| S::default(), on_stream)
+    }
+
+    /// Listen on `addr`; each new connection gets the state `new_state`
+    /// makes from the peer's address, then goes to `on_stream`.
+    pub fn bind_with<P, S, N, F>(
+        io: &mut IOLoop<P>,
+        addr: SocketAddr,
+        mut new_state: N,
+        mut on_stream: F,
+    ) -> io::Result<TcpServer>
+    where
+        P: Poller,
+        S: 'static,
+        N: FnMut(SocketAddr) -> S + 'static,
+        F: FnMut(&mut IOLoop<P>, &mut IOStream<P, S>) + 'static,
+    {
         let listener = io.listen(addr)?;
-        let mut on_stream = on_stream;
         let accept = move |io: &mut IOLoop<P>, fd: Fd, _: Events| {
             for _ in 0..TcpServer::ACCEPT_BATCH_MAX {
                 match io.accept(fd) {
-                    Ok((conn, _peer)) => {
-                        if let Err(e) = IOStream::attach(io, conn, S::default(), &mut on_stream) {
+                    Ok((conn, peer)) => {
+                        if let Err(e) = IOStream::attach(io, conn, new_state(peer), &mut on_stream)
+                        {
                             log::warn!("cannot watch accepted fd {conn}: {e}");
                             let _ = io.close_fd(conn);
                         }
