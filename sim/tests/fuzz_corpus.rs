@@ -35,3 +35,22 @@ fn sim_schedule_corpus() {
 fn sim_args_corpus() {
     replay("sim_args", ioloop_sim::fuzz::sim_args);
 }
+
+#[test]
+fn stream_reads_corpus() {
+    replay("stream_reads", ioloop_sim::fuzz::stream_reads);
+}
+
+#[test]
+fn schedule_file_corpus() {
+    replay("schedule_file", ioloop_sim::fuzz::schedule_file);
+}
+
+/// Seeded choices through the stream-read model, on stable: a quick sweep
+/// of what the fuzz target explores for longer.
+#[test]
+fn stream_reads_on_seeded_choices() {
+    for seed in 0..300 {
+        ioloop_sim::fuzz::stream_reads_seeded(seed);
+    }
+}
