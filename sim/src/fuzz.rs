@@ -424,7 +424,7 @@ mod tests {
         let too_long = [Read::Until(b"\n".to_vec(), 2), Read::UntilClose];
         let unsatisfiable = Err(StreamError::Unsatisfiable { max_bytes: 2 });
         assert_eq!(
-            model_accepts(&too_long, sent, &[unsatisfiable.clone()]),
+            model_accepts(&too_long, sent, std::slice::from_ref(&unsatisfiable)),
             Ok(())
         );
         assert!(model_accepts(&too_long, sent, &[unsatisfiable, ok(b"")]).is_err());
