@@ -154,9 +154,11 @@ impl World {
                 self.raise(host, Some(fd), ready);
             }
             let end = &mut self.conns[conn].ends[side];
-            for (slot, byte) in buf.iter_mut().zip(end.recv.drain(..n)) {
-                *slot = byte;
-            }
+            let (front, back) = end.recv.as_slices();
+            let from_front = front.len().min(n);
+            buf[..from_front].copy_from_slice(&front[..from_front]);
+            buf[from_front..n].copy_from_slice(&back[..n - from_front]);
+            end.recv.drain(..n);
             self.progress += 1;
             self.trace_io(host, fd, IoKind::Read, n);
             self.window_freed(conn, 1 - side);
