@@ -89,4 +89,5 @@ pub use sim::{
 };
 pub use sweep::{Sweep, SweepError, SweepFailure, SweepSummary};
 pub use trace::Trace;
+pub use world::CrashMode;
 pub use world::FaultKind;

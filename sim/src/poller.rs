@@ -60,6 +60,17 @@ impl SimNet {
         }
     }
 
+    /// A new poller for `host` after a restart (see
+    /// [`World::restart_host`]): the same address, an empty fd table.
+    pub fn restart(&self, host: HostId) -> SimPoller {
+        let woken = self.world.borrow_mut().restart_host(host);
+        SimPoller {
+            world: Rc::clone(&self.world),
+            host,
+            waker: Arc::new(SimWaker { woken }),
+        }
+    }
+
     /// The world, to read.
     pub fn world(&self) -> Ref<'_, World> {
         self.world.borrow()

@@ -14,7 +14,7 @@
 //! added; equal times resolve in a fixed order, so a seed replays exactly.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::panic::{self, AssertUnwindSafe};
@@ -25,6 +25,7 @@ use ioloop::{Fd, IOLoop, Instant, PanicPolicy};
 
 use crate::check::{self, SpinDetector};
 use crate::net::{FiredFault, HostId};
+use crate::world::CrashMode;
 use crate::{Entropy, FaultPlan, FaultPreset, SimNet, SimPoller};
 
 /// The error a setup closure may return: anything that is an error.
@@ -43,6 +44,7 @@ pub const ROUNDS_MAX: u64 = 5_000_000;
 type Setup = Box<dyn FnMut(&mut IOLoop<SimPoller>) -> Result<(), BoxError>>;
 type ClientSetup = Box<dyn FnMut(&mut IOLoop<SimPoller>, Done) -> Result<(), BoxError>>;
 type Invariant = Box<dyn FnMut(&Sim) -> Result<(), String>>;
+type Action = Box<dyn FnOnce(&mut Sim)>;
 
 /// Builds a [`Sim`]: the seed, the fault plan, and the run's limits.
 ///
@@ -177,6 +179,8 @@ impl Builder {
             rounds: 0,
             faults_stopped_at: None,
             clients_done_at: None,
+            script: BTreeMap::new(),
+            script_seq: 0,
         }
     }
 }
@@ -252,9 +256,30 @@ enum Role {
 struct Host {
     name: String,
     id: HostId,
-    io: IOLoop<SimPoller>,
+    /// `None` while crashed.
+    io: Option<IOLoop<SimPoller>>,
     role: Role,
     baseline: Holdings,
+    /// Run again when the host restarts.
+    setup: Setup,
+    client_setup: Option<ClientSetup>,
+}
+
+impl Host {
+    fn handlers(&self) -> String {
+        match &self.io {
+            Some(io) => check::describe_handlers(io),
+            None => "(crashed)".into(),
+        }
+    }
+
+    fn timeout_count(&self) -> usize {
+        self.io.as_ref().map_or(0, IOLoop::timeout_count)
+    }
+
+    fn has_pending_work(&self) -> bool {
+        self.io.as_ref().is_some_and(IOLoop::has_pending_work)
+    }
 }
 
 /// What a host holds: the leak check compares this with the baseline.
@@ -439,6 +464,9 @@ pub struct Sim {
     rounds: u64,
     faults_stopped_at: Option<Instant>,
     clients_done_at: Option<Instant>,
+    /// Actions the test scheduled on virtual time ([`Sim::at`]).
+    script: BTreeMap<(Instant, u64), Action>,
+    script_seq: u64,
 }
 
 impl Sim {
@@ -500,7 +528,7 @@ impl Sim {
         name: &str,
         ip: &str,
         role: Role,
-        mut setup: Setup,
+        setup: Setup,
         client_setup: Option<ClientSetup>,
     ) {
         // Setups run once, now; a restart (crash and restart of a host)
@@ -515,42 +543,206 @@ impl Sim {
         if self.hosts.iter().any(|h| h.name == name) {
             return self.setup_failed(name, "two hosts have this name".into());
         }
-        if let Some(other) = self.hosts.iter().find(|h| h.io.poller().ip() == ip) {
+        if let Some(other) = self
+            .hosts
+            .iter()
+            .find(|h| self.net.world().host_ip(h.id) == ip)
+        {
             let message = format!("address {ip} is already host {:?}'s", other.name);
             return self.setup_failed(name, message);
         }
-        let mut io = IOLoop::new(self.net.host(ip));
-        io.set_panic_policy(PanicPolicy::Propagate);
-        let id = io.poller().host_id();
-        let ran = panic::catch_unwind(AssertUnwindSafe(|| match (&role, client_setup) {
-            (Role::Client(done), Some(mut client_setup)) => client_setup(&mut io, done.clone()),
-            _ => setup(&mut io),
-        }));
-        match ran {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => return self.setup_failed(name, format!("setup failed: {error}")),
-            Err(payload) => {
-                let message = format!("setup panicked: {}", panic_message(payload.as_ref()));
-                return self.setup_failed(name, message);
-            }
-        }
-        let mut host = Host {
+        let poller = self.net.host(ip);
+        let id = poller.host_id();
+        let host = Host {
             name: name.to_string(),
             id,
-            io,
+            io: None,
             role,
             baseline: Holdings {
                 fds: Vec::new(),
                 handlers: 0,
                 timeouts: 0,
             },
+            setup,
+            client_setup,
         };
-        host.baseline = self.holdings(&host);
         self.hosts.push(host);
+        let index = self.hosts.len() - 1;
+        if let Err(message) = self.boot(index, poller) {
+            self.setup_failed(name, message);
+        }
+    }
+
+    /// Give host `index` a loop over `poller`, run its setup, and take
+    /// what it then holds as its baseline.
+    fn boot(&mut self, index: usize, poller: SimPoller) -> Result<(), String> {
+        let mut io = IOLoop::new(poller);
+        io.set_panic_policy(PanicPolicy::Propagate);
+        let host = &mut self.hosts[index];
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| {
+            match (&host.role, &mut host.client_setup) {
+                (Role::Client(done), Some(client_setup)) => client_setup(&mut io, done.clone()),
+                _ => (host.setup)(&mut io),
+            }
+        }));
+        host.io = Some(io);
+        match ran {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(format!("setup failed: {error}")),
+            Err(payload) => {
+                return Err(format!(
+                    "setup panicked: {}",
+                    panic_message(payload.as_ref())
+                ))
+            }
+        }
+        self.hosts[index].baseline = self.holdings(&self.hosts[index]);
+        Ok(())
     }
 
     fn setup_failed(&mut self, name: &str, message: String) {
         self.setup_error = Some((Some(name.to_string()), message));
+    }
+
+    // ----- network faults, scripted -------------------------------------------------
+
+    /// Run `action` when virtual time reaches `after` from now (during
+    /// [`run`](Self::run), [`run_for`](Self::run_for) or
+    /// [`run_until`](Self::run_until)): a partition that heals, a crash and
+    /// a restart, on the simulation's own clock.
+    ///
+    /// ```
+    /// use ioloop_sim::{FaultPreset, Sim};
+    /// use std::time::Duration;
+    ///
+    /// let mut sim = Sim::new(1, FaultPreset::None);
+    /// sim.host("a", "10.0.0.1", |_| Ok(()));
+    /// sim.host("b", "10.0.0.2", |_| Ok(()));
+    /// sim.at(Duration::from_millis(5), |sim| { sim.partition("a", "b"); });
+    /// sim.at(Duration::from_millis(50), |sim| { sim.repair("a", "b"); });
+    /// sim.run_for(Duration::from_millis(100))?;
+    /// # Ok::<(), ioloop_sim::Failure>(())
+    /// ```
+    pub fn at<F>(&mut self, after: Duration, action: F) -> &mut Sim
+    where
+        F: FnOnce(&mut Sim) + 'static,
+    {
+        let when = self.now() + after;
+        self.script
+            .insert((when, self.script_seq), Box::new(action));
+        self.script_seq += 1;
+        self
+    }
+
+    /// Cut the links between hosts `a` and `b`, both ways. Segments wait
+    /// (as TCP would retransmit them) and arrive, in order, once repaired;
+    /// connects between them hang until then, or until their own timeout.
+    pub fn partition(&mut self, a: &str, b: &str) -> &mut Sim {
+        self.partition_oneway(a, b).partition_oneway(b, a)
+    }
+
+    /// Cut only the link from `from` to `to`.
+    pub fn partition_oneway(&mut self, from: &str, to: &str) -> &mut Sim {
+        if let Some((from, to)) = self.pair(from, to) {
+            self.net.world_mut().cut_link(from, to);
+        }
+        self
+    }
+
+    /// Repair the links between `a` and `b`, both ways: what they held is
+    /// delivered now.
+    pub fn repair(&mut self, a: &str, b: &str) -> &mut Sim {
+        if let Some((a, b)) = self.pair(a, b) {
+            let mut world = self.net.world_mut();
+            world.repair_link(a, b);
+            world.repair_link(b, a);
+        }
+        self
+    }
+
+    /// Hold everything between `a` and `b`, both ways, for `duration`, then
+    /// deliver it in order.
+    pub fn clog(&mut self, a: &str, b: &str, duration: Duration) -> &mut Sim {
+        if let Some((a, b)) = self.pair(a, b) {
+            let mut world = self.net.world_mut();
+            world.clog_link(a, b, duration);
+            world.clog_link(b, a, duration);
+        }
+        self
+    }
+
+    /// Stop host `name`'s loop for `duration` (a stalled process).
+    pub fn pause(&mut self, name: &str, duration: Duration) -> &mut Sim {
+        if let Some(index) = self.index_of(name) {
+            let id = self.hosts[index].id;
+            self.net.world_mut().pause_host(id, duration);
+        }
+        self
+    }
+
+    /// Crash host `name`: its loop and its service's state are dropped,
+    /// every fd vanishes; `mode` says whether its kernel still answers
+    /// (peers reset) or the machine is gone (silence until
+    /// [`restart`](Self::restart)).
+    pub fn crash(&mut self, name: &str, mode: CrashMode) -> &mut Sim {
+        if let Some(index) = self.index_of(name) {
+            let host = &mut self.hosts[index];
+            if let Some(io) = host.io.take() {
+                drop(io);
+                self.net.world_mut().crash_host(host.id, mode);
+                host.baseline = Holdings {
+                    fds: Vec::new(),
+                    handlers: 0,
+                    timeouts: 0,
+                };
+            }
+        }
+        self
+    }
+
+    /// Restart host `name` after a crash: same address, a fresh loop, fds
+    /// from the lowest again, and its setup closure run again.
+    pub fn restart(&mut self, name: &str) -> &mut Sim {
+        let Some(index) = self.index_of(name) else {
+            return self;
+        };
+        if self.hosts[index].io.is_some() {
+            let message = format!("restart of host {name:?}, which is running");
+            self.setup_failed(name, message);
+            return self;
+        }
+        let poller = self.net.restart(self.hosts[index].id);
+        if let Err(message) = self.boot(index, poller) {
+            self.setup_failed(name, format!("on restart: {message}"));
+        }
+        self
+    }
+
+    fn index_of(&mut self, name: &str) -> Option<usize> {
+        let index = self.hosts.iter().position(|h| h.name == name);
+        if index.is_none() && self.setup_error.is_none() {
+            self.setup_error = Some((None, format!("no host named {name:?}")));
+        }
+        index
+    }
+
+    fn pair(&mut self, a: &str, b: &str) -> Option<(HostId, HostId)> {
+        let a = self.index_of(a)?;
+        let b = self.index_of(b)?;
+        Some((self.hosts[a].id, self.hosts[b].id))
+    }
+
+    /// Run the scripted actions that are due.
+    fn run_script(&mut self) -> Result<(), Failure> {
+        let now = self.now();
+        while let Some(entry) = self.script.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let action = entry.remove();
+            action(self);
+        }
+        self.check_setup()
     }
 
     // ----- reading the simulation ---------------------------------------------
@@ -577,7 +769,10 @@ impl Sim {
 
     /// The loop of host `name`, to read.
     pub fn io(&self, name: &str) -> Option<&IOLoop<SimPoller>> {
-        self.hosts.iter().find(|h| h.name == name).map(|h| &h.io)
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| h.io.as_ref())
     }
 
     /// The loop of host `name`, to change between runs (add a timeout, a
@@ -586,7 +781,7 @@ impl Sim {
         self.hosts
             .iter_mut()
             .find(|h| h.name == name)
-            .map(|h| &mut h.io)
+            .and_then(|h| h.io.as_mut())
     }
 
     /// The open fds of host `name`, in fd order.
@@ -632,6 +827,7 @@ impl Sim {
         for _ in 0..ROUNDS_MAX {
             self.rounds += 1;
             self.maybe_stop_faults();
+            self.run_script()?;
             if let Some(result) = self.end_if_done() {
                 return result;
             }
@@ -674,6 +870,7 @@ impl Sim {
         for _ in 0..ROUNDS_MAX {
             self.rounds += 1;
             self.maybe_stop_faults();
+            self.run_script()?;
             if condition(self) {
                 return Ok(true);
             }
@@ -755,17 +952,29 @@ impl Sim {
                 return true;
             }
         }
-        host.io.has_pending_work() || host.io.next_timeout().is_some_and(|at| at <= now)
+        let Some(io) = &mut host.io else {
+            return false;
+        };
+        io.has_pending_work() || io.next_timeout().is_some_and(|at| at <= now)
     }
 
     /// The earliest thing scheduled anywhere after `now`: a delivery, a
     /// host's next timeout as its loop knows it now, or the end of a host's
     /// CPU work.
     fn next_instant(&mut self, now: Instant) -> Option<Instant> {
-        let mut next = self.net.world().next_delivery();
+        let scripted = self.script.keys().next().map(|(at, _)| *at);
+        let delivery = self.net.world().next_delivery();
+        let mut next = match (scripted, delivery) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         for host in &mut self.hosts {
             let busy_until = self.net.world().busy_until(host.id);
-            let timeout = host.io.next_timeout().map(|at| at.max(busy_until));
+            let timeout = host
+                .io
+                .as_mut()
+                .and_then(IOLoop::next_timeout)
+                .map(|at| at.max(busy_until));
             let busy = (busy_until > now).then_some(busy_until);
             for at in [timeout, busy].into_iter().flatten() {
                 next = Some(next.map_or(at, |next| next.min(at)));
@@ -777,7 +986,10 @@ impl Sim {
     /// One iteration of host `index`, then the checkers.
     fn run_host(&mut self, index: usize) -> Result<(), Failure> {
         let host = &mut self.hosts[index];
-        let ran = panic::catch_unwind(AssertUnwindSafe(|| host.io.run_once(Some(Duration::ZERO))));
+        let Some(io) = host.io.as_mut() else {
+            return Ok(());
+        };
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| io.run_once(Some(Duration::ZERO))));
         let name = host.name.clone();
         match ran {
             Ok(Ok(())) => {}
@@ -793,7 +1005,11 @@ impl Sim {
                 return Err(self.fail(FailureKind::Panic, Some(&name), message));
             }
         }
-        if let Err(error) = self.hosts[index].io.check_consistency() {
+        let consistent = self.hosts[index]
+            .io
+            .as_ref()
+            .map_or(Ok(()), IOLoop::check_consistency);
+        if let Err(error) = consistent {
             let message = format!("handler table and registrations differ: {error}");
             return Err(self.fail(FailureKind::HandlerMap, Some(&name), message));
         }
@@ -901,7 +1117,7 @@ impl Sim {
                 return false;
             }
             for index in 0..self.hosts.len() {
-                if self.has_work(index, now) || self.hosts[index].io.timeout_count() > 0 {
+                if self.has_work(index, now) || self.hosts[index].timeout_count() > 0 {
                     return false;
                 }
             }
@@ -916,8 +1132,8 @@ impl Sim {
     fn holdings(&self, host: &Host) -> Holdings {
         Holdings {
             fds: self.net.world().open_fds(host.id),
-            handlers: host.io.handler_count(),
-            timeouts: host.io.timeout_count(),
+            handlers: host.io.as_ref().map_or(0, IOLoop::handler_count),
+            timeouts: host.timeout_count(),
         }
     }
 
@@ -939,7 +1155,7 @@ impl Sim {
                     "host {:?} holds fds {:?}, handlers {}, timeouts {} (after setup: fds {:?}, handlers {}, timeouts {})",
                     host.name,
                     now.fds,
-                    check::describe_handlers(&host.io),
+                    host.handlers(),
                     now.timeouts,
                     host.baseline.fds,
                     host.baseline.handlers,
@@ -958,11 +1174,7 @@ impl Sim {
                     what.push(format!("client {:?}: {}", host.name, done.description()));
                 }
             }
-            what.push(format!(
-                "host {:?} handlers {}",
-                host.name,
-                check::describe_handlers(&host.io)
-            ));
+            what.push(format!("host {:?} handlers {}", host.name, host.handlers()));
         }
         what.join("; ")
     }
@@ -974,14 +1186,14 @@ impl Sim {
         }
         what.extend(self.describe_leaks());
         for host in &self.hosts {
-            if host.io.timeout_count() > 0 {
+            if host.timeout_count() > 0 {
                 what.push(format!(
                     "host {:?}: {} timeouts still pending",
                     host.name,
-                    host.io.timeout_count()
+                    host.timeout_count()
                 ));
             }
-            if host.io.has_pending_work() {
+            if host.has_pending_work() {
                 what.push(format!(
                     "host {:?}: handlers or callbacks still due",
                     host.name
@@ -998,7 +1210,7 @@ impl Sim {
         let handlers: Vec<String> = self
             .hosts
             .iter()
-            .map(|h| format!("host {:?} {}", h.name, check::describe_handlers(&h.io)))
+            .map(|h| format!("host {:?} {}", h.name, h.handlers()))
             .collect();
         let message = format!(
             "{} rounds without a byte moved or time passing; {}",

@@ -19,7 +19,7 @@ const SEED_42_FIRST_DRAWS: [u64; 4] = [
 /// `FaultPlan::swarm` drawn from `Entropy::seeded(42)`, by its hash.
 const SWARM_PLAN_SEED_42_HASH: u64 = 0x0ebe_39a7_4161_2a10;
 /// Each fault kind's id in the trace.
-const FAULT_KIND_IDS: [(&str, u8); 11] = [
+const FAULT_KIND_IDS: [(&str, u8); 15] = [
     ("partial-read", 1),
     ("partial-write", 2),
     ("eintr-read", 3),
@@ -31,6 +31,10 @@ const FAULT_KIND_IDS: [(&str, u8); 11] = [
     ("refuse-connect", 9),
     ("accept-emfile", 10),
     ("accept-aborted", 11),
+    ("partition", 12),
+    ("clog", 13),
+    ("pause", 14),
+    ("crash", 15),
 ];
 /// Trace hash of [`echo_run`]. Re-pinned on purpose when the `Sim` harness
 /// took over the clock (hosts step only when they have work; time moves

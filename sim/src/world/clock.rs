@@ -40,14 +40,19 @@ impl World {
         );
     }
 
-    /// When the earliest delivery in flight lands, if any.
+    /// When the earliest delivery in flight lands (or a clogged link lets
+    /// what it held go), if any. Segments on a cut link have no time.
     pub fn next_delivery(&self) -> Option<Instant> {
-        self.deliveries.keys().next().map(|(at, _)| *at)
+        let landing = self.deliveries.keys().next().map(|(at, _)| *at);
+        match (landing, self.next_link_release()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// `true` if nothing is in flight.
+    /// `true` if nothing is in flight, nor held on a blocked link.
     pub fn nothing_in_flight(&self) -> bool {
-        self.deliveries.is_empty()
+        self.deliveries.is_empty() && self.held_count() == 0
     }
 
     /// `true` when nothing can ever happen again: no edge pending, nothing
@@ -94,7 +99,7 @@ impl World {
     /// by hand; with several hosts, the [`Sim`](crate::Sim) moves the clock,
     /// knowing every loop's timeouts as they are now.
     fn next_instant(&self) -> Option<Instant> {
-        let delivery = self.deliveries.keys().next().map(|(at, _)| *at);
+        let delivery = self.next_delivery();
         let timers = self.hosts.iter().filter_map(|h| h.wake_at);
         delivery.into_iter().chain(timers).min()
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ioloop::{Fd, Ready};
 
 use super::connection::{ConnId, End};
+use super::host::HostId;
 use super::host::Socket;
 use super::{tag, FaultKind, World};
 
@@ -75,17 +76,46 @@ impl World {
         self.delivery_seq += 1;
     }
 
-    /// Deliver everything due by now, in time order.
+    /// Deliver everything due by now, in time order; a segment whose link
+    /// is blocked waits on the link.
     pub(super) fn deliver_due(&mut self) {
+        self.release_links();
         while let Some(entry) = self.deliveries.first_entry() {
             if entry.key().0 > self.now {
                 break;
             }
             let delivery = entry.remove();
-            let conn = delivery.conn();
-            self.conns[conn].deliveries_in_flight -= 1;
+            match self.route(&delivery) {
+                Some((from, to)) if self.link_blocked(from, to) => self.hold(from, to, delivery),
+                _ => self.deliver_now(delivery),
+            }
+        }
+    }
+
+    /// Deliver one segment now, unless its host is down (then it is lost).
+    pub(super) fn deliver_now(&mut self, delivery: Delivery) {
+        let conn = delivery.conn();
+        self.conns[conn].deliveries_in_flight -= 1;
+        let lost = self
+            .route(&delivery)
+            .is_some_and(|(_, to)| self.host_is_down(to));
+        if !lost {
             self.deliver(delivery);
-            self.conns.free_if_done(conn);
+        }
+        self.conns.free_if_done(conn);
+    }
+
+    /// The hosts a segment goes from and to (`None`: a SYN to an address
+    /// no host has).
+    fn route(&self, delivery: &Delivery) -> Option<(HostId, HostId)> {
+        let conn = &self.conns[delivery.conn()];
+        match *delivery {
+            Delivery::Syn { .. } => Some((conn.ends[0].host, self.host_of(conn.target.ip())?)),
+            Delivery::Refused { .. } => Some((self.host_of(conn.target.ip())?, conn.ends[0].host)),
+            Delivery::SynAck { .. } => Some((conn.ends[1].host, conn.ends[0].host)),
+            Delivery::Data { to, .. } | Delivery::Fin { to, .. } | Delivery::Reset { to, .. } => {
+                Some((conn.ends[1 - to].host, conn.ends[to].host))
+            }
         }
     }
 

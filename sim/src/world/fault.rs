@@ -39,11 +39,19 @@ pub enum FaultKind {
     AcceptEmfile = 10,
     /// An accept fails with `ECONNABORTED`.
     AcceptAborted = 11,
+    /// The link between two hosts is cut (one way or both): segments wait.
+    Partition = 12,
+    /// The link between two hosts holds every segment for a while.
+    Clog = 13,
+    /// A host's loop stops running for a while (a stalled process).
+    Pause = 14,
+    /// A host crashes: every fd gone at once; it may restart later.
+    Crash = 15,
 }
 
 impl FaultKind {
     /// Every kind, in id order.
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 15] = [
         FaultKind::PartialRead,
         FaultKind::PartialWrite,
         FaultKind::EintrRead,
@@ -55,6 +63,10 @@ impl FaultKind {
         FaultKind::RefuseConnect,
         FaultKind::AcceptEmfile,
         FaultKind::AcceptAborted,
+        FaultKind::Partition,
+        FaultKind::Clog,
+        FaultKind::Pause,
+        FaultKind::Crash,
     ];
 
     /// The kind's stable id, as the trace records it.
@@ -76,6 +88,10 @@ impl FaultKind {
             FaultKind::RefuseConnect => "refuse-connect",
             FaultKind::AcceptEmfile => "accept-emfile",
             FaultKind::AcceptAborted => "accept-aborted",
+            FaultKind::Partition => "partition",
+            FaultKind::Clog => "clog",
+            FaultKind::Pause => "pause",
+            FaultKind::Crash => "crash",
         }
     }
 }
@@ -102,10 +118,15 @@ impl FromStr for FaultKind {
     }
 }
 
+/// The `draw` of a fault a test scripted (a partition, a crash, ...), not
+/// drawn from the seed: no schedule can remove it.
+pub const SCRIPTED: u64 = u64::MAX;
+
 /// A fault that fired: which draw, what, where and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FiredFault {
-    /// Index of the fault decision in the run.
+    /// Index of the fault decision in the run ([`SCRIPTED`] for a fault
+    /// the test scripted).
     pub draw: u64,
     /// What fired.
     pub kind: FaultKind,
@@ -151,6 +172,26 @@ impl World {
         let now = self.now;
         self.trace
             .record(tag::FAULT, &[u64::MAX], || format!("{now:?} faults stop"));
+    }
+
+    /// Record a fault the test scripted (a partition, a clog, a pause, a
+    /// crash) on `host`, with `detail` (the peer host, or a duration in
+    /// microseconds).
+    pub(super) fn scripted_fault(&mut self, kind: FaultKind, host: HostId, detail: u64) {
+        let now = self.now;
+        self.fired.push(FiredFault {
+            draw: SCRIPTED,
+            kind,
+            host,
+            fd: Fd(-1),
+            at: now,
+        });
+        self.progress += 1;
+        self.trace.record(
+            tag::FAULT,
+            &[host as u64, detail, u64::from(kind.id())],
+            || format!("{now:?} host{host} {kind} ({detail})"),
+        );
     }
 
     /// Draw a fault with probability `ppm`; a fault that fires is traced.

@@ -47,6 +47,8 @@ pub(super) struct Host {
     /// Busy with simulated CPU work until then: its clock runs ahead of the
     /// world's, and the harness does not step it before the world catches up.
     pub(super) busy_until: Instant,
+    /// Down after a machine crash: everything sent to it is lost.
+    pub(super) down: bool,
 }
 
 impl World {
@@ -64,6 +66,7 @@ impl World {
             emfile_until: None,
             port_next: EPHEMERAL_PORT_FIRST,
             busy_until: Instant::ZERO,
+            down: false,
         });
         (self.hosts.len() - 1, woken)
     }
@@ -125,6 +128,20 @@ impl World {
                 format!("{now:?} host{host} open {fd:?}")
             });
         Ok(fd)
+    }
+
+    /// Forget every fd, registration and pending edge of `host`, as a
+    /// crash does.
+    pub(super) fn clear_host(&mut self, host: HostId) {
+        let h = &mut self.hosts[host];
+        h.sockets.clear();
+        h.registrations.clear();
+        h.registration_count = 0;
+        h.pending.clear();
+        h.emfile_until = None;
+        h.busy_until = self.now;
+        h.wake_at = None;
+        self.progress += 1;
     }
 
     pub(super) fn free_fd(&mut self, host: HostId, fd: Fd) {

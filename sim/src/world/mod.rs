@@ -15,12 +15,16 @@
 //! - `socket.rs`: the socket calls a host makes (listen, accept, read, ...)
 //! - `delivery.rs`: segments in flight, and their delivery
 //! - `fault.rs`: fault kinds, and the decision whether one fires
+//! - `link.rs`: links between hosts — partitions and clogs hold segments
+//! - `outage.rs`: a host that crashes, pauses or restarts
 
 mod clock;
 mod connection;
 mod delivery;
 mod fault;
 mod host;
+mod link;
+mod outage;
 mod socket;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,9 +34,10 @@ use ioloop::Instant;
 use crate::{Entropy, FaultPlan, Trace};
 use connection::Connections;
 use delivery::Delivery;
-pub use fault::{FaultKind, FiredFault};
+pub use fault::{FaultKind, FiredFault, SCRIPTED};
 use host::Host;
 pub use host::HostId;
+pub use outage::CrashMode;
 
 /// `EMFILE` as Linux and macOS number it.
 const EMFILE: i32 = 24;
@@ -73,6 +78,8 @@ pub struct World {
     /// When set, exactly these fault draws fire.
     schedule: Option<BTreeSet<u64>>,
     fired: Vec<FiredFault>,
+    /// Links between hosts that were ever cut or clogged.
+    links: BTreeMap<(HostId, HostId), link::Link>,
 }
 
 impl World {
@@ -93,6 +100,7 @@ impl World {
             fault_draws: 0,
             schedule: None,
             fired: Vec::new(),
+            links: BTreeMap::new(),
         }
     }
 

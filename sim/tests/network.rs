@@ -1,0 +1,259 @@
+//! A network of hosts, scripted from a test: partitions that hold segments until repaired, clogs, paused hosts, crashes (with and without the kernel answering) and restarts.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ioloop::{IOLoop, IOStream, Instant, StreamError, TcpClient, TcpServer};
+use ioloop_sim::{CrashMode, FailureKind, FaultKind, FaultPreset, Sim, SimPoller};
+
+const SERVER: &str = "10.0.0.1:7";
+
+fn server() -> SocketAddr {
+    SERVER.parse().unwrap()
+}
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn log() -> Log {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+fn ms(instant: Instant) -> u128 {
+    instant.since_epoch().as_millis()
+}
+
+/// A server that logs each line it receives, with the time, and echoes it.
+fn line_logger(sim: &mut Sim, seen: &Log) {
+    let seen = Rc::clone(seen);
+    sim.host("server", "10.0.0.1", move |io| {
+        let seen = Rc::clone(&seen);
+        TcpServer::bind(io, server(), move |io, stream: &mut IOStream<SimPoller>| {
+            read_lines(io, stream, Rc::clone(&seen));
+        })?;
+        Ok(())
+    });
+}
+
+fn read_lines(io: &mut IOLoop<SimPoller>, stream: &mut IOStream<SimPoller>, seen: Log) {
+    let _ = stream.read_until(io, b"\n", 1024, move |io, stream, line| match line {
+        Ok(line) => {
+            let text = String::from_utf8_lossy(&line).trim().to_string();
+            seen.borrow_mut()
+                .push(format!("{text} at {}ms", ms(io.time())));
+            let _ = stream.write(io, &line);
+            read_lines(io, stream, seen);
+        }
+        Err(error) => seen.borrow_mut().push(format!("server stream: {error}")),
+    });
+}
+
+/// A client host that connects at once and keeps its stream reachable.
+fn client(sim: &mut Sim, events: &Log) -> Rc<RefCell<Option<ioloop::StreamHandle>>> {
+    let handle = Rc::new(RefCell::new(None));
+    let (for_setup, events) = (Rc::clone(&handle), Rc::clone(events));
+    sim.host("client", "10.0.0.2", move |io| {
+        let (handle, events) = (Rc::clone(&for_setup), Rc::clone(&events));
+        TcpClient::connect(
+            io,
+            server(),
+            Duration::from_secs(60),
+            (),
+            move |io, stream| {
+                let stream = match stream {
+                    Ok(stream) => stream,
+                    Err(error) => return events.borrow_mut().push(format!("connect: {error}")),
+                };
+                *handle.borrow_mut() = stream.handle();
+                let events = Rc::clone(&events);
+                let _ = stream.read_until_close(io, move |io, _, result| {
+                    let what = match result {
+                        Ok(data) => format!("closed after {} bytes", data.len()),
+                        Err(StreamError::Io { kind, .. }) => format!("{kind:?}"),
+                        Err(error) => format!("{error}"),
+                    };
+                    events
+                        .borrow_mut()
+                        .push(format!("{what} at {}ms", ms(io.time())));
+                });
+            },
+        )?;
+        Ok(())
+    });
+    handle
+}
+
+fn send(sim: &mut Sim, handle: &Rc<RefCell<Option<ioloop::StreamHandle>>>, line: &'static str) {
+    let handle = handle.borrow().expect("connected");
+    let io = sim.io_mut("client").unwrap();
+    IOStream::with(io, handle, |io, stream: &mut IOStream<SimPoller>| {
+        stream.write(io, line.as_bytes()).unwrap();
+    })
+    .expect("the stream is open");
+}
+
+#[test]
+fn a_partition_holds_segments_until_it_heals_then_delivers_them_in_order() {
+    let (seen, events) = (log(), log());
+    let mut sim = Sim::new(1, FaultPreset::None);
+    line_logger(&mut sim, &seen);
+    let handle = client(&mut sim, &events);
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    sim.partition("client", "server");
+    send(&mut sim, &handle, "one\n");
+    send(&mut sim, &handle, "two\n");
+    sim.run_for(Duration::from_secs(5)).unwrap();
+    assert!(
+        seen.borrow().is_empty(),
+        "crossed a partition: {:?}",
+        seen.borrow()
+    );
+    sim.repair("client", "server");
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    assert_eq!(*seen.borrow(), ["one at 5010ms", "two at 5010ms"]);
+    let fired: Vec<FaultKind> = sim.report().fired.iter().map(|f| f.kind).collect();
+    assert_eq!(fired, [FaultKind::Partition, FaultKind::Partition]);
+}
+
+#[test]
+fn a_one_way_partition_cuts_one_direction_only() {
+    let (seen, events) = (log(), log());
+    let mut sim = Sim::new(1, FaultPreset::None);
+    line_logger(&mut sim, &seen);
+    let handle = client(&mut sim, &events);
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    // The server's answers are cut; the client's lines get through.
+    sim.partition_oneway("server", "client");
+    send(&mut sim, &handle, "ping\n");
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    assert_eq!(seen.borrow().len(), 1, "{:?}", seen.borrow());
+    assert_eq!(
+        sim.net().world().held_count(),
+        1,
+        "the echo waits on the cut link"
+    );
+}
+
+#[test]
+fn a_clog_delays_everything_on_the_link_then_lets_it_through_in_order() {
+    let (seen, events) = (log(), log());
+    let mut sim = Sim::new(1, FaultPreset::None);
+    line_logger(&mut sim, &seen);
+    let handle = client(&mut sim, &events);
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    sim.clog("client", "server", Duration::from_millis(300));
+    send(&mut sim, &handle, "a\n");
+    sim.run_for(Duration::from_millis(100)).unwrap();
+    send(&mut sim, &handle, "b\n");
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    assert_eq!(*seen.borrow(), ["a at 310ms", "b at 310ms"]);
+}
+
+#[test]
+fn a_paused_host_runs_nothing_until_it_resumes() {
+    let mut sim = Sim::new(1, FaultPreset::None);
+    let fired = Rc::new(RefCell::new(None));
+    let for_host = Rc::clone(&fired);
+    sim.host("slow", "10.0.0.1", move |io| {
+        let fired = Rc::clone(&for_host);
+        io.call_later(Duration::from_millis(10), move |io| {
+            *fired.borrow_mut() = Some(ms(io.time()))
+        });
+        Ok(())
+    });
+    sim.pause("slow", Duration::from_millis(500));
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    assert_eq!(*fired.borrow(), Some(500));
+}
+
+#[test]
+fn a_process_crash_resets_peers_and_a_restart_runs_the_setup_again_on_fresh_fds() {
+    let (seen, events) = (log(), log());
+    let mut sim = Sim::new(1, FaultPreset::None);
+    line_logger(&mut sim, &seen);
+    let _handle = client(&mut sim, &events);
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    assert_eq!(sim.open_fds("server").len(), 2);
+    sim.crash("server", CrashMode::Process);
+    assert!(sim.io("server").is_none(), "its loop and state are gone");
+    assert!(sim.open_fds("server").is_empty());
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    assert_eq!(*events.borrow(), ["ConnectionReset at 10ms"]);
+    sim.restart("server");
+    assert_eq!(
+        sim.open_fds("server"),
+        [ioloop::Fd(0)],
+        "the listener again, on fd 0"
+    );
+    // A new client connects to the new incarnation.
+    let again = log();
+    let for_client = Rc::clone(&again);
+    sim.host("late", "10.0.0.3", move |io| {
+        let again = Rc::clone(&for_client);
+        TcpClient::connect(
+            io,
+            server(),
+            Duration::from_secs(1),
+            (),
+            move |_, stream| {
+                again
+                    .borrow_mut()
+                    .push(format!("{:?}", stream.map(|s| s.closed())));
+            },
+        )?;
+        Ok(())
+    });
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    assert_eq!(*again.borrow(), ["Ok(false)"]);
+}
+
+#[test]
+fn a_machine_crash_is_silence_until_the_restart() {
+    let (seen, events) = (log(), log());
+    let mut sim = Sim::new(1, FaultPreset::None);
+    line_logger(&mut sim, &seen);
+    let handle = client(&mut sim, &events);
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    sim.crash("server", CrashMode::Machine);
+    send(&mut sim, &handle, "anyone?\n");
+    sim.run_for(Duration::from_secs(10)).unwrap();
+    assert!(
+        events.borrow().is_empty(),
+        "no reset from a dead machine: {:?}",
+        events.borrow()
+    );
+    assert!(seen.borrow().is_empty());
+    sim.restart("server");
+    send(&mut sim, &handle, "again\n");
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    // The new kernel does not know the old connection: it resets it.
+    assert_eq!(*events.borrow(), ["ConnectionReset at 10010ms"]);
+}
+
+#[test]
+fn scripted_faults_run_on_virtual_time_and_name_unknown_hosts() {
+    let (seen, events) = (log(), log());
+    let mut sim = Sim::new(1, FaultPreset::None);
+    line_logger(&mut sim, &seen);
+    client(&mut sim, &events);
+    sim.at(Duration::from_millis(20), |sim| {
+        sim.crash("server", CrashMode::Process);
+    });
+    sim.at(Duration::from_millis(40), |sim| {
+        sim.restart("server");
+    });
+    sim.run_for(Duration::from_millis(30)).unwrap();
+    assert!(sim.io("server").is_none());
+    sim.run_for(Duration::from_millis(30)).unwrap();
+    assert!(sim.io("server").is_some());
+    sim.at(Duration::from_millis(1), |sim| {
+        sim.partition("server", "nobody");
+    });
+    let failure = sim.run_for(Duration::from_millis(5)).unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Setup);
+    assert!(
+        failure.message.contains("no host named \"nobody\""),
+        "{failure}"
+    );
+}
