@@ -155,7 +155,7 @@ pub fn stream_reads(data: &[u8]) {
     stream_reads::check(Entropy::from_bytes(data));
 }
 
-/// [`stream_reads`] with every choice drawn from a seeded stream instead
+/// `stream_reads` with every choice drawn from a seeded stream instead
 /// of a fuzzer's bytes (for sweeps on stable).
 pub fn stream_reads_seeded(seed: u64) {
     stream_reads::check(Entropy::seeded(seed));
