@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 use crate::scenario::{self, RunConfig, Scenario, Workload};
-use crate::FaultPreset;
+use crate::{FaultCoverage, FaultPreset};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -64,6 +64,9 @@ pub enum Command {
         /// Succeed only if some seed fails (for planted bugs); stop at the first failure.
         #[arg(long)]
         expect_failure: bool,
+        /// Fail if a fault kind some seed enabled never fired in any seed.
+        #[arg(long)]
+        require_faults_fire: bool,
     },
     /// Rerun one seed; print its outcome and trace hash.
     Replay {
@@ -209,8 +212,23 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> u8 {
             common,
             seeds,
             expect_failure,
+            require_faults_fire,
         } => match scenario_of(common, out) {
-            Some(scenario) => run(common, scenario, seeds.clone(), *expect_failure, out),
+            Some(scenario) => {
+                let verdict = run(common, scenario, seeds.clone(), *expect_failure, out);
+                match verdict {
+                    (0, coverage)
+                        if *require_faults_fire && !coverage.enabled_never_fired().is_empty() =>
+                    {
+                        let _ = writeln!(
+                            out,
+                            "FAIL: enabled faults never fired (--require-faults-fire)"
+                        );
+                        1
+                    }
+                    (status, _) => status,
+                }
+            }
             None => 2,
         },
         Command::CheckDeterminism {
@@ -441,7 +459,8 @@ fn run(
     seeds: Range<u64>,
     expect_failure: bool,
     out: &mut dyn Write,
-) -> u8 {
+) -> (u8, FaultCoverage) {
+    let mut coverage = FaultCoverage::new();
     let progress = ProgressBar::new(seeds.end - seeds.start);
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {per_sec} eta {eta}")
@@ -455,6 +474,7 @@ fn run(
         let outcome = scenario::run(&config);
         ran += 1;
         sim_events += outcome.sim_events;
+        coverage.add(&outcome.plan, &outcome.fired);
         progress.inc(1);
         if let Some(failure) = outcome.failure {
             failed += 1;
@@ -492,9 +512,6 @@ fn run(
             "expected a failure from {scenario}, but every seed passed"
         );
     }
-    if passed {
-        0
-    } else {
-        1
-    }
+    let _ = write!(out, "{coverage}");
+    (u8::from(!passed), coverage)
 }

@@ -165,6 +165,24 @@ impl FaultPlan {
         }
     }
 
+    /// `true` if the plan gives `kind` a chance to fire. Scripted kinds
+    /// (partitions, clogs, pauses, crashes) are never drawn from a plan.
+    pub fn enables(&self, kind: crate::FaultKind) -> bool {
+        use crate::FaultKind as K;
+        let ppm = match kind {
+            K::PartialRead => self.partial_read,
+            K::PartialWrite => self.partial_write,
+            K::EintrRead | K::EintrWrite | K::EintrWait => self.interrupt,
+            K::WouldblockRead | K::SpuriousEvent => self.spurious,
+            K::Reset => self.reset,
+            K::RefuseConnect => self.refuse_connect,
+            K::AcceptEmfile => self.accept_emfile,
+            K::AcceptAborted => self.accept_aborted,
+            K::Partition | K::Clog | K::Pause | K::Crash => 0,
+        };
+        ppm > 0
+    }
+
     /// `true` if the plan may reset connections or refuse or abort them,
     /// so that a client may end with a clean error instead of its echo.
     pub fn may_break_connections(&self) -> bool {

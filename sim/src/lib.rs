@@ -61,6 +61,7 @@
 pub mod check;
 #[doc(hidden)]
 pub mod cli;
+mod coverage;
 #[doc(hidden)]
 pub mod determinism;
 mod entropy;
@@ -80,6 +81,7 @@ mod sweep;
 mod trace;
 pub mod world;
 
+pub use coverage::{CoverageRow, FaultCoverage};
 pub use entropy::Entropy;
 pub use faults::{FaultPlan, FaultPreset, Ppm};
 pub use poller::{SimNet, SimPoller};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::determinism::first_divergence;
 use crate::shrink::{parse_seed, shrink_schedule, Attempt, Schedule, LIVENESS_MS_MAX};
-use crate::{Failure, FaultPreset, Report, Sim};
+use crate::{Failure, FaultCoverage, FaultPreset, Report, Sim};
 
 /// A seed sweep of one simulation, configured in code and overridden by
 /// `IOLOOP_SIM_*` environment variables.
@@ -40,6 +40,7 @@ use crate::{Failure, FaultPreset, Report, Sim};
 /// | `IOLOOP_SIM_CHECK_DETERMINISM=1` | run each seed twice and name the first decision where they part |
 /// | `IOLOOP_SIM_SHARD=i/n` | run only the i-th of n equal parts of the seeds (0 ≤ i < n) |
 /// | `IOLOOP_SIM_SUMMARY=FILE` | append a JSON line per sweep (and per failure) to FILE |
+/// | `IOLOOP_SIM_REQUIRE_FAULTS=1` | fail if a fault kind some seed enabled never fired |
 /// | `IOLOOP_SIM_SHRINK=1` or `=FILE` | shrink a failure to a schedule file |
 /// | `IOLOOP_SIM_SCHEDULE=FILE` | replay a schedule file written by a shrink |
 ///
@@ -51,6 +52,7 @@ pub struct Sweep {
     seeds: Range<u64>,
     faults: FaultPreset,
     liveness_after: Option<Duration>,
+    require_faults_fire: bool,
 }
 
 /// What a sweep ran.
@@ -68,6 +70,8 @@ pub struct SweepSummary {
     pub sim_events: u64,
     /// How many times each kind of fault fired, over all seeds.
     pub faults_fired: BTreeMap<String, u64>,
+    /// For each fault kind: seeds that enabled it, seeds where it fired.
+    pub coverage: FaultCoverage,
 }
 
 /// The first failing seed of a sweep, with everything needed to replay it.
@@ -121,6 +125,7 @@ struct Env {
     summary: Option<PathBuf>,
     shrink: Option<String>,
     schedule: Option<PathBuf>,
+    require_faults: bool,
 }
 
 enum SeedsVar {
@@ -169,6 +174,15 @@ impl Env {
             env.shard = Some(parse_shard(&shard).map_err(named("IOLOOP_SIM_SHARD"))?);
         }
         env.summary = var("IOLOOP_SIM_SUMMARY")?.map(PathBuf::from);
+        env.require_faults = match var("IOLOOP_SIM_REQUIRE_FAULTS")?.as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(other) => {
+                return Err(format!(
+                    "IOLOOP_SIM_REQUIRE_FAULTS: expected 0 or 1, got {other:?}"
+                ))
+            }
+        };
         env.shrink = var("IOLOOP_SIM_SHRINK")?.filter(|v| v != "0");
         env.schedule = var("IOLOOP_SIM_SCHEDULE")?.map(PathBuf::from);
         if env.schedule.is_some() && env.seed.is_some() {
@@ -234,6 +248,7 @@ impl Sweep {
             seeds: 0..100,
             faults: FaultPreset::Swarm,
             liveness_after: None,
+            require_faults_fire: false,
         }
     }
 
@@ -286,6 +301,7 @@ impl Sweep {
             ran: 0,
             sim_events: 0,
             faults_fired: BTreeMap::new(),
+            coverage: FaultCoverage::new(),
         };
         let started = std::time::Instant::now(); // wall clock for the summary only
         for seed in plan.to_run.clone() {
@@ -297,6 +313,7 @@ impl Sweep {
                 Err(failure) => &failure.report,
             };
             summary.sim_events += report.sim_events;
+            summary.coverage.add(&report.plan, &report.fired);
             for fault in &report.fired {
                 *summary
                     .faults_fired
@@ -332,7 +349,25 @@ impl Sweep {
             }
         }
         write_summary(&env, &summary, None, started.elapsed());
+        // The table goes to stderr: `cargo test -- --nocapture` shows it.
+        eprint!("{}: {}", self.name, summary.coverage);
+        let never = summary.coverage.enabled_never_fired();
+        if !never.is_empty() && (self.require_faults_fire || env.require_faults) {
+            let names: Vec<&str> = never.iter().map(|k| k.name()).collect();
+            return Err(SweepError::FaultsNeverFired {
+                kinds: names.join(", "),
+                summary: Box::new(summary),
+            });
+        }
         Ok(summary)
+    }
+
+    /// Fail the sweep if a fault kind that some seed enabled never fired in
+    /// any (`IOLOOP_SIM_REQUIRE_FAULTS=1` does the same): a sweep that
+    /// asked for faults must have tested them.
+    pub fn require_faults_fire(mut self, require: bool) -> Sweep {
+        self.require_faults_fire = require;
+        self
     }
 
     fn plan(&self, env: &Env) -> RunPlan {
@@ -396,6 +431,7 @@ impl Sweep {
             ran: 1,
             sim_events: report.sim_events,
             faults_fired: BTreeMap::new(),
+            coverage: FaultCoverage::new(),
         };
         match result {
             Ok(_) => Ok(summary),
@@ -516,6 +552,14 @@ pub enum SweepError {
     Failed(Box<SweepFailure>),
     /// An `IOLOOP_SIM_*` variable is malformed, or a schedule file unusable.
     Config(String),
+    /// Every seed passed, but fault kinds that seeds enabled never fired
+    /// (with [`Sweep::require_faults_fire`]).
+    FaultsNeverFired {
+        /// The kinds, by name.
+        kinds: String,
+        /// What the sweep ran.
+        summary: Box<SweepSummary>,
+    },
 }
 
 impl fmt::Display for SweepError {
@@ -523,6 +567,11 @@ impl fmt::Display for SweepError {
         match self {
             SweepError::Failed(failure) => failure.fmt(f),
             SweepError::Config(message) => write!(f, "ioloop-sim sweep: {message}"),
+            SweepError::FaultsNeverFired { kinds, summary } => write!(
+                f,
+                "simulation {:?}: every seed passed, but these faults were enabled and never fired: {kinds}\n{}",
+                summary.name, summary.coverage
+            ),
         }
     }
 }
@@ -648,6 +697,11 @@ fn write_summary(
         u8::from(failure.is_some()),
         summary.sim_events,
         elapsed.as_secs_f64()
+    );
+    let _ = write!(
+        line,
+        ",\"coverage\":{{{}}}",
+        summary.coverage.json_members()
     );
     line.push_str(",\"faults_fired\":{");
     for (index, (name, count)) in summary.faults_fired.iter().enumerate() {

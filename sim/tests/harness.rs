@@ -10,7 +10,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ioloop::{Events, IOLoop, Instant, PeriodicCallback, Poller};
-use ioloop_sim::{BoxError, Done, FailureKind, FaultPreset, Sim, SimPoller, Sweep};
+use ioloop_sim::{
+    BoxError, Done, FailureKind, FaultKind, FaultPreset, Sim, SimPoller, Sweep, SweepError,
+};
 
 // ----- the service: a shared counter over a line protocol ------------------------
 
@@ -538,4 +540,29 @@ fn a_simulation_described_wrongly_fails_with_a_setup_error() {
         assert_eq!(failure.kind, FailureKind::Setup, "{failure}");
         assert!(failure.message.contains(expected), "{expected}: {failure}");
     }
+}
+
+#[test]
+fn a_sweep_whose_enabled_faults_never_fire_fails_when_asked_to() {
+    // One seed of `all` cannot fire every kind (two clients, a few
+    // connects): the coverage check must say which never fired.
+    let result = Sweep::new("coverage_check")
+        .seeds(0..1)
+        .faults(FaultPreset::All)
+        .require_faults_fire(true)
+        .try_run(|sim| counter(sim, Flaw::None));
+    match result {
+        Err(SweepError::FaultsNeverFired { kinds, summary }) => {
+            assert!(!kinds.is_empty());
+            assert_eq!(summary.coverage.seeds(), 1);
+            assert!(summary.coverage.to_string().contains("NEVER FIRED"));
+        }
+        other => panic!("expected FaultsNeverFired, got {other:?}"),
+    }
+    // Without the flag the same sweep passes, and still counts.
+    let summary = Sweep::new("coverage_check")
+        .seeds(0..1)
+        .faults(FaultPreset::All)
+        .run(|sim| counter(sim, Flaw::None));
+    assert!(summary.coverage.row(FaultKind::PartialRead).fired > 0);
 }
