@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -108,9 +109,10 @@ pub type FlushCallback<P, S> =
     Box<dyn FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<(), StreamError>)>;
 /// A close callback.
 pub type CloseCallback<P, S> = Box<dyn FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>)>;
-/// A connect's callback: the connected stream, or why it did not connect.
+/// A connect's callback: the stream (closed, if the connect failed — its
+/// state is still yours) and whether it connected.
 pub type ConnectCallback<P, S> =
-    Box<dyn FnOnce(&mut IOLoop<P>, Result<&mut IOStream<P, S>, StreamError>)>;
+    Box<dyn FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<(), StreamError>)>;
 
 /// Limits and sizes of a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,16 +207,46 @@ impl Buffer {
 }
 
 /// A handle naming one stream for [`IOStream::with`]: its registration, so
-/// it never reaches a later stream on a reused fd number.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct StreamHandle {
+/// it never reaches a later stream on a reused fd number, and its state
+/// type `S`, so it cannot be asked for the wrong one.
+pub struct StreamHandle<S = ()> {
     token: Token,
+    state: PhantomData<fn() -> S>,
 }
 
-impl StreamHandle {
+impl<S> StreamHandle<S> {
+    fn new(token: Token) -> StreamHandle<S> {
+        StreamHandle {
+            token,
+            state: PhantomData,
+        }
+    }
+
     /// The fd of the stream.
     pub fn fd(self) -> Fd {
         self.token.fd()
+    }
+}
+
+impl<S> Clone for StreamHandle<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for StreamHandle<S> {}
+
+impl<S> PartialEq for StreamHandle<S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.token == other.token
+    }
+}
+
+impl<S> Eq for StreamHandle<S> {}
+
+impl<S> fmt::Debug for StreamHandle<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamHandle({:?})", self.token)
     }
 }
 
@@ -312,13 +344,13 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         fd: Fd,
         state: S,
         on_ready: F,
-    ) -> Result<StreamHandle, crate::Error>
+    ) -> Result<StreamHandle<S>, crate::Error>
     where
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>),
     {
         let stream = IOStream::new(fd, state, true);
         let handle = stream.register(io, Events::empty())?;
-        IOStream::with(io, handle, |io, stream: &mut IOStream<P, S>| {
+        IOStream::<P, S>::with(io, handle, |io, stream: &mut IOStream<P, S>| {
             stream.processing = true;
             on_ready(io, stream);
             stream.processing = false;
@@ -331,7 +363,7 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         mut self,
         io: &mut IOLoop<P>,
         interest: Events,
-    ) -> Result<StreamHandle, crate::Error> {
+    ) -> Result<StreamHandle<S>, crate::Error> {
         let fd = self.fd;
         self.interest = interest;
         io.add_fd_handler(fd, self, interest)?;
@@ -339,13 +371,13 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         io.with_handler(token, |_, stream: &mut IOStream<P, S>| {
             stream.token = Some(token)
         });
-        Ok(StreamHandle { token })
+        Ok(StreamHandle::new(token))
     }
 
-    /// Run `f` with the stream `handle` names, if it is still open and not
-    /// running a callback now (inside its own callbacks, use the
-    /// `&mut IOStream` they receive). `None` otherwise.
-    pub fn with<R, F>(io: &mut IOLoop<P>, handle: StreamHandle, f: F) -> Option<R>
+    /// Run `f` with the stream `handle` names. `None` if it is closed, or
+    /// if it is the stream whose callback is running now — inside its own
+    /// callbacks, use the `&mut IOStream` they receive.
+    pub fn with<R, F>(io: &mut IOLoop<P>, handle: StreamHandle<S>, f: F) -> Option<R>
     where
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>) -> R,
     {
@@ -530,9 +562,13 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         self.fd
     }
 
-    /// The handle that reaches this stream through [`IOStream::with`].
-    pub fn handle(&self) -> Option<StreamHandle> {
-        self.token.map(|token| StreamHandle { token })
+    /// The handle that reaches this stream through [`IOStream::with`]
+    /// (from a timeout, or another connection's callback).
+    pub fn handle(&self) -> StreamHandle<S> {
+        StreamHandle::new(
+            self.token
+                .expect("a stream is registered before any code sees it"),
+        )
     }
 
     /// Change the stream's limits.
@@ -585,7 +621,7 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         }
         let failure = self.error.clone().unwrap_or_else(StreamError::closed);
         if let Some(connect) = self.connecting.take() {
-            connect(io, Err(failure.clone()));
+            connect(io, self, Err(failure.clone()));
         }
         if let Some(read) = self.read.take() {
             let failure = match &self.error {
@@ -801,7 +837,7 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
                 self.readable = true;
                 let callback = self.connecting.take().expect("connecting");
                 self.processing = true;
-                callback(io, Ok(self));
+                callback(io, self, Ok(()));
                 self.processing = false;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -970,20 +1006,21 @@ pub struct TcpClient;
 
 impl TcpClient {
     /// Connect to `addr`; `on_connect` gets the stream (with state
-    /// `state`), or the error: refused, reset, or [`StreamError::TimedOut`]
-    /// after `timeout`. A connect the poller refuses at once is an `Err`
-    /// here, and `on_connect` never runs.
+    /// `state`) and `Ok(())`, or the stream, closed, and the error:
+    /// refused, reset, or [`StreamError::TimedOut`] after `timeout`. A
+    /// connect the poller refuses at once is an `Err` here, and
+    /// `on_connect` never runs.
     pub fn connect<P, S, F>(
         io: &mut IOLoop<P>,
         addr: SocketAddr,
         timeout: Duration,
         state: S,
         on_connect: F,
-    ) -> Result<StreamHandle, StreamError>
+    ) -> Result<StreamHandle<S>, StreamError>
     where
         P: Poller,
         S: 'static,
-        F: FnOnce(&mut IOLoop<P>, Result<&mut IOStream<P, S>, StreamError>) + 'static,
+        F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<(), StreamError>) + 'static,
     {
         let fd = io.connect(addr).map_err(|e| StreamError::io(&e))?;
         let mut stream = IOStream::new(fd, state, false);
@@ -999,14 +1036,14 @@ impl TcpClient {
             }
         };
         let timer = io.call_later(timeout, move |io| {
-            IOStream::with(io, handle, |io, stream: &mut IOStream<P, S>| {
+            IOStream::<P, S>::with(io, handle, |io, stream: &mut IOStream<P, S>| {
                 stream.connect_timeout = None;
                 if stream.connecting.is_some() {
                     stream.close_with(io, Some(StreamError::TimedOut));
                 }
             });
         });
-        IOStream::with(io, handle, |_, stream: &mut IOStream<P, S>| {
+        IOStream::<P, S>::with(io, handle, |_, stream: &mut IOStream<P, S>| {
             stream.connect_timeout = Some(timer);
         });
         Ok(handle)

@@ -188,9 +188,7 @@ impl Shared {
 /// Close the connection once it has had no request for the idle timeout:
 /// one timer per connection, re-armed for the time left when it fires.
 fn arm_idle_timer<P: Poller>(io: &mut IOLoop<P>, stream: &mut IOStream<P, Conn>) {
-    let Some(handle) = stream.handle() else {
-        return;
-    };
+    let handle = stream.handle();
     let due = stream.state().last_request + stream.state().config.idle_timeout;
     let timer = io.call_at(due, move |io| {
         IOStream::with(io, handle, |io, stream: &mut IOStream<P, Conn>| {

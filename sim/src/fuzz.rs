@@ -213,8 +213,8 @@ mod stream_reads {
                 addr,
                 Duration::from_secs(60),
                 (),
-                move |io, stream| match stream {
-                    Ok(stream) => send(io, stream, chunks, done),
+                move |io, stream, connected| match connected {
+                    Ok(()) => send(io, stream, chunks, done),
                     Err(_) => done.ok(),
                 },
             )?;

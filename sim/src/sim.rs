@@ -33,12 +33,13 @@ pub type BoxError = Box<dyn std::error::Error>;
 
 /// How long, by default, a run may take after its clients are done for
 /// every host to let go of what it opened (and, under a liveness phase,
-/// after faults stop for everything to settle).
+/// after faults stop for everything to settle): 10 s of virtual time.
 pub const SETTLE_WITHIN: Duration = Duration::from_secs(10);
-/// Virtual time a run may take, by default, before it counts as hung.
+/// Virtual time a run may take, by default, before it counts as hung: one
+/// hour.
 pub const TIME_LIMIT: Duration = Duration::from_secs(3600);
 /// Rounds (one step of every busy host, or one advance of time) a run may
-/// take before it counts as hung.
+/// take before it counts as hung: five million.
 pub const ROUNDS_MAX: u64 = 5_000_000;
 
 type Setup = Box<dyn FnMut(&mut IOLoop<SimPoller>) -> Result<(), BoxError>>;
@@ -1066,13 +1067,27 @@ impl Sim {
         self.hosts.iter().any(|h| matches!(h.role, Role::Client(_)))
     }
 
+    /// The first client that reported a failure, wherever it reported it
+    /// (its setup, a callback, a handler of another host's).
+    fn client_failure(&self) -> Option<Failure> {
+        self.hosts.iter().find_map(|h| match &h.role {
+            Role::Client(done) => done
+                .failure()
+                .map(|why| self.fail(FailureKind::Client, Some(&h.name), why)),
+            Role::Server => None,
+        })
+    }
+
     /// End the run if its goal is met, or if it overstayed its settle time.
     fn end_if_done(&mut self) -> Option<Result<Report, Failure>> {
+        if let Some(failure) = self.client_failure() {
+            return Some(Err(failure));
+        }
         if let Some(stopped) = self.faults_stopped_at {
             let settle_by = stopped + self.settle_within;
             if self.now() > settle_by {
                 let message = format!(
-                    "not settled {:?} after faults stopped (at {settle_by:?}): {}",
+                    "not settled {:?} after faults stopped at {stopped:?} (by {settle_by:?}): {}",
                     self.settle_within,
                     self.describe_unsettled()
                 );
@@ -1095,6 +1110,9 @@ impl Sim {
 
     /// Nothing can ever happen again: the end, one way or another.
     fn end_quiescent(&mut self) -> Result<Report, Failure> {
+        if let Some(failure) = self.client_failure() {
+            return Err(failure);
+        }
         if !self.clients_done() {
             let message = format!(
                 "nothing pending anywhere, but work unfinished: {}",

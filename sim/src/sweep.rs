@@ -243,6 +243,16 @@ impl Sweep {
     /// that the replay line runs exactly it): seeds `0..100`, `swarm`
     /// faults, unless the code or the environment says otherwise.
     pub fn new(name: &str) -> Sweep {
+        // libtest names the thread after the test (`module::name`): a
+        // different name would give a replay line that runs no test.
+        if let Some(thread) = std::thread::current().name() {
+            let test = thread.rsplit("::").next().unwrap_or(thread);
+            if thread != "main" && test != name {
+                eprintln!(
+                    "ioloop-sim: Sweep::new({name:?}) runs in test {thread:?}: its replay line will name {name:?}; pass the test's own name"
+                );
+            }
+        }
         Sweep {
             name: name.to_string(),
             seeds: 0..100,
@@ -274,6 +284,12 @@ impl Sweep {
     /// Run the sweep; `describe` adds the hosts and clients to each seed's
     /// [`Sim`]. Panics (failing the test) at the first failure, with the
     /// line that replays it, or on a malformed `IOLOOP_SIM_*` variable.
+    ///
+    /// `describe` runs once per seed — three times under
+    /// `IOLOOP_SIM_CHECK_DETERMINISM=1` (the run, and the two runs it
+    /// compares), and more while shrinking: keep counters of your own
+    /// inside the simulation, not across calls.
+    #[track_caller]
     pub fn run<F>(self, describe: F) -> SweepSummary
     where
         F: FnMut(&mut Sim),

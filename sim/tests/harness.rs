@@ -546,7 +546,7 @@ fn a_simulation_described_wrongly_fails_with_a_setup_error() {
 fn a_sweep_whose_enabled_faults_never_fire_fails_when_asked_to() {
     // One seed of `all` cannot fire every kind (two clients, a few
     // connects): the coverage check must say which never fired.
-    let result = Sweep::new("coverage_check")
+    let result = Sweep::new("a_sweep_whose_enabled_faults_never_fire_fails_when_asked_to")
         .seeds(0..1)
         .faults(FaultPreset::All)
         .require_faults_fire(true)
@@ -560,9 +560,21 @@ fn a_sweep_whose_enabled_faults_never_fire_fails_when_asked_to() {
         other => panic!("expected FaultsNeverFired, got {other:?}"),
     }
     // Without the flag the same sweep passes, and still counts.
-    let summary = Sweep::new("coverage_check")
+    let summary = Sweep::new("a_sweep_whose_enabled_faults_never_fire_fails_when_asked_to")
         .seeds(0..1)
         .faults(FaultPreset::All)
         .run(|sim| counter(sim, Flaw::None));
     assert!(summary.coverage.row(FaultKind::PartialRead).fired > 0);
+}
+
+#[test]
+fn a_client_that_fails_in_its_setup_fails_the_run() {
+    let mut sim = Sim::new(1, FaultPreset::None);
+    sim.client("quitter", "10.0.0.2", |_, done| {
+        done.fail("gave up before starting");
+        Ok(())
+    });
+    let failure = sim.run().unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Client, "{failure}");
+    assert_eq!(failure.host.as_deref(), Some("quitter"));
 }

@@ -85,11 +85,10 @@ fn pipelined_client(
         server_addr(),
         Duration::from_secs(30),
         0usize,
-        move |io, stream| {
-            let stream = match stream {
-                Ok(stream) => stream,
-                Err(error) => return end(&done, may_break, error),
-            };
+        move |io, stream, connected| {
+            if let Err(error) = connected {
+                return end(&done, may_break, error);
+            }
             if let Err(error) = stream.write(io, &requests) {
                 return end(&done, may_break, error);
             }
@@ -184,11 +183,11 @@ fn a_client_that_sends_without_reading_cannot_make_the_server_buffer_without_bou
             server_addr(),
             Duration::from_secs(5),
             0usize,
-            move |io, stream| {
-                let stream = stream.expect("connect");
+            move |io, stream, connected| {
+                connected.expect("connect");
                 stream.write(io, &requests).expect("write");
                 // Read nothing for a second of virtual time, then everything.
-                let handle = stream.handle().unwrap();
+                let handle = stream.handle();
                 io.call_later(Duration::from_secs(1), move |io| {
                     IOStream::with(io, handle, |io, stream: &mut IOStream<SimPoller, usize>| {
                         let total = answer_bytes * GETS + "OK\n".len();
@@ -235,10 +234,10 @@ fn an_idle_connection_is_closed_after_the_timeout_on_virtual_time() {
             server_addr(),
             Duration::from_secs(5),
             (),
-            move |io, stream| {
-                let stream = stream.expect("connect");
+            move |io, stream, connected| {
+                connected.expect("connect");
                 // One request at 10 s pushes the deadline to 40 s.
-                let handle = stream.handle().unwrap();
+                let handle = stream.handle();
                 io.call_later(Duration::from_secs(10), move |io| {
                     IOStream::with(io, handle, |io, stream: &mut IOStream<SimPoller>| {
                         stream.write(io, b"GET a\n").unwrap();

@@ -60,12 +60,11 @@ fn client(sim: &mut Sim, events: &Log) -> Rc<RefCell<Option<ioloop::StreamHandle
             server(),
             Duration::from_secs(60),
             (),
-            move |io, stream| {
-                let stream = match stream {
-                    Ok(stream) => stream,
-                    Err(error) => return events.borrow_mut().push(format!("connect: {error}")),
-                };
-                *handle.borrow_mut() = stream.handle();
+            move |io, stream, connected| {
+                if let Err(error) = connected {
+                    return events.borrow_mut().push(format!("connect: {error}"));
+                }
+                *handle.borrow_mut() = Some(stream.handle());
                 let events = Rc::clone(&events);
                 let _ = stream.read_until_close(io, move |io, _, result| {
                     let what = match result {
@@ -196,10 +195,10 @@ fn a_process_crash_resets_peers_and_a_restart_runs_the_setup_again_on_fresh_fds(
             server(),
             Duration::from_secs(1),
             (),
-            move |_, stream| {
+            move |_, stream: &mut IOStream<SimPoller>, connected| {
                 again
                     .borrow_mut()
-                    .push(format!("{:?}", stream.map(|s| s.closed())));
+                    .push(format!("{:?}", connected.map(|()| stream.closed())));
             },
         )?;
         Ok(())

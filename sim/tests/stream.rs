@@ -115,11 +115,10 @@ fn send_lines(io: &mut IOLoop<SimPoller>, done: Done, server: SocketAddr, lines:
         server,
         Duration::from_secs(30),
         (),
-        move |io, stream| {
-            let stream = match stream {
-                Ok(stream) => stream,
-                Err(error) => return finish(&done, may_break, error),
-            };
+        move |io, stream, connected| {
+            if let Err(error) = connected {
+                return finish(&done, may_break, error);
+            }
             write_chunks(io, stream, chunks, done.clone(), may_break);
             read_echo(io, stream, expected, received, done, may_break);
         },

@@ -37,8 +37,8 @@ where
 {
     let server = TcpServer::bind(io, addr, on_stream).expect("bind");
     let addr = server.local_addr(io).expect("local_addr");
-    TcpClient::connect(io, addr, LIMIT, (), move |io, connected| {
-        let stream = connected.expect("connect");
+    TcpClient::connect(io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.expect("connect");
         send_pieces(io, stream, pieces.into(), then);
     })
     .expect("connect");
@@ -272,8 +272,8 @@ pub fn backpressure_is_visible_and_flush_callbacks_run<P: Poller>(
     let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
     let addr = server.local_addr(&io).unwrap();
     let for_client = Rc::clone(&got);
-    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, connected| {
-        let stream = connected.unwrap();
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
         let mut config = stream.config();
         config.max_write_buffer_bytes = TOTAL + 1;
         stream.set_config(config);
@@ -339,10 +339,11 @@ pub fn connect_errors_reach_the_callback<P: Poller>(mut io: IOLoop<P>, unused: S
         unused,
         LIMIT,
         (),
-        move |_, connected: Result<&mut IOStream<P>, _>| {
+        move |_, stream: &mut IOStream<P>, connected| {
+            assert!(stream.closed(), "a failed connect closes the stream");
             let kind = match connected {
                 Err(StreamError::Io { kind, .. }) => format!("{kind:?}"),
-                other => format!("unexpected {:?}", other.map(|s| s.fd())),
+                other => format!("unexpected {other:?}"),
             };
             for_refused.borrow_mut().push(kind);
         },
@@ -356,7 +357,7 @@ pub fn connect_errors_reach_the_callback<P: Poller>(mut io: IOLoop<P>, unused: S
         unused,
         Duration::ZERO,
         (),
-        move |_, connected: Result<&mut IOStream<P>, _>| {
+        move |_, _: &mut IOStream<P>, connected| {
             for_timeout
                 .borrow_mut()
                 .push(format!("{:?}", connected.err()));
@@ -382,7 +383,7 @@ pub fn state_and_handles_reach_a_stream_from_outside<P: Poller>(
     let for_server = Rc::clone(&got);
     let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P, u32>| {
         *stream.state_mut() = 41;
-        let handle = stream.handle().unwrap();
+        let handle = stream.handle();
         let got = Rc::clone(&for_server);
         io.call_later(Duration::from_millis(1), move |io| {
             let seen = IOStream::with(io, handle, |io, stream: &mut IOStream<P, u32>| {
@@ -405,7 +406,7 @@ pub fn state_and_handles_reach_a_stream_from_outside<P: Poller>(
         addr,
         LIMIT,
         (),
-        |_, connected: Result<&mut IOStream<P>, _>| {
+        |_, _: &mut IOStream<P>, connected| {
             connected.unwrap();
         },
     )
