@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use crate::net::FiredFault;
-use crate::{FaultKind, FaultPlan};
+use crate::{FaultKind, FaultPlan, NetworkFaults};
 
 /// One fault kind's row.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,10 +33,27 @@ impl FaultCoverage {
 
     /// Count one seed's run: its plan and the faults that fired.
     pub fn add(&mut self, plan: &FaultPlan, fired: &[FiredFault]) {
+        self.add_run(plan, None, fired);
+    }
+
+    /// Count one seed's run, network faults included.
+    pub fn add_run(
+        &mut self,
+        plan: &FaultPlan,
+        network: Option<&NetworkFaults>,
+        fired: &[FiredFault],
+    ) {
         self.seeds += 1;
         for kind in FaultKind::ALL {
             let count = fired.iter().filter(|f| f.kind == kind).count() as u64;
-            let enabled = plan.enables(kind) || count > 0;
+            let by_network = network.is_some_and(|n| match kind {
+                FaultKind::Partition => n.partition > 0,
+                FaultKind::Clog => n.clog > 0,
+                FaultKind::Pause => n.pause > 0,
+                FaultKind::Crash => n.crash > 0,
+                _ => false,
+            });
+            let enabled = plan.enables(kind) || by_network || count > 0;
             if !enabled {
                 continue;
             }

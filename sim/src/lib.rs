@@ -70,6 +70,7 @@ mod faults;
 pub mod fuzz;
 #[doc(hidden)]
 pub mod model;
+mod nemesis;
 #[doc(hidden)]
 pub mod net;
 mod poller;
@@ -84,6 +85,7 @@ pub mod world;
 pub use coverage::{CoverageRow, FaultCoverage};
 pub use entropy::Entropy;
 pub use faults::{FaultPlan, FaultPreset, Ppm};
+pub use nemesis::NetworkFaults;
 pub use poller::{SimNet, SimPoller};
 pub use sim::{
     BoxError, Builder, Done, Failure, FailureKind, Report, Sim, ROUNDS_MAX, SETTLE_WITHIN,

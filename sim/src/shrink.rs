@@ -57,6 +57,11 @@ pub struct Schedule {
     pub params: Vec<(String, String)>,
     /// Indices of the fault decisions that fire.
     pub fire: BTreeSet<u64>,
+    /// The seed draws network faults too (partitions, crashes, ...).
+    pub network_faults: bool,
+    /// Fire the faults the seed draws, not `fire` (a seed of a sweep, not
+    /// yet a schedule). Never written to a file.
+    pub from_seed: bool,
 }
 
 impl Schedule {
@@ -69,6 +74,8 @@ impl Schedule {
             liveness_after: None,
             params: Vec::new(),
             fire: BTreeSet::new(),
+            network_faults: false,
+            from_seed: false,
         }
     }
 
@@ -93,7 +100,10 @@ impl Schedule {
     pub fn builder(&self) -> Builder {
         let mut builder = Sim::builder(self.seed)
             .faults(self.faults)
-            .schedule(self.fire.clone());
+            .network_faults(self.network_faults);
+        if !self.from_seed {
+            builder = builder.schedule(self.fire.clone());
+        }
         if let Some(after) = self.liveness_after {
             builder = builder.liveness_after(after);
         }
@@ -113,6 +123,9 @@ impl Schedule {
         let _ = writeln!(text, "faults {}", self.faults);
         if let Some(after) = self.liveness_after {
             let _ = writeln!(text, "liveness-after-ms {}", after.as_millis());
+        }
+        if self.network_faults {
+            let _ = writeln!(text, "network-faults on");
         }
         for (key, value) in &self.params {
             let _ = writeln!(text, "param {key} {value}");
@@ -171,6 +184,15 @@ impl Schedule {
                             ))
                         })?;
                     schedule.liveness_after = Some(Duration::from_millis(ms));
+                }
+                "network-faults" => {
+                    schedule.network_faults = match value {
+                        "on" => true,
+                        "off" => false,
+                        _ => {
+                            return Err(at(format!("network-faults must be on or off: {value:?}")))
+                        }
+                    }
                 }
                 "param" => {
                     let (k, v) = value
@@ -267,6 +289,7 @@ where
         runs: 1,
         best: Schedule {
             fire: draws(&attempt.fired),
+            from_seed: false,
             ..first.clone()
         },
         best_failure: message,
@@ -286,8 +309,14 @@ where
     })
 }
 
+/// The decisions that fired, less the faults a test scripted (which are
+/// its code, not the seed's).
 fn draws(fired: &[FiredFault]) -> BTreeSet<u64> {
-    fired.iter().map(|f| f.draw).collect()
+    fired
+        .iter()
+        .map(|f| f.draw)
+        .filter(|draw| *draw != crate::world::SCRIPTED)
+        .collect()
 }
 
 struct Shrinker<F> {

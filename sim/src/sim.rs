@@ -26,7 +26,8 @@ use ioloop::{Fd, IOLoop, Instant, PanicPolicy};
 use crate::check::{self, SpinDetector};
 use crate::net::{FiredFault, HostId};
 use crate::world::CrashMode;
-use crate::{Entropy, FaultPlan, FaultPreset, SimNet, SimPoller};
+use crate::FaultKind;
+use crate::{Entropy, FaultPlan, FaultPreset, NetworkFaults, SimNet, SimPoller};
 
 /// The error a setup closure may return: anything that is an error.
 pub type BoxError = Box<dyn std::error::Error>;
@@ -70,6 +71,8 @@ pub struct Builder {
     time_limit: Duration,
     leak_check: bool,
     schedule: Option<BTreeSet<u64>>,
+    network: Option<NetworkFaults>,
+    network_from_preset: bool,
 }
 
 impl Builder {
@@ -87,7 +90,24 @@ impl Builder {
             time_limit: TIME_LIMIT,
             leak_check: true,
             schedule: None,
+            network: None,
+            network_from_preset: false,
         }
+    }
+
+    /// Let the seed draw network faults too — partitions, clogs, pauses,
+    /// crashes and restarts of service hosts — as the fault preset says
+    /// (`none`: none; `all`: every kind; `swarm`: each seed its own mix).
+    /// Off by default: a service must expect its peers to vanish.
+    pub fn network_faults(mut self, on: bool) -> Builder {
+        self.network_from_preset = on;
+        self
+    }
+
+    /// An explicit plan of network faults (see [`NetworkFaults`]).
+    pub fn network_plan(mut self, faults: NetworkFaults) -> Builder {
+        self.network = Some(faults);
+        self
     }
 
     /// The fault preset: `None`, `All`, or `Swarm` (the seed draws its own
@@ -165,7 +185,16 @@ impl Builder {
         if let Some(fire) = self.schedule {
             net.world_mut().set_schedule(fire);
         }
-        Sim {
+        let nemesis = match (self.network, self.network_from_preset) {
+            (Some(faults), _) => Some((
+                faults,
+                NetworkFaults::for_preset(FaultPreset::None, self.seed).1,
+            )),
+            (None, true) => Some(NetworkFaults::for_preset(self.faults, self.seed)),
+            (None, false) => None,
+        }
+        .filter(|(faults, _)| faults.any());
+        let mut sim = Sim {
             net,
             seed: self.seed,
             faults: self.faults,
@@ -182,8 +211,21 @@ impl Builder {
             clients_done_at: None,
             script: BTreeMap::new(),
             script_seq: 0,
+            nemesis: None,
+        };
+        if let Some((faults, entropy)) = nemesis {
+            let tick = faults.tick;
+            sim.nemesis = Some(Nemesis { faults, entropy });
+            sim.at(tick, Sim::nemesis_tick);
         }
+        sim
     }
+}
+
+/// The nemesis: network faults drawn on a tick, from their own stream.
+struct Nemesis {
+    faults: NetworkFaults,
+    entropy: Entropy,
 }
 
 /// How a client reports that it is done, or that it failed.
@@ -378,6 +420,8 @@ pub struct Report {
     pub fired: Vec<FiredFault>,
     /// A readable line per decision, when [`Builder::trace`] asked for it.
     pub trace_lines: Vec<String>,
+    /// The network faults the seed could draw, if the run opted in.
+    pub network_faults: Option<NetworkFaults>,
 }
 
 /// Why a run failed, with the [`Report`] of the run up to the failure.
@@ -468,6 +512,7 @@ pub struct Sim {
     /// Actions the test scheduled on virtual time ([`Sim::at`]).
     script: BTreeMap<(Instant, u64), Action>,
     script_seq: u64,
+    nemesis: Option<Nemesis>,
 }
 
 impl Sim {
@@ -645,7 +690,9 @@ impl Sim {
     /// Cut only the link from `from` to `to`.
     pub fn partition_oneway(&mut self, from: &str, to: &str) -> &mut Sim {
         if let Some((from, to)) = self.pair(from, to) {
-            self.net.world_mut().cut_link(from, to);
+            let mut world = self.net.world_mut();
+            world.cut_link(from, to);
+            world.scripted_fault(FaultKind::Partition, from, to as u64);
         }
         self
     }
@@ -668,6 +715,7 @@ impl Sim {
             let mut world = self.net.world_mut();
             world.clog_link(a, b, duration);
             world.clog_link(b, a, duration);
+            world.scripted_fault(FaultKind::Clog, a, b as u64);
         }
         self
     }
@@ -676,7 +724,9 @@ impl Sim {
     pub fn pause(&mut self, name: &str, duration: Duration) -> &mut Sim {
         if let Some(index) = self.index_of(name) {
             let id = self.hosts[index].id;
-            self.net.world_mut().pause_host(id, duration);
+            let mut world = self.net.world_mut();
+            world.pause_host(id, duration);
+            world.scripted_fault(FaultKind::Pause, id, duration.as_micros() as u64);
         }
         self
     }
@@ -687,18 +737,39 @@ impl Sim {
     /// [`restart`](Self::restart)).
     pub fn crash(&mut self, name: &str, mode: CrashMode) -> &mut Sim {
         if let Some(index) = self.index_of(name) {
-            let host = &mut self.hosts[index];
-            if let Some(io) = host.io.take() {
-                drop(io);
-                self.net.world_mut().crash_host(host.id, mode);
-                host.baseline = Holdings {
-                    fds: Vec::new(),
-                    handlers: 0,
-                    timeouts: 0,
-                };
-            }
+            let id = self.hosts[index].id;
+            self.net.world_mut().scripted_fault(
+                FaultKind::Crash,
+                id,
+                u64::from(mode == CrashMode::Process),
+            );
+            self.crash_index(index, mode);
         }
         self
+    }
+
+    fn crash_index(&mut self, index: usize, mode: CrashMode) {
+        let host = &mut self.hosts[index];
+        if let Some(io) = host.io.take() {
+            drop(io);
+            self.net.world_mut().crash_host(host.id, mode);
+            host.baseline = Holdings {
+                fds: Vec::new(),
+                handlers: 0,
+                timeouts: 0,
+            };
+        }
+    }
+
+    fn restart_index(&mut self, index: usize) {
+        if self.hosts[index].io.is_some() {
+            return;
+        }
+        let poller = self.net.restart(self.hosts[index].id);
+        if let Err(message) = self.boot(index, poller) {
+            let name = self.hosts[index].name.clone();
+            self.setup_failed(&name, format!("on restart: {message}"));
+        }
     }
 
     /// Restart host `name` after a crash: same address, a fresh loop, fds
@@ -717,6 +788,103 @@ impl Sim {
             self.setup_failed(name, format!("on restart: {message}"));
         }
         self
+    }
+
+    /// One draw of the nemesis: maybe a partition, a clog, a pause, a
+    /// crash (each healed after a drawn duration); then the next tick,
+    /// unless the clients are done or faults stopped.
+    fn nemesis_tick(&mut self) {
+        let Some(mut nemesis) = self.nemesis.take() else {
+            return;
+        };
+        if self.faults_stopped_at.is_some() || (self.has_clients() && self.clients_done()) {
+            return;
+        }
+        let running: Vec<usize> = (0..self.hosts.len())
+            .filter(|&i| self.hosts[i].io.is_some())
+            .collect();
+        let services: Vec<usize> = running
+            .iter()
+            .copied()
+            .filter(|&i| matches!(self.hosts[i].role, Role::Server))
+            .collect();
+        let faults = nemesis.faults.clone();
+        let entropy = &mut nemesis.entropy;
+        let pick =
+            |entropy: &mut Entropy, from: &[usize]| from[entropy.below(from.len() as u64) as usize];
+        let duration = |entropy: &mut Entropy| {
+            Duration::from_millis(entropy.between(1, faults.duration_ms_max))
+        };
+        if running.len() >= 2 {
+            let a = pick(entropy, &running);
+            let others: Vec<usize> = running.iter().copied().filter(|&i| i != a).collect();
+            let b = pick(entropy, &others);
+            let (ida, idb) = (self.hosts[a].id, self.hosts[b].id);
+            let lasting = duration(entropy);
+            if self.net.world_mut().nemesis_fault(
+                entropy,
+                faults.partition,
+                FaultKind::Partition,
+                ida,
+            ) {
+                let mut world = self.net.world_mut();
+                world.cut_link(ida, idb);
+                world.cut_link(idb, ida);
+                drop(world);
+                self.at(lasting, move |sim| {
+                    let mut world = sim.net.world_mut();
+                    world.repair_link(ida, idb);
+                    world.repair_link(idb, ida);
+                });
+            }
+            let lasting = duration(entropy);
+            if self
+                .net
+                .world_mut()
+                .nemesis_fault(entropy, faults.clog, FaultKind::Clog, ida)
+            {
+                let mut world = self.net.world_mut();
+                world.clog_link(ida, idb, lasting);
+                world.clog_link(idb, ida, lasting);
+            }
+        }
+        if !running.is_empty() {
+            let host = self.hosts[pick(entropy, &running)].id;
+            let lasting = duration(entropy);
+            if self
+                .net
+                .world_mut()
+                .nemesis_fault(entropy, faults.pause, FaultKind::Pause, host)
+            {
+                self.net.world_mut().pause_host(host, lasting);
+            }
+        }
+        if !services.is_empty() {
+            let index = pick(entropy, &services);
+            let mode = if entropy.chance(500_000) {
+                CrashMode::Process
+            } else {
+                CrashMode::Machine
+            };
+            let lasting = duration(entropy);
+            let id = self.hosts[index].id;
+            if self
+                .net
+                .world_mut()
+                .nemesis_fault(entropy, faults.crash, FaultKind::Crash, id)
+            {
+                self.crash_index(index, mode);
+                self.at(lasting, move |sim| sim.restart_index(index));
+            }
+        }
+        let tick = nemesis.faults.tick;
+        self.nemesis = Some(nemesis);
+        self.at(tick, Sim::nemesis_tick);
+    }
+
+    /// The network faults the seed may draw, if the simulation opted in.
+    pub fn network_faults(&self) -> Option<&NetworkFaults> {
+        self.nemesis.as_ref().map(|n| &n.faults)
     }
 
     fn index_of(&mut self, name: &str) -> Option<usize> {
@@ -815,6 +983,7 @@ impl Sim {
             virtual_time: world.now(),
             fired: world.fired().to_vec(),
             trace_lines: world.trace().lines().to_vec(),
+            network_faults: self.nemesis.as_ref().map(|n| n.faults.clone()),
         }
     }
 

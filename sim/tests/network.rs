@@ -256,3 +256,93 @@ fn scripted_faults_run_on_virtual_time_and_name_unknown_hosts() {
         "{failure}"
     );
 }
+
+// ----- network faults drawn by the seed ----------------------------------------------
+
+/// A client that wants one echo of `line`, and tolerates a network that
+/// fails it: each attempt gives up after two seconds, and it tries again,
+/// up to `attempts_left` times.
+fn want_echo(io: &mut IOLoop<SimPoller>, done: ioloop_sim::Done, attempts_left: u32) {
+    if attempts_left == 0 {
+        return done.ok(); // the network won every round: allowed here
+    }
+    let give_up = Duration::from_secs(2);
+    let for_refusal = done.clone();
+    let connected = TcpClient::connect(io, server(), give_up, (), move |io, stream, connected| {
+        if connected.is_err() {
+            return want_echo(io, done, attempts_left - 1);
+        }
+        let handle = stream.handle();
+        let timer = io.call_later(give_up, move |io| {
+            IOStream::with(io, handle, |io, stream: &mut IOStream<SimPoller>| {
+                stream.close(io)
+            });
+        });
+        stream.write(io, b"hello\n").unwrap();
+        let _ = stream.read_until(io, b"\n", 64, move |io, stream, line| {
+            io.remove_timeout(timer);
+            stream.close(io);
+            match line {
+                Ok(line) if line == b"hello\n" => done.ok(),
+                Ok(line) => done.fail(format!("wrong echo {line:?}")),
+                Err(_) => want_echo(io, done, attempts_left - 1),
+            }
+        });
+    });
+    if connected.is_err() {
+        for_refusal.fail("connect refused at once");
+    }
+}
+
+fn echo_under_network_faults(sim: &mut Sim) {
+    let seen = log();
+    line_logger(sim, &seen);
+    for (name, ip) in [("c1", "10.0.0.2"), ("c2", "10.0.0.3"), ("c3", "10.0.0.4")] {
+        sim.client(name, ip, |io, done| {
+            // Start a little later, so that the nemesis has a few ticks.
+            io.call_later(Duration::from_millis(30), move |io| want_echo(io, done, 20));
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn seeds_draw_partitions_clogs_pauses_and_crashes_and_every_kind_fires() {
+    let summary = ioloop_sim::Sweep::new(
+        "seeds_draw_partitions_clogs_pauses_and_crashes_and_every_kind_fires",
+    )
+    .seeds(0..60)
+    .faults(FaultPreset::All)
+    .network_faults(true)
+    .run(echo_under_network_faults);
+    for kind in [
+        FaultKind::Partition,
+        FaultKind::Clog,
+        FaultKind::Pause,
+        FaultKind::Crash,
+    ] {
+        assert!(summary.coverage.row(kind).fired > 0, "{kind} never fired");
+    }
+}
+
+#[test]
+fn network_faults_are_off_unless_asked_for_and_leave_other_decisions_alone() {
+    let run = |network: bool| {
+        let mut sim = Sim::builder(9)
+            .faults(FaultPreset::All)
+            .network_faults(network)
+            .build();
+        echo_under_network_faults(&mut sim);
+        sim.run().unwrap()
+    };
+    let off = run(false);
+    assert!(off.network_faults.is_none());
+    assert!(off
+        .fired
+        .iter()
+        .all(|f| f.kind.id() < FaultKind::Partition.id()));
+    let on = run(true);
+    assert!(on.network_faults.is_some());
+    // The same seed without network faults is the same run, bit for bit.
+    assert_eq!(run(false).trace_hash, off.trace_hash);
+}

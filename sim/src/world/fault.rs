@@ -7,6 +7,7 @@ use std::str::FromStr;
 use ioloop::{Fd, Instant};
 
 use super::{tag, HostId, World};
+use crate::Entropy;
 use crate::FaultPlan;
 
 /// A kind of fault the world injects.
@@ -177,7 +178,7 @@ impl World {
     /// Record a fault the test scripted (a partition, a clog, a pause, a
     /// crash) on `host`, with `detail` (the peer host, or a duration in
     /// microseconds).
-    pub(super) fn scripted_fault(&mut self, kind: FaultKind, host: HostId, detail: u64) {
+    pub fn scripted_fault(&mut self, kind: FaultKind, host: HostId, detail: u64) {
         let now = self.now;
         self.fired.push(FiredFault {
             draw: SCRIPTED,
@@ -196,11 +197,31 @@ impl World {
 
     /// Draw a fault with probability `ppm`; a fault that fires is traced.
     pub(super) fn fault(&mut self, ppm: u32, kind: FaultKind, host: HostId, fd: Fd) -> bool {
+        let drawn = self.entropy.chance(ppm);
+        self.decide_fault(drawn, kind, host, fd)
+    }
+
+    /// A fault decision of the nemesis, drawn from its own stream: it
+    /// counts as a fault decision (a schedule names it, shrinking removes
+    /// it) without moving the main stream.
+    pub fn nemesis_fault(
+        &mut self,
+        entropy: &mut Entropy,
+        ppm: u32,
+        kind: FaultKind,
+        host: HostId,
+    ) -> bool {
+        let drawn = entropy.chance(ppm);
+        self.decide_fault(drawn, kind, host, Fd(-1))
+    }
+
+    /// Number the decision, let a schedule overrule `drawn`, and trace the
+    /// fault if it fires.
+    fn decide_fault(&mut self, drawn: bool, kind: FaultKind, host: HostId, fd: Fd) -> bool {
         let draw = self.fault_draws;
         self.fault_draws += 1;
         // The draw is made even under a schedule, so that a schedule of
         // every fault that fired replays the seeded run exactly.
-        let drawn = self.entropy.chance(ppm);
         let fires = match &self.schedule {
             Some(schedule) => schedule.contains(&draw),
             None => drawn,

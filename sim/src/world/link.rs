@@ -7,7 +7,7 @@ use ioloop::Instant;
 
 use super::delivery::Delivery;
 use super::host::HostId;
-use super::{FaultKind, World};
+use super::World;
 
 /// The state of the link from one host to another.
 #[derive(Default)]
@@ -27,7 +27,6 @@ impl World {
     /// side gives up.
     pub fn cut_link(&mut self, from: HostId, to: HostId) {
         self.links.entry((from, to)).or_default().cut = true;
-        self.scripted_fault(FaultKind::Partition, from, to as u64);
     }
 
     /// Heal the link `from` → `to`: what it held is delivered now, in order.
@@ -44,7 +43,6 @@ impl World {
         let until = self.now + duration;
         let link = self.links.entry((from, to)).or_default();
         link.clogged_until = link.clogged_until.max(until);
-        self.scripted_fault(FaultKind::Clog, from, duration.as_micros() as u64);
     }
 
     /// `true` if the link `from` → `to` holds segments now.

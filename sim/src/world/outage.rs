@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::delivery::Delivery;
 use super::host::{HostId, Socket};
-use super::{FaultKind, World};
+use super::World;
 
 /// How a host goes down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +54,6 @@ impl World {
         }
         self.clear_host(host);
         self.hosts[host].down = !answers;
-        self.scripted_fault(FaultKind::Crash, host, u64::from(answers));
     }
 
     /// Bring `host` back up with an empty fd table (fds from the lowest
@@ -78,7 +77,6 @@ impl World {
     pub fn pause_host(&mut self, host: HostId, duration: Duration) {
         let until = self.host_now(host) + duration;
         self.hosts[host].busy_until = until;
-        self.scripted_fault(FaultKind::Pause, host, duration.as_micros() as u64);
     }
 
     /// `true` while `host` is down after a machine crash.
