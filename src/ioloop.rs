@@ -148,6 +148,9 @@ pub struct IOLoop<P: Poller> {
     panic_policy: PanicPolicy,
     time_last: Cell<Instant>,
     iterations: u64,
+    /// Fds whose registration changed since the last `check_changes`;
+    /// `None` until someone asks (production loops keep nothing).
+    changed: Option<Vec<Fd>>,
 }
 
 impl<P: Poller> IOLoop<P> {
@@ -172,6 +175,7 @@ impl<P: Poller> IOLoop<P> {
             panic_policy: PanicPolicy::default(),
             time_last: Cell::new(now),
             iterations: 0,
+            changed: None,
         }
     }
 
@@ -233,6 +237,7 @@ impl<P: Poller> IOLoop<P> {
             short_read_drains: self.poller.short_read_drains(fd),
         });
         self.handler_count += 1;
+        self.note_change(fd);
         Ok(())
     }
 
@@ -248,6 +253,7 @@ impl<P: Poller> IOLoop<P> {
         if let Some(entry) = self.entry_mut(token) {
             entry.interest = events;
         }
+        self.note_change(fd);
         self.queue_if_due(token);
         Ok(())
     }
@@ -263,6 +269,7 @@ impl<P: Poller> IOLoop<P> {
             return false;
         }
         self.handler_count -= 1;
+        self.note_change(fd);
         if let Err(error) = self.poller.delete(fd) {
             // The fd was closed behind the loop's back; the table is right.
             log::debug!("removing fd {fd} from the poller: {error}");
@@ -356,19 +363,56 @@ impl<P: Poller> IOLoop<P> {
     /// of every iteration in debug builds, and by the simulator's checkers.
     pub fn check_consistency(&self) -> Result<(), String> {
         for (index, slot) in self.slots.iter().enumerate() {
-            let Some(entry) = &slot.entry else { continue };
-            let fd = Fd(index as i32);
-            let token = Token::new(fd, slot.generation);
-            match self.poller.registration(fd) {
-                Some((t, interest)) if t == token && interest == entry.interest => {}
-                other => {
-                    return Err(format!(
-                        "fd {fd}: loop has {token:?} {:?}, poller has {other:?}",
-                        entry.interest
-                    ))
-                }
+            if slot.entry.is_some() {
+                self.check_fd(Fd(index as i32))?;
             }
         }
+        self.check_counts()
+    }
+
+    /// [`check_consistency`](Self::check_consistency) for the fds whose
+    /// registration changed since the last call (and the counts): the same
+    /// verdict at a cost that does not grow with idle fds. The first call
+    /// checks everything and starts the bookkeeping; until then the loop
+    /// keeps none.
+    pub fn check_changes(&mut self) -> Result<(), String> {
+        let Some(changed) = self.changed.as_mut() else {
+            self.changed = Some(Vec::new());
+            return self.check_consistency();
+        };
+        let fds = std::mem::take(changed);
+        let checked = fds
+            .iter()
+            .try_for_each(|fd| self.check_fd(*fd))
+            .and_then(|()| self.check_counts());
+        if let Some(changed) = self.changed.as_mut() {
+            *changed = fds;
+            changed.clear();
+        }
+        checked
+    }
+
+    /// One fd: the loop's entry (or its absence) against the poller's.
+    fn check_fd(&self, fd: Fd) -> Result<(), String> {
+        let slot = fd.index().and_then(|index| self.slots.get(index));
+        let ours = slot.and_then(|slot| {
+            let entry = slot.entry.as_ref()?;
+            Some((Token::new(fd, slot.generation), entry.interest))
+        });
+        let theirs = self.poller.registration(fd);
+        if ours != theirs {
+            return Err(format!("fd {fd}: loop has {ours:?}, poller has {theirs:?}"));
+        }
+        Ok(())
+    }
+
+    fn note_change(&mut self, fd: Fd) {
+        if let Some(changed) = self.changed.as_mut() {
+            changed.push(fd);
+        }
+    }
+
+    fn check_counts(&self) -> Result<(), String> {
         let registered = self.poller.registration_count();
         if registered != self.handler_count {
             return Err(format!(

@@ -42,6 +42,9 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(3600);
 /// Rounds (one step of every busy host, or one advance of time) a run may
 /// take before it counts as hung: five million.
 pub const ROUNDS_MAX: u64 = 5_000_000;
+/// Rounds between two full checks of every handler table against its
+/// poller (every step checks what changed).
+const CHECK_FULL_EVERY: u64 = 64;
 
 type Setup = Box<dyn FnMut(&mut IOLoop<SimPoller>) -> Result<(), BoxError>>;
 type ClientSetup = Box<dyn FnMut(&mut IOLoop<SimPoller>, Done) -> Result<(), BoxError>>;
@@ -998,13 +1001,20 @@ impl Sim {
             self.rounds += 1;
             self.maybe_stop_faults();
             self.run_script()?;
+            if self.rounds % CHECK_FULL_EVERY == 0 {
+                self.check_every_host()?;
+            }
             if let Some(result) = self.end_if_done() {
+                self.check_every_host()?;
                 return result;
             }
             self.check_time_limit()?;
             match self.step(None)? {
                 Step::Ran | Step::Advanced => {}
-                Step::Quiescent => return self.end_quiescent(),
+                Step::Quiescent => {
+                    self.check_every_host()?;
+                    return self.end_quiescent();
+                }
             }
         }
         Err(self.fail(
@@ -1041,10 +1051,14 @@ impl Sim {
             self.rounds += 1;
             self.maybe_stop_faults();
             self.run_script()?;
+            if self.rounds % CHECK_FULL_EVERY == 0 {
+                self.check_every_host()?;
+            }
             if condition(self) {
                 return Ok(true);
             }
             if self.now() >= until {
+                self.check_every_host()?;
                 return Ok(false);
             }
             if let Step::Quiescent = self.step(Some(until))? {
@@ -1175,10 +1189,12 @@ impl Sim {
                 return Err(self.fail(FailureKind::Panic, Some(&name), message));
             }
         }
+        // What changed, every step; everything, every CHECK_FULL_EVERY
+        // rounds and at the end (`check_every_host`).
         let consistent = self.hosts[index]
             .io
-            .as_ref()
-            .map_or(Ok(()), IOLoop::check_consistency);
+            .as_mut()
+            .map_or(Ok(()), IOLoop::check_changes);
         if let Err(error) = consistent {
             let message = format!("handler table and registrations differ: {error}");
             return Err(self.fail(FailureKind::HandlerMap, Some(&name), message));
@@ -1194,6 +1210,18 @@ impl Sim {
             }
         }
         self.check_invariants()
+    }
+
+    /// Every host's whole handler table against its poller: a change made
+    /// behind a loop's back shows here even on a host that never steps.
+    fn check_every_host(&self) -> Result<(), Failure> {
+        for host in &self.hosts {
+            if let Some(Err(error)) = host.io.as_ref().map(IOLoop::check_consistency) {
+                let message = format!("handler table and registrations differ: {error}");
+                return Err(self.fail(FailureKind::HandlerMap, Some(&host.name), message));
+            }
+        }
+        Ok(())
     }
 
     fn check_invariants(&mut self) -> Result<(), Failure> {

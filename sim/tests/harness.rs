@@ -578,3 +578,34 @@ fn a_client_that_fails_in_its_setup_fails_the_run() {
     assert_eq!(failure.kind, FailureKind::Client, "{failure}");
     assert_eq!(failure.host.as_deref(), Some("quitter"));
 }
+
+#[test]
+fn a_registration_changed_behind_the_loops_back_is_caught() {
+    for behind_the_back in ["delete", "modify"] {
+        let mut sim = Sim::new(1, FaultPreset::None);
+        counter(&mut sim, Flaw::None);
+        sim.run_for(Duration::from_micros(1)).unwrap();
+        let io = sim.io("server").unwrap();
+        let (fd, (token, _)) = io
+            .handlers()
+            .map(|(fd, _)| (fd, io.poller().registration(fd).unwrap()))
+            .next()
+            .unwrap();
+        let host = io.poller().host_id();
+        {
+            let mut world = sim.net().world_mut();
+            match behind_the_back {
+                "delete" => world.delete(host, fd).unwrap(),
+                _ => world
+                    .modify(host, fd, token, ioloop::Events::WRITE)
+                    .unwrap(),
+            }
+        }
+        let failure = sim.run().unwrap_err();
+        // The harness's check, or in debug builds the loop's own
+        // end-of-iteration assertion if that host steps first.
+        let caught = failure.kind == FailureKind::HandlerMap
+            || (failure.kind == FailureKind::Panic && failure.message.contains("poller has"));
+        assert!(caught, "{behind_the_back}: {failure}");
+    }
+}

@@ -90,7 +90,7 @@ impl Workload {
 #[derive(Clone)]
 pub struct EchoClients {
     clients: Rc<RefCell<Vec<Client>>>,
-    connect_delays: Vec<Duration>,
+    connect_delays: Rc<[Duration]>,
     /// The plan may break connections: a clean error is then a fine end.
     may_break: bool,
     /// Clients whose result was reported to `Done`.
@@ -130,7 +130,7 @@ impl EchoClients {
         }
         EchoClients {
             clients: Rc::new(RefCell::new(clients)),
-            connect_delays: delays,
+            connect_delays: delays.into(),
             may_break: plan.may_break_connections(),
             reported: Rc::new(Cell::new(0)),
         }

@@ -146,7 +146,7 @@ impl RunConfig {
 }
 
 /// Most clients a scenario runs.
-pub const CLIENTS_MAX: u64 = 1_000;
+pub const CLIENTS_MAX: u64 = 20_000;
 /// Most messages a client sends.
 pub const MESSAGES_MAX: u64 = 10_000;
 /// Largest message, in bytes.

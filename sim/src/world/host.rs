@@ -15,7 +15,7 @@ use super::{tag, FaultKind, World, EBADF, EMFILE};
 pub type HostId = usize;
 
 /// Fds a host may hold.
-const FD_LIMIT: usize = 4096;
+const FD_LIMIT: usize = 65_536;
 /// First ephemeral port.
 const EPHEMERAL_PORT_FIRST: u16 = 40_000;
 
