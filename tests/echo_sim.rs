@@ -181,5 +181,6 @@ fn stalled_reader_check_catches_a_server_that_never_clears_write() {
         Box::new(move || server.queued_bytes())
     });
     let why = result.expect_err("the planted bug went unnoticed");
-    assert!(why.contains("spins"), "{why}");
+    // The report names the fd and what it is being called with.
+    assert!(why.contains("spins") && why.contains("due WRITE"), "{why}");
 }
