@@ -29,6 +29,20 @@ impl Events {
     pub const WRITE: Events = Events(0b010);
     /// The socket failed (reset, refused, pending error) or hung up in both
     /// directions.
+    ///
+    /// Always watched, and **delivered once per report**: the handler is
+    /// called with `ERROR` when the poller reports it, and not again until
+    /// the poller reports it anew, even if the handler ignores it. `READ`
+    /// and `WRITE` stay level-triggered, so nothing is lost: a later read or
+    /// write returns the error (or end of stream). Close or remove the fd
+    /// when you see `ERROR`.
+    ///
+    /// Tornado (epoll, level-triggered) reports `ERROR` on every iteration
+    /// until the fd is closed, so a handler that ignores it — one that has
+    /// paused reading, say — spins at full CPU. Here it waits instead; a
+    /// stall or spin report can still name it through
+    /// [`IOLoop::readiness`](crate::IOLoop::readiness)
+    /// ([`FdReadiness::error_ignored`](crate::FdReadiness::error_ignored)).
     pub const ERROR: Events = Events(0b100);
     const ALL: u8 = 0b111;
 

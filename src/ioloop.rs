@@ -66,7 +66,10 @@ pub enum PanicPolicy {
     #[default]
     Contain,
     /// Let the panic unwind out of `start`/`run_once` (fail fast). The loop
-    /// stays usable; the handler that panicked is removed first.
+    /// stays usable: the handler that panicked is removed first, and the rest
+    /// of the batch it interrupted is kept, not lost — the callbacks, due
+    /// timeouts and ready handlers that had not run yet run on the next
+    /// iteration (and [`IOLoop::has_pending_work`] says so meanwhile).
     Propagate,
 }
 
@@ -80,14 +83,39 @@ struct Entry<P: Poller> {
     /// In the ready queue, or being dispatched: not to be queued again.
     queued: bool,
     short_read_drains: bool,
+    /// `ERROR` was delivered since the poller last reported it: not due
+    /// again until the poller reports it anew (see [`Events::ERROR`]).
+    error_delivered: bool,
 }
 
 impl<P: Poller> Entry<P> {
     /// The events the handler is due: readiness within the interest, with
-    /// `ERROR` always watched.
+    /// `ERROR` always watched but delivered once per report.
     fn due(&self) -> Events {
-        self.ready.events() & (self.interest | Events::ERROR)
+        let due = self.ready.events() & (self.interest | Events::ERROR);
+        if self.error_delivered {
+            due - Events::ERROR
+        } else {
+            due
+        }
     }
+}
+
+/// What the loop holds for one fd's handler: for diagnostics such as a spin
+/// or stall report ([`IOLoop::readiness`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FdReadiness {
+    /// The events the handler asked for.
+    pub interest: Events,
+    /// The readiness the poller reported and no operation has cleared.
+    pub ready: Ready,
+    /// The events the handler will be called with on the next iteration
+    /// (empty: it waits for the poller). Non-empty on every iteration means
+    /// the handler does not act on what it is given: a spin.
+    pub due: Events,
+    /// `ERROR` is pending (`ready` means it) but was already delivered once,
+    /// and the handler neither closed nor removed the fd since.
+    pub error_ignored: bool,
 }
 
 /// The table row of one fd number; `generation` counts its registrations.
@@ -137,10 +165,15 @@ pub struct IOLoop<P: Poller> {
     ready_queue: Vec<Token>,
     /// The tokens being dispatched in this iteration.
     dispatching: Vec<Token>,
+    /// Index in `dispatching` of the first token not yet dispatched.
+    dispatch_next: usize,
     events: Vec<Event>,
     callbacks: VecDeque<Callback<P>>,
     timers: TimerQueue<Callback<P>>,
-    due: Vec<TimeoutHandle>,
+    /// Due timeouts not yet run: collected at the start of the timeout
+    /// phase; left here by a panic under [`PanicPolicy::Propagate`], they
+    /// run first on the next iteration.
+    due: VecDeque<TimeoutHandle>,
     shared: Arc<Shared<P>>,
     running: bool,
     in_iteration: bool,
@@ -151,6 +184,8 @@ pub struct IOLoop<P: Poller> {
     /// Fds whose registration changed since the last `check_changes`;
     /// `None` until someone asks (production loops keep nothing).
     changed: Option<Vec<Fd>>,
+    #[cfg(feature = "planted-bugs")]
+    planted: Option<crate::planted::PlantedBug>,
 }
 
 impl<P: Poller> IOLoop<P> {
@@ -164,10 +199,11 @@ impl<P: Poller> IOLoop<P> {
             handler_count: 0,
             ready_queue: Vec::new(),
             dispatching: Vec::new(),
+            dispatch_next: 0,
             events: Vec::with_capacity(1024),
             callbacks: VecDeque::new(),
             timers: TimerQueue::new(),
-            due: Vec::new(),
+            due: VecDeque::new(),
             shared,
             running: false,
             in_iteration: false,
@@ -176,7 +212,21 @@ impl<P: Poller> IOLoop<P> {
             time_last: Cell::new(now),
             iterations: 0,
             changed: None,
+            #[cfg(feature = "planted-bugs")]
+            planted: None,
         }
+    }
+
+    /// Plant a deliberate bug in this loop, so that a test can show its
+    /// checks catch it (feature `planted-bugs`, for tests only).
+    #[cfg(feature = "planted-bugs")]
+    pub fn plant_bug(&mut self, bug: crate::planted::PlantedBug) {
+        self.planted = Some(bug);
+    }
+
+    #[cfg(feature = "planted-bugs")]
+    fn planted(&self, bug: crate::planted::PlantedBug) -> bool {
+        self.planted == Some(bug)
     }
 
     /// The poller, for inspection (the simulator's checkers read it).
@@ -210,6 +260,10 @@ impl<P: Poller> IOLoop<P> {
         H: FdHandler<P>,
     {
         let index = fd.index().ok_or(Error::InvalidFd(fd))?;
+        #[cfg(feature = "planted-bugs")]
+        if self.planted(crate::planted::PlantedBug::DuplicateAddReplaces) {
+            self.remove_handler(fd);
+        }
         let generation_last = match self.slots.get(index) {
             Some(slot) if slot.entry.is_some() => return Err(Error::AlreadyRegistered(fd)),
             Some(slot) => slot.generation,
@@ -235,6 +289,7 @@ impl<P: Poller> IOLoop<P> {
             ready: Ready::empty(),
             queued: false,
             short_read_drains: self.poller.short_read_drains(fd),
+            error_delivered: false,
         });
         self.handler_count += 1;
         self.note_change(fd);
@@ -262,6 +317,10 @@ impl<P: Poller> IOLoop<P> {
     /// unknown fd is a no-op, as in Tornado. No event collected before the
     /// removal — even in the same poll batch — reaches the handler after it.
     pub fn remove_handler(&mut self, fd: Fd) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        if !self.in_iteration && self.planted(crate::planted::PlantedBug::RemoveIsNoop) {
+            return self.has_handler(fd);
+        }
         let Some(slot) = fd.index().and_then(|i| self.slots.get_mut(i)) else {
             return false;
         };
@@ -271,10 +330,25 @@ impl<P: Poller> IOLoop<P> {
         self.handler_count -= 1;
         self.note_change(fd);
         if let Err(error) = self.poller.delete(fd) {
-            // The fd was closed behind the loop's back; the table is right.
+            // Only a poller that lost the fd fails here (it was closed
+            // behind the loop's back); the table is right either way.
             log::debug!("removing fd {fd} from the poller: {error}");
         }
         true
+    }
+
+    /// What the loop holds for `fd`'s handler — interest, readiness, the
+    /// events due next, an `ERROR` delivered and ignored — if it has one.
+    /// For diagnostics: a spin checker names the fds whose `due` stays
+    /// non-empty.
+    pub fn readiness(&self, fd: Fd) -> Option<FdReadiness> {
+        let entry = self.entry(self.token_of(fd)?)?;
+        Some(FdReadiness {
+            interest: entry.interest,
+            ready: entry.ready,
+            due: entry.due(),
+            error_ignored: entry.error_delivered && entry.ready.events().contains(Events::ERROR),
+        })
     }
 
     /// `true` if `fd` has a handler.
@@ -491,12 +565,21 @@ impl<P: Poller> IOLoop<P> {
         self.poller.shutdown(fd, how)
     }
 
-    /// Remove `fd`'s handler, if any, and close the socket. Only for sockets
-    /// the loop's poller created (`listen`, `accept`, `connect`); close fds
+    /// Close the socket and remove `fd`'s handler, if any. Only for sockets
+    /// the loop's poller created (`listen`, `accept`, `connect`): for any
+    /// other fd it fails and changes nothing (the handler stays). Close fds
     /// you own yourself after [`remove_handler`](Self::remove_handler).
+    ///
+    /// Tornado's `close_fd` closes any fd; here an fd you own is usually
+    /// held by an `OwnedFd` (a `UnixStream`, ...) that closes it on drop, and
+    /// closing it twice could close an unrelated fd that reused the number.
     pub fn close_fd(&mut self, fd: Fd) -> io::Result<()> {
+        // Close first: if the poller refuses, nothing has changed. The
+        // poller may drop the registration with the socket; removing the
+        // handler then tolerates a `delete` that finds nothing.
+        self.poller.close(fd)?;
         self.remove_handler(fd);
-        self.poller.close(fd)
+        Ok(())
     }
 
     /// The local address of a socket the poller created.
@@ -581,11 +664,15 @@ impl<P: Poller> IOLoop<P> {
         now
     }
 
-    /// `true` if the next iteration will not wait: callbacks are queued or
-    /// handlers are due (level-triggered carry-over). A simulator uses it to
+    /// `true` if the next iteration will not wait: callbacks are queued,
+    /// handlers are due (level-triggered carry-over), or due timeouts were
+    /// left unrun by a panic under [`PanicPolicy::Propagate`]. A simulator uses it to
     /// tell a finished run from one with work left.
     pub fn has_pending_work(&self) -> bool {
-        !self.callbacks.is_empty() || !self.ready_queue.is_empty() || self.shared.has_pending()
+        !self.callbacks.is_empty()
+            || !self.ready_queue.is_empty()
+            || !self.due.is_empty()
+            || self.shared.has_pending()
     }
 
     /// Iterations run since the loop was created: a cheap way for tests to
@@ -664,17 +751,21 @@ impl<P: Poller> IOLoop<P> {
         result
     }
 
-    /// Close the loop. With `all_fds`, also close every fd that has a handler
-    /// (as Tornado's `close(all_fds=True)`); errors closing them are logged.
+    /// Close the loop: remove every handler. With `all_fds`, also close
+    /// every fd that has a handler, as Tornado's `close(all_fds=True)` does
+    /// — the fds you registered yourself included (see
+    /// [`Poller::close_registered`]): give up their ownership first
+    /// (`into_raw_fd`), or they are closed twice. Errors closing them are
+    /// logged.
     pub fn close(mut self, all_fds: bool) {
         let fds: Vec<Fd> = self.handlers().map(|(fd, _)| fd).collect();
         for fd in fds {
-            self.remove_handler(fd);
             if all_fds {
-                if let Err(error) = self.poller.close(fd) {
+                if let Err(error) = self.poller.close_registered(fd) {
                     log::warn!("closing fd {fd}: {error}");
                 }
             }
+            self.remove_handler(fd);
         }
     }
 
@@ -725,15 +816,16 @@ impl<P: Poller> IOLoop<P> {
 
     fn run_due_timeouts(&mut self) {
         let now = self.time();
-        let mut due = std::mem::take(&mut self.due);
-        self.timers.collect_due(now, &mut due);
-        for handle in due.drain(..) {
+        // After those a panic left (they are earlier, or equal and older).
+        self.timers.collect_due(now, &mut self.due);
+        // One at a time off `due`: if one panics out of the loop, the rest
+        // stay there for the next iteration.
+        while let Some(handle) = self.due.pop_front() {
             // An earlier timeout of this batch may have removed this one.
             if let Some(callback) = self.timers.remove(handle) {
                 self.call_user("timeout", None, |io| callback(io));
             }
         }
-        self.due = due;
     }
 
     fn wait_for_events(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
@@ -756,6 +848,9 @@ impl<P: Poller> IOLoop<P> {
         for event in &events {
             if let Some(entry) = lookup(&mut self.slots, event.token) {
                 entry.ready |= event.ready;
+                if event.ready.events().contains(Events::ERROR) {
+                    entry.error_delivered = false;
+                }
                 if !entry.queued && !entry.due().is_empty() {
                     entry.queued = true;
                     self.ready_queue.push(event.token);
@@ -769,11 +864,25 @@ impl<P: Poller> IOLoop<P> {
 
     fn dispatch_ready(&mut self) {
         std::mem::swap(&mut self.ready_queue, &mut self.dispatching);
-        for index in 0..self.dispatching.len() {
-            let token = self.dispatching[index];
+        self.dispatch_next = 0;
+        while let Some(&token) = self.dispatching.get(self.dispatch_next) {
+            self.dispatch_next += 1;
             self.dispatch(token);
         }
         self.dispatching.clear();
+        self.dispatch_next = 0;
+    }
+
+    /// Before a panic unwinds out of the loop: put the tokens of this batch
+    /// that were not dispatched yet back on the ready queue (they are still
+    /// marked `queued`), ahead of those queued for the next iteration.
+    fn requeue_undispatched(&mut self) {
+        if self.dispatch_next < self.dispatching.len() {
+            let undispatched = self.dispatching.drain(self.dispatch_next..);
+            self.ready_queue.splice(0..0, undispatched);
+        }
+        self.dispatching.clear();
+        self.dispatch_next = 0;
     }
 
     /// Call one fd's handler while it is due, and queue it for the next
@@ -796,6 +905,9 @@ impl<P: Poller> IOLoop<P> {
                 return;
             }
             fired |= due;
+            if due.contains(Events::ERROR) {
+                entry.error_delivered = true;
+            }
             // `queued` stays set while it runs: not to be queued meanwhile.
             entry.queued = true;
             let Some(mut handler) = entry.handler.take() else {
@@ -844,6 +956,9 @@ impl<P: Poller> IOLoop<P> {
             _ => log::error!("{what} panicked: {message}"),
         }
         if self.panic_policy == PanicPolicy::Propagate {
+            // Leave the loop as an iteration would: nothing of this batch
+            // lost (callbacks and due timeouts not run yet are still queued).
+            self.requeue_undispatched();
             self.in_iteration = false;
             self.running = false;
             panic::resume_unwind(payload);

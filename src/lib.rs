@@ -52,7 +52,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
-#![cfg(unix)]
+
+#[cfg(not(unix))]
+compile_error!(
+    "ioloop supports Unix only (epoll on Linux, kqueue on the BSDs and macOS): \
+     its fds are Unix file descriptors"
+);
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
@@ -65,6 +70,8 @@ mod handle;
 mod ioloop;
 mod mio_poller;
 mod periodic;
+#[cfg(feature = "planted-bugs")]
+pub mod planted;
 mod poller;
 mod stream;
 mod timers;
@@ -72,7 +79,7 @@ mod timers;
 pub use error::Error;
 pub use events::Events;
 pub use handle::LoopHandle;
-pub use ioloop::{Callback, FdHandler, Handler, IOLoop, PanicPolicy};
+pub use ioloop::{Callback, FdHandler, FdReadiness, Handler, IOLoop, PanicPolicy};
 pub use mio_poller::MioPoller;
 pub use periodic::PeriodicCallback;
 pub use poller::{Event, Fd, Instant, Poller, Ready, Token, Wake};

@@ -128,6 +128,14 @@ impl MioPoller {
         fd
     }
 
+    fn forget_registration(&mut self, fd: Fd) {
+        if let Some(state) = self.state_mut(fd) {
+            if state.registration.take().is_some() {
+                self.registration_count -= 1;
+            }
+        }
+    }
+
     /// The registration of `fd`, or `NotFound`.
     fn registered(&self, fd: Fd) -> io::Result<(Token, Events)> {
         self.registration(fd).ok_or_else(|| not_registered(fd))
@@ -170,12 +178,18 @@ impl Poller for MioPoller {
 
     fn delete(&mut self, fd: Fd) -> io::Result<()> {
         self.registered(fd)?;
-        if let Some(state) = self.state_mut(fd) {
-            state.registration = None;
-        }
-        self.registration_count -= 1;
         let raw: RawFd = fd.0;
-        self.registry().deregister(&mut SourceFd(&raw))
+        match self.registry().deregister(&mut SourceFd(&raw)) {
+            Ok(()) => {}
+            // Closed behind the poller's back (EBADF), or closed and the
+            // number reused (ENOENT): the kernel dropped the registration
+            // with the file, so the fd is not watched any more.
+            Err(error) if is_gone(&error) => {}
+            // Anything else: still watched, and still recorded as such.
+            Err(error) => return Err(error),
+        }
+        self.forget_registration(fd);
+        Ok(())
     }
 
     fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
@@ -261,16 +275,39 @@ impl Poller for MioPoller {
     }
 
     fn close(&mut self, fd: Fd) -> io::Result<()> {
+        // Refuse before changing anything.
+        if self.state(fd).and_then(|s| s.socket.as_ref()).is_none() {
+            return Err(not_ours(fd, "socket"));
+        }
         if self.registration(fd).is_some() {
             self.delete(fd)?;
         }
-        match self.state_mut(fd).and_then(|s| s.socket.take()) {
-            Some(socket) => {
-                drop(socket);
-                Ok(())
-            }
-            None => Err(not_ours(fd, "socket")),
+        let socket = self.state_mut(fd).and_then(|s| s.socket.take());
+        drop(socket);
+        Ok(())
+    }
+
+    fn close_registered(&mut self, fd: Fd) -> io::Result<()> {
+        if self.state(fd).and_then(|s| s.socket.as_ref()).is_some() {
+            return self.close(fd);
         }
+        self.registered(fd)?;
+        let raw: RawFd = fd.0;
+        if let Err(error) = self.registry().deregister(&mut SourceFd(&raw)) {
+            if is_gone(&error) {
+                // Already closed, perhaps reused: not ours to close now.
+                self.forget_registration(fd);
+            }
+            return Err(error);
+        }
+        self.forget_registration(fd);
+        // SAFETY: closing an fd has no memory-safety effect; the user gave
+        // this fd to the loop to watch, and `IOLoop::close(true)` documents
+        // that it closes such fds (as Tornado's `close(all_fds=True)`).
+        if unsafe { libc::close(fd.0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     fn local_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
@@ -309,6 +346,13 @@ fn ready_of(event: &mio::event::Event) -> Ready {
         ready |= Ready::ERROR;
     }
     ready
+}
+
+/// `true` for a deregistration error that means the kernel no longer holds
+/// the registration: the fd was closed (`EBADF`), or closed and its number
+/// reused by a file that was never registered (`ENOENT`).
+fn is_gone(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EBADF | libc::ENOENT))
 }
 
 fn not_registered(fd: Fd) -> io::Error {

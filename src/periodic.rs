@@ -1,6 +1,7 @@
 //! `PeriodicCallback`: a callback run every `period`, on a fixed grid.
 
 use std::cell::RefCell;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -24,9 +25,11 @@ struct State<P: Poller> {
 /// Runs stay on the grid `start + k × period`: if the loop was busy past one
 /// or more deadlines, the missed runs are skipped, not run in a burst, and
 /// the next run is the next grid point. The loop's clock never goes
-/// backwards, so a run never fires twice. A callback that panics stops the
-/// periodic callback (the panic itself is handled by the loop's
-/// [`PanicPolicy`](crate::PanicPolicy)).
+/// backwards, so a run never fires twice. A run that panics keeps the
+/// schedule, as Tornado logs the exception and keeps calling: the panic is
+/// handled by the loop's [`PanicPolicy`](crate::PanicPolicy) (logged under
+/// `Contain`; under `Propagate` it unwinds out of the loop, and the next run
+/// is scheduled all the same).
 ///
 /// ```
 /// use ioloop::{IOLoop, MioPoller, PeriodicCallback};
@@ -130,9 +133,14 @@ fn run<P: Poller + 'static>(state_rc: &Rc<RefCell<State<P>>>, io: &mut IOLoop<P>
             None => return,
         }
     };
-    callback(io);
+    // Put the callback back and keep the schedule even if it panics; the
+    // loop then handles the panic as for any timeout.
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| callback(io)));
     state_rc.borrow_mut().callback = Some(callback);
     schedule_next(state_rc, io);
+    if let Err(payload) = outcome {
+        panic::resume_unwind(payload);
+    }
 }
 
 impl<P: Poller> std::fmt::Debug for PeriodicCallback<P> {

@@ -285,7 +285,8 @@ pub trait Poller: 'static {
     fn modify(&mut self, fd: Fd, token: Token, interest: Events) -> io::Result<()>;
 
     /// Stop watching `fd`. Fails with `NotFound` for an fd that is not
-    /// registered.
+    /// registered. Like every method here, a call that fails changes
+    /// nothing.
     fn delete(&mut self, fd: Fd) -> io::Result<()>;
 
     /// Append readiness edges to `events` (which the caller clears), waiting
@@ -331,8 +332,20 @@ pub trait Poller: 'static {
     fn shutdown(&mut self, fd: Fd, how: Shutdown) -> io::Result<()>;
 
     /// Close a socket this poller created. The fd number is free for reuse
-    /// afterwards.
+    /// afterwards. Fails, changing nothing (a registration included), for an
+    /// fd the poller did not create. A poller may drop the fd's registration
+    /// with it; [`IOLoop::close_fd`](crate::IOLoop::close_fd) deletes it
+    /// afterwards either way.
     fn close(&mut self, fd: Fd) -> io::Result<()>;
+
+    /// Close a registered fd whoever created it: a socket of the poller, or
+    /// an fd the user registered (a pipe, a UDP socket), for
+    /// [`IOLoop::close`](crate::IOLoop::close) with `all_fds`. The default
+    /// is [`close`](Self::close), for pollers that watch only their own
+    /// sockets (the simulator).
+    fn close_registered(&mut self, fd: Fd) -> io::Result<()> {
+        self.close(fd)
+    }
 
     /// The local address of a socket this poller created.
     fn local_addr(&self, fd: Fd) -> io::Result<SocketAddr>;

@@ -6,7 +6,7 @@
 //! amortised.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 use crate::Instant;
 
@@ -108,7 +108,7 @@ impl<T> TimerQueue<T> {
     /// Move the handles of every timeout due at `now` into `due`, in firing
     /// order. Their payloads stay in place, so a due timeout can still be
     /// cancelled by one that runs before it; take each with [`Self::remove`].
-    pub(crate) fn collect_due(&mut self, now: Instant, due: &mut Vec<TimeoutHandle>) {
+    pub(crate) fn collect_due(&mut self, now: Instant, due: &mut VecDeque<TimeoutHandle>) {
         while let Some(Reverse(key)) = self.heap.peek().copied() {
             if key.deadline > now {
                 break;
@@ -119,7 +119,7 @@ impl<T> TimerQueue<T> {
                 generation: key.generation,
             };
             if self.contains(handle) {
-                due.push(handle);
+                due.push_back(handle);
             }
         }
     }
@@ -181,7 +181,7 @@ mod tests {
     }
 
     fn fire_all(queue: &mut TimerQueue<u32>, now: Instant) -> Vec<u32> {
-        let mut due = Vec::new();
+        let mut due = VecDeque::new();
         queue.collect_due(now, &mut due);
         due.into_iter().filter_map(|h| queue.remove(h)).collect()
     }

@@ -1,32 +1,36 @@
-//! The contract of DESIGN.md, point by point, on the real backend.
+//! The contract of DESIGN.md, point by point, written once and run on both
+//! backends: `on_mio::*` (mio over loopback) and `on_sim::*` (the
+//! simulator, faults off). Each test is a function generic over the
+//! backend; the `contract!` list at the end runs it on both. Tests that
+//! need the OS itself (a regular file, fds you own, other threads) are in
+//! `mio_only`.
+//!
+//! No test sleeps or depends on timing: a test that needs several events in
+//! one poll batch, in a known order, injects them (`Script::inject`); one
+//! that needs time to pass sets the clock (`Script::set_time`); one that
+//! needs a loop blocked in `wait` hooks the wait (`Script::on_blocking_wait`).
 
 mod common;
 
 use std::cell::{Cell, RefCell};
-use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{mio_loop, tcp_pair, ManualClock};
-use ioloop::{
-    Error, Event, Events, Fd, IOLoop, Instant, MioPoller, PanicPolicy, PeriodicCallback, Poller,
-    Ready,
-};
-
-const TIMEOUT: Duration = Duration::from_secs(10);
+use common::{new_clocked_loop, new_loop, pair, Backend, TIMEOUT};
+use ioloop::{Error, Events, Fd, IOLoop, Instant, PanicPolicy, PeriodicCallback, Poller, Ready};
 
 type Log = Rc<RefCell<Vec<(Fd, Events)>>>;
 
 /// A handler that records its calls and does nothing else.
-fn recorder(log: &Log) -> impl FnMut(&mut IOLoop<MioPoller>, Fd, Events) + 'static {
+fn recorder<P: Poller>(log: &Log) -> impl FnMut(&mut IOLoop<P>, Fd, Events) + 'static {
     let log = Rc::clone(log);
     move |_io, fd, events| log.borrow_mut().push((fd, events))
 }
 
 /// A handler that records its calls and reads (and drops) what is there.
-fn reading_recorder(log: &Log) -> impl FnMut(&mut IOLoop<MioPoller>, Fd, Events) + 'static {
+fn reading_recorder<P: Poller>(log: &Log) -> impl FnMut(&mut IOLoop<P>, Fd, Events) + 'static {
     let log = Rc::clone(log);
     move |io, fd, events| {
         log.borrow_mut().push((fd, events));
@@ -35,16 +39,29 @@ fn reading_recorder(log: &Log) -> impl FnMut(&mut IOLoop<MioPoller>, Fd, Events)
     }
 }
 
+fn at_ms(ms: u64) -> Instant {
+    Instant::from_epoch(Duration::from_millis(ms))
+}
+
+fn at_s(s: u64) -> Instant {
+    Instant::from_epoch(Duration::from_secs(s))
+}
+
+/// Run one iteration that must unwind (a panic under `Propagate`).
+fn run_once_unwinds<P: Poller>(io: &mut IOLoop<P>) {
+    let unwound = catch_unwind(AssertUnwindSafe(|| io.run_once(Some(Duration::ZERO))));
+    assert!(unwound.is_err(), "the panic did not propagate");
+}
+
 // ----- 1. events --------------------------------------------------------------
 
-#[test]
-fn read_only_registration_never_reports_write() {
-    let mut io = mio_loop();
-    let (fd, mut peer) = tcp_pair(&mut io);
+fn read_only_registration_never_reports_write<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
     let log: Log = Rc::default();
     io.add_handler(fd, reading_recorder(&log), Events::READ)
         .unwrap();
-    peer.write_all(b"ping").unwrap();
+    io.write(peer, b"ping").unwrap();
     assert!(io.run_until(TIMEOUT, |_| !log.borrow().is_empty()).unwrap());
     for _ in 0..5 {
         io.run_once(Some(Duration::from_millis(5))).unwrap();
@@ -55,10 +72,9 @@ fn read_only_registration_never_reports_write() {
     );
 }
 
-#[test]
-fn eof_is_delivered_as_read_and_the_read_returns_zero() {
-    let mut io = mio_loop();
-    let (fd, peer) = tcp_pair(&mut io);
+fn eof_is_delivered_as_read_and_the_read_returns_zero<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
     let reads: Rc<RefCell<Vec<(Events, usize)>>> = Rc::default();
     let for_handler = Rc::clone(&reads);
     io.add_handler(
@@ -74,15 +90,14 @@ fn eof_is_delivered_as_read_and_the_read_returns_zero() {
         Events::READ,
     )
     .unwrap();
-    common::half_close(&peer);
+    io.shutdown(peer, Shutdown::Write).unwrap();
     assert!(io.run_until(TIMEOUT, |io| io.handler_count() == 0).unwrap());
     assert_eq!(*reads.borrow(), vec![(Events::READ, 0)]);
 }
 
-#[test]
-fn reset_is_delivered_as_error_even_with_empty_interest() {
-    let mut io = mio_loop();
-    let (fd, peer) = tcp_pair(&mut io);
+fn reset_is_delivered_as_error_even_with_empty_interest<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
     let log: Log = Rc::default();
     let for_handler = Rc::clone(&log);
     io.add_handler(
@@ -94,23 +109,48 @@ fn reset_is_delivered_as_error_even_with_empty_interest() {
         Events::empty(),
     )
     .unwrap();
-    // The reset reaches us as an error once we write into the dead socket.
-    common::reset(peer);
-    std::thread::sleep(Duration::from_millis(20));
-    let _ = io.write(fd, b"x");
+    // The peer closes with unread data: that sends a reset, as Linux does.
+    io.write(fd, b"unread").unwrap();
+    io.add_handler(peer, |io, peer, _| io.close_fd(peer).unwrap(), Events::READ)
+        .unwrap();
     assert!(io.run_until(TIMEOUT, |io| io.handler_count() == 0).unwrap());
-    let log = log.borrow();
-    assert_eq!(log.len(), 1);
-    assert_eq!(log[0].1, Events::ERROR, "{log:?}");
+    assert_eq!(*log.borrow(), vec![(fd, Events::ERROR)]);
+}
+
+fn error_is_delivered_once_per_report<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
+    let log: Log = Rc::default();
+    // Paused: interest empty, and it ignores what it is called with.
+    io.add_handler(fd, recorder(&log), Events::empty()).unwrap();
+    script.inject(&io, fd, Ready::ERROR);
+    for _ in 0..5 {
+        io.run_once(Some(Duration::ZERO)).unwrap();
+    }
+    assert_eq!(*log.borrow(), vec![(fd, Events::ERROR)], "ERROR spins");
+    assert!(!io.has_pending_work());
+    let state = io.readiness(fd).unwrap();
+    assert!(state.error_ignored && state.due.is_empty(), "{state:?}");
+    // A new report is delivered again.
+    script.inject(&io, fd, Ready::ERROR);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(log.borrow().len(), 2);
+    // READ stays level-triggered beside it: resuming reading gets the data.
+    io.update_handler(fd, Events::READ).unwrap();
+    script.inject(&io, fd, Ready::READABLE);
+    for _ in 0..3 {
+        io.run_once(Some(Duration::ZERO)).unwrap();
+    }
+    let calls: Vec<Events> = log.borrow()[2..].iter().map(|(_, e)| *e).collect();
+    assert_eq!(calls, vec![Events::READ; 3]);
 }
 
 // ----- 2. level-triggered -------------------------------------------------------
 
-#[test]
-fn one_byte_reader_receives_a_1_mib_message() {
+fn one_byte_reader_receives_a_1_mib_message<B: Backend>() {
     const SIZE: usize = 1 << 20;
-    let mut io = mio_loop();
-    let (fd, mut peer) = tcp_pair(&mut io);
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
     let received = Rc::new(Cell::new(0usize));
     let for_handler = Rc::clone(&received);
     io.add_handler(
@@ -124,17 +164,32 @@ fn one_byte_reader_receives_a_1_mib_message() {
         Events::READ,
     )
     .unwrap();
-    let writer = std::thread::spawn(move || peer.write_all(&vec![7u8; SIZE]).map(|_| peer));
+    let sent = Rc::new(Cell::new(0usize));
+    let for_writer = Rc::clone(&sent);
+    io.add_handler(
+        peer,
+        move |io, peer, _| {
+            let chunk = [7u8; 16 * 1024];
+            while for_writer.get() < SIZE {
+                let len = chunk.len().min(SIZE - for_writer.get());
+                match io.write(peer, &chunk[..len]) {
+                    Ok(n) => for_writer.set(for_writer.get() + n),
+                    Err(_) => return,
+                }
+            }
+            io.remove_handler(peer);
+        },
+        Events::WRITE,
+    )
+    .unwrap();
     assert!(io
         .run_until(TIMEOUT * 3, |_| received.get() == SIZE)
         .unwrap());
-    drop(writer.join().unwrap().unwrap());
 }
 
-#[test]
-fn handler_that_does_not_read_is_called_again_next_iteration() {
-    let mut io = mio_loop();
-    let (fd, mut peer) = tcp_pair(&mut io);
+fn handler_that_does_not_read_is_called_again_next_iteration<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
     let calls = Rc::new(Cell::new(0u32));
     let for_handler = Rc::clone(&calls);
     io.add_handler(
@@ -143,7 +198,7 @@ fn handler_that_does_not_read_is_called_again_next_iteration() {
         Events::READ,
     )
     .unwrap();
-    peer.write_all(b"unread").unwrap();
+    io.write(peer, b"unread").unwrap();
     assert!(io.run_until(TIMEOUT, |_| calls.get() == 1).unwrap());
     // No new bytes arrive, yet the handler is called on every iteration.
     for expected in 2..=4 {
@@ -152,10 +207,9 @@ fn handler_that_does_not_read_is_called_again_next_iteration() {
     }
 }
 
-#[test]
-fn switching_to_write_on_a_writable_socket_runs_in_the_same_iteration() {
-    let mut io = mio_loop();
-    let (fd, mut peer) = tcp_pair(&mut io);
+fn switching_to_write_on_a_writable_socket_runs_in_the_same_iteration<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
     let log: Log = Rc::default();
     let for_handler = Rc::clone(&log);
     io.add_handler(
@@ -175,7 +229,7 @@ fn switching_to_write_on_a_writable_socket_runs_in_the_same_iteration() {
     .unwrap();
     // Let the first poll learn the socket is writable, then send.
     io.run_once(Some(Duration::from_millis(10))).unwrap();
-    peer.write_all(b"hi").unwrap();
+    io.write(peer, b"hi").unwrap();
     assert!(io.run_until(TIMEOUT, |_| !log.borrow().is_empty()).unwrap());
     let events: Vec<Events> = log.borrow().iter().map(|(_, e)| *e).collect();
     assert_eq!(events, vec![Events::READ, Events::WRITE]);
@@ -183,20 +237,10 @@ fn switching_to_write_on_a_writable_socket_runs_in_the_same_iteration() {
 
 // ----- 3. the handler map is the truth ------------------------------------------
 
-/// Two connections with data waiting, so that both land in one poll batch.
-fn two_ready_connections(io: &mut IOLoop<MioPoller>) -> [(Fd, std::net::TcpStream); 2] {
-    let mut pair_a = tcp_pair(io);
-    let mut pair_b = tcp_pair(io);
-    pair_a.1.write_all(b"a").unwrap();
-    pair_b.1.write_all(b"b").unwrap();
-    std::thread::sleep(Duration::from_millis(20));
-    [pair_a, pair_b]
-}
-
-#[test]
-fn removed_fd_gets_no_event_from_same_batch() {
-    let mut io = mio_loop();
-    let [(a, _pa), (b, _pb)] = two_ready_connections(&mut io);
+fn removed_fd_gets_no_event_from_same_batch<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (a, _peer_a) = pair(&mut io);
+    let (b, _peer_b) = pair(&mut io);
     let log: Log = Rc::default();
     // Whichever runs first removes the other.
     for (fd, other) in [(a, b), (b, a)] {
@@ -211,17 +255,20 @@ fn removed_fd_gets_no_event_from_same_batch() {
         )
         .unwrap();
     }
-    io.run_once(Some(Duration::from_millis(100))).unwrap();
-    assert_eq!(log.borrow().len(), 1, "{log:?}");
+    // Both events in one batch, a's first.
+    script.inject(&io, a, Ready::READABLE);
+    script.inject(&io, b, Ready::READABLE);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(*log.borrow(), vec![(a, Events::READ)]);
     assert_eq!(io.handler_count(), 1);
     io.check_consistency().unwrap();
 }
 
-#[test]
-fn handler_re_added_on_same_fd_does_not_get_the_old_registrations_event() {
-    let mut io = mio_loop();
-    let [(a, _pa), (b, _pb)] = two_ready_connections(&mut io);
-    let new_handler_calls = Rc::new(Cell::new(0u32));
+fn handler_re_added_on_same_fd_does_not_get_the_old_registrations_event<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (a, _peer_a) = pair(&mut io);
+    let (b, _peer_b) = pair(&mut io);
+    let new_b_calls = Rc::new(Cell::new(0u32));
     let old_b_calls = Rc::new(Cell::new(0u32));
     let for_old_b = Rc::clone(&old_b_calls);
     io.add_handler(
@@ -230,7 +277,7 @@ fn handler_re_added_on_same_fd_does_not_get_the_old_registrations_event() {
         Events::READ,
     )
     .unwrap();
-    let for_a = Rc::clone(&new_handler_calls);
+    let for_a = Rc::clone(&new_b_calls);
     io.add_handler(
         a,
         move |io, _, _| {
@@ -239,7 +286,10 @@ fn handler_re_added_on_same_fd_does_not_get_the_old_registrations_event() {
             let counter = Rc::clone(&for_a);
             io.add_handler(
                 b,
-                move |_, _, _| counter.set(counter.get() + 1),
+                move |io, fd, _| {
+                    counter.set(counter.get() + 1);
+                    let _ = io.read(fd, &mut [0; 16]);
+                },
                 Events::READ,
             )
             .unwrap();
@@ -248,24 +298,23 @@ fn handler_re_added_on_same_fd_does_not_get_the_old_registrations_event() {
         Events::READ,
     )
     .unwrap();
-    io.run_once(Some(Duration::from_millis(100))).unwrap();
-    if old_b_calls.get() == 0 {
-        // a ran first: the new handler must wait for an event of its own.
-        assert_eq!(new_handler_calls.get(), 0);
-        assert!(io
-            .run_until(TIMEOUT, |_| new_handler_calls.get() > 0)
-            .unwrap());
-    }
+    script.inject(&io, a, Ready::READABLE);
+    script.inject(&io, b, Ready::READABLE);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(old_b_calls.get(), 0, "the removed handler ran");
+    assert_eq!(new_b_calls.get(), 0, "the new handler got the old event");
+    // It gets an event of its own.
+    script.inject(&io, b, Ready::READABLE);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(new_b_calls.get(), 1);
     io.check_consistency().unwrap();
 }
 
-#[test]
-fn event_of_an_old_registration_never_reaches_the_new_handler_of_a_reused_fd() {
+fn event_of_an_old_registration_never_reaches_the_new_handler_of_a_reused_fd<B: Backend>() {
     // Real kernels drop pending events on close; the loop must not rely on
     // it. Report an event under the old token after the fd was reused.
-    let (poller, _clock, injected) = ManualClock::with_injection();
-    let mut io = IOLoop::new(poller);
-    let (fd, _peer) = tcp_pair(&mut io);
+    let (mut io, script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
     io.add_handler(fd, |_, _, _| {}, Events::READ).unwrap();
     let (old_token, _) = io.poller().registration(fd).unwrap();
     io.remove_handler(fd);
@@ -279,24 +328,16 @@ fn event_of_an_old_registration_never_reaches_the_new_handler_of_a_reused_fd() {
     .unwrap();
     let (new_token, _) = io.poller().registration(fd).unwrap();
     assert_ne!(old_token, new_token);
-    injected.borrow_mut().push(Event {
-        token: old_token,
-        ready: Ready::READABLE | Ready::ERROR,
-    });
+    script.inject_token(old_token, Ready::READABLE | Ready::ERROR);
     for _ in 0..3 {
-        io.run_once(None).unwrap();
+        io.run_once(Some(Duration::ZERO)).unwrap();
     }
-    assert_eq!(
-        calls.get(),
-        0,
-        "the new handler got the old registration's event"
-    );
+    assert_eq!(calls.get(), 0, "the new handler got the old event");
 }
 
-#[test]
-fn handler_removing_itself_and_adding_a_new_one_on_the_same_fd() {
-    let mut io = mio_loop();
-    let (fd, mut peer) = tcp_pair(&mut io);
+fn handler_removing_itself_and_adding_a_new_one_on_the_same_fd<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
     let second_calls = Rc::new(Cell::new(0u32));
     let for_first = Rc::clone(&second_calls);
     io.add_handler(
@@ -318,16 +359,15 @@ fn handler_removing_itself_and_adding_a_new_one_on_the_same_fd() {
         Events::READ,
     )
     .unwrap();
-    peer.write_all(b"x").unwrap();
+    io.write(peer, b"x").unwrap();
     assert!(io.run_until(TIMEOUT, |_| second_calls.get() > 0).unwrap());
     assert_eq!(io.handler_count(), 1);
     io.check_consistency().unwrap();
 }
 
-#[test]
-fn handler_removing_itself_is_not_called_again() {
-    let mut io = mio_loop();
-    let (fd, mut peer) = tcp_pair(&mut io);
+fn handler_removing_itself_is_not_called_again<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
     let calls = Rc::new(Cell::new(0u32));
     let for_handler = Rc::clone(&calls);
     io.add_handler(
@@ -339,7 +379,7 @@ fn handler_removing_itself_is_not_called_again() {
         Events::READ | Events::WRITE,
     )
     .unwrap();
-    peer.write_all(b"x").unwrap();
+    io.write(peer, b"x").unwrap();
     assert!(io.run_until(TIMEOUT, |_| calls.get() > 0).unwrap());
     for _ in 0..3 {
         io.run_once(Some(Duration::from_millis(5))).unwrap();
@@ -349,9 +389,8 @@ fn handler_removing_itself_is_not_called_again() {
 
 // ----- 5. iteration order ---------------------------------------------------------
 
-#[test]
-fn callbacks_added_during_an_iteration_run_in_the_next() {
-    let mut io = mio_loop();
+fn callbacks_added_during_an_iteration_run_in_the_next<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
     let order = Rc::new(RefCell::new(Vec::new()));
     let for_a = Rc::clone(&order);
     io.add_callback(move |io| {
@@ -365,33 +404,27 @@ fn callbacks_added_during_an_iteration_run_in_the_next() {
     assert_eq!(*order.borrow(), vec!["a", "b"]);
 }
 
-#[test]
-fn timeouts_with_equal_deadlines_fire_in_the_order_added() {
-    let (poller, clock) = ManualClock::new();
-    let mut io = IOLoop::new(poller);
+fn timeouts_with_equal_deadlines_fire_in_the_order_added<B: Backend>() {
+    let (mut io, script) = new_clocked_loop::<B>();
     let order = Rc::new(RefCell::new(Vec::new()));
-    let deadline = Instant::from_epoch(Duration::from_secs(1));
+    let deadline = at_s(1);
     for id in 0..20 {
         let for_timeout = Rc::clone(&order);
         io.call_at(deadline, move |_| for_timeout.borrow_mut().push(id));
     }
     let for_early = Rc::clone(&order);
-    io.call_at(Instant::from_epoch(Duration::from_millis(500)), move |_| {
-        for_early.borrow_mut().push(-1)
-    });
-    clock.set(deadline);
+    io.call_at(at_ms(500), move |_| for_early.borrow_mut().push(-1));
+    script.set_time(deadline);
     io.run_once(None).unwrap();
     let mut expected = vec![-1];
     expected.extend(0..20);
     assert_eq!(*order.borrow(), expected);
 }
 
-#[test]
-fn a_due_timeout_cancelling_another_due_timeout_stops_it() {
-    let (poller, clock) = ManualClock::new();
-    let mut io = IOLoop::new(poller);
+fn a_due_timeout_cancelling_another_due_timeout_stops_it<B: Backend>() {
+    let (mut io, script) = new_clocked_loop::<B>();
     let ran = Rc::new(RefCell::new(Vec::new()));
-    let deadline = Instant::from_epoch(Duration::from_secs(1));
+    let deadline = at_s(1);
     let victim = Rc::new(Cell::new(None));
     let for_first = (Rc::clone(&ran), Rc::clone(&victim));
     io.call_at(deadline, move |io| {
@@ -402,16 +435,15 @@ fn a_due_timeout_cancelling_another_due_timeout_stops_it() {
     victim.set(Some(io.call_at(deadline, move |_| {
         for_second.borrow_mut().push("second")
     })));
-    clock.set(deadline);
+    script.set_time(deadline);
     io.run_once(None).unwrap();
     io.run_once(None).unwrap();
     assert_eq!(*ran.borrow(), vec!["first"]);
     assert_eq!(io.timeout_count(), 0);
 }
 
-#[test]
-fn remove_timeout_after_it_fired_is_harmless() {
-    let mut io = mio_loop();
+fn remove_timeout_after_it_fired_is_harmless<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
     let fired = Rc::new(Cell::new(0));
     let for_first = Rc::clone(&fired);
     let handle = io.call_later(Duration::ZERO, move |_| for_first.set(for_first.get() + 1));
@@ -429,96 +461,129 @@ fn remove_timeout_after_it_fired_is_harmless() {
     assert_eq!(fired.get(), 11);
 }
 
-#[test]
-fn timeouts_wait_for_their_deadline() {
-    let (poller, clock) = ManualClock::new();
-    let mut io = IOLoop::new(poller);
+fn timeouts_wait_for_their_deadline<B: Backend>() {
+    let (mut io, script) = new_clocked_loop::<B>();
     let fired = Rc::new(Cell::new(false));
     let for_timeout = Rc::clone(&fired);
     io.call_later(Duration::from_secs(5), move |_| for_timeout.set(true));
-    clock.set(Instant::from_epoch(Duration::from_millis(4999)));
+    script.set_time(at_ms(4999));
     io.run_once(None).unwrap();
     assert!(!fired.get());
-    clock.set(Instant::from_epoch(Duration::from_secs(5)));
+    script.set_time(at_s(5));
     io.run_once(None).unwrap();
     assert!(fired.get());
 }
 
-#[test]
-fn periodic_callback_skips_missed_runs_and_stays_on_its_grid() {
-    let (poller, clock) = ManualClock::new();
-    let mut io = IOLoop::new(poller);
+fn periodic_callback_skips_missed_runs_and_stays_on_its_grid<B: Backend>() {
+    let (mut io, script) = new_clocked_loop::<B>();
     let runs = Rc::new(RefCell::new(Vec::new()));
     let for_periodic = Rc::clone(&runs);
     let periodic = PeriodicCallback::new(
-        move |io: &mut IOLoop<ManualClock>| for_periodic.borrow_mut().push(io.time()),
+        move |io: &mut IOLoop<_>| for_periodic.borrow_mut().push(io.time()),
         Duration::from_secs(10),
     )
     .unwrap();
     periodic.start(&mut io);
-    let at = |s: u64| Instant::from_epoch(Duration::from_secs(s));
-    clock.set(at(10));
+    script.set_time(at_s(10));
     io.run_once(None).unwrap();
     // The loop was busy until t=35: runs at 20 and 30 are skipped.
-    clock.set(at(35));
+    script.set_time(at_s(35));
     io.run_once(None).unwrap();
-    clock.set(at(39));
+    script.set_time(at_s(39));
     io.run_once(None).unwrap();
-    clock.set(at(40));
+    script.set_time(at_s(40));
     io.run_once(None).unwrap();
-    assert_eq!(*runs.borrow(), vec![at(10), at(35), at(40)]);
+    assert_eq!(*runs.borrow(), vec![at_s(10), at_s(35), at_s(40)]);
     periodic.stop(&mut io);
-    clock.set(at(100));
+    script.set_time(at_s(100));
     io.run_once(None).unwrap();
     assert_eq!(runs.borrow().len(), 3);
     assert!(!periodic.is_running());
-    assert!(PeriodicCallback::new(|_: &mut IOLoop<ManualClock>| {}, Duration::ZERO).is_err());
+    assert!(PeriodicCallback::new(|_: &mut IOLoop<B::P>| {}, Duration::ZERO).is_err());
 }
 
-#[test]
-fn periodic_callback_never_fires_twice_when_the_clock_steps_back() {
-    let (poller, clock) = ManualClock::new();
-    let mut io = IOLoop::new(poller);
+fn periodic_callback_never_fires_twice_when_the_clock_steps_back<B: Backend>() {
+    let (mut io, script) = new_clocked_loop::<B>();
     let runs = Rc::new(Cell::new(0u32));
     let for_periodic = Rc::clone(&runs);
     let periodic = PeriodicCallback::new(
-        move |_: &mut IOLoop<ManualClock>| for_periodic.set(for_periodic.get() + 1),
+        move |_: &mut IOLoop<_>| for_periodic.set(for_periodic.get() + 1),
         Duration::from_secs(10),
     )
     .unwrap();
     periodic.start(&mut io);
-    clock.set(Instant::from_epoch(Duration::from_secs(10)));
+    script.set_time(at_s(10));
     io.run_once(None).unwrap();
     assert_eq!(runs.get(), 1);
     // The poller's clock steps back; the loop's time does not.
-    clock.set(Instant::from_epoch(Duration::from_secs(3)));
+    script.set_time(at_s(3));
     for _ in 0..3 {
         io.run_once(None).unwrap();
     }
     assert_eq!(runs.get(), 1);
-    assert_eq!(io.time(), Instant::from_epoch(Duration::from_secs(10)));
+    assert_eq!(io.time(), at_s(10));
+}
+
+fn periodic_callback_keeps_its_schedule_after_a_panic<B: Backend>() {
+    for policy in [PanicPolicy::Contain, PanicPolicy::Propagate] {
+        let (mut io, script) = new_clocked_loop::<B>();
+        io.set_panic_policy(policy);
+        let runs = Rc::new(Cell::new(0u32));
+        let for_periodic = Rc::clone(&runs);
+        let periodic = PeriodicCallback::new(
+            move |_: &mut IOLoop<_>| {
+                for_periodic.set(for_periodic.get() + 1);
+                if for_periodic.get() == 1 {
+                    panic!("planted periodic panic");
+                }
+            },
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        periodic.start(&mut io);
+        script.set_time(at_s(10));
+        if policy == PanicPolicy::Propagate {
+            run_once_unwinds(&mut io);
+        } else {
+            io.run_once(None).unwrap();
+        }
+        assert_eq!(runs.get(), 1);
+        assert!(periodic.is_running());
+        // As Tornado: the schedule goes on after the exception.
+        for s in [20, 30] {
+            script.set_time(at_s(s));
+            io.run_once(None).unwrap();
+        }
+        assert_eq!(runs.get(), 3, "{policy:?}");
+        // And stop + start works.
+        periodic.stop(&mut io);
+        periodic.start(&mut io);
+        script.set_time(at_s(40));
+        io.run_once(None).unwrap();
+        assert_eq!(runs.get(), 4, "{policy:?}");
+    }
 }
 
 // ----- 6. bad input ----------------------------------------------------------------
 
-#[test]
-fn duplicate_add_fails_and_keeps_the_first_handler() {
-    let mut io = mio_loop();
-    let (fd, mut peer) = tcp_pair(&mut io);
+fn duplicate_add_fails_and_keeps_the_first_handler<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
     let log: Log = Rc::default();
-    io.add_handler(fd, recorder(&log), Events::READ).unwrap();
+    io.add_handler(fd, reading_recorder(&log), Events::READ)
+        .unwrap();
     let second = io.add_handler(fd, |_, _, _| panic!("second handler ran"), Events::WRITE);
     assert!(matches!(second, Err(Error::AlreadyRegistered(f)) if f == fd));
     assert_eq!(io.interest(fd), Some(Events::READ));
-    peer.write_all(b"x").unwrap();
+    io.write(peer, b"x").unwrap();
     assert!(io.run_until(TIMEOUT, |_| !log.borrow().is_empty()).unwrap());
+    assert_eq!(*log.borrow(), vec![(fd, Events::READ)]);
     io.check_consistency().unwrap();
 }
 
-#[test]
-fn update_of_an_unknown_fd_fails_and_changes_nothing() {
-    let mut io = mio_loop();
-    let (fd, _peer) = tcp_pair(&mut io);
+fn update_of_an_unknown_fd_fails_and_changes_nothing<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
     assert!(matches!(
         io.update_handler(fd, Events::READ),
         Err(Error::NotRegistered(_))
@@ -531,68 +596,42 @@ fn update_of_an_unknown_fd_fails_and_changes_nothing() {
     io.check_consistency().unwrap();
 }
 
-#[test]
-fn fds_the_os_rejects_fail_and_change_nothing() {
-    let mut io = mio_loop();
-    let file = std::fs::File::open("Cargo.toml").unwrap();
-    let regular = Fd(file.as_raw_fd());
-    let r = io.add_handler(regular, |_, _, _| {}, Events::READ);
-    assert!(matches!(r, Err(Error::Os { .. })), "{r:?}");
-    let closed = Fd(19_999);
-    let r = io.add_handler(closed, |_, _, _| {}, Events::READ);
-    assert!(matches!(r, Err(Error::Os { .. })), "{r:?}");
-    let r = io.add_handler(Fd(-3), |_, _, _| {}, Events::READ);
-    assert!(matches!(r, Err(Error::InvalidFd(_))), "{r:?}");
-    assert_eq!(io.handler_count(), 0);
-    assert!(!io.has_handler(regular));
-    io.check_consistency().unwrap();
-    // Errors print what went wrong.
-    let message = io
-        .add_handler(closed, |_, _, _| {}, Events::READ)
-        .unwrap_err()
-        .to_string();
-    assert!(message.contains("19999"), "{message}");
-}
-
-#[test]
-fn removing_an_unknown_fd_is_a_no_op() {
-    let mut io = mio_loop();
+fn removing_an_unknown_fd_is_a_no_op<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
     assert!(!io.remove_handler(Fd(12_345)));
     assert!(!io.remove_handler(Fd(-1)));
     assert_eq!(io.handler_count(), 0);
     io.check_consistency().unwrap();
 }
 
-#[test]
-fn socket_operations_on_bad_fds_return_errors() {
-    let mut io = mio_loop();
+fn socket_operations_on_bad_fds_return_errors<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
     let mut buf = [0; 8];
     assert!(io.read(Fd(19_998), &mut buf).is_err());
     assert!(io.write(Fd(19_998), b"x").is_err());
     assert!(io.accept(Fd(19_998)).is_err());
     assert!(io.close_fd(Fd(19_998)).is_err());
     assert!(io.shutdown(Fd(19_998), Shutdown::Both).is_err());
-    let (fd, _peer) = tcp_pair(&mut io);
+    let (fd, _peer) = pair(&mut io);
     assert_eq!(
         io.accept(fd).unwrap_err().kind(),
-        io::ErrorKind::InvalidInput
+        std::io::ErrorKind::InvalidInput
     );
 }
 
 // ----- 7. panics ---------------------------------------------------------------
 
-#[test]
-fn panicking_handler_is_removed_and_the_loop_goes_on() {
-    let mut io = mio_loop();
-    let (bad, mut bad_peer) = tcp_pair(&mut io);
-    let (good, mut good_peer) = tcp_pair(&mut io);
+fn panicking_handler_is_removed_and_the_loop_goes_on<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (bad, bad_peer) = pair(&mut io);
+    let (good, good_peer) = pair(&mut io);
     io.add_handler(bad, |_, _, _| panic!("planted handler panic"), Events::READ)
         .unwrap();
     let log: Log = Rc::default();
     io.add_handler(good, reading_recorder(&log), Events::READ)
         .unwrap();
-    bad_peer.write_all(b"boom").unwrap();
-    good_peer.write_all(b"fine").unwrap();
+    io.write(bad_peer, b"boom").unwrap();
+    io.write(good_peer, b"fine").unwrap();
     assert!(io
         .run_until(TIMEOUT, |io| !io.has_handler(bad)
             && !log.borrow().is_empty())
@@ -600,21 +639,24 @@ fn panicking_handler_is_removed_and_the_loop_goes_on() {
     assert!(io.has_handler(good));
     io.check_consistency().unwrap();
     // Panicking callbacks and timeouts are contained too.
+    let after = Rc::new(Cell::new(0));
     io.add_callback(|_| panic!("planted callback panic"));
+    let for_callback = Rc::clone(&after);
+    io.add_callback(move |_| for_callback.set(for_callback.get() + 1));
     io.call_later(Duration::ZERO, |_| panic!("planted timeout panic"));
+    let for_timeout = Rc::clone(&after);
+    io.call_later(Duration::ZERO, move |_| {
+        for_timeout.set(for_timeout.get() + 1)
+    });
     io.run_once(Some(Duration::ZERO)).unwrap();
-    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(after.get(), 2);
 }
 
-#[test]
-fn fail_fast_policy_propagates_the_panic_and_leaves_the_loop_usable() {
-    let mut io = mio_loop();
+fn fail_fast_policy_propagates_the_panic_and_leaves_the_loop_usable<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
     io.set_panic_policy(PanicPolicy::Propagate);
     io.add_callback(|_| panic!("planted"));
-    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        io.run_once(Some(Duration::ZERO))
-    }));
-    assert!(unwound.is_err());
+    run_once_unwinds(&mut io);
     let ran = Rc::new(Cell::new(false));
     let for_callback = Rc::clone(&ran);
     io.add_callback(move |_| for_callback.set(true));
@@ -622,56 +664,74 @@ fn fail_fast_policy_propagates_the_panic_and_leaves_the_loop_usable() {
     assert!(ran.get());
 }
 
-// ----- 8. cross-thread wake-up ---------------------------------------------------
-
-#[test]
-fn add_callback_from_another_thread_wakes_a_blocked_loop() {
-    let mut io = mio_loop();
-    let handle = io.handle();
-    let sender = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
-        let sent_at = std::time::Instant::now();
-        handle
-            .add_callback(move |io| {
-                let latency = sent_at.elapsed();
-                io.add_callback(move |_| println!("wake-up latency {latency:?}"));
-                io.stop();
-            })
-            .unwrap();
-    });
-    let started = std::time::Instant::now();
-    // No timeout, no handler: without the wake-up this blocks forever, so run
-    // it under a watchdog that stops the test instead of hanging.
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if done_rx.recv_timeout(TIMEOUT).is_err() {
-            eprintln!("the loop was not woken");
-            std::process::exit(1);
+/// Under `Propagate`, a panic in any phase of an iteration loses none of
+/// the work due beside it: co-due callbacks, timeouts and ready handlers
+/// that had not run yet run on the next iteration, exactly once.
+fn propagated_panic_loses_no_co_due_work<B: Backend>() {
+    for panicking in ["callback", "timeout", "handler"] {
+        let (mut io, script) = new_loop::<B>();
+        let (a, _peer_a) = pair(&mut io);
+        let (b, _peer_b) = pair(&mut io);
+        let (c, _peer_c) = pair(&mut io);
+        script.set_time(at_s(1));
+        io.set_panic_policy(PanicPolicy::Propagate);
+        let ran: Rc<RefCell<Vec<String>>> = Rc::default();
+        let record = |what: String| {
+            let ran = Rc::clone(&ran);
+            move || {
+                if what.ends_with("2") && what.starts_with(panicking) {
+                    panic!("planted {what} panic");
+                }
+                ran.borrow_mut().push(what.clone());
+            }
+        };
+        for i in 1..=3 {
+            let run = record(format!("callback {i}"));
+            io.add_callback(move |_| run());
+            let run = record(format!("timeout {i}"));
+            io.call_at(at_s(1), move |_| run());
         }
-    });
-    io.start().unwrap();
-    done_tx.send(()).unwrap();
-    sender.join().unwrap();
-    assert!(started.elapsed() < TIMEOUT);
+        for (i, fd) in [(1, a), (2, b), (3, c)] {
+            let run = record(format!("handler {i}"));
+            io.add_handler(
+                fd,
+                move |io, fd, _| {
+                    // Drain, so that it is not due again.
+                    let _ = io.read(fd, &mut [0; 16]);
+                    run();
+                },
+                Events::READ,
+            )
+            .unwrap();
+            script.inject(&io, fd, Ready::READABLE);
+        }
+        run_once_unwinds(&mut io);
+        assert!(
+            io.has_pending_work(),
+            "{panicking}: the rest is not pending"
+        );
+        for _ in 0..3 {
+            io.run_once(Some(Duration::ZERO)).unwrap();
+        }
+        let mut ran = ran.borrow().clone();
+        ran.sort();
+        let mut expected: Vec<String> = ["callback", "handler", "timeout"]
+            .iter()
+            .flat_map(|kind| (1..=3).map(move |i| format!("{kind} {i}")))
+            .filter(|what| *what != format!("{panicking} 2"))
+            .collect();
+        expected.sort();
+        assert_eq!(ran, expected, "a {panicking} panicked");
+        assert_eq!(io.timeout_count(), 0, "a {panicking} panicked");
+        assert!(!io.has_pending_work());
+        io.check_consistency().unwrap();
+    }
 }
 
-#[test]
-fn stop_from_another_thread_stops_the_loop() {
-    let mut io = mio_loop();
-    let handle = io.handle();
-    let stopper = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
-        handle.stop();
-    });
-    // A far timeout keeps the loop asleep until the stop wakes it.
-    io.call_later(TIMEOUT, |_| panic!("not woken by stop"));
-    io.start().unwrap();
-    stopper.join().unwrap();
-}
+// ----- 8. the loop handle ------------------------------------------------------
 
-#[test]
-fn handle_of_a_dropped_loop_reports_it() {
-    let io = mio_loop();
+fn handle_of_a_dropped_loop_reports_it<B: Backend>() {
+    let (io, _script) = new_loop::<B>();
     let handle = io.handle();
     drop(io);
     assert!(matches!(
@@ -682,17 +742,17 @@ fn handle_of_a_dropped_loop_reports_it() {
 
 // ----- running ----------------------------------------------------------------------
 
-#[test]
-fn stop_before_start_makes_start_return_at_once() {
-    let mut io = mio_loop();
-    io.call_later(TIMEOUT, |_| panic!("start did not return at once"));
+fn stop_before_start_makes_start_return_at_once<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    io.call_later(Duration::from_millis(1), |_| {});
     io.stop();
     io.start().unwrap();
+    assert_eq!(io.iterations(), 0, "start ran an iteration");
+    assert_eq!(io.timeout_count(), 1);
 }
 
-#[test]
-fn re_entrant_start_is_an_error() {
-    let mut io = mio_loop();
+fn re_entrant_start_is_an_error<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
     let inner = Rc::new(RefCell::new(None));
     let for_callback = Rc::clone(&inner);
     io.add_callback(move |io| {
@@ -703,43 +763,239 @@ fn re_entrant_start_is_an_error() {
     assert_eq!(*inner.borrow(), Some((true, true)));
 }
 
-#[test]
-fn close_with_all_fds_closes_registered_sockets() {
-    let mut io = mio_loop();
-    let (fd, mut peer) = tcp_pair(&mut io);
-    io.add_handler(fd, |_, _, _| {}, Events::READ).unwrap();
-    io.close(true);
-    let mut buf = [0; 1];
-    peer.set_read_timeout(Some(TIMEOUT)).unwrap();
-    assert_eq!(peer.read(&mut buf).unwrap(), 0);
+// ----- both backends -------------------------------------------------------------------
+
+/// Run each generic test above on both backends.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_mio {
+            $( #[test] fn $name() { super::$name::<crate::common::Mio>() } )*
+        }
+        mod on_sim {
+            $( #[test] fn $name() { super::$name::<crate::common::Sim>() } )*
+        }
+    };
 }
 
-// ----- 9. user-owned fds ---------------------------------------------------------------
+contract!(
+    read_only_registration_never_reports_write,
+    eof_is_delivered_as_read_and_the_read_returns_zero,
+    reset_is_delivered_as_error_even_with_empty_interest,
+    error_is_delivered_once_per_report,
+    one_byte_reader_receives_a_1_mib_message,
+    handler_that_does_not_read_is_called_again_next_iteration,
+    switching_to_write_on_a_writable_socket_runs_in_the_same_iteration,
+    removed_fd_gets_no_event_from_same_batch,
+    handler_re_added_on_same_fd_does_not_get_the_old_registrations_event,
+    event_of_an_old_registration_never_reaches_the_new_handler_of_a_reused_fd,
+    handler_removing_itself_and_adding_a_new_one_on_the_same_fd,
+    handler_removing_itself_is_not_called_again,
+    callbacks_added_during_an_iteration_run_in_the_next,
+    timeouts_with_equal_deadlines_fire_in_the_order_added,
+    a_due_timeout_cancelling_another_due_timeout_stops_it,
+    remove_timeout_after_it_fired_is_harmless,
+    timeouts_wait_for_their_deadline,
+    periodic_callback_skips_missed_runs_and_stays_on_its_grid,
+    periodic_callback_never_fires_twice_when_the_clock_steps_back,
+    periodic_callback_keeps_its_schedule_after_a_panic,
+    duplicate_add_fails_and_keeps_the_first_handler,
+    update_of_an_unknown_fd_fails_and_changes_nothing,
+    removing_an_unknown_fd_is_a_no_op,
+    socket_operations_on_bad_fds_return_errors,
+    panicking_handler_is_removed_and_the_loop_goes_on,
+    fail_fast_policy_propagates_the_panic_and_leaves_the_loop_usable,
+    propagated_panic_loses_no_co_due_work,
+    handle_of_a_dropped_loop_reports_it,
+    stop_before_start_makes_start_return_at_once,
+    re_entrant_start_is_an_error,
+);
 
-#[test]
-fn user_owned_pipe_is_watched_and_read_through_the_loop() {
-    let mut io = mio_loop();
-    let (reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
-    reader.set_nonblocking(true).unwrap();
-    let fd = Fd(reader.as_raw_fd());
-    let got = Rc::new(RefCell::new(Vec::new()));
-    let for_handler = Rc::clone(&got);
-    io.add_handler(
-        fd,
-        move |io, fd, _| {
-            let mut buf = [0; 4];
-            match io.read(fd, &mut buf) {
-                Ok(n) => for_handler.borrow_mut().extend_from_slice(&buf[..n]),
-                Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+// ----- the real backend only -------------------------------------------------------
+
+mod mio_only {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, IntoRawFd};
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+    use crate::common::{mio_loop, new_loop, tcp_pair, Mio};
+    use ioloop::{MioPoller, Token};
+
+    #[test]
+    fn fds_the_os_rejects_fail_and_change_nothing() {
+        let mut io = mio_loop();
+        let file = std::fs::File::open("Cargo.toml").unwrap();
+        let regular = Fd(file.as_raw_fd());
+        let r = io.add_handler(regular, |_, _, _| {}, Events::READ);
+        assert!(matches!(r, Err(Error::Os { .. })), "{r:?}");
+        let closed = Fd(19_999);
+        let r = io.add_handler(closed, |_, _, _| {}, Events::READ);
+        assert!(matches!(r, Err(Error::Os { .. })), "{r:?}");
+        let r = io.add_handler(Fd(-3), |_, _, _| {}, Events::READ);
+        assert!(matches!(r, Err(Error::InvalidFd(_))), "{r:?}");
+        assert_eq!(io.handler_count(), 0);
+        assert!(!io.has_handler(regular));
+        io.check_consistency().unwrap();
+        // Errors print what went wrong.
+        let message = io
+            .add_handler(closed, |_, _, _| {}, Events::READ)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("19999"), "{message}");
+    }
+
+    /// Exits the process if `done` is not signalled within [`TIMEOUT`]: for
+    /// tests whose failure is a loop that blocks forever.
+    fn watchdog(what: &'static str) -> std::sync::mpsc::Sender<()> {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if done_rx.recv_timeout(TIMEOUT).is_err() {
+                eprintln!("{what}");
+                std::process::exit(1);
             }
-        },
-        Events::READ,
-    )
-    .unwrap();
-    writer.write_all(b"hello, loop").unwrap();
-    assert!(io.run_until(TIMEOUT, |_| got.borrow().len() == 11).unwrap());
-    assert_eq!(&*got.borrow(), b"hello, loop");
-    // The poller does not close what it did not create.
-    assert!(io.close_fd(fd).is_err());
-    assert!(!io.has_handler(fd));
+        });
+        done_tx
+    }
+
+    #[test]
+    fn add_callback_from_another_thread_wakes_a_blocked_loop() {
+        let (mut io, script) = new_loop::<Mio>();
+        let handle = io.handle();
+        // The sender waits until the loop is about to block with no
+        // timeout: only the waker can end that wait.
+        let (blocking_tx, blocking_rx) = std::sync::mpsc::channel();
+        script.on_blocking_wait(move |timeout| {
+            assert_eq!(timeout, None);
+            let _ = blocking_tx.send(());
+        });
+        let sender = std::thread::spawn(move || {
+            blocking_rx.recv().unwrap();
+            handle.add_callback(|io| io.stop()).unwrap();
+        });
+        let done = watchdog("the loop was not woken by add_callback");
+        io.start().unwrap();
+        done.send(()).unwrap();
+        sender.join().unwrap();
+    }
+
+    #[test]
+    fn stop_from_another_thread_stops_the_loop() {
+        let (mut io, script) = new_loop::<Mio>();
+        let handle = io.handle();
+        let (blocking_tx, blocking_rx) = std::sync::mpsc::channel();
+        script.on_blocking_wait(move |timeout| {
+            let _ = blocking_tx.send(timeout);
+        });
+        let stopper = std::thread::spawn(move || {
+            let timeout = blocking_rx.recv().unwrap();
+            handle.stop();
+            timeout
+        });
+        // A far timeout keeps the loop asleep until the stop wakes it.
+        let fired = Rc::new(Cell::new(false));
+        let for_timeout = Rc::clone(&fired);
+        io.call_later(TIMEOUT, move |_| for_timeout.set(true));
+        io.start().unwrap();
+        let timeout = stopper.join().unwrap();
+        assert!(timeout.is_some_and(|t| t > TIMEOUT / 2), "{timeout:?}");
+        assert!(!fired.get(), "the loop slept until its timeout: not woken");
+    }
+
+    #[test]
+    fn close_with_all_fds_closes_registered_sockets() {
+        let mut io = mio_loop();
+        let (fd, mut peer) = tcp_pair(&mut io);
+        io.add_handler(fd, |_, _, _| {}, Events::READ).unwrap();
+        io.close(true);
+        let mut buf = [0; 1];
+        peer.set_read_timeout(Some(TIMEOUT)).unwrap();
+        assert_eq!(peer.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn close_with_all_fds_closes_fds_the_user_registered() {
+        let mut io = mio_loop();
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        // The loop takes the fd over: `close(true)` closes it, as Tornado.
+        let fd = Fd(ours.into_raw_fd());
+        io.add_handler(fd, |_, _, _| {}, Events::READ).unwrap();
+        io.close(true);
+        // A Unix socket's close is seen by its peer at once.
+        peer.set_nonblocking(true).unwrap();
+        assert_eq!(peer.read(&mut [0; 1]).unwrap(), 0, "the fd is still open");
+    }
+
+    #[test]
+    fn user_owned_socket_is_watched_and_read_through_the_loop() {
+        let mut io = mio_loop();
+        let (reader, mut writer) = UnixStream::pair().unwrap();
+        reader.set_nonblocking(true).unwrap();
+        let fd = Fd(reader.as_raw_fd());
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let for_handler = Rc::clone(&got);
+        io.add_handler(
+            fd,
+            move |io, fd, _| {
+                let mut buf = [0; 4];
+                match io.read(fd, &mut buf) {
+                    Ok(n) => for_handler.borrow_mut().extend_from_slice(&buf[..n]),
+                    Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+                }
+            },
+            Events::READ,
+        )
+        .unwrap();
+        writer.write_all(b"hello, loop").unwrap();
+        assert!(io.run_until(TIMEOUT, |_| got.borrow().len() == 11).unwrap());
+        assert_eq!(&*got.borrow(), b"hello, loop");
+    }
+
+    #[test]
+    fn close_fd_of_a_user_fd_fails_and_changes_nothing() {
+        let mut io = mio_loop();
+        let (reader, mut writer) = UnixStream::pair().unwrap();
+        let fd = Fd(reader.as_raw_fd());
+        let log: Log = Rc::default();
+        io.add_handler(fd, reading_recorder(&log), Events::READ)
+            .unwrap();
+        // The poller does not close what it did not create; the refusal
+        // leaves the handler and its registration in place.
+        assert!(io.close_fd(fd).is_err());
+        assert!(io.has_handler(fd));
+        io.check_consistency().unwrap();
+        writer.write_all(b"x").unwrap();
+        assert!(io.run_until(TIMEOUT, |_| !log.borrow().is_empty()).unwrap());
+        assert!(io.remove_handler(fd));
+    }
+
+    #[test]
+    fn poller_refusing_to_close_a_user_fd_keeps_its_registration() {
+        let mut poller = MioPoller::new().unwrap();
+        let (ours, _peer) = UnixStream::pair().unwrap();
+        let fd = Fd(ours.as_raw_fd());
+        poller.add(fd, Token::new(fd, 1), Events::READ).unwrap();
+        assert!(poller.close(fd).is_err());
+        assert_eq!(
+            poller.registration(fd),
+            Some((Token::new(fd, 1), Events::READ))
+        );
+        assert_eq!(poller.registration_count(), 1);
+    }
+
+    #[test]
+    fn deleting_an_fd_closed_behind_the_pollers_back_forgets_it() {
+        let mut poller = MioPoller::new().unwrap();
+        let (ours, _peer) = UnixStream::pair().unwrap();
+        let fd = Fd(ours.as_raw_fd());
+        poller.add(fd, Token::new(fd, 1), Events::READ).unwrap();
+        drop(ours);
+        // The kernel dropped the registration with the file: `delete`
+        // succeeds and the poller's own record goes with it.
+        poller.delete(fd).unwrap();
+        assert_eq!(poller.registration(fd), None);
+        assert_eq!(poller.registration_count(), 0);
+        // A failed delete changes nothing.
+        assert!(poller.delete(fd).is_err());
+        assert_eq!(poller.registration_count(), 0);
+    }
 }

@@ -66,3 +66,29 @@ pub fn describe_handlers<P: Poller>(io: &IOLoop<P>) -> String {
         .collect();
     format!("[{}]", handlers.join(", "))
 }
+
+/// The fds whose handler will be called again without a new event (their
+/// due events, interest and readiness), and those holding an `ERROR` that
+/// was delivered and ignored: for a spin or stall report. Empty when no fd
+/// is either.
+pub fn describe_pending_readiness<P: Poller>(io: &IOLoop<P>) -> String {
+    let fds: Vec<String> = io
+        .handlers()
+        .filter_map(|(fd, _)| {
+            let state = io.readiness(fd)?;
+            if state.due.is_empty() && !state.error_ignored {
+                return None;
+            }
+            let ignored = if state.error_ignored {
+                " (ERROR delivered and ignored: the fd is neither closed nor removed)"
+            } else {
+                ""
+            };
+            Some(format!(
+                "{fd:?}: due {:?}, interest {:?}, ready {:?}{ignored}",
+                state.due, state.interest, state.ready
+            ))
+        })
+        .collect();
+    fds.join("; ")
+}

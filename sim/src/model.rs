@@ -71,14 +71,10 @@ pub enum Op {
     Run,
 }
 
-/// A deliberately broken reactor, for the property's planted-bug twin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MapBug {
-    /// `remove_handler` from the top level does nothing.
-    RemoveIsNoop,
-    /// A duplicate `add_handler` replaces the handler instead of failing.
-    DuplicateAddReplaces,
-}
+/// Prepares the loop under test before the first step: the property's
+/// planted-bug twins plant a bug in it (`IOLoop::plant_bug`, behind
+/// `ioloop`'s test-only feature `planted-bugs`).
+pub type Setup = fn(&mut IOLoop<SimPoller>);
 
 /// What the model believes.
 #[derive(Default)]
@@ -116,7 +112,6 @@ struct Harness {
     _server: EchoServer,
     server_addr: SocketAddr,
     model: Shared,
-    bug: Option<MapBug>,
 }
 
 impl fmt::Display for FdRef {
@@ -175,10 +170,13 @@ fn draw_op(entropy: &mut Entropy) -> Op {
     }
 }
 
-/// Run `ops` against a fresh loop (with `bug` planted, if any) and the
+/// Run `ops` against a fresh loop (prepared by `setup`, if any) and the
 /// model; `Err` names the first step where they disagree.
-pub fn check_ops(ops: &[Op], bug: Option<MapBug>) -> Result<(), String> {
-    let mut harness = Harness::new(bug);
+pub fn check_ops(ops: &[Op], setup: Option<Setup>) -> Result<(), String> {
+    let mut harness = Harness::new();
+    if let Some(setup) = setup {
+        setup(&mut harness.io);
+    }
     for (step, op) in ops.iter().enumerate() {
         harness.apply(op);
         harness
@@ -196,7 +194,7 @@ pub fn check_ops(ops: &[Op], bug: Option<MapBug>) -> Result<(), String> {
 }
 
 impl Harness {
-    fn new(bug: Option<MapBug>) -> Harness {
+    fn new() -> Harness {
         let net = SimNet::with_plan(Entropy::seeded(0), FaultPlan::none(), false);
         let server_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
         let server_addr = SocketAddr::new(server_ip, 7);
@@ -210,7 +208,6 @@ impl Harness {
             _server: server,
             server_addr,
             model: Shared::default(),
-            bug,
         }
     }
 
@@ -221,11 +218,6 @@ impl Harness {
             Op::Open => open(io, model, self.server_addr),
             Op::Add(fd, events, actions) => {
                 let fd = model.borrow().resolve(*fd);
-                if self.bug == Some(MapBug::DuplicateAddReplaces) {
-                    // The broken reactor drops the old handler behind the
-                    // model's back, so the duplicate add "succeeds".
-                    io.remove_handler(fd);
-                }
                 add(
                     io,
                     model,
@@ -242,11 +234,7 @@ impl Harness {
             }
             Op::Remove(fd) => {
                 let fd = model.borrow().resolve(*fd);
-                if self.bug == Some(MapBug::RemoveIsNoop) {
-                    model.borrow_mut().registered.remove(&fd);
-                } else {
-                    remove(io, model, fd);
-                }
+                remove(io, model, fd);
             }
             Op::Close(fd) => {
                 let fd = model.borrow().resolve(*fd);
@@ -431,12 +419,17 @@ fn remove(io: &mut IOLoop<SimPoller>, model: &Shared, fd: Fd) {
     }
 }
 
+/// `close_fd`: closes an open socket and drops its handler; on an fd that
+/// is not open it fails and changes nothing.
 fn close(io: &mut IOLoop<SimPoller>, model: &Shared, fd: Fd) {
     let was_open = {
         let mut m = model.borrow_mut();
-        m.registered.remove(&fd);
         let position = m.open.iter().position(|&open| open == fd);
-        position.map(|p| m.open.remove(p)).is_some()
+        let was_open = position.map(|p| m.open.remove(p)).is_some();
+        if was_open {
+            m.registered.remove(&fd);
+        }
+        was_open
     };
     let got = io.close_fd(fd).is_ok();
     if got != was_open {

@@ -319,6 +319,15 @@ impl Host {
         }
     }
 
+    /// Handlers due again without a new event, and ignored `ERROR`s: what
+    /// a spin report must name.
+    fn pending_readiness(&self) -> String {
+        self.io
+            .as_ref()
+            .map(check::describe_pending_readiness)
+            .unwrap_or_default()
+    }
+
     fn timeout_count(&self) -> usize {
         self.io.as_ref().map_or(0, IOLoop::timeout_count)
     }
@@ -1425,7 +1434,18 @@ impl Sim {
         let handlers: Vec<String> = self
             .hosts
             .iter()
-            .map(|h| format!("host {:?} {}", h.name, h.handlers()))
+            .map(|h| {
+                let pending = h.pending_readiness();
+                if pending.is_empty() {
+                    format!("host {:?} {}", h.name, h.handlers())
+                } else {
+                    format!(
+                        "host {:?} {}; due without an event: {pending}",
+                        h.name,
+                        h.handlers()
+                    )
+                }
+            })
             .collect();
         let message = format!(
             "{} rounds without a byte moved or time passing; {}",

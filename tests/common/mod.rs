@@ -1,4 +1,6 @@
-//! Helpers shared by the real-backend tests.
+//! Helpers shared by the integration tests: the two backends of the
+//! contract suite, a scripted poller (hand-set clock, injected events, a
+//! hook on blocking waits), and loopback helpers.
 #![allow(dead_code)]
 
 use std::cell::{Cell, RefCell};
@@ -8,109 +10,132 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ioloop::{Event, Events, Fd, IOLoop, Instant, MioPoller, Poller, Token, Wake};
+use ioloop::{Event, Events, Fd, IOLoop, Instant, MioPoller, Poller, Ready, Token, Wake};
+use ioloop_sim::{FaultPreset, SimNet, SimPoller};
 
-/// A fresh loop on the real backend.
+/// How long a test waits for something that should happen at once (on the
+/// loop's clock: virtual time on the simulator).
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+// ----- the two backends -----------------------------------------------------------
+
+/// A backend the contract suite runs on.
+pub trait Backend: 'static {
+    /// Its poller.
+    type P: Poller + 'static;
+    /// A fresh poller.
+    fn poller() -> Self::P;
+}
+
+/// The real backend: mio over loopback.
+pub struct Mio;
+
+impl Backend for Mio {
+    type P = MioPoller;
+    fn poller() -> MioPoller {
+        MioPoller::new().expect("epoll instance")
+    }
+}
+
+/// The simulator, faults off: one host, stepped by the loop itself (virtual
+/// time advances when the host is idle).
+pub struct Sim;
+
+impl Backend for Sim {
+    type P = SimPoller;
+    fn poller() -> SimPoller {
+        SimNet::new(0x5eed, FaultPreset::None, false).host("127.0.0.1".parse().unwrap())
+    }
+}
+
+/// The loop every contract test runs: a backend under a [`Scripted`] poller.
+pub type TestLoop<B> = IOLoop<Scripted<<B as Backend>::P>>;
+
+/// A fresh loop on backend `B`, and the script that steers its poller.
+pub fn new_loop<B: Backend>() -> (TestLoop<B>, Script) {
+    let (poller, script) = Scripted::new(B::poller());
+    (IOLoop::new(poller), script)
+}
+
+/// A fresh loop on backend `B` whose clock the test sets by hand, starting
+/// at [`Instant::ZERO`] (the loop's clock never goes back, so it must be set
+/// before the loop first reads it).
+pub fn new_clocked_loop<B: Backend>() -> (TestLoop<B>, Script) {
+    let (poller, script) = Scripted::new(B::poller());
+    script.set_time(Instant::ZERO);
+    (IOLoop::new(poller), script)
+}
+
+/// A fresh loop on the real backend (no scripting needed).
 pub fn mio_loop() -> IOLoop<MioPoller> {
-    IOLoop::new(MioPoller::new().expect("epoll instance"))
+    IOLoop::new(Mio::poller())
 }
 
-/// A loopback connection: the accepted end, owned by the loop, and the
-/// client end as a blocking std socket.
-pub fn tcp_pair<P: Poller>(io: &mut IOLoop<P>) -> (Fd, TcpStream) {
-    let listener = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = io.local_addr(listener).unwrap();
-    let client = TcpStream::connect(addr).unwrap();
-    let accepted = accept_within(io, listener, Duration::from_secs(5));
-    io.close_fd(listener).unwrap();
-    (accepted, client)
-}
+// ----- the scripted poller ------------------------------------------------------------
 
-/// Accept one connection, retrying on `WouldBlock` for at most `timeout`.
-pub fn accept_within<P: Poller>(io: &mut IOLoop<P>, listener: Fd, timeout: Duration) -> Fd {
-    let started = std::time::Instant::now();
-    loop {
-        match io.accept(listener) {
-            Ok((fd, _)) => return fd,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && started.elapsed() < timeout => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
-    }
-}
+/// Called with the timeout of a `wait` that may block, just before it does.
+type WaitHook = Box<dyn FnMut(Option<Duration>)>;
 
-/// Reset a std socket: linger 0, then close, so the peer sees `ECONNRESET`.
-pub fn reset(stream: TcpStream) {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-    let linger = libc_linger_zero();
-    // SAFETY: valid socket fd and a properly sized `linger`.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_LINGER: {}", io::Error::last_os_error());
-    drop(stream);
-}
-
-fn libc_linger_zero() -> libc::linger {
-    libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    }
-}
-
-/// Half-close a std socket's sending side.
-pub fn half_close(stream: &TcpStream) {
-    stream.shutdown(Shutdown::Write).unwrap();
-}
-
-/// Number of open fds of this process.
-pub fn open_fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// Events a test adds to the next `wait` of a [`ManualClock`].
-pub type Injected = Rc<RefCell<Vec<Event>>>;
-
-/// A poller whose clock the test sets by hand, and which reports events the
-/// test injects along with the real ones; everything else is the real
-/// backend, and `wait` never blocks.
-pub struct ManualClock {
-    inner: MioPoller,
-    now: Rc<Cell<Instant>>,
+/// Steers a [`Scripted`] poller from the test.
+#[derive(Clone, Default)]
+pub struct Script {
+    clock: Rc<Cell<Option<Instant>>>,
     injected: Rc<RefCell<Vec<Event>>>,
+    on_blocking_wait: Rc<RefCell<Option<WaitHook>>>,
 }
 
-impl ManualClock {
-    /// The poller and the cell that sets its time.
-    pub fn new() -> (ManualClock, Rc<Cell<Instant>>) {
-        let (poller, now, _) = Self::with_injection();
-        (poller, now)
+impl Script {
+    /// Set the poller's clock by hand from now on (`wait` then never blocks).
+    pub fn set_time(&self, now: Instant) {
+        self.clock.set(Some(now));
     }
 
-    /// The poller, its clock, and a list of events to report on the next
-    /// `wait`, after the real ones.
-    pub fn with_injection() -> (ManualClock, Rc<Cell<Instant>>, Injected) {
-        let now = Rc::new(Cell::new(Instant::ZERO));
-        let injected = Rc::new(RefCell::new(Vec::new()));
-        let poller = ManualClock {
-            inner: MioPoller::new().unwrap(),
-            now: Rc::clone(&now),
-            injected: Rc::clone(&injected),
+    /// Report `ready` for `fd`'s current registration in the next `wait`,
+    /// after the backend's own events, in the order injected: the way to put
+    /// events for several fds in one batch, in a known order.
+    pub fn inject<P: Poller>(&self, io: &IOLoop<P>, fd: Fd, ready: Ready) {
+        let (token, _) = io.poller().registration(fd).expect("fd is registered");
+        self.inject_token(token, ready);
+    }
+
+    /// Report `ready` under `token` in the next `wait`, registered or not.
+    pub fn inject_token(&self, token: Token, ready: Ready) {
+        self.injected.borrow_mut().push(Event { token, ready });
+    }
+
+    /// Call `hook` with the timeout of every `wait` that may block (timeout
+    /// not zero), just before it blocks.
+    pub fn on_blocking_wait(&self, hook: impl FnMut(Option<Duration>) + 'static) {
+        *self.on_blocking_wait.borrow_mut() = Some(Box::new(hook));
+    }
+}
+
+/// A poller that is backend `P` except where the test's [`Script`] says:
+/// a clock set by hand, events injected into the next batch, a hook called
+/// before a blocking wait.
+pub struct Scripted<P> {
+    inner: P,
+    script: Script,
+}
+
+impl<P: Poller> Scripted<P> {
+    /// `inner`, scripted, and its script.
+    pub fn new(inner: P) -> (Scripted<P>, Script) {
+        let script = Script::default();
+        let poller = Scripted {
+            inner,
+            script: script.clone(),
         };
-        (poller, now, injected)
+        (poller, script)
+    }
+
+    /// The backend underneath.
+    pub fn inner(&self) -> &P {
+        &self.inner
     }
 }
 
-impl Poller for ManualClock {
+impl<P: Poller> Poller for Scripted<P> {
     fn add(&mut self, fd: Fd, token: Token, interest: Events) -> io::Result<()> {
         self.inner.add(fd, token, interest)
     }
@@ -120,13 +145,24 @@ impl Poller for ManualClock {
     fn delete(&mut self, fd: Fd) -> io::Result<()> {
         self.inner.delete(fd)
     }
-    fn wait(&mut self, events: &mut Vec<Event>, _timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.wait(events, Some(Duration::ZERO))?;
-        events.append(&mut self.injected.borrow_mut());
+    fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+        let timeout =
+            if self.script.clock.get().is_some() || !self.script.injected.borrow().is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                timeout
+            };
+        if timeout != Some(Duration::ZERO) {
+            if let Some(hook) = self.script.on_blocking_wait.borrow_mut().as_mut() {
+                hook(timeout);
+            }
+        }
+        self.inner.wait(events, timeout)?;
+        events.append(&mut self.script.injected.borrow_mut());
         Ok(())
     }
     fn now(&self) -> Instant {
-        self.now.get()
+        self.script.clock.get().unwrap_or_else(|| self.inner.now())
     }
     fn waker(&self) -> Arc<dyn Wake> {
         self.inner.waker()
@@ -161,7 +197,104 @@ impl Poller for ManualClock {
     fn close(&mut self, fd: Fd) -> io::Result<()> {
         self.inner.close(fd)
     }
+    fn close_registered(&mut self, fd: Fd) -> io::Result<()> {
+        self.inner.close_registered(fd)
+    }
     fn local_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
         self.inner.local_addr(fd)
     }
+    fn before_dispatch(&mut self, token: Token, events: Events) {
+        self.inner.before_dispatch(token, events)
+    }
+}
+
+// ----- connections ------------------------------------------------------------------
+
+/// A connection with both ends on `io`'s poller, made through the loop on
+/// any backend: `(ours, peer)`. Neither end has a handler; the test drives
+/// the peer with `io.write(peer, ..)`, `io.shutdown(peer, ..)` and
+/// `io.close_fd(peer)`.
+pub fn pair<P: Poller + 'static>(io: &mut IOLoop<P>) -> (Fd, Fd) {
+    let listener = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = io.local_addr(listener).unwrap();
+    let peer = io.connect(addr).unwrap();
+    let accepted = Rc::new(Cell::new(None));
+    let connected = Rc::new(Cell::new(false));
+    let for_listener = Rc::clone(&accepted);
+    io.add_handler(
+        listener,
+        move |io, listener, _| {
+            if let Ok((fd, _)) = io.accept(listener) {
+                for_listener.set(Some(fd));
+            }
+        },
+        Events::READ,
+    )
+    .unwrap();
+    let for_peer = Rc::clone(&connected);
+    io.add_handler(peer, move |_, _, _| for_peer.set(true), Events::WRITE)
+        .unwrap();
+    let done = io
+        .run_until(TIMEOUT, |_| accepted.get().is_some() && connected.get())
+        .unwrap();
+    assert!(done, "loopback connection not established");
+    io.remove_handler(peer);
+    io.close_fd(listener).unwrap();
+    (accepted.get().unwrap(), peer)
+}
+
+/// A loopback connection: the accepted end, owned by the loop, and the
+/// client end as a blocking std socket (real backend only).
+pub fn tcp_pair<P: Poller + 'static>(io: &mut IOLoop<P>) -> (Fd, TcpStream) {
+    let listener = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = io.local_addr(listener).unwrap();
+    let client = TcpStream::connect(addr).unwrap();
+    let accepted = Rc::new(Cell::new(None));
+    let for_listener = Rc::clone(&accepted);
+    io.add_handler(
+        listener,
+        move |io, listener, _| {
+            if let Ok((fd, _)) = io.accept(listener) {
+                for_listener.set(Some(fd));
+            }
+        },
+        Events::READ,
+    )
+    .unwrap();
+    assert!(io.run_until(TIMEOUT, |_| accepted.get().is_some()).unwrap());
+    io.close_fd(listener).unwrap();
+    (accepted.get().unwrap(), client)
+}
+
+/// Reset a std socket: linger 0, then close, so the peer sees `ECONNRESET`.
+pub fn reset(stream: TcpStream) {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: valid socket fd and a properly sized `linger`.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", io::Error::last_os_error());
+    drop(stream);
+}
+
+/// Half-close a std socket's sending side.
+pub fn half_close(stream: &TcpStream) {
+    stream.shutdown(Shutdown::Write).unwrap();
+}
+
+/// Number of open fds of this process.
+pub fn open_fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
