@@ -66,6 +66,7 @@ mod ioloop;
 mod mio_poller;
 mod periodic;
 mod poller;
+mod socket_options;
 mod timers;
 
 pub use error::Error;
@@ -75,4 +76,5 @@ pub use ioloop::{Callback, Handler, IOLoop, PanicPolicy};
 pub use mio_poller::MioPoller;
 pub use periodic::PeriodicCallback;
 pub use poller::{Event, Fd, Instant, Poller, Ready, Token, Wake};
+pub use socket_options::ListenOptions;
 pub use timers::TimeoutHandle;

@@ -15,12 +15,15 @@
 //! - `socket.rs`: the socket calls a host makes (listen, accept, read, ...)
 //! - `delivery.rs`: segments in flight, and their delivery
 //! - `fault.rs`: fault kinds, and the decision whether one fires
+//! - `options.rs`: socket options, recorded per socket and honoured where
+//!   the model has a use for them
 
 mod clock;
 mod connection;
 mod delivery;
 mod fault;
 mod host;
+mod options;
 mod socket;
 
 use std::collections::{BTreeMap, BTreeSet};
