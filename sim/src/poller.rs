@@ -72,6 +72,13 @@ impl SimNet {
 }
 
 /// The [`Poller`] of one simulated host.
+///
+/// Socket options are recorded per socket: `set_nodelay` and
+/// `set_keepalive` are read back but change nothing (the simulated network
+/// has no Nagle algorithm and no idle probes); the listen backlog is
+/// honoured (capped at 128); `take_error` reads a reset or a refused connect
+/// once. Real sockets cannot enter a simulated host: `adopt_*` and
+/// `release_*` answer `Unsupported`.
 pub struct SimPoller {
     world: Rc<RefCell<World>>,
     host: HostId,
