@@ -348,14 +348,15 @@ impl<P: Poller> IOLoop<P> {
     }
 
     /// Remove `fd`'s handler, if any, and close the socket. Only for sockets
-    /// the loop's poller created (`listen`, `accept`, `connect`); close fds
-    /// you own yourself after [`remove_handler`](Self::remove_handler).
+    /// the loop's poller owns (made by `listen`, `accept`, `connect`, or
+    /// adopted); close fds you own yourself after
+    /// [`remove_handler`](Self::remove_handler).
     pub fn close_fd(&mut self, fd: Fd) -> io::Result<()> {
         self.remove_handler(fd);
         self.poller.close(fd)
     }
 
-    /// The local address of a socket the poller created.
+    /// The local address of a socket the poller owns (made or adopted).
     pub fn local_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
         self.poller.local_addr(fd)
     }
@@ -384,7 +385,8 @@ impl<P: Poller> IOLoop<P> {
     // ----- socket options, and sockets from outside --------------------------
 
     /// A listener on `addr` with `options`: `SO_REUSEADDR` and the backlog
-    /// (Tornado's `bind_sockets(port, reuse_port=..., backlog=...)`).
+    /// (Tornado's `bind_sockets(port, backlog=...)`, which sets
+    /// `SO_REUSEADDR` too).
     /// [`listen`](Self::listen) is this with [`ListenOptions::default`].
     pub fn listen_with(&mut self, addr: SocketAddr, options: ListenOptions) -> io::Result<Fd> {
         self.poller.listen_with(addr, options)

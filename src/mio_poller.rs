@@ -50,7 +50,9 @@ struct FdState {
 /// call [`IOLoop::clear_readiness`](crate::IOLoop::clear_readiness) when it
 /// returns `WouldBlock`: the backend is edge-triggered, and the loop only
 /// knows an fd is drained when told. Remove the handler before closing such
-/// an fd; the poller never closes an fd it did not create.
+/// an fd; the poller never closes an fd it does not own. To hand a TCP
+/// socket to the poller instead, adopt it
+/// ([`IOLoop::adopt_stream`](crate::IOLoop::adopt_stream)).
 ///
 /// ```
 /// use ioloop::{IOLoop, MioPoller};
