@@ -1,6 +1,9 @@
 //! Echo throughput over loopback: ioloop against a raw mio loop and tokio
 //! `current_thread`, side by side, at 1, 16 and 256 connections and 64 B
-//! and 16 KiB messages, ping-pong, every echoed byte checked.
+//! and 16 KiB messages, ping-pong, every echoed byte checked. ioloop runs
+//! twice: with 64 KiB reads like the others (`ioloop`), and as shipped
+//! (`ioloop_default`: `EchoConfig::default()`, 1 KiB reads, what
+//! `examples/echo.rs` runs).
 
 mod support;
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System calls per echoed message, counted exactly with perf on the server
-# process only: ioloop, raw mio and tokio, same load, same run.
+# process only: ioloop (64 KiB reads, and as shipped: 1 KiB reads), raw mio
+# and tokio, same load, same run.
 # Usage: benches/syscalls.sh [CONNECTIONS] [BYTES] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,8 +10,8 @@ bytes=${2:-64}
 rounds=${3:-20000}
 cargo build -q --release --example echo_bench
 bin=target/release/examples/echo_bench
-printf '%-8s %12s %10s %14s\n' server messages syscalls syscalls/msg
-for kind in ioloop raw_mio tokio; do
+printf '%-14s %12s %10s %14s\n' server messages syscalls syscalls/msg
+for kind in ioloop ioloop_default raw_mio tokio; do
   out=$(mktemp)
   "$bin" serve "$kind" > "$out" &
   server=$!
@@ -25,7 +26,7 @@ for kind in ioloop raw_mio tokio; do
   kill "$server"; wait "$server" 2>/dev/null || true
   syscalls=$(awk -F, '/raw_syscalls/ { print $1 }' "$counts")
   messages=$(echo "$load" | sed -n 's/.*messages=\([0-9]*\).*/\1/p')
-  printf '%-8s %12s %10s %14.2f   (%s)\n' "$kind" "$messages" "$syscalls" \
+  printf '%-14s %12s %10s %14.2f   (%s)\n' "$kind" "$messages" "$syscalls" \
     "$(awk -v s="$syscalls" -v m="$messages" 'BEGIN { print s / m }')" "$load"
   rm -f "$out" "$counts"
 done

@@ -1,7 +1,7 @@
 //! The echo server on the real backend.
 //!
 //! ```text
-//! cargo run --release --example echo -- [ADDR] [--read-chunk BYTES] [-v]
+//! cargo run --release --example echo -- [ADDR] [--read-chunk BYTES] [--nagle] [-v]
 //! ```
 //!
 //! `ADDR` defaults to `127.0.0.1:10000`; port 0 picks a free port. Prints
@@ -14,9 +14,10 @@ use std::process::ExitCode;
 use ioloop::echo::{EchoConfig, EchoServer};
 use ioloop::{IOLoop, MioPoller};
 
-const USAGE: &str = "usage: echo [ADDR] [--read-chunk BYTES] [-v]
+const USAGE: &str = "usage: echo [ADDR] [--read-chunk BYTES] [--nagle] [-v]
   ADDR               address to listen on (default 127.0.0.1:10000; port 0: any free port)
   --read-chunk BYTES bytes read per READ event (default 1024, as Tornado's example)
+  --nagle            leave TCP_NODELAY off (messages over one chunk then stall ~40 ms)
   -v                 log connections";
 
 struct Args {
@@ -36,6 +37,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         match arg.as_str() {
             "-h" | "--help" => return Err(String::new()),
             "-v" | "--verbose" => parsed.verbose = true,
+            "--nagle" => parsed.config.nodelay = false,
             "--read-chunk" => {
                 let value = args.next().ok_or("--read-chunk needs a value")?;
                 parsed.config.read_chunk_bytes = match value.parse::<usize>() {

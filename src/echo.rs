@@ -7,6 +7,16 @@
 //! not: partial writes, half-close (echo everything, then close), resets,
 //! a bounded queue per connection (a peer that never reads cannot make the
 //! server buffer without bound), and `EMFILE` on accept without a busy loop.
+//!
+//! It sets `TCP_NODELAY` on every connection it accepts
+//! ([`EchoConfig::nodelay`]). It echoes a message in pieces of
+//! [`EchoConfig::read_chunk_bytes`] (1 KiB, as Tornado's example), one write
+//! per piece. Without `TCP_NODELAY`, Nagle's algorithm holds each piece
+//! after the first until the peer ACKs the first, and the peer delays that
+//! ACK (~40 ms on Linux) because it has nothing to send back yet: every
+//! message larger than one piece stalled ~44 ms per round trip (23
+//! round trips/s at 4 KiB against 67,000 for a raw mio loop). Tornado's
+//! IOStream has `set_nodelay` for the same reason.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -31,6 +41,10 @@ pub struct EchoConfig {
     /// How long to stop accepting after an accept fails for lack of
     /// resources (`EMFILE`, `ENFILE`, `ENOBUFS`, ...).
     pub accept_backoff: Duration,
+    /// Set `TCP_NODELAY` on accepted connections (default `true`): each
+    /// piece is sent as it is written instead of waiting for the peer's
+    /// (delayed) ACK of the previous one. `false` only to measure the stall.
+    pub nodelay: bool,
 }
 
 impl Default for EchoConfig {
@@ -40,6 +54,7 @@ impl Default for EchoConfig {
             queue_high_water_bytes: 64 * 1024,
             accept_batch_max: 64,
             accept_backoff: Duration::from_millis(100),
+            nodelay: true,
         }
     }
 }
@@ -246,6 +261,12 @@ fn on_accepted<P: Poller + 'static>(
         return;
     }
     let mut state = state_rc.borrow_mut();
+    if state.config.nodelay {
+        if let Err(error) = io.set_nodelay(fd, true) {
+            // Slower, not wrong: serve the connection anyway.
+            log::debug!("connection {fd}: cannot set TCP_NODELAY: {error}");
+        }
+    }
     state.stats.connections_accepted += 1;
     state.connections.insert(fd, Connection::default());
     log::debug!("connection {fd} from {peer}");

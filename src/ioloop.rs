@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::handle::{LoopHandle, Shared};
 use crate::timers::{TimeoutHandle, TimerQueue};
-use crate::{Error, Event, Events, Fd, Instant, Poller, Ready, Token};
+use crate::{Error, Event, Events, Fd, Instant, ListenOptions, Poller, Ready, Token};
 
 /// What the loop calls when an fd is ready.
 ///
@@ -566,9 +566,10 @@ impl<P: Poller> IOLoop<P> {
     }
 
     /// Close the socket and remove `fd`'s handler, if any. Only for sockets
-    /// the loop's poller created (`listen`, `accept`, `connect`): for any
-    /// other fd it fails and changes nothing (the handler stays). Close fds
-    /// you own yourself after [`remove_handler`](Self::remove_handler).
+    /// the loop's poller owns (made by `listen`, `accept`, `connect`, or
+    /// adopted): for any other fd it fails and changes nothing (the handler
+    /// stays). Close fds you own yourself after
+    /// [`remove_handler`](Self::remove_handler).
     ///
     /// Tornado's `close_fd` closes any fd; here an fd you own is usually
     /// held by an `OwnedFd` (a `UnixStream`, ...) that closes it on drop, and
@@ -582,7 +583,7 @@ impl<P: Poller> IOLoop<P> {
         Ok(())
     }
 
-    /// The local address of a socket the poller created.
+    /// The local address of a socket the poller owns (made or adopted).
     pub fn local_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
         self.poller.local_addr(fd)
     }
@@ -605,6 +606,148 @@ impl<P: Poller> IOLoop<P> {
         }
         if events.contains(Events::WRITE) {
             entry.ready = entry.ready.remove(Ready::WRITABLE);
+        }
+    }
+
+    // ----- socket options, and sockets from outside --------------------------
+
+    /// A listener on `addr` with `options`: `SO_REUSEADDR` and the backlog
+    /// (Tornado's `bind_sockets(port, backlog=...)`, which sets
+    /// `SO_REUSEADDR` too).
+    /// [`listen`](Self::listen) is this with [`ListenOptions::default`].
+    pub fn listen_with(&mut self, addr: SocketAddr, options: ListenOptions) -> io::Result<Fd> {
+        self.poller.listen_with(addr, options)
+    }
+
+    /// Set `TCP_NODELAY` on a connected socket: each write is sent at once
+    /// rather than held back while earlier data waits for its ACK (Nagle's
+    /// algorithm). A server that answers in several small writes needs it,
+    /// or each answer can wait for the peer's delayed ACK (~40 ms).
+    /// `InvalidInput` for a listener or an fd the poller does not own.
+    ///
+    /// ```
+    /// use ioloop::{IOLoop, MioPoller};
+    ///
+    /// let mut io = IOLoop::new(MioPoller::new()?);
+    /// let listener = io.listen("127.0.0.1:0".parse()?)?;
+    /// let _client = std::net::TcpStream::connect(io.local_addr(listener)?)?;
+    /// let conn = loop {
+    ///     match io.accept(listener) {
+    ///         Ok((conn, _peer)) => break conn,
+    ///         Err(_) => { io.run_once(Some(std::time::Duration::from_millis(10)))?; }
+    ///     }
+    /// };
+    /// io.set_nodelay(conn, true)?;
+    /// assert!(io.nodelay(conn)?);
+    /// assert!(io.set_nodelay(listener, true).is_err()); // a stream option
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_nodelay(&mut self, fd: Fd, nodelay: bool) -> io::Result<()> {
+        self.poller.set_nodelay(fd, nodelay)
+    }
+
+    /// Whether `TCP_NODELAY` is set on a connected socket.
+    pub fn nodelay(&self, fd: Fd) -> io::Result<bool> {
+        self.poller.nodelay(fd)
+    }
+
+    /// TCP keep-alive on a connected socket: probe the peer after `idle`
+    /// without traffic (whole seconds, at least one; `InvalidInput`
+    /// otherwise), or `None` to turn it off. Tornado leaves this to
+    /// `socket.setsockopt`.
+    pub fn set_keepalive(&mut self, fd: Fd, idle: Option<Duration>) -> io::Result<()> {
+        self.poller.set_keepalive(fd, idle)
+    }
+
+    /// The keep-alive idle time of a connected socket, `None` when off.
+    pub fn keepalive(&self, fd: Fd) -> io::Result<Option<Duration>> {
+        self.poller.keepalive(fd)
+    }
+
+    /// The address of a connected socket's peer (`getpeername`).
+    pub fn peer_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
+        self.poller.peer_addr(fd)
+    }
+
+    /// Read and clear `fd`'s pending socket error (`SO_ERROR`), as a handler
+    /// called with `ERROR` (or a connect that reported `WRITE`) does to learn
+    /// what happened: `Ok(None)` when there is none. Tornado reads it with
+    /// `getsockopt(SOL_SOCKET, SO_ERROR)`.
+    pub fn take_error(&mut self, fd: Fd) -> io::Result<Option<io::Error>> {
+        self.poller.take_error(fd)
+    }
+
+    /// Take a listener made outside the loop (by `std`, `socket2`, inherited
+    /// from a supervisor) into the loop, as if made by
+    /// [`listen`](Self::listen): it becomes non-blocking, and
+    /// [`close_fd`](Self::close_fd), [`local_addr`](Self::local_addr) and
+    /// the options work on it. Fails for a socket that is not listening, or
+    /// whose fd the poller already owns; the simulator has no real sockets
+    /// and answers `Unsupported`. On failure the socket is closed, except
+    /// when its fd is one the poller owns (then it is left alone).
+    ///
+    /// ```
+    /// use ioloop::{IOLoop, MioPoller};
+    ///
+    /// let mut io = IOLoop::new(MioPoller::new()?);
+    /// let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = std_listener.local_addr()?;
+    /// let listener = io.adopt_listener(std_listener)?;
+    /// assert_eq!(io.local_addr(listener)?, addr);
+    /// let std_listener = io.release_listener(listener)?; // and back out
+    /// assert_eq!(std_listener.local_addr()?, addr);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn adopt_listener(&mut self, listener: std::net::TcpListener) -> io::Result<Fd> {
+        self.poller.adopt_listener(listener)
+    }
+
+    /// Take a connected stream made outside the loop into it, as if
+    /// accepted; see [`adopt_listener`](Self::adopt_listener).
+    pub fn adopt_stream(&mut self, stream: std::net::TcpStream) -> io::Result<Fd> {
+        self.poller.adopt_stream(stream)
+    }
+
+    /// Take a listener back out of the loop: its handler, if any, is
+    /// removed, and the socket is yours (still non-blocking). Fails,
+    /// changing nothing, for an fd that is not a listener the poller owns.
+    /// Rust's ownership makes this explicit where Tornado would hand the
+    /// same socket object around.
+    pub fn release_listener(&mut self, fd: Fd) -> io::Result<std::net::TcpListener> {
+        self.release_with(fd, |poller| poller.release_listener(fd))
+    }
+
+    /// Take a stream back out of the loop; see
+    /// [`release_listener`](Self::release_listener).
+    pub fn release_stream(&mut self, fd: Fd) -> io::Result<std::net::TcpStream> {
+        self.release_with(fd, |poller| poller.release_stream(fd))
+    }
+
+    /// Run a poller's release with `fd`'s handler held aside: dropped if the
+    /// release succeeds (the poller dropped the registration), put back as it
+    /// was if it fails.
+    fn release_with<T>(
+        &mut self,
+        fd: Fd,
+        release: impl FnOnce(&mut P) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let index = fd.index();
+        let entry = index
+            .and_then(|i| self.slots.get_mut(i))
+            .and_then(|slot| slot.entry.take());
+        match release(&mut self.poller) {
+            Ok(socket) => {
+                if entry.is_some() {
+                    self.handler_count -= 1;
+                }
+                Ok(socket)
+            }
+            Err(error) => {
+                if let (Some(entry), Some(i)) = (entry, index) {
+                    self.slots[i].entry = Some(entry);
+                }
+                Err(error)
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry};
 
-use crate::{Event, Events, Fd, Instant, Poller, Ready, Token, Wake};
+use crate::{Event, Events, Fd, Instant, ListenOptions, Poller, Ready, Token, Wake};
 
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("ioloop's tokens need 64-bit mio tokens (usize)");
@@ -50,7 +50,9 @@ struct FdState {
 /// call [`IOLoop::clear_readiness`](crate::IOLoop::clear_readiness) when it
 /// returns `WouldBlock`: the backend is edge-triggered, and the loop only
 /// knows an fd is drained when told. Remove the handler before closing such
-/// an fd; the poller never closes an fd it did not create.
+/// an fd; the poller never closes an fd it does not own. To hand a TCP
+/// socket to the poller instead, adopt it
+/// ([`IOLoop::adopt_stream`](crate::IOLoop::adopt_stream)).
 ///
 /// ```
 /// use ioloop::{IOLoop, MioPoller};
@@ -317,6 +319,132 @@ impl Poller for MioPoller {
             None => Err(not_ours(fd, "socket")),
         }
     }
+
+    fn listen_with(&mut self, addr: SocketAddr, options: ListenOptions) -> io::Result<Fd> {
+        use socket2::{Domain, Protocol, Socket as RawSocket, Type};
+        let socket = RawSocket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(options.reuse_addr)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(i32::try_from(options.backlog).unwrap_or(i32::MAX))?;
+        let listener = TcpListener::from_std(socket.into());
+        Ok(self.adopt(Socket::Listener(listener)))
+    }
+
+    fn set_nodelay(&mut self, fd: Fd, nodelay: bool) -> io::Result<()> {
+        self.stream_or_err(fd)?.set_nodelay(nodelay)
+    }
+
+    fn nodelay(&self, fd: Fd) -> io::Result<bool> {
+        self.stream_or_err(fd)?.nodelay()
+    }
+
+    fn set_keepalive(&mut self, fd: Fd, idle: Option<Duration>) -> io::Result<()> {
+        let idle = keepalive_idle_checked(idle)?;
+        let socket = socket2::SockRef::from(self.stream_or_err(fd)?);
+        match idle {
+            Some(idle) => socket.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle)),
+            None => socket.set_keepalive(false),
+        }
+    }
+
+    fn keepalive(&self, fd: Fd) -> io::Result<Option<Duration>> {
+        let socket = socket2::SockRef::from(self.stream_or_err(fd)?);
+        if socket.keepalive()? {
+            Ok(Some(socket.tcp_keepalive_time()?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn peer_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
+        self.stream_or_err(fd)?.peer_addr()
+    }
+
+    fn take_error(&mut self, fd: Fd) -> io::Result<Option<io::Error>> {
+        match self.state(fd).and_then(|s| s.socket.as_ref()) {
+            Some(Socket::Listener(listener)) => listener.take_error(),
+            Some(Socket::Stream(stream)) => stream.take_error(),
+            None => Err(not_ours(fd, "socket")),
+        }
+    }
+
+    fn adopt_listener(&mut self, listener: std::net::TcpListener) -> io::Result<Fd> {
+        let fd = Fd(listener.as_raw_fd());
+        if self.owns(fd) {
+            // The same fd as a socket we own (made with `from_raw_fd`):
+            // dropping it would close ours.
+            std::mem::forget(listener);
+            return Err(already_ours(fd));
+        }
+        if !is_listening(fd)? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("fd {fd} is not a listening socket"),
+            ));
+        }
+        listener.set_nonblocking(true)?;
+        Ok(self.adopt(Socket::Listener(TcpListener::from_std(listener))))
+    }
+
+    fn adopt_stream(&mut self, stream: std::net::TcpStream) -> io::Result<Fd> {
+        let fd = Fd(stream.as_raw_fd());
+        if self.owns(fd) {
+            // As in `adopt_listener`: never close a socket we own.
+            std::mem::forget(stream);
+            return Err(already_ours(fd));
+        }
+        if is_listening(fd)? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("fd {fd} is a listening socket, not a stream"),
+            ));
+        }
+        stream.set_nonblocking(true)?;
+        Ok(self.adopt(Socket::Stream(TcpStream::from_std(stream))))
+    }
+
+    fn release_listener(&mut self, fd: Fd) -> io::Result<std::net::TcpListener> {
+        match self.state(fd).and_then(|s| s.socket.as_ref()) {
+            Some(Socket::Listener(_)) => {}
+            _ => return Err(not_ours(fd, "listener")),
+        }
+        match self.release(fd)? {
+            Socket::Listener(listener) => Ok(listener.into()),
+            Socket::Stream(_) => unreachable!("checked to be a listener"),
+        }
+    }
+
+    fn release_stream(&mut self, fd: Fd) -> io::Result<std::net::TcpStream> {
+        self.stream_or_err(fd)?;
+        match self.release(fd)? {
+            Socket::Stream(stream) => Ok(stream.into()),
+            Socket::Listener(_) => unreachable!("checked to be a stream"),
+        }
+    }
+}
+
+impl MioPoller {
+    /// The stream `fd`, or an error naming what it is not.
+    fn stream_or_err(&self, fd: Fd) -> io::Result<&TcpStream> {
+        self.stream(fd)
+            .ok_or_else(|| not_ours(fd, "connected socket"))
+    }
+
+    /// `true` if `fd` is a socket this poller owns.
+    fn owns(&self, fd: Fd) -> bool {
+        self.state(fd).is_some_and(|s| s.socket.is_some())
+    }
+
+    /// Take an owned socket out of the table, dropping its registration.
+    fn release(&mut self, fd: Fd) -> io::Result<Socket> {
+        if self.registration(fd).is_some() {
+            self.delete(fd)?;
+        }
+        self.state_mut(fd)
+            .and_then(|s| s.socket.take())
+            .ok_or_else(|| not_ours(fd, "socket"))
+    }
 }
 
 impl std::fmt::Debug for MioPoller {
@@ -390,5 +518,46 @@ fn raw_write(fd: Fd, buf: &[u8]) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+fn already_ours(fd: Fd) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("fd {fd} already belongs to this poller"),
+    )
+}
+
+/// `true` if `listen(2)` was called on `fd` (`SO_ACCEPTCONN`).
+fn is_listening(fd: Fd) -> io::Result<bool> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes and `len` is the size
+    // of `value`; a bad fd makes the call fail, nothing worse.
+    let result = unsafe {
+        libc::getsockopt(
+            fd.0,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if result < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(value != 0)
+    }
+}
+
+/// A keep-alive idle time the kernel takes: whole seconds, at least one.
+pub(crate) fn keepalive_idle_checked(idle: Option<Duration>) -> io::Result<Option<Duration>> {
+    match idle {
+        Some(idle) if idle < Duration::from_secs(1) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "keep-alive idle time must be at least one second",
+        )),
+        Some(idle) => Ok(Some(Duration::from_secs(idle.as_secs()))),
+        None => Ok(None),
     }
 }

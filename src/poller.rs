@@ -9,10 +9,11 @@ use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::ops::{Add, BitOr, BitOrAssign, Sub};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Events;
+use crate::{Events, ListenOptions};
 
 /// A file descriptor number, as the OS (or the simulator) hands it out.
 ///
@@ -38,6 +39,35 @@ impl fmt::Debug for Fd {
 impl fmt::Display for Fd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+impl From<RawFd> for Fd {
+    /// The fd of a raw number, e.g. from
+    /// [`AsRawFd::as_raw_fd`](std::os::fd::AsRawFd::as_raw_fd) on a socket
+    /// you own and want to watch.
+    fn from(raw: RawFd) -> Fd {
+        Fd(raw)
+    }
+}
+
+impl From<Fd> for RawFd {
+    fn from(fd: Fd) -> RawFd {
+        fd.0
+    }
+}
+
+/// The number only: an `Fd` owns nothing, so this is no ownership claim.
+///
+/// ```
+/// use ioloop::Fd;
+/// use std::os::fd::{AsRawFd, RawFd};
+/// assert_eq!(Fd::from(7).as_raw_fd(), 7);
+/// assert_eq!(RawFd::from(Fd(3)), 3);
+/// ```
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
     }
 }
 
@@ -358,4 +388,90 @@ pub trait Poller: 'static {
     fn before_dispatch(&mut self, token: Token, events: Events) {
         let _ = (token, events);
     }
+
+    // ----- socket options and sockets from outside --------------------------
+    //
+    // Each has a default that refuses with `Unsupported`, so that a poller
+    // written before them (or one that wraps another) still compiles.
+
+    /// A listener on `addr` made with `options` (`SO_REUSEADDR`, backlog).
+    fn listen_with(&mut self, addr: SocketAddr, options: ListenOptions) -> io::Result<Fd> {
+        let _ = (addr, options);
+        Err(unsupported("listen_with"))
+    }
+
+    /// Set `TCP_NODELAY` on a connected socket this poller owns: send small
+    /// writes at once instead of waiting for the peer's ACK (Nagle).
+    fn set_nodelay(&mut self, fd: Fd, nodelay: bool) -> io::Result<()> {
+        let _ = (fd, nodelay);
+        Err(unsupported("set_nodelay"))
+    }
+
+    /// Whether `TCP_NODELAY` is set on a connected socket.
+    fn nodelay(&self, fd: Fd) -> io::Result<bool> {
+        let _ = fd;
+        Err(unsupported("nodelay"))
+    }
+
+    /// Turn TCP keep-alive on, probing after `idle` without traffic
+    /// (`SO_KEEPALIVE` and `TCP_KEEPIDLE`, whole seconds, at least one), or
+    /// off with `None`.
+    fn set_keepalive(&mut self, fd: Fd, idle: Option<Duration>) -> io::Result<()> {
+        let _ = (fd, idle);
+        Err(unsupported("set_keepalive"))
+    }
+
+    /// The keep-alive idle time of a connected socket, `None` when off.
+    fn keepalive(&self, fd: Fd) -> io::Result<Option<Duration>> {
+        let _ = fd;
+        Err(unsupported("keepalive"))
+    }
+
+    /// The address of a connected socket's peer.
+    fn peer_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
+        let _ = fd;
+        Err(unsupported("peer_addr"))
+    }
+
+    /// Read and clear the socket's pending error (`SO_ERROR`): `Ok(None)`
+    /// when there is none.
+    fn take_error(&mut self, fd: Fd) -> io::Result<Option<io::Error>> {
+        let _ = fd;
+        Err(unsupported("take_error"))
+    }
+
+    /// Take ownership of a listener made outside; it becomes non-blocking.
+    fn adopt_listener(&mut self, listener: std::net::TcpListener) -> io::Result<Fd> {
+        drop(listener);
+        Err(unsupported("adopt_listener"))
+    }
+
+    /// Take ownership of a connected stream made outside; it becomes
+    /// non-blocking.
+    fn adopt_stream(&mut self, stream: std::net::TcpStream) -> io::Result<Fd> {
+        drop(stream);
+        Err(unsupported("adopt_stream"))
+    }
+
+    /// Give up a listener this poller owns, dropping its registration; it
+    /// stays non-blocking.
+    fn release_listener(&mut self, fd: Fd) -> io::Result<std::net::TcpListener> {
+        let _ = fd;
+        Err(unsupported("release_listener"))
+    }
+
+    /// Give up a stream this poller owns, dropping its registration; it
+    /// stays non-blocking.
+    fn release_stream(&mut self, fd: Fd) -> io::Result<std::net::TcpStream> {
+        let _ = fd;
+        Err(unsupported("release_stream"))
+    }
+}
+
+/// The error of a socket call a poller does not support.
+pub(crate) fn unsupported(call: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{call} is not supported by this poller"),
+    )
 }

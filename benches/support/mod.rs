@@ -18,8 +18,13 @@ use ioloop::{IOLoop, MioPoller};
 /// Which server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// `ioloop::echo::EchoServer` on `MioPoller`.
+    /// `ioloop::echo::EchoServer` on `MioPoller`, 64 KiB reads like the others.
     Ioloop,
+    /// `EchoServer` as shipped: `EchoConfig::default()` (1 KiB reads,
+    /// `TCP_NODELAY` on accepted connections), what `examples/echo.rs` runs.
+    IoloopDefault,
+    /// The shipped defaults with `TCP_NODELAY` off: the 44 ms stall it fixes.
+    IoloopNagle,
     /// The hand-written edge-triggered mio loop: the floor.
     RawMio,
     /// tokio, `current_thread` runtime, a task per connection.
@@ -27,18 +32,30 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Ioloop, Kind::RawMio, Kind::Tokio];
+    /// The servers every throughput bench compares.
+    pub const ALL: [Kind; 4] = [Kind::Ioloop, Kind::IoloopDefault, Kind::RawMio, Kind::Tokio];
+
+    /// Every server, the stalling one included (latency only).
+    pub const EVERY: [Kind; 5] = [
+        Kind::Ioloop,
+        Kind::IoloopDefault,
+        Kind::IoloopNagle,
+        Kind::RawMio,
+        Kind::Tokio,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Ioloop => "ioloop",
+            Kind::IoloopDefault => "ioloop_default",
+            Kind::IoloopNagle => "ioloop_nagle",
             Kind::RawMio => "raw_mio",
             Kind::Tokio => "tokio",
         }
     }
 
     pub fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
+        Kind::EVERY.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -66,20 +83,30 @@ impl Drop for Server {
 /// Start a server of `kind` on `addr` (port 0: any).
 pub fn spawn(kind: Kind, addr: SocketAddr) -> Server {
     match kind {
-        Kind::Ioloop => spawn_ioloop(addr),
+        Kind::Ioloop => spawn_ioloop(
+            addr,
+            EchoConfig {
+                read_chunk_bytes: READ_CHUNK_BYTES,
+                ..EchoConfig::default()
+            },
+        ),
+        Kind::IoloopDefault => spawn_ioloop(addr, EchoConfig::default()),
+        Kind::IoloopNagle => spawn_ioloop(
+            addr,
+            EchoConfig {
+                nodelay: false,
+                ..EchoConfig::default()
+            },
+        ),
         Kind::RawMio => spawn_raw_mio(addr),
         Kind::Tokio => spawn_tokio(addr),
     }
 }
 
-fn spawn_ioloop(addr: SocketAddr) -> Server {
+fn spawn_ioloop(addr: SocketAddr, config: EchoConfig) -> Server {
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
         let mut io = IOLoop::new(MioPoller::new().unwrap());
-        let config = EchoConfig {
-            read_chunk_bytes: READ_CHUNK_BYTES,
-            ..EchoConfig::default()
-        };
         let server = EchoServer::bind(&mut io, addr, config).unwrap();
         tx.send((server.local_addr(&io).unwrap(), io.handle()))
             .unwrap();

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ioloop::{Event, Events, Fd, Instant, Poller, Token, Wake};
+use ioloop::{Event, Events, Fd, Instant, ListenOptions, Poller, Token, Wake};
 
 use crate::net::{HostId, World};
 use crate::{Entropy, FaultPlan, FaultPreset, Trace};
@@ -83,6 +83,13 @@ impl SimNet {
 }
 
 /// The [`Poller`] of one simulated host.
+///
+/// Socket options are recorded per socket: `set_nodelay` and
+/// `set_keepalive` are read back but change nothing (the simulated network
+/// has no Nagle algorithm and no idle probes); the listen backlog is
+/// honoured (capped at 128); `take_error` reads a reset or a refused connect
+/// once. Real sockets cannot enter a simulated host: `adopt_*` and
+/// `release_*` answer `Unsupported`.
 pub struct SimPoller {
     world: Rc<RefCell<World>>,
     host: HostId,
@@ -199,4 +206,49 @@ impl Poller for SimPoller {
     fn before_dispatch(&mut self, token: Token, events: Events) {
         self.world().check_dispatch(self.host, token, events);
     }
+    fn listen_with(&mut self, addr: SocketAddr, options: ListenOptions) -> io::Result<Fd> {
+        self.world().listen_with(self.host, addr, options)
+    }
+    fn set_nodelay(&mut self, fd: Fd, nodelay: bool) -> io::Result<()> {
+        self.world().set_nodelay(self.host, fd, nodelay)
+    }
+    fn nodelay(&self, fd: Fd) -> io::Result<bool> {
+        self.world.borrow().nodelay(self.host, fd)
+    }
+    fn set_keepalive(&mut self, fd: Fd, idle: Option<Duration>) -> io::Result<()> {
+        self.world().set_keepalive(self.host, fd, idle)
+    }
+    fn keepalive(&self, fd: Fd) -> io::Result<Option<Duration>> {
+        self.world.borrow().keepalive(self.host, fd)
+    }
+    fn peer_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
+        self.world.borrow().peer_addr(self.host, fd)
+    }
+    fn take_error(&mut self, fd: Fd) -> io::Result<Option<io::Error>> {
+        self.world().take_error(self.host, fd)
+    }
+    fn adopt_listener(&mut self, listener: std::net::TcpListener) -> io::Result<Fd> {
+        drop(listener);
+        Err(no_real_sockets("adopt_listener"))
+    }
+    fn adopt_stream(&mut self, stream: std::net::TcpStream) -> io::Result<Fd> {
+        drop(stream);
+        Err(no_real_sockets("adopt_stream"))
+    }
+    fn release_listener(&mut self, fd: Fd) -> io::Result<std::net::TcpListener> {
+        let _ = fd;
+        Err(no_real_sockets("release_listener"))
+    }
+    fn release_stream(&mut self, fd: Fd) -> io::Result<std::net::TcpStream> {
+        let _ = fd;
+        Err(no_real_sockets("release_stream"))
+    }
+}
+
+/// Real sockets cannot enter or leave a simulated host.
+fn no_real_sockets(call: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{call}: the simulator has no real sockets to adopt or hand back"),
+    )
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::{Index, IndexMut};
+use std::time::Duration;
 
 use ioloop::{Fd, Instant, Ready};
 
@@ -52,6 +53,11 @@ pub(super) struct End {
     pub(super) write_blocked: bool,
     /// Deliveries from this end keep their order.
     pub(super) last_delivery: Instant,
+    /// `TCP_NODELAY`, recorded: the world sends every write at once (it has
+    /// no Nagle), so it changes nothing here.
+    pub(super) nodelay: bool,
+    /// Keep-alive idle time, recorded: the world has no idle probes.
+    pub(super) keepalive: Option<Duration>,
 }
 
 impl End {
@@ -70,6 +76,8 @@ impl End {
             in_flight: 0,
             write_blocked: false,
             last_delivery: Instant::ZERO,
+            nodelay: false,
+            keepalive: None,
         }
     }
 

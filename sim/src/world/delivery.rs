@@ -12,7 +12,7 @@ use super::host::Socket;
 use super::{tag, FaultKind, World};
 
 /// Pending connections a listener holds before refusing more.
-const BACKLOG_MAX: usize = 128;
+pub(super) const BACKLOG_MAX: usize = 128;
 
 /// Something in flight, delivered at its time.
 pub(super) enum Delivery {
@@ -244,10 +244,15 @@ impl World {
             self.refuse(conn);
             return;
         };
-        let Ok(Socket::Listener { backlog, .. }) = self.socket(host, fd) else {
+        let Ok(Socket::Listener {
+            backlog,
+            backlog_max,
+            ..
+        }) = self.socket(host, fd)
+        else {
             unreachable!("find_listener returns listeners");
         };
-        if backlog.len() >= BACKLOG_MAX {
+        if backlog.len() >= *backlog_max {
             self.refuse(conn);
             return;
         }

@@ -24,6 +24,11 @@ pub(super) enum Socket {
     Listener {
         port: u16,
         backlog: VecDeque<ConnId>,
+        /// Pending connections held before refusing more: the listen
+        /// backlog asked for, within `1..=BACKLOG_MAX`.
+        backlog_max: usize,
+        /// Recorded; the world has no `TIME_WAIT` for it to matter.
+        reuse_addr: bool,
     },
     Stream {
         conn: ConnId,

@@ -17,6 +17,8 @@
 //! - `fault.rs`: fault kinds, and the decision whether one fires
 //! - `link.rs`: links between hosts — partitions and clogs hold segments
 //! - `outage.rs`: a host that crashes, pauses or restarts
+//! - `options.rs`: socket options, recorded per socket and honoured where
+//!   the model has a use for them
 
 mod clock;
 mod connection;
@@ -24,6 +26,7 @@ mod delivery;
 mod fault;
 mod host;
 mod link;
+mod options;
 mod outage;
 mod socket;
 

@@ -5,10 +5,10 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
-use ioloop::{Fd, Ready};
+use ioloop::{Fd, ListenOptions, Ready};
 
 use super::connection::{ConnId, Connection, End};
-use super::delivery::Delivery;
+use super::delivery::{Delivery, BACKLOG_MAX};
 use super::host::Socket;
 use super::{tag, FaultKind, HostId, World, EBADF, EMFILE};
 
@@ -33,6 +33,17 @@ impl IoKind {
 impl World {
     /// A listener on `addr`'s port (0: an ephemeral port) of `host`.
     pub fn listen(&mut self, host: HostId, addr: SocketAddr) -> io::Result<Fd> {
+        self.listen_with(host, addr, ListenOptions::default())
+    }
+
+    /// A listener with `options`: the backlog is honoured (capped at 128,
+    /// as an old `somaxconn`; a full backlog refuses), `reuse_addr` recorded.
+    pub fn listen_with(
+        &mut self,
+        host: HostId,
+        addr: SocketAddr,
+        options: ListenOptions,
+    ) -> io::Result<Fd> {
         let ip = self.hosts[host].ip;
         if !addr.ip().is_unspecified() && addr.ip() != ip {
             return Err(io::Error::from(io::ErrorKind::AddrNotAvailable));
@@ -50,6 +61,8 @@ impl World {
             Socket::Listener {
                 port,
                 backlog: VecDeque::new(),
+                backlog_max: (options.backlog as usize).clamp(1, BACKLOG_MAX),
+                reuse_addr: options.reuse_addr,
             },
         )
     }
