@@ -897,6 +897,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// Accepts connections and hands each to the service as an [`IOStream`]
 /// with state `S::default()` (Tornado's `TCPServer.handle_stream`).
 ///
+/// Its streams, like [`TcpClient`]'s, have `TCP_NODELAY` set: a reply
+/// written in pieces goes out at once instead of waiting ~40 ms on Nagle's
+/// algorithm and the peer's delayed ACK.
+///
 /// Accepts at most [`TcpServer::ACCEPT_BATCH_MAX`] connections per event;
 /// when an accept fails for lack of fds (`EMFILE`), it stops accepting for
 /// [`TcpServer::ACCEPT_BACKOFF`] instead of spinning.
@@ -945,6 +949,7 @@ impl TcpServer {
             for _ in 0..TcpServer::ACCEPT_BATCH_MAX {
                 match io.accept(fd) {
                     Ok((conn, peer)) => {
+                        nodelay(io, conn);
                         if let Err(e) = IOStream::attach(io, conn, new_state(peer), &mut on_stream)
                         {
                             log::warn!("cannot watch accepted fd {conn}: {e}");
@@ -990,6 +995,16 @@ impl TcpServer {
     }
 }
 
+/// Streams send what they are given at once: `TCP_NODELAY`, so that a
+/// reply written in pieces does not wait on Nagle's algorithm for the
+/// peer's delayed ACK (~40 ms). `io.set_nodelay(stream.fd(), false)` undoes
+/// it.
+fn nodelay<P: Poller>(io: &mut IOLoop<P>, fd: Fd) {
+    if let Err(e) = io.set_nodelay(fd, true) {
+        log::debug!("TCP_NODELAY on fd {fd}: {e}");
+    }
+}
+
 fn is_transient_accept_error(error: &io::Error) -> bool {
     matches!(
         error.kind(),
@@ -1023,6 +1038,7 @@ impl TcpClient {
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<(), StreamError>) + 'static,
     {
         let fd = io.connect(addr).map_err(|e| StreamError::io(&e))?;
+        nodelay(io, fd);
         let mut stream = IOStream::new(fd, state, false);
         stream.connecting = Some(Box::new(on_connect));
         let handle = match stream.register(io, Events::WRITE) {

@@ -43,6 +43,7 @@ on_the_simulator!(
     backpressure_is_visible_and_flush_callbacks_run,
     a_closed_stream_refuses_reads_and_writes,
     state_and_handles_reach_a_stream_from_outside,
+    streams_send_at_once_with_nodelay,
 );
 
 #[test]

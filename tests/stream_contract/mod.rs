@@ -414,3 +414,33 @@ pub fn state_and_handles_reach_a_stream_from_outside<P: Poller>(
     run(&mut io, &got, 2);
     assert_eq!(*got.borrow(), ["Some(42)", "None"]);
 }
+
+/// Streams of a `TcpServer` and a `TcpClient` have `TCP_NODELAY` set, so
+/// that replies written in pieces do not wait on Nagle's algorithm.
+pub fn streams_send_at_once_with_nodelay<P: Poller>(mut io: IOLoop<P>, addr: SocketAddr) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        let on = io.nodelay(stream.fd()).expect("a stream option");
+        for_server.borrow_mut().push(format!("server {on}"));
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(
+        &mut io,
+        addr,
+        LIMIT,
+        (),
+        move |io, stream: &mut IOStream<P>, connected| {
+            connected.unwrap();
+            let on = io.nodelay(stream.fd()).expect("a stream option");
+            for_client.borrow_mut().push(format!("client {on}"));
+        },
+    )
+    .unwrap();
+    run(&mut io, &got, 2);
+    let mut got = got.borrow().clone();
+    got.sort();
+    assert_eq!(got, ["client true", "server true"]);
+}
