@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System calls per echoed message, counted exactly with perf on the server
-# process only: ioloop (64 KiB reads, and as shipped: 1 KiB reads), raw mio
+# process only: ioloop (64 KiB reads, as shipped: 1 KiB reads, and over
+# IOStream), raw mio
 # and tokio, same load, same run.
 # Usage: benches/syscalls.sh [CONNECTIONS] [BYTES] [ROUNDS]
 set -euo pipefail
@@ -11,7 +12,7 @@ rounds=${3:-20000}
 cargo build -q --release --example echo_bench
 bin=target/release/examples/echo_bench
 printf '%-14s %12s %10s %14s\n' server messages syscalls syscalls/msg
-for kind in ioloop ioloop_default raw_mio tokio; do
+for kind in ioloop ioloop_default ioloop_stream raw_mio tokio; do
   out=$(mktemp)
   "$bin" serve "$kind" > "$out" &
   server=$!

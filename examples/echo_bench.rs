@@ -2,7 +2,7 @@
 //! system calls per message can be counted from outside (`benches/syscalls.sh`).
 //!
 //! ```text
-//! cargo run --release --example echo_bench -- serve ioloop|ioloop_default|ioloop_nagle|raw_mio|tokio [ADDR]
+//! cargo run --release --example echo_bench -- serve ioloop|ioloop_default|ioloop_nagle|ioloop_stream|raw_mio|tokio [ADDR]
 //! cargo run --release --example echo_bench -- load ADDR CONNECTIONS BYTES ROUNDS
 //! ```
 
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     match args.as_slice() {
         ["serve", kind, rest @ ..] if rest.len() <= 1 => {
             let Some(kind) = support::Kind::parse(kind) else {
-                eprintln!("echo_bench: unknown server {kind:?} (ioloop, ioloop_default, ioloop_nagle, raw_mio, tokio)");
+                eprintln!("echo_bench: unknown server {kind:?} (ioloop, ioloop_default, ioloop_nagle, ioloop_stream, raw_mio, tokio)");
                 return ExitCode::from(2);
             };
             let addr = rest.first().copied().unwrap_or("127.0.0.1:0");

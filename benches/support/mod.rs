@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ioloop::echo::{EchoConfig, EchoServer};
-use ioloop::{IOLoop, MioPoller};
+use ioloop::{IOLoop, IOStream, MioPoller, TcpServer};
 
 /// Which server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +25,9 @@ pub enum Kind {
     IoloopDefault,
     /// The shipped defaults with `TCP_NODELAY` off: the 44 ms stall it fixes.
     IoloopNagle,
+    /// The echo server on `IOStream` (`examples/echo_stream.rs`): the layer
+    /// users write services on.
+    IoloopStream,
     /// The hand-written edge-triggered mio loop: the floor.
     RawMio,
     /// tokio, `current_thread` runtime, a task per connection.
@@ -33,13 +36,20 @@ pub enum Kind {
 
 impl Kind {
     /// The servers every throughput bench compares.
-    pub const ALL: [Kind; 4] = [Kind::Ioloop, Kind::IoloopDefault, Kind::RawMio, Kind::Tokio];
+    pub const ALL: [Kind; 5] = [
+        Kind::Ioloop,
+        Kind::IoloopDefault,
+        Kind::IoloopStream,
+        Kind::RawMio,
+        Kind::Tokio,
+    ];
 
     /// Every server, the stalling one included (latency only).
-    pub const EVERY: [Kind; 5] = [
+    pub const EVERY: [Kind; 6] = [
         Kind::Ioloop,
         Kind::IoloopDefault,
         Kind::IoloopNagle,
+        Kind::IoloopStream,
         Kind::RawMio,
         Kind::Tokio,
     ];
@@ -49,6 +59,7 @@ impl Kind {
             Kind::Ioloop => "ioloop",
             Kind::IoloopDefault => "ioloop_default",
             Kind::IoloopNagle => "ioloop_nagle",
+            Kind::IoloopStream => "ioloop_stream",
             Kind::RawMio => "raw_mio",
             Kind::Tokio => "tokio",
         }
@@ -98,8 +109,35 @@ pub fn spawn(kind: Kind, addr: SocketAddr) -> Server {
                 ..EchoConfig::default()
             },
         ),
+        Kind::IoloopStream => spawn_ioloop_stream(addr),
         Kind::RawMio => spawn_raw_mio(addr),
         Kind::Tokio => spawn_tokio(addr),
+    }
+}
+
+/// Echo over `IOStream`, as `examples/echo_stream.rs` writes it.
+fn spawn_ioloop_stream(addr: SocketAddr) -> Server {
+    fn echo(io: &mut IOLoop<MioPoller>, stream: &mut IOStream<MioPoller>) {
+        let _ = stream.read_bytes(io, READ_CHUNK_BYTES, true, |io, stream, data| {
+            if let Ok(data) = data {
+                let _ = stream.write(io, &data);
+                echo(io, stream);
+            }
+        });
+    }
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let mut io = IOLoop::new(MioPoller::new().unwrap());
+        let server = TcpServer::bind(&mut io, addr, echo).unwrap();
+        tx.send((server.local_addr(&io).unwrap(), io.handle()))
+            .unwrap();
+        io.start().unwrap();
+    });
+    let (addr, handle) = rx.recv().unwrap();
+    Server {
+        addr,
+        stop: Some(Box::new(move || handle.stop())),
+        thread: Some(thread),
     }
 }
 
