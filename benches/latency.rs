@@ -1,9 +1,8 @@
 //! Round-trip latency over loopback, one connection, request/response: p50
 //! and p99 of each round trip, for ioloop's shipped `EchoServer` defaults
-//! (1 KiB reads, `TCP_NODELAY`), the same without `TCP_NODELAY` (where an
-//! echo split over several writes meets Nagle and the client's delayed
-//! ACK: ~44 ms), ioloop with 64 KiB reads, a raw mio loop and tokio
-//! `current_thread`, side by side in one run.
+//! (1 KiB reads, `TCP_NODELAY`), the same without `TCP_NODELAY` (the
+//! ~44 ms Nagle/delayed-ACK stall), ioloop with 64 KiB reads, a raw mio
+//! loop and tokio `current_thread`, side by side in one run.
 //!
 //! ```text
 //! cargo bench --bench latency [-- ROUNDS]
@@ -21,8 +20,7 @@ use support::{spawn, Kind, Load};
 
 /// Round trips measured per server and size (after `WARM_UP_ROUNDS`).
 const ROUNDS_DEFAULT: usize = 2_000;
-/// Round trips for the server without `TCP_NODELAY`, which may stall
-/// ~44 ms each.
+/// Round trips for the stalling server: ~44 ms each.
 const ROUNDS_STALLING: usize = 40;
 const WARM_UP_ROUNDS: usize = 50;
 

@@ -9,16 +9,14 @@
 //! server buffer without bound), and `EMFILE` on accept without a busy loop.
 //!
 //! It sets `TCP_NODELAY` on every connection it accepts
-//! ([`EchoConfig::nodelay`]). It reads a message in pieces of
-//! [`EchoConfig::read_chunk_bytes`] (1 KiB, as Tornado's example), and may
-//! echo it in more than one write. Without `TCP_NODELAY`, Nagle's algorithm
-//! holds each write after the first until the peer ACKs the first, and the
-//! peer delays that ACK (~40 ms on Linux) because it has nothing to send
-//! back yet: every message larger than one piece stalled ~44 ms per round
-//! trip (23 round trips/s at 4 KiB against 67,000 for a raw mio loop).
-//! Tornado's IOStream has `set_nodelay` for the same reason. It also holds
-//! its echo while reads come back full (more is waiting, and the loop calls
-//! again), so a message usually goes back in one write, not one per piece.
+//! ([`EchoConfig::nodelay`]). It echoes a message in pieces of
+//! [`EchoConfig::read_chunk_bytes`] (1 KiB, as Tornado's example), one write
+//! per piece. Without `TCP_NODELAY`, Nagle's algorithm holds each piece
+//! after the first until the peer ACKs the first, and the peer delays that
+//! ACK (~40 ms on Linux) because it has nothing to send back yet: every
+//! message larger than one piece stalled ~44 ms per round trip (23
+//! round trips/s at 4 KiB against 67,000 for a raw mio loop). Tornado's
+//! IOStream has `set_nodelay` for the same reason.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -43,10 +41,9 @@ pub struct EchoConfig {
     /// How long to stop accepting after an accept fails for lack of
     /// resources (`EMFILE`, `ENFILE`, `ENOBUFS`, ...).
     pub accept_backoff: Duration,
-    /// Set `TCP_NODELAY` on accepted connections (default `true`): an echo
-    /// that goes out in several writes (a partial write, a queue at its
-    /// high-water mark) is sent at once instead of waiting for the peer's
-    /// delayed ACK of the previous write (~40 ms).
+    /// Set `TCP_NODELAY` on accepted connections (default `true`): each
+    /// piece is sent as it is written instead of waiting for the peer's
+    /// (delayed) ACK of the previous one. `false` only to measure the stall.
     pub nodelay: bool,
 }
 
@@ -289,15 +286,10 @@ fn on_connection<P: Poller>(
         return;
     };
     let mut alive = !events.contains(Events::ERROR);
-    let queued_before = connection.queue.len();
     if alive && events.contains(Events::READ) && !connection.paused && !connection.eof {
         alive = read_into_queue(io, fd, connection, &mut state.read_buf, &mut state.stats);
     }
-    // A full read may have left more behind: the loop calls again (READ
-    // stays ready), so echo once a read comes back short, in one write,
-    // rather than one write per piece (each a segment and a wake-up).
-    let read_was_full = connection.queue.len() - queued_before == state.read_buf.len();
-    if alive && !read_was_full && !connection.queue.is_empty() && events.contains(Events::WRITE) {
+    if alive && !connection.queue.is_empty() && events.contains(Events::WRITE) {
         alive = write_from_queue(io, fd, connection, &mut state.stats);
     }
     let high_water = state.config.queue_high_water_bytes;

@@ -344,37 +344,3 @@ fn echo_server_sets_nodelay_on_accepted_connections_by_default() {
     let (io, conn, _client) = echo_connection(config);
     assert!(!io.nodelay(conn).unwrap());
 }
-
-#[test]
-fn echo_server_answers_messages_of_whole_read_chunks_with_and_without_nodelay() {
-    // The server holds its echo while reads come back full: a message of
-    // whole 1 KiB chunks ends with a `WouldBlock` read, which must release
-    // it; one past the high-water mark must be released by the pause.
-    for nodelay in [true, false] {
-        let config = EchoConfig {
-            nodelay,
-            ..EchoConfig::default()
-        };
-        let mut io = mio_loop();
-        let server = EchoServer::bind(&mut io, "127.0.0.1:0".parse().unwrap(), config).unwrap();
-        let addr = server.local_addr(&io).unwrap();
-        let client = std::thread::spawn(move || {
-            let mut stream = TcpStream::connect(addr)?;
-            stream.set_read_timeout(Some(TEST_TIMEOUT))?;
-            for size in [1024, 4096, 64 * 1024, 65 * 1024, 1000, 128 * 1024] {
-                let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-                stream.write_all(&message)?;
-                let mut echo = vec![0; size];
-                stream.read_exact(&mut echo)?;
-                assert_eq!(echo, message, "{size} bytes");
-            }
-            Ok::<_, io::Error>(())
-        });
-        // The client's close (or its failure) ends the connection.
-        let closed = io
-            .run_until(TEST_TIMEOUT, |_| server.stats().connections_closed == 1)
-            .unwrap();
-        client.join().unwrap().unwrap();
-        assert!(closed, "the server saw the client's close");
-    }
-}

@@ -23,8 +23,7 @@ pub enum Kind {
     /// `EchoServer` as shipped: `EchoConfig::default()` (1 KiB reads,
     /// `TCP_NODELAY` on accepted connections), what `examples/echo.rs` runs.
     IoloopDefault,
-    /// The shipped defaults with `TCP_NODELAY` off: an echo split over
-    /// several writes waits ~44 ms for the client's delayed ACK.
+    /// The shipped defaults with `TCP_NODELAY` off: the 44 ms stall it fixes.
     IoloopNagle,
     /// The echo server on `IOStream` (`examples/echo_stream.rs`): the layer
     /// users write services on.
