@@ -200,6 +200,10 @@ impl Buffer {
     }
 
     fn take(&mut self, count: usize) -> Vec<u8> {
+        if self.start == 0 && count == self.bytes.len() {
+            // All of it: hand the allocation over instead of copying.
+            return std::mem::take(&mut self.bytes);
+        }
         let taken = self.data()[..count].to_vec();
         self.consume(count);
         taken
@@ -1079,6 +1083,11 @@ mod tests {
         buffer.consume(9_996);
         assert!(buffer.is_empty());
         assert_eq!(buffer.bytes.capacity(), 0);
+        buffer.extend(b"whole");
+        assert_eq!(buffer.take(5), b"whole");
+        assert!(buffer.is_empty());
+        buffer.extend(b"again");
+        assert_eq!(buffer.data(), b"again");
     }
 
     #[test]
