@@ -131,10 +131,30 @@ fn error_is_delivered_once_per_report<B: Backend>() {
     assert!(!io.has_pending_work());
     let state = io.readiness(fd).unwrap();
     assert!(state.error_ignored && state.due.is_empty(), "{state:?}");
+    // Seen from a handler that runs before it in the batch, an ERROR not yet
+    // delivered is not "ignored".
+    let (other, _other_peer) = pair(&mut io);
+    let seen = Rc::new(Cell::new(None));
+    let for_other = Rc::clone(&seen);
+    io.add_handler(
+        other,
+        move |io, other, _| {
+            for_other.set(io.readiness(fd));
+            io.remove_handler(other);
+        },
+        Events::READ,
+    )
+    .unwrap();
     // A new report is delivered again.
+    script.inject(&io, other, Ready::READABLE);
     script.inject(&io, fd, Ready::ERROR);
     io.run_once(Some(Duration::ZERO)).unwrap();
     assert_eq!(log.borrow().len(), 2);
+    let before = seen.get().unwrap();
+    assert!(
+        !before.error_ignored && before.due == Events::ERROR,
+        "{before:?}"
+    );
     // READ stays level-triggered beside it: resuming reading gets the data.
     io.update_handler(fd, Events::READ).unwrap();
     script.inject(&io, fd, Ready::READABLE);
@@ -205,6 +225,82 @@ fn handler_that_does_not_read_is_called_again_next_iteration<B: Backend>() {
         io.run_once(Some(Duration::ZERO)).unwrap();
         assert_eq!(calls.get(), expected);
     }
+}
+
+fn short_read_counts_as_drained<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
+    let reads = Rc::new(RefCell::new(Vec::new()));
+    let for_handler = Rc::clone(&reads);
+    io.add_handler(
+        fd,
+        move |io, fd, _| {
+            let result = io.read(fd, &mut [0; 64]).map_err(|e| e.kind());
+            for_handler.borrow_mut().push(result);
+        },
+        Events::READ,
+    )
+    .unwrap();
+    io.write(peer, b"ten bytes!").unwrap();
+    assert!(io
+        .run_until(TIMEOUT, |_| !reads.borrow().is_empty())
+        .unwrap());
+    // 10 of 64 bytes: the stream is drained, no read that would block.
+    for _ in 0..3 {
+        io.run_once(Some(Duration::ZERO)).unwrap();
+    }
+    assert_eq!(*reads.borrow(), vec![Ok(10)]);
+}
+
+fn interrupted_read_keeps_the_handler_due<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let for_handler = Rc::clone(&got);
+    io.add_handler(
+        fd,
+        move |io, fd, _| {
+            let mut buf = [0; 64];
+            if let Ok(n) = io.read(fd, &mut buf) {
+                for_handler.borrow_mut().extend_from_slice(&buf[..n]);
+            }
+        },
+        Events::READ,
+    )
+    .unwrap();
+    script.fail_next_read(std::io::ErrorKind::Interrupted);
+    io.write(peer, b"after EINTR").unwrap();
+    // Only an edge from the poller or the retry can bring the bytes: an
+    // EINTR says nothing about the socket, so the handler stays due.
+    assert!(io.run_until(TIMEOUT, |_| got.borrow().len() == 11).unwrap());
+}
+
+fn an_empty_read_is_not_end_of_stream<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
+    let log: Log = Rc::default();
+    io.add_handler(fd, recorder(&log), Events::READ).unwrap();
+    // A read into an empty buffer returns 0 (the simulator) or WouldBlock
+    // (Linux, with nothing to read): neither means end of stream.
+    match io.read(fd, &mut []) {
+        Ok(n) => assert_eq!(n, 0),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+    }
+    for _ in 0..3 {
+        io.run_once(Some(Duration::ZERO)).unwrap();
+    }
+    assert!(log.borrow().is_empty(), "{log:?}");
+    assert!(!io.has_pending_work());
+}
+
+fn consistency_check_notices_a_poller_that_disagrees<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
+    io.add_handler(fd, |_, _, _| {}, Events::READ).unwrap();
+    io.check_consistency().unwrap();
+    script.misreport(fd);
+    let why = io.check_consistency().unwrap_err();
+    assert!(why.contains(&format!("fd {fd}")), "{why}");
 }
 
 fn switching_to_write_on_a_writable_socket_runs_in_the_same_iteration<B: Backend>() {
@@ -784,6 +880,10 @@ contract!(
     error_is_delivered_once_per_report,
     one_byte_reader_receives_a_1_mib_message,
     handler_that_does_not_read_is_called_again_next_iteration,
+    short_read_counts_as_drained,
+    an_empty_read_is_not_end_of_stream,
+    interrupted_read_keeps_the_handler_due,
+    consistency_check_notices_a_poller_that_disagrees,
     switching_to_write_on_a_writable_socket_runs_in_the_same_iteration,
     removed_fd_gets_no_event_from_same_batch,
     handler_re_added_on_same_fd_does_not_get_the_old_registrations_event,
