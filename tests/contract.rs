@@ -769,6 +769,10 @@ fn propagated_panic_loses_no_co_due_work<B: Backend>() {
         let (a, _peer_a) = pair(&mut io);
         let (b, _peer_b) = pair(&mut io);
         let (c, _peer_c) = pair(&mut io);
+        // Let the connection set-up finish, so that only this test's work
+        // is pending below.
+        io.run_once(Some(Duration::ZERO)).unwrap();
+        assert!(!io.has_pending_work());
         script.set_time(at_s(1));
         io.set_panic_policy(PanicPolicy::Propagate);
         let ran: Rc<RefCell<Vec<String>>> = Rc::default();
