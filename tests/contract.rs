@@ -498,6 +498,7 @@ fn callbacks_added_during_an_iteration_run_in_the_next<B: Backend>() {
     assert_eq!(*order.borrow(), vec!["a"]);
     io.run_once(Some(Duration::ZERO)).unwrap();
     assert_eq!(*order.borrow(), vec!["a", "b"]);
+    assert_eq!(io.iterations(), 2);
 }
 
 fn timeouts_with_equal_deadlines_fire_in_the_order_added<B: Backend>() {
@@ -851,6 +852,44 @@ fn stop_before_start_makes_start_return_at_once<B: Backend>() {
     assert_eq!(io.timeout_count(), 1);
 }
 
+fn re_entrant_start_from_run_once_is_an_error<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let inner = Rc::new(RefCell::new(None));
+    let for_callback = Rc::clone(&inner);
+    io.add_callback(move |io| {
+        // A pending stop would make a wrongly allowed start return at once.
+        io.stop();
+        let start = io.start().map_err(|e| e.to_string());
+        io.stop();
+        let run_until = io.run_until(TIMEOUT, |_| true).map_err(|e| e.to_string());
+        *for_callback.borrow_mut() = Some((start, run_until));
+    });
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    let running = Err(Error::AlreadyRunning.to_string());
+    assert_eq!(
+        *inner.borrow(),
+        Some((running.clone(), running.map(|()| true)))
+    );
+}
+
+fn run_until_returns_on_stop_and_at_its_deadline<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    io.add_callback(|io| io.stop());
+    assert!(!io.run_until(TIMEOUT, |_| false).unwrap());
+    let start = io.time();
+    assert!(!io.run_until(Duration::from_millis(10), |_| false).unwrap());
+    assert!(io.time() >= start + Duration::from_millis(10));
+}
+
+fn an_interrupted_wait_is_no_error_and_a_failed_one_is<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    script.fail_next_wait(std::io::ErrorKind::Interrupted);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    script.fail_next_wait(std::io::ErrorKind::PermissionDenied);
+    let result = io.run_once(Some(Duration::ZERO));
+    assert!(matches!(result, Err(Error::Poll(_))), "{result:?}");
+}
+
 fn re_entrant_start_is_an_error<B: Backend>() {
     let (mut io, _script) = new_loop::<B>();
     let inner = Rc::new(RefCell::new(None));
@@ -912,6 +951,9 @@ contract!(
     handle_of_a_dropped_loop_reports_it,
     stop_before_start_makes_start_return_at_once,
     re_entrant_start_is_an_error,
+    re_entrant_start_from_run_once_is_an_error,
+    run_until_returns_on_stop_and_at_its_deadline,
+    an_interrupted_wait_is_no_error_and_a_failed_one_is,
 );
 
 // ----- the real backend only -------------------------------------------------------

@@ -84,6 +84,7 @@ pub struct Script {
     on_blocking_wait: Rc<RefCell<Option<WaitHook>>>,
     misreported: Rc<Cell<Option<Fd>>>,
     read_error_next: Rc<Cell<Option<io::ErrorKind>>>,
+    wait_error_next: Rc<Cell<Option<io::ErrorKind>>>,
 }
 
 impl Script {
@@ -116,6 +117,11 @@ impl Script {
     /// touching the socket.
     pub fn fail_next_read(&self, kind: io::ErrorKind) {
         self.read_error_next.set(Some(kind));
+    }
+
+    /// Make the next `wait` fail with `kind` (an `EINTR`, say).
+    pub fn fail_next_wait(&self, kind: io::ErrorKind) {
+        self.wait_error_next.set(Some(kind));
     }
 
     /// Call `hook` with the timeout of every `wait` that may block (timeout
@@ -161,6 +167,9 @@ impl<P: Poller> Poller for Scripted<P> {
         self.inner.delete(fd)
     }
     fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+        if let Some(kind) = self.script.wait_error_next.take() {
+            return Err(io::Error::from(kind));
+        }
         let timeout =
             if self.script.clock.get().is_some() || !self.script.injected.borrow().is_empty() {
                 Some(Duration::ZERO)
