@@ -749,6 +749,31 @@ fn panicking_handler_is_removed_and_the_loop_goes_on<B: Backend>() {
     assert_eq!(after.get(), 2);
 }
 
+fn panicking_handler_that_replaced_itself_keeps_its_replacement<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
+    io.add_handler(
+        fd,
+        |io, fd, _| {
+            io.remove_handler(fd);
+            io.add_handler(fd, |_, _, _| {}, Events::READ).unwrap();
+            panic!("planted panic after replacing itself");
+        },
+        Events::READ,
+    )
+    .unwrap();
+    script.inject(&io, fd, Ready::READABLE);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    // The handler that panicked is gone already; its replacement stays.
+    assert!(io.has_handler(fd));
+    io.check_consistency().unwrap();
+    let debug = format!("{io:?}");
+    assert!(
+        debug.contains("IOLoop") && debug.contains("handlers: 1"),
+        "{debug}"
+    );
+}
+
 fn fail_fast_policy_propagates_the_panic_and_leaves_the_loop_usable<B: Backend>() {
     let (mut io, _script) = new_loop::<B>();
     io.set_panic_policy(PanicPolicy::Propagate);
@@ -947,6 +972,7 @@ contract!(
     socket_operations_on_bad_fds_return_errors,
     panicking_handler_is_removed_and_the_loop_goes_on,
     fail_fast_policy_propagates_the_panic_and_leaves_the_loop_usable,
+    panicking_handler_that_replaced_itself_keeps_its_replacement,
     propagated_panic_loses_no_co_due_work,
     handle_of_a_dropped_loop_reports_it,
     stop_before_start_makes_start_return_at_once,
@@ -966,6 +992,41 @@ mod mio_only {
     use super::*;
     use crate::common::{mio_loop, new_loop, tcp_pair, Mio};
     use ioloop::{MioPoller, Token};
+
+    /// Keeps the messages logged at `error` level, for the test below.
+    struct ErrorLog(std::sync::Mutex<Vec<String>>);
+
+    impl log::Log for ErrorLog {
+        fn enabled(&self, metadata: &log::Metadata) -> bool {
+            metadata.level() == log::Level::Error
+        }
+        fn log(&self, record: &log::Record) {
+            if self.enabled(record.metadata()) {
+                self.0.lock().unwrap().push(record.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static ERROR_LOG: ErrorLog = ErrorLog(std::sync::Mutex::new(Vec::new()));
+
+    #[test]
+    fn a_contained_panic_is_logged_with_its_message() {
+        // The only logger of this test binary; other tests' lines are ignored.
+        let _ = log::set_logger(&ERROR_LOG);
+        log::set_max_level(log::LevelFilter::Error);
+        let mut io = mio_loop();
+        io.add_callback(|_| panic!("planted callback panic 7f3a"));
+        io.add_callback(|_| panic!("{}", String::from("planted string panic 7f3b")));
+        io.run_once(Some(Duration::ZERO)).unwrap();
+        let lines = ERROR_LOG.0.lock().unwrap().clone();
+        for message in ["planted callback panic 7f3a", "planted string panic 7f3b"] {
+            assert!(
+                lines.iter().any(|line| line.contains(message)),
+                "{message} not in {lines:?}"
+            );
+        }
+    }
 
     #[test]
     fn fds_the_os_rejects_fail_and_change_nothing() {
