@@ -621,6 +621,29 @@ fn periodic_callback_never_fires_twice_when_the_clock_steps_back<B: Backend>() {
     assert_eq!(io.time(), at_s(10));
 }
 
+fn periodic_callback_stopped_from_its_own_run_leaves_no_timeout<B: Backend>() {
+    let (mut io, script) = new_clocked_loop::<B>();
+    let itself: Rc<RefCell<Option<PeriodicCallback<_>>>> = Rc::default();
+    let for_run = Rc::clone(&itself);
+    let periodic = PeriodicCallback::new(
+        move |io: &mut IOLoop<_>| {
+            if let Some(periodic) = for_run.borrow().as_ref() {
+                periodic.stop(io);
+            }
+        },
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(format!("{periodic:?}").contains("period: 10s"));
+    periodic.start(&mut io);
+    *itself.borrow_mut() = Some(periodic);
+    script.set_time(at_s(10));
+    io.run_once(None).unwrap();
+    // Stopped: nothing left to keep the loop awake.
+    assert_eq!(io.timeout_count(), 0);
+    assert!(!itself.borrow().as_ref().unwrap().is_running());
+}
+
 fn periodic_callback_keeps_its_schedule_after_a_panic<B: Backend>() {
     for policy in [PanicPolicy::Contain, PanicPolicy::Propagate] {
         let (mut io, script) = new_clocked_loop::<B>();
@@ -966,6 +989,7 @@ contract!(
     periodic_callback_skips_missed_runs_and_stays_on_its_grid,
     periodic_callback_never_fires_twice_when_the_clock_steps_back,
     periodic_callback_keeps_its_schedule_after_a_panic,
+    periodic_callback_stopped_from_its_own_run_leaves_no_timeout,
     duplicate_add_fails_and_keeps_the_first_handler,
     update_of_an_unknown_fd_fails_and_changes_nothing,
     removing_an_unknown_fd_is_a_no_op,
