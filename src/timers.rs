@@ -228,6 +228,73 @@ mod tests {
     }
 
     #[test]
+    fn equal_deadlines_fire_in_insertion_order_when_slots_are_reused() {
+        let mut queue = TimerQueue::new();
+        let first = queue.insert(at(1), 0);
+        let second = queue.insert(at(1), 0);
+        queue.remove(first);
+        queue.remove(second);
+        // Freed slots are reused last-freed first: slot order is not the
+        // order of insertion.
+        for id in 1..=4 {
+            queue.insert(at(5), id);
+        }
+        assert_eq!(fire_all(&mut queue, at(5)), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn next_deadline_skips_a_cancelled_timeout_whose_slot_was_reused() {
+        let mut queue = TimerQueue::new();
+        let early = queue.insert(at(1), 1);
+        queue.remove(early);
+        queue.insert(at(9), 2);
+        assert_eq!(queue.next_deadline(), Some(at(9)));
+        assert_eq!(fire_all(&mut queue, at(5)), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn compaction_keeps_live_timeouts() {
+        let mut queue = TimerQueue::new();
+        queue.insert(at(5), 7);
+        for i in 0..1_000u32 {
+            let h = queue.insert(at(1_000 + u64::from(i)), i);
+            queue.remove(h);
+        }
+        assert!(queue.heap_len() <= 66, "heap holds {}", queue.heap_len());
+        assert_eq!(fire_all(&mut queue, at(5)), vec![7]);
+    }
+
+    #[test]
+    fn compaction_drops_the_stale_keys_of_reused_slots() {
+        let mut queue = TimerQueue::new();
+        let first: Vec<_> = (0..60u32).map(|i| queue.insert(at(100), i)).collect();
+        for handle in &first[..30] {
+            queue.remove(*handle);
+        }
+        // Reuse the 30 freed slots: their old keys are stale, their slots live.
+        for i in 0..30u32 {
+            queue.insert(at(100), 100 + i);
+        }
+        // 90 keys for 60 live; cancelling 16 more makes stale keys outnumber
+        // live ones (90 > 2 × 44), and the heap is rebuilt.
+        for handle in &first[30..46] {
+            queue.remove(*handle);
+        }
+        assert_eq!(queue.heap_len(), queue.len());
+    }
+
+    #[test]
+    fn cancelling_many_live_timeouts_shrinks_the_heap() {
+        let mut queue = TimerQueue::new();
+        let handles: Vec<_> = (0..1_000u32).map(|i| queue.insert(at(10), i)).collect();
+        for handle in handles {
+            queue.remove(handle);
+        }
+        assert!(queue.heap_len() <= 65, "heap holds {}", queue.heap_len());
+        assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
     fn next_deadline_skips_cancelled() {
         let mut queue = TimerQueue::new();
         let early = queue.insert(at(1), 1);

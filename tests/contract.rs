@@ -131,10 +131,30 @@ fn error_is_delivered_once_per_report<B: Backend>() {
     assert!(!io.has_pending_work());
     let state = io.readiness(fd).unwrap();
     assert!(state.error_ignored && state.due.is_empty(), "{state:?}");
+    // Seen from a handler that runs before it in the batch, an ERROR not yet
+    // delivered is not "ignored".
+    let (other, _other_peer) = pair(&mut io);
+    let seen = Rc::new(Cell::new(None));
+    let for_other = Rc::clone(&seen);
+    io.add_handler(
+        other,
+        move |io, other, _| {
+            for_other.set(io.readiness(fd));
+            io.remove_handler(other);
+        },
+        Events::READ,
+    )
+    .unwrap();
     // A new report is delivered again.
+    script.inject(&io, other, Ready::READABLE);
     script.inject(&io, fd, Ready::ERROR);
     io.run_once(Some(Duration::ZERO)).unwrap();
     assert_eq!(log.borrow().len(), 2);
+    let before = seen.get().unwrap();
+    assert!(
+        !before.error_ignored && before.due == Events::ERROR,
+        "{before:?}"
+    );
     // READ stays level-triggered beside it: resuming reading gets the data.
     io.update_handler(fd, Events::READ).unwrap();
     script.inject(&io, fd, Ready::READABLE);
@@ -205,6 +225,82 @@ fn handler_that_does_not_read_is_called_again_next_iteration<B: Backend>() {
         io.run_once(Some(Duration::ZERO)).unwrap();
         assert_eq!(calls.get(), expected);
     }
+}
+
+fn short_read_counts_as_drained<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
+    let reads = Rc::new(RefCell::new(Vec::new()));
+    let for_handler = Rc::clone(&reads);
+    io.add_handler(
+        fd,
+        move |io, fd, _| {
+            let result = io.read(fd, &mut [0; 64]).map_err(|e| e.kind());
+            for_handler.borrow_mut().push(result);
+        },
+        Events::READ,
+    )
+    .unwrap();
+    io.write(peer, b"ten bytes!").unwrap();
+    assert!(io
+        .run_until(TIMEOUT, |_| !reads.borrow().is_empty())
+        .unwrap());
+    // 10 of 64 bytes: the stream is drained, no read that would block.
+    for _ in 0..3 {
+        io.run_once(Some(Duration::ZERO)).unwrap();
+    }
+    assert_eq!(*reads.borrow(), vec![Ok(10)]);
+}
+
+fn interrupted_read_keeps_the_handler_due<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let for_handler = Rc::clone(&got);
+    io.add_handler(
+        fd,
+        move |io, fd, _| {
+            let mut buf = [0; 64];
+            if let Ok(n) = io.read(fd, &mut buf) {
+                for_handler.borrow_mut().extend_from_slice(&buf[..n]);
+            }
+        },
+        Events::READ,
+    )
+    .unwrap();
+    script.fail_next_read(std::io::ErrorKind::Interrupted);
+    io.write(peer, b"after EINTR").unwrap();
+    // Only an edge from the poller or the retry can bring the bytes: an
+    // EINTR says nothing about the socket, so the handler stays due.
+    assert!(io.run_until(TIMEOUT, |_| got.borrow().len() == 11).unwrap());
+}
+
+fn an_empty_read_is_not_end_of_stream<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
+    let log: Log = Rc::default();
+    io.add_handler(fd, recorder(&log), Events::READ).unwrap();
+    // A read into an empty buffer returns 0 (the simulator) or WouldBlock
+    // (Linux, with nothing to read): neither means end of stream.
+    match io.read(fd, &mut []) {
+        Ok(n) => assert_eq!(n, 0),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+    }
+    for _ in 0..3 {
+        io.run_once(Some(Duration::ZERO)).unwrap();
+    }
+    assert!(log.borrow().is_empty(), "{log:?}");
+    assert!(!io.has_pending_work());
+}
+
+fn consistency_check_notices_a_poller_that_disagrees<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
+    io.add_handler(fd, |_, _, _| {}, Events::READ).unwrap();
+    io.check_consistency().unwrap();
+    script.misreport(fd);
+    let why = io.check_consistency().unwrap_err();
+    assert!(why.contains(&format!("fd {fd}")), "{why}");
 }
 
 fn switching_to_write_on_a_writable_socket_runs_in_the_same_iteration<B: Backend>() {
@@ -402,6 +498,7 @@ fn callbacks_added_during_an_iteration_run_in_the_next<B: Backend>() {
     assert_eq!(*order.borrow(), vec!["a"]);
     io.run_once(Some(Duration::ZERO)).unwrap();
     assert_eq!(*order.borrow(), vec!["a", "b"]);
+    assert_eq!(io.iterations(), 2);
 }
 
 fn timeouts_with_equal_deadlines_fire_in_the_order_added<B: Backend>() {
@@ -522,6 +619,29 @@ fn periodic_callback_never_fires_twice_when_the_clock_steps_back<B: Backend>() {
     }
     assert_eq!(runs.get(), 1);
     assert_eq!(io.time(), at_s(10));
+}
+
+fn periodic_callback_stopped_from_its_own_run_leaves_no_timeout<B: Backend>() {
+    let (mut io, script) = new_clocked_loop::<B>();
+    let itself: Rc<RefCell<Option<PeriodicCallback<_>>>> = Rc::default();
+    let for_run = Rc::clone(&itself);
+    let periodic = PeriodicCallback::new(
+        move |io: &mut IOLoop<_>| {
+            if let Some(periodic) = for_run.borrow().as_ref() {
+                periodic.stop(io);
+            }
+        },
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(format!("{periodic:?}").contains("period: 10s"));
+    periodic.start(&mut io);
+    *itself.borrow_mut() = Some(periodic);
+    script.set_time(at_s(10));
+    io.run_once(None).unwrap();
+    // Stopped: nothing left to keep the loop awake.
+    assert_eq!(io.timeout_count(), 0);
+    assert!(!itself.borrow().as_ref().unwrap().is_running());
 }
 
 fn periodic_callback_keeps_its_schedule_after_a_panic<B: Backend>() {
@@ -652,6 +772,31 @@ fn panicking_handler_is_removed_and_the_loop_goes_on<B: Backend>() {
     assert_eq!(after.get(), 2);
 }
 
+fn panicking_handler_that_replaced_itself_keeps_its_replacement<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
+    io.add_handler(
+        fd,
+        |io, fd, _| {
+            io.remove_handler(fd);
+            io.add_handler(fd, |_, _, _| {}, Events::READ).unwrap();
+            panic!("planted panic after replacing itself");
+        },
+        Events::READ,
+    )
+    .unwrap();
+    script.inject(&io, fd, Ready::READABLE);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    // The handler that panicked is gone already; its replacement stays.
+    assert!(io.has_handler(fd));
+    io.check_consistency().unwrap();
+    let debug = format!("{io:?}");
+    assert!(
+        debug.contains("IOLoop") && debug.contains("handlers: 1"),
+        "{debug}"
+    );
+}
+
 fn fail_fast_policy_propagates_the_panic_and_leaves_the_loop_usable<B: Backend>() {
     let (mut io, _script) = new_loop::<B>();
     io.set_panic_policy(PanicPolicy::Propagate);
@@ -673,6 +818,10 @@ fn propagated_panic_loses_no_co_due_work<B: Backend>() {
         let (a, _peer_a) = pair(&mut io);
         let (b, _peer_b) = pair(&mut io);
         let (c, _peer_c) = pair(&mut io);
+        // Let the connection set-up finish, so that only this test's work
+        // is pending below.
+        io.run_once(Some(Duration::ZERO)).unwrap();
+        assert!(!io.has_pending_work());
         script.set_time(at_s(1));
         io.set_panic_policy(PanicPolicy::Propagate);
         let ran: Rc<RefCell<Vec<String>>> = Rc::default();
@@ -751,6 +900,44 @@ fn stop_before_start_makes_start_return_at_once<B: Backend>() {
     assert_eq!(io.timeout_count(), 1);
 }
 
+fn re_entrant_start_from_run_once_is_an_error<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let inner = Rc::new(RefCell::new(None));
+    let for_callback = Rc::clone(&inner);
+    io.add_callback(move |io| {
+        // A pending stop would make a wrongly allowed start return at once.
+        io.stop();
+        let start = io.start().map_err(|e| e.to_string());
+        io.stop();
+        let run_until = io.run_until(TIMEOUT, |_| true).map_err(|e| e.to_string());
+        *for_callback.borrow_mut() = Some((start, run_until));
+    });
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    let running = Err(Error::AlreadyRunning.to_string());
+    assert_eq!(
+        *inner.borrow(),
+        Some((running.clone(), running.map(|()| true)))
+    );
+}
+
+fn run_until_returns_on_stop_and_at_its_deadline<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    io.add_callback(|io| io.stop());
+    assert!(!io.run_until(TIMEOUT, |_| false).unwrap());
+    let start = io.time();
+    assert!(!io.run_until(Duration::from_millis(10), |_| false).unwrap());
+    assert!(io.time() >= start + Duration::from_millis(10));
+}
+
+fn an_interrupted_wait_is_no_error_and_a_failed_one_is<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    script.fail_next_wait(std::io::ErrorKind::Interrupted);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    script.fail_next_wait(std::io::ErrorKind::PermissionDenied);
+    let result = io.run_once(Some(Duration::ZERO));
+    assert!(matches!(result, Err(Error::Poll(_))), "{result:?}");
+}
+
 fn re_entrant_start_is_an_error<B: Backend>() {
     let (mut io, _script) = new_loop::<B>();
     let inner = Rc::new(RefCell::new(None));
@@ -784,6 +971,10 @@ contract!(
     error_is_delivered_once_per_report,
     one_byte_reader_receives_a_1_mib_message,
     handler_that_does_not_read_is_called_again_next_iteration,
+    short_read_counts_as_drained,
+    an_empty_read_is_not_end_of_stream,
+    interrupted_read_keeps_the_handler_due,
+    consistency_check_notices_a_poller_that_disagrees,
     switching_to_write_on_a_writable_socket_runs_in_the_same_iteration,
     removed_fd_gets_no_event_from_same_batch,
     handler_re_added_on_same_fd_does_not_get_the_old_registrations_event,
@@ -798,16 +989,21 @@ contract!(
     periodic_callback_skips_missed_runs_and_stays_on_its_grid,
     periodic_callback_never_fires_twice_when_the_clock_steps_back,
     periodic_callback_keeps_its_schedule_after_a_panic,
+    periodic_callback_stopped_from_its_own_run_leaves_no_timeout,
     duplicate_add_fails_and_keeps_the_first_handler,
     update_of_an_unknown_fd_fails_and_changes_nothing,
     removing_an_unknown_fd_is_a_no_op,
     socket_operations_on_bad_fds_return_errors,
     panicking_handler_is_removed_and_the_loop_goes_on,
     fail_fast_policy_propagates_the_panic_and_leaves_the_loop_usable,
+    panicking_handler_that_replaced_itself_keeps_its_replacement,
     propagated_panic_loses_no_co_due_work,
     handle_of_a_dropped_loop_reports_it,
     stop_before_start_makes_start_return_at_once,
     re_entrant_start_is_an_error,
+    re_entrant_start_from_run_once_is_an_error,
+    run_until_returns_on_stop_and_at_its_deadline,
+    an_interrupted_wait_is_no_error_and_a_failed_one_is,
 );
 
 // ----- the real backend only -------------------------------------------------------
@@ -820,6 +1016,41 @@ mod mio_only {
     use super::*;
     use crate::common::{mio_loop, new_loop, tcp_pair, Mio};
     use ioloop::{MioPoller, Token};
+
+    /// Keeps the messages logged at `error` level, for the test below.
+    struct ErrorLog(std::sync::Mutex<Vec<String>>);
+
+    impl log::Log for ErrorLog {
+        fn enabled(&self, metadata: &log::Metadata) -> bool {
+            metadata.level() == log::Level::Error
+        }
+        fn log(&self, record: &log::Record) {
+            if self.enabled(record.metadata()) {
+                self.0.lock().unwrap().push(record.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static ERROR_LOG: ErrorLog = ErrorLog(std::sync::Mutex::new(Vec::new()));
+
+    #[test]
+    fn a_contained_panic_is_logged_with_its_message() {
+        // The only logger of this test binary; other tests' lines are ignored.
+        let _ = log::set_logger(&ERROR_LOG);
+        log::set_max_level(log::LevelFilter::Error);
+        let mut io = mio_loop();
+        io.add_callback(|_| panic!("planted callback panic 7f3a"));
+        io.add_callback(|_| panic!("{}", String::from("planted string panic 7f3b")));
+        io.run_once(Some(Duration::ZERO)).unwrap();
+        let lines = ERROR_LOG.0.lock().unwrap().clone();
+        for message in ["planted callback panic 7f3a", "planted string panic 7f3b"] {
+            assert!(
+                lines.iter().any(|line| line.contains(message)),
+                "{message} not in {lines:?}"
+            );
+        }
+    }
 
     #[test]
     fn fds_the_os_rejects_fail_and_change_nothing() {

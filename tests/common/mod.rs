@@ -82,6 +82,9 @@ pub struct Script {
     clock: Rc<Cell<Option<Instant>>>,
     injected: Rc<RefCell<Vec<Event>>>,
     on_blocking_wait: Rc<RefCell<Option<WaitHook>>>,
+    misreported: Rc<Cell<Option<Fd>>>,
+    read_error_next: Rc<Cell<Option<io::ErrorKind>>>,
+    wait_error_next: Rc<Cell<Option<io::ErrorKind>>>,
 }
 
 impl Script {
@@ -101,6 +104,24 @@ impl Script {
     /// Report `ready` under `token` in the next `wait`, registered or not.
     pub fn inject_token(&self, token: Token, ready: Ready) {
         self.injected.borrow_mut().push(Event { token, ready });
+    }
+
+    /// Make the poller report `fd`'s registration wrong (the interest with
+    /// `WRITE` flipped), as a broken backend would: the loop's consistency
+    /// check must notice.
+    pub fn misreport(&self, fd: Fd) {
+        self.misreported.set(Some(fd));
+    }
+
+    /// Make the next `read` fail with `kind` (an `EINTR`, say) without
+    /// touching the socket.
+    pub fn fail_next_read(&self, kind: io::ErrorKind) {
+        self.read_error_next.set(Some(kind));
+    }
+
+    /// Make the next `wait` fail with `kind` (an `EINTR`, say).
+    pub fn fail_next_wait(&self, kind: io::ErrorKind) {
+        self.wait_error_next.set(Some(kind));
     }
 
     /// Call `hook` with the timeout of every `wait` that may block (timeout
@@ -146,6 +167,9 @@ impl<P: Poller> Poller for Scripted<P> {
         self.inner.delete(fd)
     }
     fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+        if let Some(kind) = self.script.wait_error_next.take() {
+            return Err(io::Error::from(kind));
+        }
         let timeout =
             if self.script.clock.get().is_some() || !self.script.injected.borrow().is_empty() {
                 Some(Duration::ZERO)
@@ -168,7 +192,13 @@ impl<P: Poller> Poller for Scripted<P> {
         self.inner.waker()
     }
     fn registration(&self, fd: Fd) -> Option<(Token, Events)> {
-        self.inner.registration(fd)
+        let registration = self.inner.registration(fd)?;
+        if self.script.misreported.get() == Some(fd) {
+            let (token, interest) = registration;
+            let flipped = (interest - Events::WRITE) | (!interest & Events::WRITE);
+            return Some((token, flipped));
+        }
+        Some(registration)
     }
     fn registration_count(&self) -> usize {
         self.inner.registration_count()
@@ -186,6 +216,9 @@ impl<P: Poller> Poller for Scripted<P> {
         self.inner.connect(addr)
     }
     fn read(&mut self, fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(kind) = self.script.read_error_next.take() {
+            return Err(io::Error::from(kind));
+        }
         self.inner.read(fd, buf)
     }
     fn write(&mut self, fd: Fd, buf: &[u8]) -> io::Result<usize> {
