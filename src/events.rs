@@ -160,6 +160,12 @@ mod tests {
     }
 
     #[test]
+    fn union_is_idempotent_and_display_prints_names() {
+        assert_eq!(Events::READ | Events::READ, Events::READ);
+        assert_eq!(format!("{}", Events::READ | Events::ERROR), "READ | ERROR");
+    }
+
+    #[test]
     fn set_operations() {
         let rw = Events::READ | Events::WRITE;
         assert_eq!(rw - Events::READ, Events::WRITE);

@@ -879,6 +879,19 @@ fn propagated_panic_loses_no_co_due_work<B: Backend>() {
 
 // ----- 8. the loop handle ------------------------------------------------------
 
+fn work_sent_through_a_handle_counts_as_pending<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let handle = io.handle();
+    assert!(format!("{handle:?}").contains("LoopHandle"));
+    assert!(!io.has_pending_work());
+    handle.add_callback(|_| {}).unwrap();
+    assert!(io.has_pending_work(), "a callback sent through the handle");
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert!(!io.has_pending_work());
+    handle.stop();
+    assert!(io.has_pending_work(), "a stop sent through the handle");
+}
+
 fn handle_of_a_dropped_loop_reports_it<B: Backend>() {
     let (io, _script) = new_loop::<B>();
     let handle = io.handle();
@@ -999,6 +1012,7 @@ contract!(
     panicking_handler_that_replaced_itself_keeps_its_replacement,
     propagated_panic_loses_no_co_due_work,
     handle_of_a_dropped_loop_reports_it,
+    work_sent_through_a_handle_counts_as_pending,
     stop_before_start_makes_start_return_at_once,
     re_entrant_start_is_an_error,
     re_entrant_start_from_run_once_is_an_error,
@@ -1073,6 +1087,11 @@ mod mio_only {
             .unwrap_err()
             .to_string();
         assert!(message.contains("19999"), "{message}");
+        // The OS's error is the source.
+        let error = io
+            .add_handler(closed, |_, _, _| {}, Events::READ)
+            .unwrap_err();
+        assert!(std::error::Error::source(&error).is_some());
     }
 
     /// Exits the process if `done` is not signalled within [`TIMEOUT`]: for
