@@ -125,29 +125,30 @@ fn spawn_ioloop_stream(addr: SocketAddr) -> Server {
             }
         });
     }
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let mut io = IOLoop::new(MioPoller::new().unwrap());
-        let server = TcpServer::bind(&mut io, addr, echo).unwrap();
-        tx.send((server.local_addr(&io).unwrap(), io.handle()))
-            .unwrap();
-        io.start().unwrap();
-    });
-    let (addr, handle) = rx.recv().unwrap();
-    Server {
-        addr,
-        stop: Some(Box::new(move || handle.stop())),
-        thread: Some(thread),
-    }
+    spawn_loop(move |io| {
+        let server = TcpServer::bind(io, addr, echo).unwrap();
+        server.local_addr(io).unwrap()
+    })
 }
 
 fn spawn_ioloop(addr: SocketAddr, config: EchoConfig) -> Server {
+    spawn_loop(move |io| {
+        let server = EchoServer::bind(io, addr, config).unwrap();
+        server.local_addr(io).unwrap()
+    })
+}
+
+/// A loop on its own thread, its service installed by `serve` (which
+/// returns the address it listens on); stopped through its handle.
+fn spawn_loop<F>(serve: F) -> Server
+where
+    F: FnOnce(&mut IOLoop<MioPoller>) -> SocketAddr + Send + 'static,
+{
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
         let mut io = IOLoop::new(MioPoller::new().unwrap());
-        let server = EchoServer::bind(&mut io, addr, config).unwrap();
-        tx.send((server.local_addr(&io).unwrap(), io.handle()))
-            .unwrap();
+        let addr = serve(&mut io);
+        tx.send((addr, io.handle())).unwrap();
         io.start().unwrap();
     });
     let (addr, handle) = rx.recv().unwrap();
