@@ -274,6 +274,10 @@ fn stalled_reader_is_bounded_and_gets_everything() {
         s.stats.read_pauses > 0 || (s.stats.bytes_read == total && s.queued_bytes > 0)
     });
     assert!(
+        stalled.stats.read_pauses == 0 || stalled.stats.queue_peak_bytes >= high_water,
+        "paused below the high-water mark: {stalled:?}"
+    );
+    assert!(
         stalled.stats.queue_peak_bytes < bound,
         "server buffered {} bytes for a stalled reader",
         stalled.stats.queue_peak_bytes
