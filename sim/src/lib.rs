@@ -84,7 +84,7 @@ pub mod world;
 
 pub use coverage::{CoverageRow, FaultCoverage};
 pub use entropy::Entropy;
-pub use faults::{FaultPlan, FaultPreset, Ppm};
+pub use faults::{DatagramFaults, FaultPlan, FaultPreset, Ppm};
 pub use nemesis::NetworkFaults;
 pub use poller::{SimNet, SimPoller};
 pub use sim::{
@@ -93,5 +93,5 @@ pub use sim::{
 };
 pub use sweep::{Sweep, SweepError, SweepFailure, SweepSummary};
 pub use trace::Trace;
-pub use world::CrashMode;
 pub use world::FaultKind;
+pub use world::{CrashMode, DatagramStats};

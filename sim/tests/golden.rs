@@ -19,7 +19,7 @@ const SEED_42_FIRST_DRAWS: [u64; 4] = [
 /// `FaultPlan::swarm` drawn from `Entropy::seeded(42)`, by its hash.
 const SWARM_PLAN_SEED_42_HASH: u64 = 0x0ebe_39a7_4161_2a10;
 /// Each fault kind's id in the trace.
-const FAULT_KIND_IDS: [(&str, u8); 15] = [
+const FAULT_KIND_IDS: [(&str, u8); 20] = [
     ("partial-read", 1),
     ("partial-write", 2),
     ("eintr-read", 3),
@@ -35,6 +35,11 @@ const FAULT_KIND_IDS: [(&str, u8); 15] = [
     ("clog", 13),
     ("pause", 14),
     ("crash", 15),
+    ("datagram-loss", 16),
+    ("datagram-duplicate", 17),
+    ("datagram-reorder", 18),
+    ("datagram-delay", 19),
+    ("datagram-truncate", 20),
 ];
 /// Trace hash of [`echo_run`]. Re-pinned on purpose when the `Sim` harness
 /// took over the clock (hosts step only when they have work; time moves
