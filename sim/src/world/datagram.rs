@@ -328,10 +328,12 @@ impl World {
             self.datagram_stats.lost += 1;
             return;
         }
-        let mut at = (self.now + self.latency()).max(self.udp_last_delivery(host, fd));
+        let mut at = self.now + self.latency();
         if self.fault(self.plan.datagram.delay, FaultKind::DatagramDelay, host, fd) {
             at = at + Duration::from_micros(self.entropy.between(DELAY_US_MIN, DELAY_US_MAX));
         }
+        // Behind what the socket sent before; delays do not add up.
+        let at = at.max(self.udp_last_delivery(host, fd));
         let packet = Packet::Data {
             from_host: host,
             from,
