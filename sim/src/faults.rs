@@ -63,8 +63,8 @@ pub struct DatagramFaults {
     pub loss: Ppm,
     /// The datagram arrives twice (the copy after a latency of its own).
     pub duplicate: Ppm,
-    /// The datagram overtakes the one its socket sent before it, if that
-    /// one is still in flight: they arrive in swapped order.
+    /// The datagram lands before the one its socket sent last, if that one
+    /// is still on its way to the same address: they swap places.
     pub reorder: Ppm,
     /// The datagram waits 1 to 200 ms more on the way; what its socket
     /// sends later waits behind it.

@@ -2,7 +2,8 @@
 //!
 //! A seeded, simulated network for [`ioloop`]: test **your** service —
 //! written once against `IOLoop<P: Poller>` — under partial reads and
-//! writes, resets, `EINTR`, spurious events, accept failures and latency,
+//! writes, resets, `EINTR`, spurious events, accept failures, latency, and
+//! lost, duplicated, reordered and delayed UDP datagrams ([`DatagramFaults`]),
 //! on virtual time, and replay any failure from its seed.
 //!
 //! - [`Sim`]: hosts running your service, clients that report through

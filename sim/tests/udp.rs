@@ -759,6 +759,7 @@ fn the_twin_that_counts_every_datagram_is_caught_and_shrinks() {
     );
     // The shrunk schedule, through its file, fails the same way.
     let text = shrunk.schedule.to_text("test", None, &shrunk.fired);
+    eprintln!("caught on seed {:#x}; shrunk:\n{text}", failure.seed);
     let replayed = run(&Schedule::parse(&text).unwrap());
     assert_eq!(
         replayed.failure.map(|(kind, _)| kind),

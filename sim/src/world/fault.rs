@@ -52,7 +52,8 @@ pub enum FaultKind {
     DatagramLoss = 16,
     /// A datagram arrives twice.
     DatagramDuplicate = 17,
-    /// A datagram overtakes the one its socket sent before it.
+    /// A datagram lands before the one its socket sent last (still on its
+    /// way to the same address).
     DatagramReorder = 18,
     /// A datagram waits on the way, and what its socket sends later with it.
     DatagramDelay = 19,

@@ -124,7 +124,8 @@ impl World {
         &self.plan
     }
 
-    /// The fault plan the run started with (before a liveness phase).
+    /// The fault plan the run started with (before a liveness phase), with
+    /// its preset's datagram faults once the run opened a UDP socket.
     pub fn plan_drawn(&self) -> &FaultPlan {
         &self.plan_drawn
     }
