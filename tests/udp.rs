@@ -1,11 +1,12 @@
 //! UDP on the real backend, over loopback: the contract of `tests/udp_contract` (the same checks run on the simulator in `sim/tests/udp.rs`), and datagrams to and from a socket outside the loop.
 
+mod common;
 mod udp_contract;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use ioloop::{Events, IOLoop, MioPoller, PanicPolicy};
+use ioloop::{Events, Fd, IOLoop, MioPoller, PanicPolicy};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -74,4 +75,26 @@ fn the_loop_answers_a_socket_outside_it() {
         .unwrap();
     assert!(done, "{replies:?}");
     assert_eq!(replies, ["PING", "PONG"]);
+}
+
+/// A poller written before datagrams (here the tests' `Scripted` wrapper,
+/// which forwards none of them) refuses them with `Unsupported` through
+/// the trait's defaults, and the loop is as it was.
+#[test]
+fn a_poller_without_datagrams_refuses_them() {
+    let (mut io, _script) = common::new_loop::<common::Mio>();
+    let addr = SocketAddr::new(LOOPBACK, 9);
+    let mut buf = [0u8; 8];
+    let results = [
+        io.udp_bind(addr).map(drop),
+        io.udp_connect(Fd(3), addr),
+        io.send_to(Fd(3), b"x", addr).map(drop),
+        io.recv_from(Fd(3), &mut buf).map(drop),
+        io.send(Fd(3), b"x").map(drop),
+        io.recv(Fd(3), &mut buf).map(drop),
+    ];
+    for result in results {
+        assert_eq!(result.unwrap_err().kind(), std::io::ErrorKind::Unsupported);
+    }
+    assert_eq!(io.handler_count(), 0);
 }
