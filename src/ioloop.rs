@@ -9,6 +9,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod datagram;
+
 use crate::handle::{LoopHandle, Shared};
 use crate::timers::{TimeoutHandle, TimerQueue};
 use crate::{Error, Event, Events, Fd, Instant, ListenOptions, Poller, Ready, Token};
