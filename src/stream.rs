@@ -20,7 +20,7 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::{Events, Fd, FdHandler, IOLoop, Poller, TimeoutHandle, Token};
+use crate::{Events, Fd, FdHandler, IOLoop, Instant, Poller, TimeoutHandle, Token};
 
 /// Bytes one read from the socket asks for at most.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -66,6 +66,12 @@ pub enum StreamError {
     },
     /// The connect did not complete in time.
     TimedOut,
+    /// No byte was read from or written to the socket for the stream's
+    /// idle timeout ([`IOStream::set_idle_timeout`]). The stream is closed.
+    Idle {
+        /// The idle timeout that passed.
+        timeout: Duration,
+    },
 }
 
 impl StreamError {
@@ -95,6 +101,12 @@ impl fmt::Display for StreamError {
             }
             StreamError::BufferFull { limit } => write!(f, "buffer full ({limit} bytes)"),
             StreamError::TimedOut => f.write_str("connect timed out"),
+            StreamError::Idle { timeout } => {
+                write!(
+                    f,
+                    "no bytes read or written for {timeout:?}: idle stream closed"
+                )
+            }
         }
     }
 }
@@ -299,6 +311,12 @@ pub struct IOStream<P: Poller, S = ()> {
     close_callback: Option<CloseCallback<P, S>>,
     connecting: Option<ConnectCallback<P, S>>,
     connect_timeout: Option<TimeoutHandle>,
+    /// Close after this long without a byte read or written.
+    idle_timeout: Option<Duration>,
+    /// Armed while `idle_timeout` is set; checks `last_active` when due.
+    idle_timer: Option<TimeoutHandle>,
+    /// When a byte was last read or written (kept only with an idle timeout).
+    last_active: Instant,
     /// The socket may have data (an event said so; no read drained it yet).
     readable: bool,
     /// The socket may take data.
@@ -329,6 +347,9 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
             close_callback: None,
             connecting: None,
             connect_timeout: None,
+            idle_timeout: None,
+            idle_timer: None,
+            last_active: Instant::from_epoch(Duration::ZERO),
             readable: connected,
             writable: connected,
             eof: false,
@@ -546,7 +567,76 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
             }
         }
         self.flushed_total += written as u64;
+        if written > 0 {
+            self.mark_active(io);
+        }
         written
+    }
+
+    // ----- idle timeout -------------------------------------------------------
+
+    /// Close the stream with [`StreamError::Idle`] once `timeout` passes
+    /// without a byte read from or written to the socket, counted from now
+    /// (`None`, the default: never). A pending read fails with that error
+    /// and the close callback runs, as for any other failure. Call it again
+    /// to change or clear the timeout. Tornado's `HTTPServer` has the same
+    /// knob (`idle_connection_timeout`); here any service gets it.
+    ///
+    /// Waiting on the loop's clock, it runs on virtual time under the
+    /// simulator. Bytes that sit in a buffer do not count as activity: a
+    /// peer that stopped reading while a write is buffered times out too.
+    pub fn set_idle_timeout(&mut self, io: &mut IOLoop<P>, timeout: Option<Duration>) {
+        if let Some(timer) = self.idle_timer.take() {
+            io.remove_timeout(timer);
+        }
+        self.idle_timeout = timeout;
+        if self.closed || timeout.is_none() {
+            return;
+        }
+        self.last_active = io.time();
+        self.arm_idle_timer(io);
+    }
+
+    /// The idle timeout set by [`set_idle_timeout`](Self::set_idle_timeout).
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    fn mark_active(&mut self, io: &IOLoop<P>) {
+        if self.idle_timeout.is_some() {
+            self.last_active = io.time();
+        }
+    }
+
+    /// Wake up when the stream would have been idle for its timeout since
+    /// its last activity: activity meanwhile moves no timer, the wake-up
+    /// looks at `last_active` and sleeps again if need be.
+    fn arm_idle_timer(&mut self, io: &mut IOLoop<P>) {
+        let (Some(timeout), Some(token)) = (self.idle_timeout, self.token) else {
+            return;
+        };
+        let handle = StreamHandle::<S>::new(token);
+        let due = self.last_active + timeout;
+        self.idle_timer = Some(io.call_at(due, move |io| {
+            IOStream::with(io, handle, |io, stream: &mut IOStream<P, S>| {
+                stream.on_idle_timer(io)
+            });
+        }));
+    }
+
+    fn on_idle_timer(&mut self, io: &mut IOLoop<P>) {
+        self.idle_timer = None;
+        let Some(timeout) = self.idle_timeout else {
+            return;
+        };
+        if self.closed {
+            return;
+        }
+        if io.time().saturating_duration_since(self.last_active) >= timeout {
+            self.close_with(io, Some(StreamError::Idle { timeout }));
+        } else {
+            self.arm_idle_timer(io);
+        }
     }
 
     // ----- state, closing ---------------------------------------------------------
@@ -619,6 +709,9 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         self.error = error;
         if let Some(timeout) = self.connect_timeout.take() {
             io.remove_timeout(timeout);
+        }
+        if let Some(timer) = self.idle_timer.take() {
+            io.remove_timeout(timer);
         }
         if let Err(e) = io.close_fd(self.fd) {
             log::debug!("closing stream fd {}: {e}", self.fd);
@@ -776,6 +869,7 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
                 true
             }
             Ok(n) => {
+                self.mark_active(io);
                 // A short read drains a stream socket: new data raises an edge.
                 if n < want {
                     self.readable = false;

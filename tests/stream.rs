@@ -41,6 +41,7 @@ on_mio!(
     a_closed_stream_refuses_reads_and_writes,
     state_and_handles_reach_a_stream_from_outside,
     streams_send_at_once_with_nodelay,
+    idle_streams_are_closed_after_their_last_activity,
 );
 
 #[test]

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use ioloop::{IOLoop, IOStream, Instant, Poller, StreamError, TcpServer, TimeoutHandle};
+use ioloop::{IOLoop, IOStream, Poller, StreamError, TcpServer};
 
 /// The service's limits.
 #[derive(Clone, Copy, Debug)]
@@ -29,7 +29,8 @@ pub struct KvConfig {
     pub line_bytes_max: usize,
     /// Answers queued above this stop the reading of requests.
     pub output_high_water: usize,
-    /// A connection with no request for this long is closed.
+    /// A connection that sends and takes no byte for this long is closed
+    /// ([`IOStream::set_idle_timeout`]).
     pub idle_timeout: Duration,
 }
 
@@ -69,8 +70,6 @@ struct Shared {
 struct Conn {
     shared: Rc<RefCell<Shared>>,
     config: KvConfig,
-    last_request: Instant,
-    idle_timer: Option<TimeoutHandle>,
 }
 
 /// A running key-value server.
@@ -88,24 +87,20 @@ impl KvServer {
     ) -> std::io::Result<KvServer> {
         let shared = Rc::new(RefCell::new(Shared::default()));
         let for_state = Rc::clone(&shared);
-        let now = io.time();
         let server = TcpServer::bind_with(
             io,
             addr,
             move |_peer| Conn {
                 shared: Rc::clone(&for_state),
                 config,
-                last_request: now,
-                idle_timer: None,
             },
             |io: &mut IOLoop<P>, stream: &mut IOStream<P, Conn>| {
                 stream.state().shared.borrow_mut().stats.connections += 1;
-                stream.state_mut().last_request = io.time();
-                arm_idle_timer(io, stream);
-                // A closed connection leaves no timer behind.
-                stream.set_close_callback(|io, stream| {
-                    if let Some(timer) = stream.state_mut().idle_timer.take() {
-                        io.remove_timeout(timer);
+                let idle_timeout = stream.state().config.idle_timeout;
+                stream.set_idle_timeout(io, Some(idle_timeout));
+                stream.set_close_callback(|_, stream| {
+                    if let Some(StreamError::Idle { .. }) = stream.error() {
+                        stream.state().shared.borrow_mut().stats.idle_closed += 1;
                     }
                 });
                 next_request(io, stream);
@@ -145,7 +140,6 @@ fn next_request<P: Poller>(io: &mut IOLoop<P>, stream: &mut IOStream<P, Conn>) {
     let line_max = stream.state().config.line_bytes_max;
     let _ = stream.read_until(io, b"\n", line_max, |io, stream, line| match line {
         Ok(line) => {
-            stream.state_mut().last_request = io.time();
             let answer = stream.state().shared.borrow_mut().answer(&line);
             if stream.write(io, &answer).is_ok() {
                 next_request(io, stream);
@@ -183,24 +177,4 @@ impl Shared {
             _ => b"ERR unknown command\n".to_vec(),
         }
     }
-}
-
-/// Close the connection once it has had no request for the idle timeout:
-/// one timer per connection, re-armed for the time left when it fires.
-fn arm_idle_timer<P: Poller>(io: &mut IOLoop<P>, stream: &mut IOStream<P, Conn>) {
-    let handle = stream.handle();
-    let due = stream.state().last_request + stream.state().config.idle_timeout;
-    let timer = io.call_at(due, move |io| {
-        IOStream::with(io, handle, |io, stream: &mut IOStream<P, Conn>| {
-            stream.state_mut().idle_timer = None;
-            let idle_for = io.time() - stream.state().last_request;
-            if idle_for >= stream.state().config.idle_timeout {
-                stream.state().shared.borrow_mut().stats.idle_closed += 1;
-                stream.close(io);
-            } else {
-                arm_idle_timer(io, stream);
-            }
-        });
-    });
-    stream.state_mut().idle_timer = Some(timer);
 }

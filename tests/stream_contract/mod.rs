@@ -444,3 +444,88 @@ pub fn streams_send_at_once_with_nodelay<P: Poller>(mut io: IOLoop<P>, addr: Soc
     got.sort();
     assert_eq!(got, ["client true", "server true"]);
 }
+
+/// An idle timeout closes a stream once no byte has moved for that long,
+/// counted from its last activity: a client that sends a byte every 10 ms
+/// for 40 ms keeps a 20 ms idle timeout at bay, then goes quiet and is
+/// closed with `StreamError::Idle`, no sooner than 20 ms after its last
+/// byte; its own read sees the end of the stream.
+pub fn idle_streams_are_closed_after_their_last_activity<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    const IDLE: Duration = Duration::from_millis(20);
+    const GAP: Duration = Duration::from_millis(10);
+    const BYTES: usize = 5;
+    let got = log();
+    let last_read = Rc::new(RefCell::new(None));
+    let for_server = Rc::clone(&got);
+    let for_reads = Rc::clone(&last_read);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        assert_eq!(stream.idle_timeout(), None, "no idle timeout by default");
+        stream.set_idle_timeout(io, Some(IDLE));
+        let got = Rc::clone(&for_server);
+        let last_read = Rc::clone(&for_reads);
+        stream.set_close_callback(move |io, stream| {
+            // Logged, not asserted here: a panic in a callback is the
+            // loop's to contain, the check's to miss.
+            let quiet = last_read
+                .borrow()
+                .map(|last| io.time().saturating_duration_since(last));
+            got.borrow_mut().push(format!(
+                "server: {:?}, {} after the last byte",
+                stream.error(),
+                match quiet {
+                    Some(quiet) if quiet >= IDLE => "not sooner than the timeout",
+                    Some(_) => "TOO SOON",
+                    None => "NO BYTE READ",
+                }
+            ));
+        });
+        fn read_byte<P: Poller>(
+            io: &mut IOLoop<P>,
+            stream: &mut IOStream<P>,
+            last_read: Rc<RefCell<Option<ioloop::Instant>>>,
+        ) {
+            let _ = stream.read_bytes(io, 1, false, move |io, stream, byte| {
+                if byte.is_ok() {
+                    *last_read.borrow_mut() = Some(io.time());
+                    read_byte(io, stream, last_read);
+                }
+            });
+        }
+        read_byte(io, stream, Rc::clone(&for_reads));
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        let got = Rc::clone(&for_client);
+        stream
+            .read_until_close(io, move |_, _, rest| {
+                got.borrow_mut()
+                    .push(format!("client: {:?}", rest.map(|r| r.len())));
+            })
+            .unwrap();
+        let handle = stream.handle();
+        for i in 0..BYTES {
+            io.call_later(GAP * i as u32, move |io| {
+                IOStream::with(io, handle, |io, stream: &mut IOStream<P>| {
+                    stream.write(io, b"x").unwrap();
+                });
+            });
+        }
+    })
+    .unwrap();
+    run(&mut io, &got, 2);
+    let got = got.borrow();
+    assert!(
+        got.contains(&format!(
+            "server: {:?}, not sooner than the timeout after the last byte",
+            Some(StreamError::Idle { timeout: IDLE })
+        )),
+        "{got:?}"
+    );
+    assert!(got.contains(&"client: Ok(0)".to_string()), "{got:?}");
+}
