@@ -37,7 +37,7 @@ use ioloop::Instant;
 use crate::{Entropy, FaultPlan, Trace};
 use connection::Connections;
 use delivery::Delivery;
-pub use fault::{FaultKind, FiredFault, SCRIPTED};
+pub use fault::{FaultKind, FiredFault, NEMESIS_DRAW, SCRIPTED};
 use host::Host;
 pub use host::HostId;
 pub use outage::CrashMode;
