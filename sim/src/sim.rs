@@ -830,8 +830,8 @@ impl Sim {
         self.nemesis.as_ref()?.next_tick
     }
 
-    /// The draws of one tick, in a fixed order whatever the odds, so that a
-    /// level that takes a kind away leaves the other kinds' draws alone.
+    /// The draws of one tick, in a fixed order: which hosts, how long, and
+    /// whether each kind strikes.
     fn nemesis_draw(&mut self, faults: &NetworkFaults, nemesis: &mut Nemesis) {
         let (entropy, decisions) = (&mut nemesis.entropy, &mut nemesis.decisions);
         let mut decide =
