@@ -433,6 +433,9 @@ fn report_outcome(config: &RunConfig, outcome: &scenario::Outcome, out: &mut dyn
         outcome.plan,
         outcome.plan.hash()
     );
+    if let Some(network) = &outcome.network_faults {
+        let _ = writeln!(out, "network: {network}");
+    }
     let _ = writeln!(
         out,
         "virtual_time={:?} sim_events={}",
@@ -474,17 +477,26 @@ fn run(
         let outcome = scenario::run(&config);
         ran += 1;
         sim_events += outcome.sim_events;
-        coverage.add(&outcome.plan, &outcome.fired);
+        coverage.add_run(
+            &outcome.plan,
+            outcome.network_faults.as_ref(),
+            &outcome.fired,
+        );
         progress.inc(1);
         if let Some(failure) = outcome.failure {
             failed += 1;
             progress.suspend(|| {
                 let _ = writeln!(
                     out,
-                    "FAIL seed={seed:#x} plan_hash={:016x} version={}: {failure}\n  plan: {}\n  replay: {}",
+                    "FAIL seed={seed:#x} plan_hash={:016x} version={}: {failure}\n  plan: {}{}\n  replay: {}",
                     outcome.plan.hash(),
                     env!("CARGO_PKG_VERSION"),
                     outcome.plan,
+                    outcome
+                        .network_faults
+                        .as_ref()
+                        .map(|network| format!("\n  network: {network}"))
+                        .unwrap_or_default(),
                     config.replay_command()
                 );
             });

@@ -8,7 +8,10 @@
 //!
 //! - [`Sim`]: hosts running your service, clients that report through
 //!   [`Done`], a scheduler that owns the clock, and checkers on every step
-//!   (handler map, dispatch, stall, spin, leaks, your invariants).
+//!   (handler map, dispatch, stall, spin, leaks, your invariants). Beyond
+//!   socket faults, the network between hosts: partitions, clogs, pauses,
+//!   crashes and restarts, scripted or drawn by the seed as far as the
+//!   simulation declares its service [`Survives`] them.
 //! - [`Sweep`]: many seeds inside `cargo test`; the first failure prints the
 //!   one line that replays it (`IOLOOP_SIM_SEED=0x1f cargo test ...`), and
 //!   `IOLOOP_SIM_*` variables add traces, determinism checks, shrinking to
@@ -86,7 +89,7 @@ pub mod world;
 pub use coverage::{CoverageRow, FaultCoverage};
 pub use entropy::Entropy;
 pub use faults::{DatagramFaults, FaultPlan, FaultPreset, Ppm};
-pub use nemesis::NetworkFaults;
+pub use nemesis::{NetworkFaults, Survives};
 pub use poller::{SimNet, SimPoller};
 pub use sim::{
     BoxError, Builder, Done, Failure, FailureKind, Report, Sim, ROUNDS_MAX, SETTLE_WITHIN,

@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::net::FiredFault;
+use crate::world::NEMESIS_DRAW;
 use crate::{Builder, FailureKind, FaultPreset, Sim};
 
 /// Runs a shrink may take.
@@ -55,10 +56,9 @@ pub struct Schedule {
     pub liveness_after: Option<Duration>,
     /// Parameters of the run, in order (a scenario's clients, messages...).
     pub params: Vec<(String, String)>,
-    /// Indices of the fault decisions that fire.
+    /// Indices of the fault decisions that fire (the network faults of
+    /// the nemesis among them).
     pub fire: BTreeSet<u64>,
-    /// The seed draws network faults too (partitions, crashes, ...).
-    pub network_faults: bool,
     /// Fire the faults the seed draws, not `fire` (a seed of a sweep, not
     /// yet a schedule). Never written to a file.
     pub from_seed: bool,
@@ -74,7 +74,6 @@ impl Schedule {
             liveness_after: None,
             params: Vec::new(),
             fire: BTreeSet::new(),
-            network_faults: false,
             from_seed: false,
         }
     }
@@ -98,9 +97,7 @@ impl Schedule {
     /// A [`Builder`] for this schedule's run: its seed, preset, liveness
     /// phase, and exactly its faults.
     pub fn builder(&self) -> Builder {
-        let mut builder = Sim::builder(self.seed)
-            .faults(self.faults)
-            .network_faults(self.network_faults);
+        let mut builder = Sim::builder(self.seed).faults(self.faults);
         if !self.from_seed {
             builder = builder.schedule(self.fire.clone());
         }
@@ -124,23 +121,24 @@ impl Schedule {
         if let Some(after) = self.liveness_after {
             let _ = writeln!(text, "liveness-after-ms {}", after.as_millis());
         }
-        if self.network_faults {
-            let _ = writeln!(text, "network-faults on");
-        }
         for (key, value) in &self.params {
             let _ = writeln!(text, "param {key} {value}");
         }
         for draw in &self.fire {
+            let number = match draw.checked_sub(NEMESIS_DRAW) {
+                Some(index) => format!("n{index}"),
+                None => draw.to_string(),
+            };
             match fired.iter().find(|f| f.draw == *draw) {
                 Some(f) => {
                     let _ = writeln!(
                         text,
-                        "fire {draw}  # {} host{} {:?} at {:?}",
+                        "fire {number}  # {} host{} {:?} at {:?}",
                         f.kind, f.host, f.fd, f.at
                     );
                 }
                 None => {
-                    let _ = writeln!(text, "fire {draw}");
+                    let _ = writeln!(text, "fire {number}");
                 }
             }
         }
@@ -185,15 +183,6 @@ impl Schedule {
                         })?;
                     schedule.liveness_after = Some(Duration::from_millis(ms));
                 }
-                "network-faults" => {
-                    schedule.network_faults = match value {
-                        "on" => true,
-                        "off" => false,
-                        _ => {
-                            return Err(at(format!("network-faults must be on or off: {value:?}")))
-                        }
-                    }
-                }
                 "param" => {
                     let (k, v) = value
                         .split_once(char::is_whitespace)
@@ -204,9 +193,8 @@ impl Schedule {
                     schedule.set_param(k, v.trim().to_string());
                 }
                 "fire" => {
-                    let draw = value
-                        .parse()
-                        .map_err(|_| at(format!("bad fault index: {value:?}")))?;
+                    let draw = parse_draw(value)
+                        .ok_or_else(|| at(format!("bad fault index: {value:?}")))?;
                     if schedule.fire.len() >= SCHEDULE_FIRES_MAX {
                         return Err(at(format!("more than {SCHEDULE_FIRES_MAX} faults")));
                     }
@@ -222,6 +210,19 @@ impl Schedule {
         schedule.name = name.ok_or("the schedule has no `name` line")?;
         schedule.seed = seed.ok_or("the schedule has no `seed` line")?;
         Ok(schedule)
+    }
+}
+
+/// A `fire` line's decision: `N` for a socket fault's, `nN` for the
+/// nemesis's (see [`NEMESIS_DRAW`]).
+fn parse_draw(text: &str) -> Option<u64> {
+    match text.strip_prefix('n') {
+        Some(index) => index
+            .parse::<u64>()
+            .ok()
+            .filter(|i| *i < NEMESIS_DRAW)
+            .map(|i| NEMESIS_DRAW + i),
+        None => text.parse().ok().filter(|draw| *draw < NEMESIS_DRAW),
     }
 }
 
@@ -414,8 +415,9 @@ mod tests {
         let mut schedule = Schedule::new("kv_survives_faults", 31, FaultPreset::Swarm);
         schedule.liveness_after = Some(Duration::from_millis(20));
         schedule.set_param("clients", "3".into());
-        schedule.fire.extend([4, 182]);
+        schedule.fire.extend([4, 182, NEMESIS_DRAW + 7]);
         let text = schedule.to_text("IOLOOP_SIM_SCHEDULE=FILE cargo test", Some("stall"), &[]);
+        assert!(text.contains("fire n7\n"), "{text}");
         assert_eq!(Schedule::parse(&text), Ok(schedule));
     }
 
@@ -439,6 +441,8 @@ mod tests {
             ),
             ("name t\nseed 1\nfaults most\n", "unknown fault preset"),
             ("name t\nseed 1\nparam lonely\n", "param KEY VALUE"),
+            ("name t\nseed 1\nfire n\n", "line 3"),
+            ("name t\nseed 1\nfire 281474976710656\n", "line 3"),
         ] {
             let error = Schedule::parse(text).unwrap_err();
             assert!(error.contains(expected), "{text:?}: {error}");

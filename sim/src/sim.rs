@@ -27,7 +27,9 @@ use crate::check::{self, SpinDetector};
 use crate::net::{FiredFault, HostId};
 use crate::world::CrashMode;
 use crate::FaultKind;
-use crate::{DatagramStats, Entropy, FaultPlan, FaultPreset, NetworkFaults, SimNet, SimPoller};
+use crate::{
+    DatagramStats, Entropy, FaultPlan, FaultPreset, NetworkFaults, SimNet, SimPoller, Survives,
+};
 
 /// The error a setup closure may return: anything that is an error.
 pub type BoxError = Box<dyn std::error::Error>;
@@ -75,7 +77,6 @@ pub struct Builder {
     leak_check: bool,
     schedule: Option<BTreeSet<u64>>,
     network: Option<NetworkFaults>,
-    network_from_preset: bool,
 }
 
 impl Builder {
@@ -94,27 +95,23 @@ impl Builder {
             leak_check: true,
             schedule: None,
             network: None,
-            network_from_preset: false,
         }
     }
 
-    /// Let the seed draw network faults too — partitions, clogs, pauses,
-    /// crashes and restarts of service hosts — as the fault preset says
-    /// (`none`: none; `all`: every kind; `swarm`: each seed its own mix).
-    /// Off by default: a service must expect its peers to vanish.
-    pub fn network_faults(mut self, on: bool) -> Builder {
-        self.network_from_preset = on;
-        self
-    }
-
-    /// An explicit plan of network faults (see [`NetworkFaults`]).
+    /// An explicit plan of network faults instead of the preset's (see
+    /// [`NetworkFaults`]); the simulation still draws only those its
+    /// services survive ([`Sim::survives`]).
     pub fn network_plan(mut self, faults: NetworkFaults) -> Builder {
         self.network = Some(faults);
         self
     }
 
     /// The fault preset: `None`, `All`, or `Swarm` (the seed draws its own
-    /// subset of faults and their strengths).
+    /// subset of faults and their strengths). `All` and `Swarm` draw
+    /// network faults too — partitions, clogs, pauses, and crashes and
+    /// restarts of service hosts — as far as the simulation declares its
+    /// services survive them ([`Sim::survives`]; by default those that
+    /// heal: partitions, clogs, pauses).
     pub fn faults(mut self, preset: FaultPreset) -> Builder {
         self.faults = preset;
         self
@@ -193,16 +190,18 @@ impl Builder {
         if let Some(fire) = self.schedule {
             net.world_mut().set_schedule(fire);
         }
-        let nemesis = match (self.network, self.network_from_preset) {
-            (Some(faults), _) => Some((
-                faults,
-                NetworkFaults::for_preset(FaultPreset::None, self.seed).1,
-            )),
-            (None, true) => Some(NetworkFaults::for_preset(self.faults, self.seed)),
-            (None, false) => None,
+        let nemesis = match self.network {
+            Some(faults) => Some((faults, NetworkFaults::stream(self.seed))),
+            None => Some(NetworkFaults::for_preset(self.faults, self.seed)),
         }
-        .filter(|(faults, _)| faults.any());
-        let mut sim = Sim {
+        .filter(|(faults, _)| faults.any())
+        .map(|(faults, entropy)| Nemesis {
+            next_tick: Some(Instant::ZERO + faults.tick),
+            faults,
+            entropy,
+            decisions: 0,
+        });
+        Sim {
             net,
             seed: self.seed,
             faults: self.faults,
@@ -219,21 +218,24 @@ impl Builder {
             clients_done_at: None,
             script: BTreeMap::new(),
             script_seq: 0,
-            nemesis: None,
-        };
-        if let Some((faults, entropy)) = nemesis {
-            let tick = faults.tick;
-            sim.nemesis = Some(Nemesis { faults, entropy });
-            sim.at(tick, Sim::nemesis_tick);
+            nemesis,
+            survives: Survives::default(),
         }
-        sim
     }
 }
 
 /// The nemesis: network faults drawn on a tick, from their own stream.
 struct Nemesis {
+    /// What the seed drew, before [`Sim::survives`] takes away what the
+    /// services cannot take.
     faults: NetworkFaults,
     entropy: Entropy,
+    /// Decisions made so far: each one's number in a schedule.
+    decisions: u64,
+    /// The next draw; `None` once the clients are done or faults stopped.
+    /// Not a scripted action: a run with nothing else pending is over (a
+    /// stall, or the end), however long the nemesis could go on.
+    next_tick: Option<Instant>,
 }
 
 /// How a client reports that it is done, or that it failed.
@@ -438,7 +440,8 @@ pub struct Report {
     pub fired: Vec<FiredFault>,
     /// A readable line per decision, when [`Builder::trace`] asked for it.
     pub trace_lines: Vec<String>,
-    /// The network faults the seed could draw, if the run opted in.
+    /// The network faults the seed could draw — those of its preset that
+    /// the simulation survives ([`Sim::survives`]) — if any.
     pub network_faults: Option<NetworkFaults>,
     /// What became of the run's UDP datagrams (all zero without UDP).
     pub datagrams: DatagramStats,
@@ -533,6 +536,7 @@ pub struct Sim {
     script: BTreeMap<(Instant, u64), Action>,
     script_seq: u64,
     nemesis: Option<Nemesis>,
+    survives: Survives,
 }
 
 impl Sim {
@@ -811,15 +815,40 @@ impl Sim {
     }
 
     /// One draw of the nemesis: maybe a partition, a clog, a pause, a
-    /// crash (each healed after a drawn duration); then the next tick,
-    /// unless the clients are done or faults stopped.
+    /// crash (each healed after its own drawn duration), of the kinds the
+    /// services survive; then the next tick, unless the clients are done or
+    /// faults stopped.
     fn nemesis_tick(&mut self) {
         let Some(mut nemesis) = self.nemesis.take() else {
             return;
         };
+        nemesis.next_tick = None;
         if self.faults_stopped_at.is_some() || (self.has_clients() && self.clients_done()) {
+            self.nemesis = Some(nemesis);
             return;
         }
+        let faults = nemesis.faults.survivable_by(self.survives);
+        self.nemesis_draw(&faults, &mut nemesis);
+        nemesis.next_tick = Some(self.now() + faults.tick);
+        self.nemesis = Some(nemesis);
+    }
+
+    /// When the nemesis draws next; never if the services survive none of
+    /// the faults it may draw (then the run is exactly as without it).
+    fn nemesis_next_tick(&self) -> Option<Instant> {
+        self.network_faults()?;
+        self.nemesis.as_ref()?.next_tick
+    }
+
+    /// The draws of one tick, in a fixed order: which hosts, how long, and
+    /// whether each kind strikes.
+    fn nemesis_draw(&mut self, faults: &NetworkFaults, nemesis: &mut Nemesis) {
+        let (entropy, decisions) = (&mut nemesis.entropy, &mut nemesis.decisions);
+        let mut decide =
+            |world: &mut crate::world::World, entropy: &mut Entropy, ppm, kind, host| {
+                *decisions += 1;
+                world.nemesis_fault(entropy, ppm, kind, host, *decisions - 1)
+            };
         let running: Vec<usize> = (0..self.hosts.len())
             .filter(|&i| self.hosts[i].io.is_some())
             .collect();
@@ -828,83 +857,133 @@ impl Sim {
             .copied()
             .filter(|&i| matches!(self.hosts[i].role, Role::Server))
             .collect();
-        let faults = nemesis.faults.clone();
-        let entropy = &mut nemesis.entropy;
         let pick =
             |entropy: &mut Entropy, from: &[usize]| from[entropy.below(from.len() as u64) as usize];
-        let duration = |entropy: &mut Entropy| {
-            Duration::from_millis(entropy.between(1, faults.duration_ms_max))
+        let lasting = |entropy: &mut Entropy, ms_max: u64| {
+            Duration::from_millis(entropy.between(1, ms_max.max(1)))
         };
         if running.len() >= 2 {
             let a = pick(entropy, &running);
             let others: Vec<usize> = running.iter().copied().filter(|&i| i != a).collect();
             let b = pick(entropy, &others);
             let (ida, idb) = (self.hosts[a].id, self.hosts[b].id);
-            let lasting = duration(entropy);
-            if self.net.world_mut().nemesis_fault(
+            let duration = lasting(entropy, faults.partition_ms_max);
+            let cut = decide(
+                &mut self.net.world_mut(),
                 entropy,
                 faults.partition,
                 FaultKind::Partition,
                 ida,
-            ) {
+            );
+            if cut {
                 let mut world = self.net.world_mut();
                 world.cut_link(ida, idb);
                 world.cut_link(idb, ida);
                 drop(world);
-                self.at(lasting, move |sim| {
+                self.at(duration, move |sim| {
                     let mut world = sim.net.world_mut();
                     world.repair_link(ida, idb);
                     world.repair_link(idb, ida);
                 });
             }
-            let lasting = duration(entropy);
-            if self
-                .net
-                .world_mut()
-                .nemesis_fault(entropy, faults.clog, FaultKind::Clog, ida)
-            {
+            let duration = lasting(entropy, faults.clog_ms_max);
+            let clogged = decide(
+                &mut self.net.world_mut(),
+                entropy,
+                faults.clog,
+                FaultKind::Clog,
+                ida,
+            );
+            if clogged {
                 let mut world = self.net.world_mut();
-                world.clog_link(ida, idb, lasting);
-                world.clog_link(idb, ida, lasting);
+                world.clog_link(ida, idb, duration);
+                world.clog_link(idb, ida, duration);
             }
         }
-        if !running.is_empty() {
-            let host = self.hosts[pick(entropy, &running)].id;
-            let lasting = duration(entropy);
-            if self
-                .net
-                .world_mut()
-                .nemesis_fault(entropy, faults.pause, FaultKind::Pause, host)
-            {
-                self.net.world_mut().pause_host(host, lasting);
+        // A paused host is not paused again: pauses that pile up could
+        // stop a host for good.
+        let now = self.now();
+        let awake: Vec<usize> = running
+            .iter()
+            .copied()
+            .filter(|&i| self.net.world().busy_until(self.hosts[i].id) <= now)
+            .collect();
+        if !awake.is_empty() {
+            let host = self.hosts[pick(entropy, &awake)].id;
+            let duration = lasting(entropy, faults.pause_ms_max);
+            let paused = decide(
+                &mut self.net.world_mut(),
+                entropy,
+                faults.pause,
+                FaultKind::Pause,
+                host,
+            );
+            if paused {
+                self.net.world_mut().pause_host(host, duration);
             }
         }
         if !services.is_empty() {
             let index = pick(entropy, &services);
-            let mode = if entropy.chance(500_000) {
-                CrashMode::Process
-            } else {
+            let mode = if entropy.chance(faults.machine_crash) {
                 CrashMode::Machine
+            } else {
+                CrashMode::Process
             };
-            let lasting = duration(entropy);
+            let down = lasting(entropy, faults.crash_down_ms_max);
             let id = self.hosts[index].id;
-            if self
-                .net
-                .world_mut()
-                .nemesis_fault(entropy, faults.crash, FaultKind::Crash, id)
-            {
+            let crashed = decide(
+                &mut self.net.world_mut(),
+                entropy,
+                faults.crash,
+                FaultKind::Crash,
+                id,
+            );
+            if crashed {
                 self.crash_index(index, mode);
-                self.at(lasting, move |sim| sim.restart_index(index));
+                self.at(down, move |sim| sim.restart_index(index));
             }
         }
-        let tick = nemesis.faults.tick;
-        self.nemesis = Some(nemesis);
-        self.at(tick, Sim::nemesis_tick);
     }
 
-    /// The network faults the seed may draw, if the simulation opted in.
-    pub fn network_faults(&self) -> Option<&NetworkFaults> {
-        self.nemesis.as_ref().map(|n| &n.faults)
+    /// Declare which network faults this simulation's services survive:
+    /// under the `all` and `swarm` presets the seed draws those, and no
+    /// others. The default, [`Survives::HealingFaults`], draws partitions,
+    /// clogs and pauses — which heal by themselves, so that any correct
+    /// service passes them with no code of its own — and no crash.
+    /// [`Survives::ProcessCrashes`] adds crashes of service hosts whose
+    /// peers are reset; [`Survives::MachineCrashes`] adds silent ones, for
+    /// clients with timeouts; [`Survives::SocketFaults`] draws none.
+    ///
+    /// Call it while describing the simulation, before [`run`](Self::run):
+    /// a replay runs the same description, so it declares the same.
+    pub fn survives(&mut self, level: Survives) -> &mut Sim {
+        self.survives = level;
+        self
+    }
+
+    /// Which network faults the simulation declared its services survive.
+    pub fn survival(&self) -> Survives {
+        self.survives
+    }
+
+    /// The network faults the seed may draw: those of the preset (or
+    /// [`Builder::network_plan`]) that the services survive; `None` if none.
+    pub fn network_faults(&self) -> Option<NetworkFaults> {
+        self.nemesis
+            .as_ref()
+            .map(|n| n.faults.survivable_by(self.survives))
+            .filter(NetworkFaults::any)
+    }
+
+    /// `true` if a fault this run may draw can break a connection — a
+    /// reset, a refused connect or an aborted accept of the socket plan, or
+    /// a crash: a client may then end with a clean error instead of its
+    /// answer.
+    pub fn may_break_connections(&self) -> bool {
+        self.plan().may_break_connections()
+            || self
+                .network_faults()
+                .is_some_and(|faults| faults.may_break_connections())
     }
 
     fn index_of(&mut self, name: &str) -> Option<usize> {
@@ -930,6 +1009,9 @@ impl Sim {
             }
             let action = entry.remove();
             action(self);
+        }
+        if self.nemesis_next_tick().is_some_and(|tick| tick <= now) {
+            self.nemesis_tick();
         }
         self.check_setup()
     }
@@ -1003,7 +1085,7 @@ impl Sim {
             virtual_time: world.now(),
             fired: world.fired().to_vec(),
             trace_lines: world.trace().lines().to_vec(),
-            network_faults: self.nemesis.as_ref().map(|n| n.faults.clone()),
+            network_faults: self.network_faults(),
             datagrams: world.datagram_stats(),
         }
     }
@@ -1133,7 +1215,15 @@ impl Sim {
             }
             return Ok(Step::Ran);
         }
-        let Some(next) = self.next_instant(now) else {
+        // The nemesis's next draw is not work: with nothing else pending an
+        // open-ended run is over; a bounded one lets it strike to its end.
+        let tick = self.nemesis_next_tick();
+        let next = match (self.next_instant(now), until) {
+            (Some(next), _) => Some(tick.map_or(next, |tick| tick.min(next))),
+            (None, Some(_)) => tick,
+            (None, None) => None,
+        };
+        let Some(next) = next else {
             return Ok(Step::Quiescent);
         };
         let next = until.map_or(next, |until| next.min(until));

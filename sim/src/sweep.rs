@@ -41,7 +41,6 @@ use crate::{Failure, FaultCoverage, FaultPreset, Report, Sim};
 /// | `IOLOOP_SIM_SHARD=i/n` | run only the i-th of n equal parts of the seeds (0 ≤ i < n) |
 /// | `IOLOOP_SIM_SUMMARY=FILE` | append a JSON line per sweep (and per failure) to FILE |
 /// | `IOLOOP_SIM_REQUIRE_FAULTS=1` | fail if a fault kind some seed enabled never fired |
-/// | `IOLOOP_SIM_NETWORK_FAULTS=1` | seeds draw partitions, clogs, pauses and crashes too |
 /// | `IOLOOP_SIM_SHRINK=1` or `=FILE` | shrink a failure to a schedule file |
 /// | `IOLOOP_SIM_SCHEDULE=FILE` | replay a schedule file written by a shrink |
 ///
@@ -54,7 +53,6 @@ pub struct Sweep {
     faults: FaultPreset,
     liveness_after: Option<Duration>,
     require_faults_fire: bool,
-    network_faults: bool,
 }
 
 /// What a sweep ran.
@@ -100,6 +98,9 @@ impl fmt::Display for SweepFailure {
             self.summary.name, self.seed, self.failure
         )?;
         writeln!(f, "  plan: {}", report.plan)?;
+        if let Some(network) = &report.network_faults {
+            writeln!(f, "  network: {network}")?;
+        }
         writeln!(
             f,
             "  trace_hash={:016x} sim_events={}",
@@ -128,7 +129,6 @@ struct Env {
     shrink: Option<String>,
     schedule: Option<PathBuf>,
     require_faults: bool,
-    network_faults: bool,
 }
 
 enum SeedsVar {
@@ -177,15 +177,6 @@ impl Env {
             env.shard = Some(parse_shard(&shard).map_err(named("IOLOOP_SIM_SHARD"))?);
         }
         env.summary = var("IOLOOP_SIM_SUMMARY")?.map(PathBuf::from);
-        env.network_faults = match var("IOLOOP_SIM_NETWORK_FAULTS")?.as_deref() {
-            None | Some("0") => false,
-            Some("1") => true,
-            Some(other) => {
-                return Err(format!(
-                    "IOLOOP_SIM_NETWORK_FAULTS: expected 0 or 1, got {other:?}"
-                ))
-            }
-        };
         env.require_faults = match var("IOLOOP_SIM_REQUIRE_FAULTS")?.as_deref() {
             None | Some("0") => false,
             Some("1") => true,
@@ -271,16 +262,7 @@ impl Sweep {
             faults: FaultPreset::Swarm,
             liveness_after: None,
             require_faults_fire: false,
-            network_faults: false,
         }
-    }
-
-    /// Let each seed draw network faults too — partitions, clogs, pauses,
-    /// crashes and restarts (`IOLOOP_SIM_NETWORK_FAULTS=1` does the same):
-    /// see [`Builder::network_faults`](crate::Builder::network_faults).
-    pub fn network_faults(mut self, on: bool) -> Sweep {
-        self.network_faults = on;
-        self
     }
 
     /// The seeds to run (`IOLOOP_SIM_SEEDS` overrides).
@@ -289,7 +271,9 @@ impl Sweep {
         self
     }
 
-    /// The fault preset (`IOLOOP_SIM_FAULTS` overrides).
+    /// The fault preset (`IOLOOP_SIM_FAULTS` overrides). `all` and `swarm`
+    /// draw network faults too, those the simulation declares it survives:
+    /// see [`Sim::survives`].
     pub fn faults(mut self, preset: FaultPreset) -> Sweep {
         self.faults = preset;
         self
@@ -430,7 +414,6 @@ impl Sweep {
                 .liveness_ms
                 .map(Duration::from_millis)
                 .or(self.liveness_after),
-            network_faults: env.network_faults || self.network_faults,
         }
     }
 
@@ -508,9 +491,6 @@ impl Sweep {
         );
         if let Some(after) = plan.liveness_after {
             let _ = write!(vars, " IOLOOP_SIM_LIVENESS_MS={}", after.as_millis());
-        }
-        if plan.network_faults {
-            vars.push_str(" IOLOOP_SIM_NETWORK_FAULTS=1");
         }
         let replay = format!("{vars} {}", self.test_command());
         let schedule_file = env.shrink.as_ref().map(|target| {
@@ -627,14 +607,12 @@ struct RunPlan {
     to_run: Range<u64>,
     faults: FaultPreset,
     liveness_after: Option<Duration>,
-    network_faults: bool,
 }
 
 impl RunPlan {
     fn schedule(&self, name: &str, seed: u64) -> Schedule {
         let mut schedule = Schedule::new(name, seed, self.faults);
         schedule.liveness_after = self.liveness_after;
-        schedule.network_faults = self.network_faults;
         schedule.from_seed = true;
         schedule
     }

@@ -24,7 +24,12 @@ fn on_real_backend(seed: u64, workload: &Workload) -> Observed {
     )
     .unwrap();
     let addr = server.local_addr(&io).unwrap();
-    let clients = EchoClients::draw(workload, &FaultPlan::none(), &mut Entropy::seeded(seed));
+    let clients = EchoClients::draw(
+        workload,
+        &FaultPlan::none(),
+        false,
+        &mut Entropy::seeded(seed),
+    );
     clients.start(&mut io, addr, Done::default());
     let settled = io
         .run_until(Duration::from_secs(30), |_| {

@@ -6,7 +6,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ioloop::{IOLoop, IOStream, Instant, StreamError, TcpClient, TcpServer};
-use ioloop_sim::{CrashMode, FailureKind, FaultKind, FaultPreset, Sim, SimPoller};
+use ioloop_sim::{
+    CrashMode, Done, FailureKind, FaultKind, FaultPreset, NetworkFaults, Sim, SimPoller, Survives,
+};
 
 const SERVER: &str = "10.0.0.1:7";
 
@@ -295,6 +297,8 @@ fn want_echo(io: &mut IOLoop<SimPoller>, done: ioloop_sim::Done, attempts_left: 
 }
 
 fn echo_under_network_faults(sim: &mut Sim) {
+    // Its clients time out and try again: it survives anything.
+    sim.survives(Survives::MachineCrashes);
     let seen = log();
     line_logger(sim, &seen);
     for (name, ip) in [("c1", "10.0.0.2"), ("c2", "10.0.0.3"), ("c3", "10.0.0.4")] {
@@ -313,7 +317,6 @@ fn seeds_draw_partitions_clogs_pauses_and_crashes_and_every_kind_fires() {
     )
     .seeds(0..60)
     .faults(FaultPreset::All)
-    .network_faults(true)
     .run(echo_under_network_faults);
     for kind in [
         FaultKind::Partition,
@@ -326,23 +329,115 @@ fn seeds_draw_partitions_clogs_pauses_and_crashes_and_every_kind_fires() {
 }
 
 #[test]
-fn network_faults_are_off_unless_asked_for_and_leave_other_decisions_alone() {
-    let run = |network: bool| {
-        let mut sim = Sim::builder(9)
-            .faults(FaultPreset::All)
-            .network_faults(network)
-            .build();
+fn a_simulation_draws_only_the_network_faults_its_services_survive() {
+    let run = |level: Survives| {
+        let mut sim = Sim::new(9, FaultPreset::All);
         echo_under_network_faults(&mut sim);
+        sim.survives(level);
         sim.run().unwrap()
     };
-    let off = run(false);
-    assert!(off.network_faults.is_none());
-    assert!(off
+    let network_kinds = [
+        FaultKind::Partition,
+        FaultKind::Clog,
+        FaultKind::Pause,
+        FaultKind::Crash,
+    ];
+    // Socket faults only: exactly the run of a plan with no network fault.
+    let socket_only = run(Survives::SocketFaults);
+    assert!(socket_only.network_faults.is_none());
+    assert!(socket_only
         .fired
         .iter()
-        .all(|f| f.kind.id() < FaultKind::Partition.id()));
-    let on = run(true);
-    assert!(on.network_faults.is_some());
-    // The same seed without network faults is the same run, bit for bit.
-    assert_eq!(run(false).trace_hash, off.trace_hash);
+        .all(|f| !network_kinds.contains(&f.kind)));
+    let mut without = Sim::builder(9)
+        .faults(FaultPreset::All)
+        .network_plan(NetworkFaults::none())
+        .build();
+    echo_under_network_faults(&mut without);
+    assert_eq!(without.run().unwrap().trace_hash, socket_only.trace_hash);
+    // The default: partitions, clogs and pauses, never a crash.
+    let healing = run(Survives::HealingFaults).network_faults.unwrap();
+    assert!(healing.partition > 0 && healing.clog > 0 && healing.pause > 0);
+    assert_eq!(healing.crash, 0);
+    let process = run(Survives::ProcessCrashes).network_faults.unwrap();
+    assert!(process.crash > 0 && process.machine_crash == 0);
+    let machine = run(Survives::MachineCrashes).network_faults.unwrap();
+    assert_eq!(machine, NetworkFaults::all());
+}
+
+#[test]
+fn a_service_with_no_timeouts_rides_out_the_default_network_faults() {
+    // The line logger's clients below wait as long as it takes: partitions
+    // heal, clogs drain and pauses end, so the default level passes...
+    let summary =
+        ioloop_sim::Sweep::new("a_service_with_no_timeouts_rides_out_the_default_network_faults")
+            .seeds(0..40)
+            .faults(FaultPreset::All)
+            .run(|sim| patient_clients(sim, Survives::HealingFaults));
+    for kind in [FaultKind::Partition, FaultKind::Clog, FaultKind::Pause] {
+        assert!(summary.coverage.row(kind).fired > 0, "{kind} never fired");
+    }
+    assert_eq!(summary.coverage.row(FaultKind::Crash).seeds_enabled, 0);
+    // ...and a level it does not survive is caught: a silent machine crash
+    // leaves a client waiting forever.
+    let failure =
+        ioloop_sim::Sweep::new("a_service_with_no_timeouts_rides_out_the_default_network_faults")
+            .seeds(0..200)
+            .faults(FaultPreset::All)
+            .try_run(|sim| patient_clients(sim, Survives::MachineCrashes))
+            .unwrap_err();
+    assert!(failure.to_string().contains("stall"), "{failure}");
+}
+
+/// Three clients with no timeout, each wanting its line echoed 20 times;
+/// a broken connection is a fine end when a fault may break it.
+fn patient_clients(sim: &mut Sim, level: Survives) {
+    sim.survives(level);
+    let may_break = sim.may_break_connections();
+    let seen = log();
+    line_logger(sim, &seen);
+    for (name, ip) in [("c1", "10.0.0.2"), ("c2", "10.0.0.3"), ("c3", "10.0.0.4")] {
+        sim.client(name, ip, move |io, done| {
+            let forever = Duration::from_secs(3600);
+            TcpClient::connect(
+                io,
+                server(),
+                forever,
+                0u32,
+                move |io, stream, ok| match ok {
+                    Ok(()) => echo_line(io, stream, done, may_break),
+                    Err(_) if may_break => done.ok(),
+                    Err(error) => done.fail(format!("connect: {error}")),
+                },
+            )?;
+            Ok(())
+        });
+    }
+}
+
+fn echo_line(
+    io: &mut IOLoop<SimPoller>,
+    stream: &mut IOStream<SimPoller, u32>,
+    done: Done,
+    may_break: bool,
+) {
+    if *stream.state() == 20 {
+        stream.close(io);
+        return done.ok();
+    }
+    let _ = stream.write(io, b"again\n"); // a failed write fails the read below
+    let for_read = done.clone();
+    let reading = stream.read_until(io, b"\n", 64, move |io, stream, line| match line {
+        Ok(line) if line == b"again\n" => {
+            *stream.state_mut() += 1;
+            echo_line(io, stream, for_read, may_break);
+        }
+        Err(_) if may_break => for_read.ok(),
+        other => for_read.fail(format!("{other:?}")),
+    });
+    match reading {
+        Ok(()) => {}
+        Err(_) if may_break => done.ok(),
+        Err(error) => done.fail(format!("read: {error}")),
+    }
 }

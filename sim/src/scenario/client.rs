@@ -99,9 +99,16 @@ pub struct EchoClients {
 
 impl EchoClients {
     /// Draw the clients' messages, endings and connect times from
-    /// `entropy`, under the fault `plan` (its half-close rate, and whether
-    /// it may break connections).
-    pub fn draw(workload: &Workload, plan: &FaultPlan, entropy: &mut Entropy) -> EchoClients {
+    /// `entropy`, under the fault `plan` (its half-close rate); `may_break`
+    /// says whether a fault of the run may break connections
+    /// ([`Sim::may_break_connections`](crate::Sim::may_break_connections)),
+    /// so that a clean error is a fine end.
+    pub fn draw(
+        workload: &Workload,
+        plan: &FaultPlan,
+        may_break: bool,
+        entropy: &mut Entropy,
+    ) -> EchoClients {
         let half_close_ppm = plan.half_close;
         let mut clients = Vec::with_capacity(workload.clients);
         let mut delays = Vec::with_capacity(workload.clients);
@@ -131,7 +138,7 @@ impl EchoClients {
         EchoClients {
             clients: Rc::new(RefCell::new(clients)),
             connect_delays: delays.into(),
-            may_break: plan.may_break_connections(),
+            may_break,
             reported: Rc::new(Cell::new(0)),
         }
     }

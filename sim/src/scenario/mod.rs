@@ -16,7 +16,7 @@ use planted::{Bug, PlantedServer};
 
 use crate::net::FiredFault;
 use crate::shrink::{shrink_schedule, Attempt, Schedule, ShrinkReport};
-use crate::{Builder, Entropy, FailureKind, FaultPlan, FaultPreset, Sim};
+use crate::{Builder, Entropy, FailureKind, FaultPlan, FaultPreset, NetworkFaults, Sim, Survives};
 
 /// A server application to run against the echo clients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -255,6 +255,8 @@ fn attempt_of(outcome: &Outcome) -> Attempt {
 pub struct Outcome {
     /// The fault plan the seed drew.
     pub plan: FaultPlan,
+    /// The network faults the seed could draw, if any.
+    pub network_faults: Option<NetworkFaults>,
     /// Hash of every decision.
     pub trace_hash: u64,
     /// Decisions recorded (simulated events).
@@ -323,8 +325,16 @@ fn run_on(builder: Builder, config: &RunConfig) -> Outcome {
         }
         Ok(())
     });
-    let plan = sim.plan();
-    let clients = EchoClients::draw(&config.workload, &plan, sim.net().world_mut().entropy());
+    // The echo clients have no timeouts: a server that crashes must reset
+    // them (its kernel answers), not leave them waiting on silence.
+    sim.survives(Survives::ProcessCrashes);
+    let (plan, may_break) = (sim.plan(), sim.may_break_connections());
+    let clients = EchoClients::draw(
+        &config.workload,
+        &plan,
+        may_break,
+        sim.net().world_mut().entropy(),
+    );
     let for_setup = clients.clone();
     sim.client("clients", "127.0.0.2", move |io, done| {
         for_setup.start(io, addr, done);
@@ -339,6 +349,7 @@ fn run_on(builder: Builder, config: &RunConfig) -> Outcome {
     };
     Outcome {
         plan: report.plan,
+        network_faults: report.network_faults,
         trace_hash: report.trace_hash,
         sim_events: report.sim_events,
         virtual_time: report.virtual_time,

@@ -147,6 +147,11 @@ impl FromStr for FaultKind {
 /// not drawn from the seed, so no schedule can remove it.
 pub const SCRIPTED: u64 = u64::MAX;
 
+/// The `draw` of the nemesis's decision number `i` is `NEMESIS_DRAW + i`
+/// (a schedule file writes it `n<i>`): the network faults are numbered
+/// apart from the socket faults.
+pub const NEMESIS_DRAW: u64 = 1 << 48;
+
 /// A fault that fired: which draw, what, where and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FiredFault {
@@ -241,28 +246,43 @@ impl World {
     /// Draw a fault with probability `ppm`; a fault that fires is traced.
     pub(super) fn fault(&mut self, ppm: u32, kind: FaultKind, host: HostId, fd: Fd) -> bool {
         let drawn = self.entropy.chance(ppm);
-        self.decide_fault(drawn, kind, host, fd)
+        self.socket_decision(drawn, kind, host, fd)
     }
 
-    /// A fault decision of the nemesis, drawn from its own stream: it
-    /// counts as a fault decision (a schedule names it, shrinking removes
-    /// it) without moving the main stream.
+    /// The nemesis's decision number `index`, drawn from its own stream: a
+    /// fault decision like the others (a schedule names it, shrinking
+    /// removes it) that moves neither the main stream nor the numbers of
+    /// the socket faults' decisions — so removing a socket fault leaves
+    /// each network fault of a schedule where it was.
     pub fn nemesis_fault(
         &mut self,
         entropy: &mut Entropy,
         ppm: u32,
         kind: FaultKind,
         host: HostId,
+        index: u64,
     ) -> bool {
         let drawn = entropy.chance(ppm);
-        self.decide_fault(drawn, kind, host, Fd(-1))
+        self.decide_fault(NEMESIS_DRAW + index, drawn, kind, host, Fd(-1))
     }
 
-    /// Number the decision, let a schedule overrule `drawn`, and trace the
-    /// fault if it fires.
-    fn decide_fault(&mut self, drawn: bool, kind: FaultKind, host: HostId, fd: Fd) -> bool {
+    /// Draw a socket fault's decision: the next number.
+    fn socket_decision(&mut self, drawn: bool, kind: FaultKind, host: HostId, fd: Fd) -> bool {
         let draw = self.fault_draws;
         self.fault_draws += 1;
+        self.decide_fault(draw, drawn, kind, host, fd)
+    }
+
+    /// Let a schedule overrule `drawn` for decision `draw`, and trace the
+    /// fault if it fires.
+    fn decide_fault(
+        &mut self,
+        draw: u64,
+        drawn: bool,
+        kind: FaultKind,
+        host: HostId,
+        fd: Fd,
+    ) -> bool {
         // The draw is made even under a schedule, so that a schedule of
         // every fault that fired replays the seeded run exactly.
         let fires = match &self.schedule {

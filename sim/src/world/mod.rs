@@ -43,7 +43,7 @@ pub use datagram::{
     DatagramStats, DATAGRAM_BYTES_MAX, QUEUED_OVERHEAD_BYTES, RECV_QUEUE_BYTES_MAX,
 };
 use delivery::Delivery;
-pub use fault::{FaultKind, FiredFault, SCRIPTED};
+pub use fault::{FaultKind, FiredFault, NEMESIS_DRAW, SCRIPTED};
 use host::Host;
 pub use host::HostId;
 pub use outage::CrashMode;

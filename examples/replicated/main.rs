@@ -1,0 +1,117 @@
+//! Three replicas of the replicated register and three clients, in one loop on loopback (see `service.rs` for the protocol and `client.rs` for the property the clients check).
+//!
+//! ```text
+//! cargo run --release --example replicated -- [BASE_PORT] [--writes N]
+//! ```
+//!
+//! The replicas listen on `127.0.0.1:BASE_PORT` and the two ports after it
+//! (default 7101); each client writes its key N times (default 100), and
+//! reads the register after each write. Prints what was acknowledged and
+//! checked, and fails if a read missed an acknowledged write.
+
+mod client;
+mod service;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Duration;
+
+use client::{Client, ClientConfig, History};
+use ioloop::{IOLoop, MioPoller};
+use service::{Config, Disk, Replica};
+
+const USAGE: &str = "usage: replicated [BASE_PORT] [--writes N]
+  BASE_PORT   the replicas listen on 127.0.0.1:BASE_PORT and the two ports after it (default 7101)
+  --writes N  writes per client, each followed by a read (default 100)";
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(u16, u64), String> {
+    let (mut base_port, mut writes) = (7101u16, 100u64);
+    let mut port_seen = false;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Err(String::new()),
+            "--writes" => {
+                let value = args.next().ok_or("--writes needs a value")?;
+                writes = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or_else(|| format!("--writes: expected 1 to 1000000, got {value:?}"))?;
+            }
+            flag if flag.starts_with('-') => return Err(format!("unknown option {flag:?}")),
+            value if !port_seen => {
+                base_port = value
+                    .parse()
+                    .ok()
+                    .filter(|p| (1..=65_533).contains(p))
+                    .ok_or_else(|| format!("not a port from 1 to 65533: {value:?}"))?;
+                port_seen = true;
+            }
+            extra => return Err(format!("unexpected argument {extra:?}")),
+        }
+    }
+    Ok((base_port, writes))
+}
+
+fn main() -> ExitCode {
+    let (base_port, writes) = match parse_args(std::env::args().skip(1)) {
+        Ok(parsed) => parsed,
+        Err(message) if message.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("replicated: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(base_port, writes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("replicated: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(base_port: u16, writes: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let mut io = IOLoop::new(MioPoller::new()?);
+    let replicas: [SocketAddr; 3] =
+        [0, 1, 2].map(|i| SocketAddr::from(([127, 0, 0, 1], base_port + i)));
+    for me in 0..replicas.len() {
+        Replica::start(&mut io, Config::new(replicas, me), Disk::new())?;
+        println!("replica {me} listening on {}", replicas[me]);
+    }
+    let history = Rc::new(RefCell::new(History::default()));
+    let results = Rc::new(RefCell::new(Vec::new()));
+    for (index, key) in ["ann", "ben", "cat"].into_iter().enumerate() {
+        let results = Rc::clone(&results);
+        let next = Cell::new(index);
+        let round_robin = Box::new(move |_: &mut IOLoop<MioPoller>| next.replace(next.get() + 1));
+        let finished = Box::new(move |_: &mut IOLoop<MioPoller>, result| {
+            results.borrow_mut().push((key, result));
+        });
+        let config = ClientConfig::new(replicas, key, writes);
+        Client::start(&mut io, config, Rc::clone(&history), round_robin, finished);
+    }
+    let done = io.run_until(Duration::from_secs(600), |_| results.borrow().len() == 3)?;
+    if !done {
+        return Err("the clients did not finish within 10 minutes".into());
+    }
+    for (key, result) in results.borrow().iter() {
+        if let Err(why) = result {
+            return Err(format!("client {key}: {why}").into());
+        }
+    }
+    let history = history.borrow();
+    if let Some(violation) = history.violation() {
+        return Err(violation.into());
+    }
+    println!(
+        "{} writes acknowledged; {} reads each saw every write acknowledged before it began",
+        history.writes_acknowledged, history.reads_checked
+    );
+    Ok(())
+}
