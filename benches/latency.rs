@@ -20,7 +20,7 @@ use support::{spawn, Kind, Load};
 
 /// Round trips measured per server and size (after `WARM_UP_ROUNDS`).
 const ROUNDS_DEFAULT: usize = 2_000;
-/// Round trips for the stalling server: ~44 ms each.
+/// Round trips for the server without `TCP_NODELAY`: up to ~44 ms each.
 const ROUNDS_STALLING: usize = 40;
 const WARM_UP_ROUNDS: usize = 50;
 
@@ -34,7 +34,7 @@ fn main() {
         "{:<8} {:<15} {:>7} {:>11} {:>11} {:>10} {:>10}",
         "size", "server", "rounds", "p50_us", "p99_us", "p50/mio", "p99/mio"
     );
-    for size in [64, 4 * 1024, 64 * 1024] {
+    for size in [64, 1024, 4 * 1024, 16 * 1024, 64 * 1024, 256 * 1024] {
         let mut rows = Vec::new();
         for kind in Kind::EVERY {
             let rounds = if kind == Kind::IoloopNagle && size > 1024 {
