@@ -61,3 +61,80 @@ impl std::error::Error for Error {
         }
     }
 }
+
+/// So that `?` works in a function returning `io::Result`, next to the
+/// socket calls: the kind says what went wrong (`AlreadyExists` for a
+/// duplicate registration, `NotFound` for a missing one, `InvalidInput` for
+/// a bad fd or argument, the poller's own kind for `Os` and `Poll`), and
+/// the `Error` itself is kept as the inner error, message and source.
+///
+/// ```
+/// use std::io;
+/// use ioloop::{Events, IOLoop, MioPoller};
+///
+/// fn watch_twice(io: &mut IOLoop<MioPoller>) -> io::Result<()> {
+///     let fd = io.listen("127.0.0.1:0".parse().unwrap())?;
+///     io.add_handler(fd, |_, _, _| {}, Events::READ)?;
+///     io.add_handler(fd, |_, _, _| {}, Events::READ)?; // refused
+///     Ok(())
+/// }
+///
+/// let mut io = IOLoop::new(MioPoller::new()?);
+/// let error = watch_twice(&mut io).unwrap_err();
+/// assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
+/// assert!(error.to_string().contains("already has a handler"));
+/// # Ok::<(), io::Error>(())
+/// ```
+impl From<Error> for io::Error {
+    fn from(error: Error) -> io::Error {
+        let kind = match &error {
+            Error::AlreadyRegistered(_) => io::ErrorKind::AlreadyExists,
+            Error::NotRegistered(_) => io::ErrorKind::NotFound,
+            Error::InvalidFd(_) | Error::InvalidArgument(_) => io::ErrorKind::InvalidInput,
+            Error::Os { source, .. } | Error::Poll(source) => source.kind(),
+            Error::AlreadyRunning | Error::LoopClosed => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_keep_the_kind_and_the_message() {
+        let cases = [
+            (
+                Error::AlreadyRegistered(Fd(3)),
+                io::ErrorKind::AlreadyExists,
+            ),
+            (Error::NotRegistered(Fd(3)), io::ErrorKind::NotFound),
+            (Error::InvalidFd(Fd(-1)), io::ErrorKind::InvalidInput),
+            (
+                Error::InvalidArgument("period"),
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                Error::Os {
+                    fd: Fd(3),
+                    source: io::Error::from(io::ErrorKind::PermissionDenied),
+                },
+                io::ErrorKind::PermissionDenied,
+            ),
+            (
+                Error::Poll(io::Error::from(io::ErrorKind::OutOfMemory)),
+                io::ErrorKind::OutOfMemory,
+            ),
+            (Error::AlreadyRunning, io::ErrorKind::Other),
+            (Error::LoopClosed, io::ErrorKind::Other),
+        ];
+        for (error, kind) in cases {
+            let message = error.to_string();
+            let converted = io::Error::from(error);
+            assert_eq!(converted.kind(), kind, "{message}");
+            assert_eq!(converted.to_string(), message);
+            assert!(converted.get_ref().is_some_and(|inner| inner.is::<Error>()));
+        }
+    }
+}

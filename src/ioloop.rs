@@ -568,8 +568,8 @@ impl<P: Poller> IOLoop<P> {
     }
 
     /// Close the socket and remove `fd`'s handler, if any. Only for sockets
-    /// the loop's poller owns (made by `listen`, `accept`, `connect`, or
-    /// adopted): for any other fd it fails and changes nothing (the handler
+    /// the loop's poller owns (made by `listen`, `accept`, `connect`,
+    /// `udp_bind`, or adopted): for any other fd it fails and changes nothing (the handler
     /// stays). Close fds you own yourself after
     /// [`remove_handler`](Self::remove_handler).
     ///
@@ -585,13 +585,14 @@ impl<P: Poller> IOLoop<P> {
         Ok(())
     }
 
-    /// The local address of a socket the poller owns (made or adopted).
+    /// The local address of a socket the poller owns (made or adopted, UDP
+    /// included).
     pub fn local_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
         self.poller.local_addr(fd)
     }
 
     /// Tell the loop that an operation on `fd` done outside it (on an fd you
-    /// own: `recv_from` on a UDP socket, a read of a pipe) returned
+    /// own: a read of a pipe, a `recvmsg` on a socket you made) returned
     /// `WouldBlock` for `events`, so its handler waits for the next edge
     /// instead of being called again. Needed only for such I/O: the loop's
     /// own [`read`](Self::read), [`write`](Self::write) and

@@ -31,6 +31,12 @@ struct State<P: Poller> {
 /// `Contain`; under `Propagate` it unwinds out of the loop, and the next run
 /// is scheduled all the same).
 ///
+/// The first run is one `period` after [`start`](Self::start), as in
+/// Tornado; call the callback yourself first if you want a run at once.
+/// Once started, it runs until [`stop`](Self::stop): the loop holds the
+/// schedule, so dropping the `PeriodicCallback` does **not** stop it (and
+/// leaves you no way to) — keep it for as long as you may want to stop it.
+///
 /// ```
 /// use ioloop::{IOLoop, MioPoller, PeriodicCallback};
 /// use std::time::Duration;

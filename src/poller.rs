@@ -263,6 +263,8 @@ impl Add<Duration> for Instant {
     }
 }
 
+/// `later - earlier`; saturates to zero if `earlier` is the later one (as
+/// [`Instant::saturating_duration_since`]), so it never panics.
 impl Sub<Instant> for Instant {
     type Output = Duration;
     fn sub(self, rhs: Instant) -> Duration {
