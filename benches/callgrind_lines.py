@@ -12,6 +12,7 @@ inlines everything into one function still shows where its cost is.
 
 import argparse
 import collections
+import os
 import re
 
 NAMED = re.compile(r"^\((\d+)\)(?: (.*))?$")
@@ -74,9 +75,26 @@ def parse(path):
     return costs
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + "/"
+SHORTEN = [
+    (re.compile(r"^/rustc/[0-9a-f]+/library/"), "std:"),
+    (re.compile(r"^.*/registry/src/[^/]+/"), ""),
+    (re.compile(r"^.*/examples/\.\./"), ""),
+    (re.compile("^" + re.escape(ROOT)), ""),
+]
+
+
+def shorten(path):
+    """A source path without the toolchain's, registry's or checkout's prefix."""
+    for pattern, replacement in SHORTEN:
+        path = pattern.sub(replacement, path)
+    return path
+
+
 def group(costs, by):
     out = collections.Counter()
     for (fn, fi, line), cost in costs.items():
+        fi = shorten(fi)
         if by == "line":
             out[f"{fi}:{line}  [{fn}]"] += cost
         elif by == "file":

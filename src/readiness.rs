@@ -305,3 +305,116 @@ impl std::fmt::Debug for Readiness {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table with `fd` registered for `interest`; its token.
+    fn registered(table: &mut Readiness, fd: i32, interest: Events) -> Token {
+        let token = table.next_token(Fd(fd)).expect("fd is free");
+        table.insert(token, interest, true);
+        token
+    }
+
+    fn queued(table: &mut Readiness) -> Vec<Token> {
+        let mut batch = Vec::new();
+        table.take_queue(&mut batch);
+        batch
+    }
+
+    #[test]
+    fn a_report_queues_a_due_handler_once() {
+        let mut table = Readiness::new();
+        let token = registered(&mut table, 3, Events::READ);
+        table.report(token, Ready::WRITABLE); // not asked for
+        assert!(table.queue_is_empty());
+        table.report(token, Ready::READABLE);
+        table.report(token, Ready::READABLE);
+        assert_eq!(queued(&mut table), [token]);
+        assert_eq!(table.slot(token).map(Slot::due), Some(Events::READ));
+    }
+
+    #[test]
+    fn stale_and_foreign_tokens_are_dropped() {
+        let mut table = Readiness::new();
+        let old = registered(&mut table, 3, Events::READ);
+        assert!(table.remove(Fd(3)));
+        assert!(!table.remove(Fd(3)));
+        let new = registered(&mut table, 3, Events::READ);
+        assert_eq!(new.generation(), old.generation() + 1);
+        table.report(old, Ready::READABLE);
+        // The waker's token, a negative fd, an fd past the table, a free
+        // fd below it, generation 0.
+        for token in [
+            Token(u64::MAX),
+            Token::new(Fd(-2), 1),
+            Token::new(Fd(99), 1),
+            Token::new(Fd(1), 0),
+            Token::new(Fd(3), 0),
+        ] {
+            table.report(token, Ready::READABLE);
+        }
+        assert!(table.queue_is_empty());
+        assert_eq!(table.slot(new).map(|slot| slot.ready), Some(Ready::empty()));
+        assert_eq!(table.token(Fd(3)), Some(new));
+        assert_eq!(table.token(Fd(1)), None);
+        assert_eq!(table.token(Fd(-1)), None);
+    }
+
+    #[test]
+    fn generation_zero_is_never_handed_out() {
+        let mut table = Readiness::new();
+        table.insert(Token::new(Fd(5), u32::MAX), Events::READ, false);
+        assert_eq!(table.next_token(Fd(5)), None);
+        assert!(table.remove(Fd(5)));
+        assert_eq!(table.next_token(Fd(5)), Some(Token::new(Fd(5), 1)));
+        assert_eq!(table.next_token(Fd(6)), Some(Token::new(Fd(6), 1)));
+    }
+
+    #[test]
+    fn error_is_due_once_per_report() {
+        let mut table = Readiness::new();
+        let token = registered(&mut table, 0, Events::READ | Events::ERROR);
+        table.report(token, Ready::ERROR);
+        assert_eq!(queued(&mut table), [token]);
+        let slot = table.slot_mut(token).unwrap();
+        assert_eq!(slot.due(), Events::ERROR);
+        slot.set_error_delivered();
+        assert!(slot.error_delivered());
+        assert_eq!(slot.due(), Events::empty());
+        // A change of interest keeps it delivered.
+        slot.set_interest(Events::READ | Events::WRITE | Events::ERROR);
+        assert_eq!(slot.due(), Events::empty());
+        assert_eq!(
+            slot.interest(),
+            Events::READ | Events::WRITE | Events::ERROR
+        );
+        slot.queued = false; // as dispatch leaves it
+        table.report(token, Ready::ERROR);
+        assert_eq!(table.slot(token).map(Slot::due), Some(Events::ERROR));
+        assert_eq!(queued(&mut table), [token]);
+    }
+
+    #[test]
+    fn clearing_forgets_readiness_and_a_new_registration_starts_clean() {
+        let mut table = Readiness::new();
+        let token = registered(&mut table, 2, Events::READ | Events::WRITE);
+        table.report(
+            token,
+            Ready::READABLE | Ready::READ_CLOSED | Ready::WRITABLE,
+        );
+        table.clear(Fd(2), Events::READ);
+        assert_eq!(table.slot(token).map(|s| s.ready), Some(Ready::WRITABLE));
+        table.clear(Fd(2), Events::WRITE);
+        assert_eq!(table.slot(token).map(Slot::due), Some(Events::empty()));
+        table.report(token, Ready::READABLE);
+        assert!(table.remove(Fd(2)));
+        table.clear(Fd(2), Events::READ); // free: harmless
+        table.clear(Fd(-1), Events::READ);
+        let new = registered(&mut table, 2, Events::READ);
+        let slot = table.slot(new).unwrap();
+        assert_eq!((slot.ready, slot.queued), (Ready::empty(), false));
+        assert_eq!(table.registrations().count(), 1);
+    }
+}
