@@ -9,6 +9,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod datagram;
+
 use crate::handle::{LoopHandle, Shared};
 use crate::readiness::Readiness;
 use crate::timers::{TimeoutHandle, TimerQueue};

@@ -2,8 +2,8 @@
 //!
 //! Every fd is registered once, edge-triggered, for both directions; the
 //! interest a handler asks for is bookkeeping, so `modify` makes no system
-//! call. Sockets made through the poller (`listen`, `accept`, `connect`) are
-//! owned by it, in a table indexed by fd number.
+//! call. Sockets made through the poller (`listen`, `accept`, `connect`,
+//! `udp_bind`) are owned by it, in a table indexed by fd number.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry};
 
@@ -31,6 +31,11 @@ const EVENTS_CAPACITY: usize = 1024;
 enum Socket {
     Listener(TcpListener),
     Stream(TcpStream),
+    /// `connected` once `udp_connect` succeeded: `send` needs a peer.
+    Datagram {
+        socket: UdpSocket,
+        connected: bool,
+    },
 }
 
 /// What the poller knows of one fd number.
@@ -42,8 +47,15 @@ struct FdState {
 
 /// The real backend: epoll (Linux) or kqueue (BSD, macOS), through mio.
 ///
-/// Besides its own sockets, it can watch fds you own (a pipe, a UDP
-/// socket, a Unix socket): pass them to
+/// Datagrams: [`IOLoop::udp_bind`](crate::IOLoop::udp_bind) makes a UDP
+/// socket the poller owns. A datagram longer than the buffer given to
+/// `recv_from` is truncated to it, the rest discarded (Linux's
+/// `recvfrom`); a connected UDP socket learns of an unbound destination
+/// port from the kernel's ICMP answer (`ConnectionRefused` on a later
+/// call, Linux), an unconnected one never does.
+///
+/// Besides its own sockets, it can watch fds you own (a pipe, a Unix
+/// socket, a UDP socket made elsewhere): pass them to
 /// [`IOLoop::add_handler`](crate::IOLoop::add_handler) as `Fd(raw_fd)`.
 /// [`IOLoop::read`](crate::IOLoop::read) and
 /// [`IOLoop::write`](crate::IOLoop::write) work on them too (plain `read(2)`
@@ -117,7 +129,7 @@ impl MioPoller {
     fn stream(&self, fd: Fd) -> Option<&TcpStream> {
         match self.state(fd)?.socket.as_ref()? {
             Socket::Stream(stream) => Some(stream),
-            Socket::Listener(_) => None,
+            Socket::Listener(_) | Socket::Datagram { .. } => None,
         }
     }
 
@@ -125,6 +137,7 @@ impl MioPoller {
         let raw = match &socket {
             Socket::Listener(listener) => listener.as_raw_fd(),
             Socket::Stream(stream) => stream.as_raw_fd(),
+            Socket::Datagram { socket, .. } => socket.as_raw_fd(),
         };
         let fd = Fd(raw);
         self.state_grow(fd).socket = Some(socket);
@@ -250,6 +263,7 @@ impl Poller for MioPoller {
                 stream.read(buf)
             }
             Some(Some(Socket::Listener(_))) => Err(not_ours(fd, "connected socket")),
+            Some(Some(Socket::Datagram { .. })) => Err(datagram_not_stream(fd)),
             _ => raw_read(fd, buf),
         }
     }
@@ -262,6 +276,7 @@ impl Poller for MioPoller {
                 stream.write(buf)
             }
             Some(Some(Socket::Listener(_))) => Err(not_ours(fd, "connected socket")),
+            Some(Some(Socket::Datagram { .. })) => Err(datagram_not_stream(fd)),
             _ => raw_write(fd, buf),
         }
     }
@@ -313,6 +328,7 @@ impl Poller for MioPoller {
         match self.state(fd).and_then(|s| s.socket.as_ref()) {
             Some(Socket::Listener(listener)) => listener.local_addr(),
             Some(Socket::Stream(stream)) => stream.local_addr(),
+            Some(Socket::Datagram { socket, .. }) => socket.local_addr(),
             None => Err(not_ours(fd, "socket")),
         }
     }
@@ -355,6 +371,11 @@ impl Poller for MioPoller {
     }
 
     fn peer_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
+        if let Some(Socket::Datagram { socket, .. }) =
+            self.state(fd).and_then(|s| s.socket.as_ref())
+        {
+            return socket.peer_addr();
+        }
         self.stream_or_err(fd)?.peer_addr()
     }
 
@@ -362,6 +383,7 @@ impl Poller for MioPoller {
         match self.state(fd).and_then(|s| s.socket.as_ref()) {
             Some(Socket::Listener(listener)) => listener.take_error(),
             Some(Socket::Stream(stream)) => stream.take_error(),
+            Some(Socket::Datagram { socket, .. }) => socket.take_error(),
             None => Err(not_ours(fd, "socket")),
         }
     }
@@ -408,7 +430,7 @@ impl Poller for MioPoller {
         }
         match self.release(fd)? {
             Socket::Listener(listener) => Ok(listener.into()),
-            Socket::Stream(_) => unreachable!("checked to be a listener"),
+            _ => unreachable!("checked to be a listener"),
         }
     }
 
@@ -416,8 +438,50 @@ impl Poller for MioPoller {
         self.stream_or_err(fd)?;
         match self.release(fd)? {
             Socket::Stream(stream) => Ok(stream.into()),
-            Socket::Listener(_) => unreachable!("checked to be a stream"),
+            _ => unreachable!("checked to be a stream"),
         }
+    }
+
+    fn udp_bind(&mut self, addr: SocketAddr) -> io::Result<Fd> {
+        let socket = UdpSocket::bind(addr)?;
+        Ok(self.adopt(Socket::Datagram {
+            socket,
+            connected: false,
+        }))
+    }
+
+    fn udp_connect(&mut self, fd: Fd, addr: SocketAddr) -> io::Result<()> {
+        match self.state_mut(fd).and_then(|s| s.socket.as_mut()) {
+            Some(Socket::Datagram { socket, connected }) => {
+                socket.connect(addr)?;
+                *connected = true;
+                Ok(())
+            }
+            _ => Err(not_ours(fd, "UDP socket")),
+        }
+    }
+
+    fn send_to(&mut self, fd: Fd, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
+        self.datagram(fd)?.0.send_to(buf, addr)
+    }
+
+    fn recv_from(&mut self, fd: Fd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.datagram(fd)?.0.recv_from(buf)
+    }
+
+    fn send(&mut self, fd: Fd, buf: &[u8]) -> io::Result<usize> {
+        match self.datagram(fd)? {
+            (socket, true) => socket.send(buf),
+            // Linux says EDESTADDRREQ; the simulator and this say one thing.
+            (_, false) => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("fd {fd}: send on a UDP socket that is not connected"),
+            )),
+        }
+    }
+
+    fn recv(&mut self, fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
+        self.datagram(fd)?.0.recv(buf)
     }
 }
 
@@ -426,6 +490,15 @@ impl MioPoller {
     fn stream_or_err(&self, fd: Fd) -> io::Result<&TcpStream> {
         self.stream(fd)
             .ok_or_else(|| not_ours(fd, "connected socket"))
+    }
+
+    /// The UDP socket `fd` and whether it is connected, or an error naming
+    /// what it is not.
+    fn datagram(&self, fd: Fd) -> io::Result<(&UdpSocket, bool)> {
+        match self.state(fd).and_then(|s| s.socket.as_ref()) {
+            Some(Socket::Datagram { socket, connected }) => Ok((socket, *connected)),
+            _ => Err(not_ours(fd, "UDP socket")),
+        }
     }
 
     /// `true` if `fd` is a socket this poller owns.
@@ -502,6 +575,15 @@ fn not_ours(fd: Fd, what: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         format!("fd {fd} is not a {what} created by this poller"),
+    )
+}
+
+/// `read` or `write` on a UDP socket: a datagram of 0 bytes would read as
+/// end of stream.
+fn datagram_not_stream(fd: Fd) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("fd {fd} is a UDP socket: use recv_from, recv, send_to or send"),
     )
 }
 

@@ -303,10 +303,11 @@ pub trait Wake: Send + Sync {
 ///
 /// # I/O results
 ///
-/// `read`, `write` and `accept` return `ErrorKind::WouldBlock` when nothing
-/// can be done now, `Ok(0)` from `read` at end of stream, and any other
-/// error as the OS (or the simulator) reports it (`ConnectionReset`,
-/// `BrokenPipe`, `ConnectionRefused`, `Interrupted`, ...).
+/// `read`, `write`, `accept` and the datagram calls (`recv_from`,
+/// `send_to`, ...) return `ErrorKind::WouldBlock` when nothing can be done
+/// now, `Ok(0)` from `read` at end of stream, and any other error as the OS
+/// (or the simulator) reports it (`ConnectionReset`, `BrokenPipe`,
+/// `ConnectionRefused`, `Interrupted`, ...).
 pub trait Poller: 'static {
     /// Watch `fd`, reporting its events under `token`; `interest` is recorded
     /// for [`Poller::registration`]. Fails with the OS's error for an fd it
@@ -474,6 +475,66 @@ pub trait Poller: 'static {
     fn release_stream(&mut self, fd: Fd) -> io::Result<std::net::TcpStream> {
         let _ = fd;
         Err(unsupported("release_stream"))
+    }
+
+    // ----- datagrams (UDP) ----------------------------------------------------
+    //
+    // A UDP socket's fd works with the registration calls, `close`,
+    // `local_addr`, `peer_addr` (once connected) and `take_error`, like any
+    // socket of the poller. `read` and `write` refuse it: on a datagram
+    // socket a read of 0 bytes is an empty datagram, not the end of a
+    // stream, so datagrams have calls of their own. Each has a default that
+    // refuses with `Unsupported`.
+
+    /// A non-blocking UDP socket bound to `addr` (port 0: any free port).
+    /// It is always writable; it is readable while a datagram (or a pending
+    /// error) waits.
+    fn udp_bind(&mut self, addr: SocketAddr) -> io::Result<Fd> {
+        let _ = addr;
+        Err(unsupported("udp_bind"))
+    }
+
+    /// Connect a UDP socket to `addr`: [`send`](Self::send) sends there,
+    /// only datagrams from `addr` are received from now on, and a datagram
+    /// sent to a port nobody has bound may come back as `ConnectionRefused`
+    /// on a later call (the ICMP answer; an unconnected socket never sees
+    /// it). No packet is sent.
+    fn udp_connect(&mut self, fd: Fd, addr: SocketAddr) -> io::Result<()> {
+        let _ = (fd, addr);
+        Err(unsupported("udp_connect"))
+    }
+
+    /// Send `buf` as one datagram to `addr`: all of it or an error, never
+    /// part. A datagram larger than UDP carries (65,507 bytes over IPv4)
+    /// fails with `EMSGSIZE`. Success means sent, not delivered: UDP may
+    /// lose, duplicate, delay or reorder it.
+    fn send_to(&mut self, fd: Fd, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
+        let _ = (fd, buf, addr);
+        Err(unsupported("send_to"))
+    }
+
+    /// Receive one datagram into `buf`, and the address it came from. A
+    /// datagram longer than `buf` is truncated to it and the rest is
+    /// discarded, as Linux's `recvfrom` does (the returned length is then
+    /// `buf.len()`); `Ok((0, from))` is an empty datagram, not an end.
+    /// `WouldBlock` when none waits.
+    fn recv_from(&mut self, fd: Fd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let _ = (fd, buf);
+        Err(unsupported("recv_from"))
+    }
+
+    /// [`send_to`](Self::send_to) the address the socket is connected to;
+    /// `NotConnected` if it is not.
+    fn send(&mut self, fd: Fd, buf: &[u8]) -> io::Result<usize> {
+        let _ = (fd, buf);
+        Err(unsupported("send"))
+    }
+
+    /// [`recv_from`](Self::recv_from) without the address (on a connected
+    /// socket, it is the peer's).
+    fn recv(&mut self, fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
+        let _ = (fd, buf);
+        Err(unsupported("recv"))
     }
 }
 

@@ -34,6 +34,21 @@ impl Entropy {
         }
     }
 
+    /// An independent stream for decisions that must not move this one
+    /// (the datagram faults of a swarm plan): the same seed's ChaCha8 on
+    /// stream `stream`, from its start. Fuzzer bytes fork into a stream of
+    /// zeros (no faults), leaving the bytes to the run.
+    pub fn fork(&self, stream: u64) -> Entropy {
+        match self {
+            Entropy::Seeded(rng) => {
+                let mut forked = ChaCha8Rng::from_seed(rng.get_seed());
+                forked.set_stream(stream);
+                Entropy::Seeded(Box::new(forked))
+            }
+            Entropy::Bytes { .. } => Entropy::from_bytes(&[]),
+        }
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         match self {
@@ -84,6 +99,19 @@ mod tests {
         let first = Entropy::seeded(42).next_u64();
         assert_eq!(first, Entropy::seeded(42).next_u64());
         assert_ne!(first, Entropy::seeded(43).next_u64());
+    }
+
+    #[test]
+    fn a_fork_leaves_its_parent_where_it_was() {
+        let mut parent = Entropy::seeded(42);
+        let mut fork = parent.fork(1);
+        let mut untouched = Entropy::seeded(42);
+        let forked = fork.next_u64();
+        assert_eq!(parent.next_u64(), untouched.next_u64());
+        assert_ne!(forked, Entropy::seeded(42).next_u64());
+        // A fork depends on the seed and the stream, not on the position.
+        parent.next_u64();
+        assert_eq!(parent.fork(1).next_u64(), forked);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `FaultPlan`: which faults a run injects and how often; presets `none`, `all` and `swarm`.
+//! `FaultPlan`: which faults a run injects and how often; presets `none`, `all` and `swarm`; and `DatagramFaults`, its part for UDP.
 
 use std::fmt;
 use std::str::FromStr;
@@ -41,6 +41,121 @@ pub struct FaultPlan {
     pub latency_us_max: u64,
     /// Bytes in flight plus unread, per direction of a connection.
     pub window_bytes: usize,
+    /// What happens to UDP datagrams. None in [`FaultPlan::none`],
+    /// [`FaultPlan::all`] and [`FaultPlan::swarm`]: a run under a preset
+    /// gets the preset's [`DatagramFaults`] when it opens its first UDP
+    /// socket (see [`DatagramFaults::for_preset`]), so that a service that
+    /// never does runs, prints and hashes as before. Set it in an explicit
+    /// plan to have it from the start.
+    pub datagram: DatagramFaults,
+}
+
+/// What happens to UDP datagrams, per datagram sent. UDP never
+/// retransmits: a lost datagram is gone, and so is one that meets a cut
+/// link, a port nobody has bound, a host that is down, or a full receive
+/// queue (those are not faults but the network; see
+/// [`DatagramStats`](crate::world::DatagramStats)). Truncation to a reader's
+/// buffer is no drawn fault either: it follows from the buffer, and shows
+/// as `datagram-truncate` among the faults that fired.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DatagramFaults {
+    /// The datagram is lost on the way.
+    pub loss: Ppm,
+    /// The datagram arrives twice (the copy after a latency of its own).
+    pub duplicate: Ppm,
+    /// The datagram lands before the one its socket sent last, if that one
+    /// is still on its way to the same address: they swap places.
+    pub reorder: Ppm,
+    /// The datagram waits 1 to 200 ms more on the way; what its socket
+    /// sends later waits behind it.
+    pub delay: Ppm,
+}
+
+/// The ChaCha stream the datagram faults of a preset are drawn from: not
+/// the run's, so that drawing them moves no other decision.
+const DATAGRAM_STREAM: u64 = 0x6461_7461_6772_616d;
+
+impl DatagramFaults {
+    /// No datagram fault.
+    pub const fn none() -> DatagramFaults {
+        DatagramFaults {
+            loss: 0,
+            duplicate: 0,
+            reorder: 0,
+            delay: 0,
+        }
+    }
+
+    /// Every datagram fault at its default strength: 2% each.
+    pub const fn all() -> DatagramFaults {
+        DatagramFaults {
+            loss: 20_000,
+            duplicate: 20_000,
+            reorder: 20_000,
+            delay: 20_000,
+        }
+    }
+
+    /// Each fault of [`DatagramFaults::all`] kept with probability 1/2, at a
+    /// strength between 1/8 and 4 times its default.
+    pub fn swarm(entropy: &mut Entropy) -> DatagramFaults {
+        let all = DatagramFaults::all();
+        let mut pick = |ppm: Ppm| -> Ppm {
+            if entropy.chance(500_000) {
+                entropy.between(u64::from(ppm / 8).max(1), u64::from(ppm) * 4) as Ppm
+            } else {
+                0
+            }
+        };
+        DatagramFaults {
+            loss: pick(all.loss),
+            duplicate: pick(all.duplicate),
+            reorder: pick(all.reorder),
+            delay: pick(all.delay),
+        }
+    }
+
+    /// The datagram faults of `preset` for a run deciding from `entropy`,
+    /// drawn (for `swarm`) from a stream of their own that the seed alone
+    /// decides: `entropy` does not move.
+    pub fn for_preset(preset: FaultPreset, entropy: &Entropy) -> DatagramFaults {
+        match preset {
+            FaultPreset::None => DatagramFaults::none(),
+            FaultPreset::All => DatagramFaults::all(),
+            FaultPreset::Swarm => DatagramFaults::swarm(&mut entropy.fork(DATAGRAM_STREAM)),
+        }
+    }
+
+    /// `true` if any fault may fire.
+    pub fn any(&self) -> bool {
+        self.loss > 0 || self.duplicate > 0 || self.reorder > 0 || self.delay > 0
+    }
+
+    fn named(&self) -> [(&'static str, Ppm); 4] {
+        [
+            ("loss", self.loss),
+            ("duplicate", self.duplicate),
+            ("reorder", self.reorder),
+            ("delay", self.delay),
+        ]
+    }
+}
+
+impl fmt::Display for DatagramFaults {
+    /// The faults that are on, as `name=percent`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let on: Vec<String> = self
+            .named()
+            .iter()
+            .filter(|(_, ppm)| *ppm > 0)
+            .map(|(name, ppm)| format!("{name}={}%", f64::from(*ppm) / 10_000.0))
+            .collect();
+        if on.is_empty() {
+            f.write_str("no datagram faults")
+        } else {
+            f.write_str(&on.join(" "))
+        }
+    }
 }
 
 /// A named way to build a [`FaultPlan`].
@@ -102,10 +217,13 @@ impl FaultPlan {
             latency_us_min: 100,
             latency_us_max: 100,
             window_bytes: 64 * 1024,
+            datagram: DatagramFaults::none(),
         }
     }
 
-    /// Every fault, at its default strength.
+    /// Every socket fault, at its default strength (datagram faults:
+    /// [`DatagramFaults::all`], which the `all` preset adds once a run opens
+    /// a UDP socket).
     pub fn all() -> FaultPlan {
         FaultPlan {
             partial_read: 200_000,
@@ -121,6 +239,7 @@ impl FaultPlan {
             latency_us_min: 20,
             latency_us_max: 2_000,
             window_bytes: 8 * 1024,
+            datagram: DatagramFaults::none(),
         }
     }
 
@@ -156,7 +275,8 @@ impl FaultPlan {
         plan
     }
 
-    /// The plan of `preset`, drawing from `entropy` for `swarm`.
+    /// The plan of `preset`, drawing from `entropy` for `swarm`; its datagram
+    /// faults come with the first UDP socket (see [`FaultPlan::datagram`]).
     pub fn from_preset(preset: FaultPreset, entropy: &mut Entropy) -> FaultPlan {
         match preset {
             FaultPreset::None => FaultPlan::none(),
@@ -178,7 +298,11 @@ impl FaultPlan {
             K::RefuseConnect => self.refuse_connect,
             K::AcceptEmfile => self.accept_emfile,
             K::AcceptAborted => self.accept_aborted,
-            K::Partition | K::Clog | K::Pause | K::Crash => 0,
+            K::DatagramLoss => self.datagram.loss,
+            K::DatagramDuplicate => self.datagram.duplicate,
+            K::DatagramReorder => self.datagram.reorder,
+            K::DatagramDelay => self.datagram.delay,
+            K::Partition | K::Clog | K::Pause | K::Crash | K::DatagramTruncate => 0,
         };
         ppm > 0
     }
@@ -189,10 +313,15 @@ impl FaultPlan {
         self.reset > 0 || self.refuse_connect > 0 || self.accept_aborted > 0
     }
 
-    /// A 64-bit hash of the plan, for one-line reproduction reports.
+    /// A 64-bit hash of the plan, for one-line reproduction reports. A
+    /// plan without datagram faults hashes as it did before they existed.
     pub fn hash(&self) -> u64 {
         let mut trace = crate::Trace::new(false);
         trace.record(0, &self.fields(), String::new);
+        if self.datagram.any() {
+            let datagram = self.datagram.named().map(|(_, ppm)| u64::from(ppm));
+            trace.record(1, &datagram, String::new);
+        }
         trace.hash()
     }
 
@@ -242,6 +371,10 @@ impl fmt::Display for FaultPlan {
             f,
             "latency={}..{}us window={}B",
             self.latency_us_min, self.latency_us_max, self.window_bytes
-        )
+        )?;
+        if self.datagram.any() {
+            write!(f, " datagram: {}", self.datagram)?;
+        }
+        Ok(())
     }
 }

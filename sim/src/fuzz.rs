@@ -7,7 +7,7 @@
 use crate::cli;
 use crate::model::{check_ops, ops_from_entropy};
 use crate::scenario::{self, RunConfig, Scenario, Workload};
-use crate::{Entropy, FaultPlan, FaultPreset};
+use crate::{DatagramFaults, Entropy, FaultPlan, FaultPreset};
 
 /// Operations on a loop, decoded from `data`, checked against the model
 /// after every step.
@@ -125,6 +125,8 @@ fn raw_plan(entropy: &mut Entropy) -> FaultPlan {
         latency_us_min: entropy.below(100_000),
         latency_us_max: entropy.below(100_000),
         window_bytes: entropy.below(1 << 20) as usize,
+        // Drawn from no bytes, so that every corpus file means what it did.
+        datagram: DatagramFaults::none(),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! A seeded, simulated network for [`ioloop`]: test **your** service —
 //! written once against `IOLoop<P: Poller>` — under partial reads and
-//! writes, resets, `EINTR`, spurious events, accept failures and latency,
+//! writes, resets, `EINTR`, spurious events, accept failures, latency, and
+//! lost, duplicated, reordered and delayed UDP datagrams ([`DatagramFaults`]),
 //! on virtual time, and replay any failure from its seed.
 //!
 //! - [`Sim`]: hosts running your service, clients that report through
@@ -84,7 +85,7 @@ pub mod world;
 
 pub use coverage::{CoverageRow, FaultCoverage};
 pub use entropy::Entropy;
-pub use faults::{FaultPlan, FaultPreset, Ppm};
+pub use faults::{DatagramFaults, FaultPlan, FaultPreset, Ppm};
 pub use nemesis::NetworkFaults;
 pub use poller::{SimNet, SimPoller};
 pub use sim::{
@@ -93,5 +94,5 @@ pub use sim::{
 };
 pub use sweep::{Sweep, SweepError, SweepFailure, SweepSummary};
 pub use trace::Trace;
-pub use world::CrashMode;
 pub use world::FaultKind;
+pub use world::{CrashMode, DatagramStats};

@@ -31,12 +31,15 @@ pub struct SimNet {
 
 impl SimNet {
     /// A world whose every decision comes from `seed`, with the fault plan
-    /// of `preset` (drawn from the same stream for `swarm`); `trace_full`
-    /// keeps a readable line per decision.
+    /// of `preset` (drawn from the same stream for `swarm`; its datagram
+    /// faults join the plan with the first UDP socket); `trace_full` keeps a
+    /// readable line per decision.
     pub fn new(seed: u64, preset: FaultPreset, trace_full: bool) -> SimNet {
         let mut entropy = Entropy::seeded(seed);
         let plan = FaultPlan::from_preset(preset, &mut entropy);
-        SimNet::with_plan(entropy, plan, trace_full)
+        let net = SimNet::with_plan(entropy, plan, trace_full);
+        net.world_mut().set_datagram_preset(preset);
+        net
     }
 
     /// A world deciding from `entropy` under an explicit `plan`.
@@ -85,6 +88,12 @@ impl SimNet {
 }
 
 /// The [`Poller`] of one simulated host.
+///
+/// UDP sockets are simulated too (`udp_bind`, `send_to`, `recv_from`, ...):
+/// datagrams are routed between hosts over the same links as segments, and
+/// may be lost, duplicated, reordered or delayed (see
+/// [`DatagramFaults`](crate::DatagramFaults)); a cut link, a host that is
+/// down, an unbound port and a full receive queue drop them.
 ///
 /// Socket options are recorded per socket: `set_nodelay` and
 /// `set_keepalive` are read back but change nothing (the simulated network
@@ -255,6 +264,24 @@ impl Poller for SimPoller {
     fn release_stream(&mut self, fd: Fd) -> io::Result<std::net::TcpStream> {
         let _ = fd;
         Err(no_real_sockets("release_stream"))
+    }
+    fn udp_bind(&mut self, addr: SocketAddr) -> io::Result<Fd> {
+        self.world().udp_bind(self.host, addr)
+    }
+    fn udp_connect(&mut self, fd: Fd, addr: SocketAddr) -> io::Result<()> {
+        self.world().udp_connect(self.host, fd, addr)
+    }
+    fn send_to(&mut self, fd: Fd, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
+        self.world().send_to(self.host, fd, buf, addr)
+    }
+    fn recv_from(&mut self, fd: Fd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.world().recv_from(self.host, fd, buf)
+    }
+    fn send(&mut self, fd: Fd, buf: &[u8]) -> io::Result<usize> {
+        self.world().send(self.host, fd, buf)
+    }
+    fn recv(&mut self, fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
+        self.world().recv(self.host, fd, buf)
     }
 }
 

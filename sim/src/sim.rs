@@ -27,7 +27,7 @@ use crate::check::{self, SpinDetector};
 use crate::net::{FiredFault, HostId};
 use crate::world::CrashMode;
 use crate::FaultKind;
-use crate::{Entropy, FaultPlan, FaultPreset, NetworkFaults, SimNet, SimPoller};
+use crate::{DatagramStats, Entropy, FaultPlan, FaultPreset, NetworkFaults, SimNet, SimPoller};
 
 /// The error a setup closure may return: anything that is an error.
 pub type BoxError = Box<dyn std::error::Error>;
@@ -120,7 +120,8 @@ impl Builder {
         self
     }
 
-    /// An explicit fault plan instead of a preset.
+    /// An explicit fault plan instead of a preset; its datagram faults
+    /// ([`FaultPlan::datagram`]) are in force from the start.
     pub fn plan(mut self, plan: FaultPlan) -> Builder {
         self.plan = Some(plan);
         self
@@ -181,10 +182,14 @@ impl Builder {
     /// The simulation, with no hosts yet.
     pub fn build(self) -> Sim {
         let mut entropy = self.entropy.unwrap_or_else(|| Entropy::seeded(self.seed));
+        let explicit = self.plan.is_some();
         let plan = self
             .plan
             .unwrap_or_else(|| FaultPlan::from_preset(self.faults, &mut entropy));
         let net = SimNet::with_plan(entropy, plan, self.trace_full);
+        if !explicit {
+            net.world_mut().set_datagram_preset(self.faults);
+        }
         if let Some(fire) = self.schedule {
             net.world_mut().set_schedule(fire);
         }
@@ -419,7 +424,8 @@ impl fmt::Display for FailureKind {
 pub struct Report {
     /// The seed.
     pub seed: u64,
-    /// The fault plan the run started with.
+    /// The fault plan the run started with (with the preset's datagram
+    /// faults once it opened a UDP socket).
     pub plan: FaultPlan,
     /// Hash of every decision: the same seed gives the same hash, in any
     /// process.
@@ -434,6 +440,8 @@ pub struct Report {
     pub trace_lines: Vec<String>,
     /// The network faults the seed could draw, if the run opted in.
     pub network_faults: Option<NetworkFaults>,
+    /// What became of the run's UDP datagrams (all zero without UDP).
+    pub datagrams: DatagramStats,
 }
 
 /// Why a run failed, with the [`Report`] of the run up to the failure.
@@ -996,6 +1004,7 @@ impl Sim {
             fired: world.fired().to_vec(),
             trace_lines: world.trace().lines().to_vec(),
             network_faults: self.nemesis.as_ref().map(|n| n.faults.clone()),
+            datagrams: world.datagram_stats(),
         }
     }
 

@@ -1,13 +1,16 @@
-//! Golden values of the replay format: the seeded stream, a swarm plan, and the trace hashes of fixed runs.
+//! Golden values of the replay format: the seeded stream, a swarm plan (and its datagram faults), and the trace hashes of fixed runs.
 //!
 //! A change to any of these values is a change to the replay format: every
 //! recorded seed, schedule and trace hash stops reproducing. Change them
 //! only on purpose, say so in the commit message, and re-pin by copying
 //! the value the failing assertion prints into the one constant it names.
 
+use std::time::Duration;
+
+use ioloop::{Events, IOLoop};
 use ioloop_sim::scenario::planted::Bug;
 use ioloop_sim::scenario::{self, RunConfig, Scenario, Workload};
-use ioloop_sim::{Entropy, FaultKind, FaultPlan, FaultPreset};
+use ioloop_sim::{DatagramFaults, Entropy, FaultKind, FaultPlan, FaultPreset, Sim, SimPoller};
 
 /// The first draws of `Entropy::seeded(42)` (ChaCha8).
 const SEED_42_FIRST_DRAWS: [u64; 4] = [
@@ -19,7 +22,7 @@ const SEED_42_FIRST_DRAWS: [u64; 4] = [
 /// `FaultPlan::swarm` drawn from `Entropy::seeded(42)`, by its hash.
 const SWARM_PLAN_SEED_42_HASH: u64 = 0x0ebe_39a7_4161_2a10;
 /// Each fault kind's id in the trace.
-const FAULT_KIND_IDS: [(&str, u8); 15] = [
+const FAULT_KIND_IDS: [(&str, u8); 20] = [
     ("partial-read", 1),
     ("partial-write", 2),
     ("eintr-read", 3),
@@ -35,6 +38,11 @@ const FAULT_KIND_IDS: [(&str, u8); 15] = [
     ("clog", 13),
     ("pause", 14),
     ("crash", 15),
+    ("datagram-loss", 16),
+    ("datagram-duplicate", 17),
+    ("datagram-reorder", 18),
+    ("datagram-delay", 19),
+    ("datagram-truncate", 20),
 ];
 /// Trace hash of [`echo_run`]. Re-pinned on purpose when the `Sim` harness
 /// took over the clock (hosts step only when they have work; time moves
@@ -42,6 +50,15 @@ const FAULT_KIND_IDS: [(&str, u8); 15] = [
 /// deliver-once (issue 12: a handler that ignores it is not called with it
 /// on every iteration).
 const ECHO_SEED_7_TRACE_HASH: u64 = 0x7030_4680_8728_bc0b;
+/// The datagram faults `swarm` draws for seed 42, from their own stream.
+const DATAGRAM_SWARM_SEED_42: DatagramFaults = DatagramFaults {
+    loss: 53_157,
+    duplicate: 0,
+    reorder: 51_494,
+    delay: 79_522,
+};
+/// Trace hash of [`datagram_run`].
+const DATAGRAM_SEED_9_TRACE_HASH: u64 = 0xc35d_1d8a_6d71_4940;
 /// Trace hash of [`planted_run`].
 const PLANTED_FULL_WRITE_SEED_0_TRACE_HASH: u64 = 0x4ab8_62c8_c51d_0989;
 
@@ -64,6 +81,44 @@ fn planted_run() -> RunConfig {
         seed: 0,
         ..echo_run()
     }
+}
+
+/// Datagrams between two hosts, seed 9, every fault at its `all` strength:
+/// 40 datagrams of 0 to 59 bytes, four every millisecond, read into
+/// 32-byte buffers (so some are truncated).
+fn datagram_run() -> u64 {
+    fn send(io: &mut IOLoop<SimPoller>, fd: ioloop::Fd, first: u8) {
+        for number in first..first + 4 {
+            let datagram = vec![number; usize::from(number) * 3 / 2];
+            let _ = io.send_to(fd, &datagram, "10.0.0.1:53".parse().unwrap());
+        }
+        if first + 4 < 40 {
+            io.call_later(Duration::from_millis(1), move |io| send(io, fd, first + 4));
+        }
+    }
+    let mut sim = Sim::new(9, FaultPreset::All);
+    sim.host("receiver", "10.0.0.1", |io| {
+        let fd = io.udp_bind("10.0.0.1:53".parse()?)?;
+        io.add_handler(
+            fd,
+            |io, fd, _| {
+                let mut buf = [0u8; 32];
+                // Until WouldBlock; EINTR and the rest: read on.
+                while !matches!(io.recv_from(fd, &mut buf),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                {}
+            },
+            Events::READ,
+        )?;
+        Ok(())
+    });
+    sim.host("sender", "10.0.0.2", |io| {
+        let fd = io.udp_bind("10.0.0.2:0".parse()?)?;
+        send(io, fd, 0);
+        Ok(())
+    });
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    sim.report().trace_hash
 }
 
 #[test]
@@ -99,6 +154,19 @@ fn echo_trace_hash_is_pinned() {
         "trace hash {:#x}",
         outcome.trace_hash
     );
+}
+
+#[test]
+fn datagram_swarm_faults_are_pinned() {
+    let faults = DatagramFaults::for_preset(FaultPreset::Swarm, &Entropy::seeded(42));
+    assert_eq!(faults, DATAGRAM_SWARM_SEED_42, "{faults:?}");
+}
+
+#[test]
+fn datagram_trace_hash_is_pinned() {
+    let hash = datagram_run();
+    assert_eq!(hash, datagram_run(), "the same seed, the same run");
+    assert_eq!(hash, DATAGRAM_SEED_9_TRACE_HASH, "trace hash {hash:#x}");
 }
 
 #[test]

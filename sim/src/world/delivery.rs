@@ -1,4 +1,4 @@
-//! `Delivery`: segments in flight (SYN, data, FIN, RST, ...), the latency they wait, and their arrival.
+//! `Delivery`: segments in flight (SYN, data, FIN, RST, ...) and datagrams, the latency they wait, and their arrival.
 
 use std::io;
 use std::net::SocketAddr;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use ioloop::{Fd, Ready};
 
 use super::connection::{ConnId, End};
+use super::datagram::Packet;
 use super::host::HostId;
 use super::host::Socket;
 use super::{tag, FaultKind, World};
@@ -38,24 +39,27 @@ pub(super) enum Delivery {
         conn: ConnId,
         to: usize,
     },
+    /// UDP: a datagram, or an ICMP answer to one (see `datagram.rs`).
+    Udp(Packet),
 }
 
 impl Delivery {
-    /// The connection it belongs to.
-    fn conn(&self) -> ConnId {
+    /// The connection it belongs to (`None`: UDP, which has none).
+    fn conn(&self) -> Option<ConnId> {
         match *self {
             Delivery::Syn { conn }
             | Delivery::SynAck { conn }
             | Delivery::Refused { conn }
             | Delivery::Data { conn, .. }
             | Delivery::Fin { conn, .. }
-            | Delivery::Reset { conn, .. } => conn,
+            | Delivery::Reset { conn, .. } => Some(conn),
+            Delivery::Udp(_) => None,
         }
     }
 }
 
 impl World {
-    fn latency(&mut self) -> Duration {
+    pub(super) fn latency(&mut self) -> Duration {
         let us = self
             .entropy
             .between(self.plan.latency_us_min, self.plan.latency_us_max);
@@ -66,7 +70,8 @@ impl World {
     /// everything that end sent before.
     pub(super) fn schedule(&mut self, from: Option<(ConnId, usize)>, delivery: Delivery) {
         let mut at = self.now + self.latency();
-        self.conns[delivery.conn()].deliveries_in_flight += 1;
+        let conn = delivery.conn().expect("a segment of a connection");
+        self.conns[conn].deliveries_in_flight += 1;
         if let Some((conn, side)) = from {
             let end = &mut self.conns[conn].ends[side];
             at = at.max(end.last_delivery);
@@ -77,7 +82,7 @@ impl World {
     }
 
     /// Deliver everything due by now, in time order; a segment whose link
-    /// is blocked waits on the link.
+    /// is blocked waits on the link, a datagram whose link is cut is lost.
     pub(super) fn deliver_due(&mut self) {
         self.release_links();
         while let Some(entry) = self.deliveries.first_entry() {
@@ -85,20 +90,28 @@ impl World {
                 break;
             }
             let delivery = entry.remove();
-            match self.route(&delivery) {
-                Some((from, to)) if self.link_blocked(from, to) => self.hold(from, to, delivery),
-                _ => self.deliver_now(delivery),
+            match (self.route(&delivery), delivery) {
+                (Some((from, to)), Delivery::Udp(packet)) if self.link_cut(from, to) => {
+                    self.packet_cut(packet)
+                }
+                (Some((from, to)), delivery) if self.link_blocked(from, to) => {
+                    self.hold(from, to, delivery)
+                }
+                (_, delivery) => self.deliver_now(delivery),
             }
         }
     }
 
     /// Deliver one segment now, unless its host is down (then it is lost).
     pub(super) fn deliver_now(&mut self, delivery: Delivery) {
-        let conn = delivery.conn();
-        self.conns[conn].deliveries_in_flight -= 1;
         let lost = self
             .route(&delivery)
             .is_some_and(|(_, to)| self.host_is_down(to));
+        let conn = match delivery {
+            Delivery::Udp(packet) => return self.deliver_packet(packet, lost),
+            ref segment => segment.conn().expect("a segment of a connection"),
+        };
+        self.conns[conn].deliveries_in_flight -= 1;
         if !lost {
             self.deliver(delivery);
         }
@@ -108,7 +121,10 @@ impl World {
     /// The hosts a segment goes from and to (`None`: a SYN to an address
     /// no host has).
     fn route(&self, delivery: &Delivery) -> Option<(HostId, HostId)> {
-        let conn = &self.conns[delivery.conn()];
+        let conn = match delivery {
+            Delivery::Udp(packet) => return self.packet_route(packet),
+            segment => &self.conns[segment.conn()?],
+        };
         match *delivery {
             Delivery::Syn { .. } => Some((conn.ends[0].host, self.host_of(conn.target.ip())?)),
             Delivery::Refused { .. } => Some((self.host_of(conn.target.ip())?, conn.ends[0].host)),
@@ -116,12 +132,14 @@ impl World {
             Delivery::Data { to, .. } | Delivery::Fin { to, .. } | Delivery::Reset { to, .. } => {
                 Some((conn.ends[1 - to].host, conn.ends[to].host))
             }
+            Delivery::Udp(_) => unreachable!("routed above"),
         }
     }
 
     fn deliver(&mut self, delivery: Delivery) {
         let now = self.now;
         match delivery {
+            Delivery::Udp(packet) => self.deliver_packet(packet, false),
             Delivery::Syn { conn } => self.deliver_syn(conn),
             Delivery::SynAck { conn } => {
                 self.trace.record(tag::DELIVER, &[1, conn.serial()], || {

@@ -48,11 +48,24 @@ pub enum FaultKind {
     Pause = 14,
     /// A host crashes: every fd gone at once; it may restart later.
     Crash = 15,
+    /// A datagram is lost on the way.
+    DatagramLoss = 16,
+    /// A datagram arrives twice.
+    DatagramDuplicate = 17,
+    /// A datagram lands before the one its socket sent last (still on its
+    /// way to the same address).
+    DatagramReorder = 18,
+    /// A datagram waits on the way, and what its socket sends later with it.
+    DatagramDelay = 19,
+    /// A datagram was longer than the buffer it was read into: the rest is
+    /// gone. Not drawn: the reader's buffer decides it (recorded as
+    /// [`SCRIPTED`], which no schedule removes).
+    DatagramTruncate = 20,
 }
 
 impl FaultKind {
     /// Every kind, in id order.
-    pub const ALL: [FaultKind; 15] = [
+    pub const ALL: [FaultKind; 20] = [
         FaultKind::PartialRead,
         FaultKind::PartialWrite,
         FaultKind::EintrRead,
@@ -68,6 +81,11 @@ impl FaultKind {
         FaultKind::Clog,
         FaultKind::Pause,
         FaultKind::Crash,
+        FaultKind::DatagramLoss,
+        FaultKind::DatagramDuplicate,
+        FaultKind::DatagramReorder,
+        FaultKind::DatagramDelay,
+        FaultKind::DatagramTruncate,
     ];
 
     /// The kind's stable id, as the trace records it.
@@ -93,6 +111,11 @@ impl FaultKind {
             FaultKind::Clog => "clog",
             FaultKind::Pause => "pause",
             FaultKind::Crash => "crash",
+            FaultKind::DatagramLoss => "datagram-loss",
+            FaultKind::DatagramDuplicate => "datagram-duplicate",
+            FaultKind::DatagramReorder => "datagram-reorder",
+            FaultKind::DatagramDelay => "datagram-delay",
+            FaultKind::DatagramTruncate => "datagram-truncate",
         }
     }
 }
@@ -119,8 +142,9 @@ impl FromStr for FaultKind {
     }
 }
 
-/// The `draw` of a fault a test scripted (a partition, a crash, ...), not
-/// drawn from the seed: no schedule can remove it.
+/// The `draw` of a fault a test scripted (a partition, a crash, ...), or
+/// one its workload caused (a datagram truncated to the reader's buffer):
+/// not drawn from the seed, so no schedule can remove it.
 pub const SCRIPTED: u64 = u64::MAX;
 
 /// A fault that fired: which draw, what, where and when.
@@ -167,6 +191,7 @@ impl World {
             window_bytes: self.plan.window_bytes,
             ..FaultPlan::none()
         };
+        self.datagram_pending = None;
         if let Some(schedule) = &mut self.schedule {
             schedule.clear();
         }
@@ -192,6 +217,24 @@ impl World {
             tag::FAULT,
             &[host as u64, detail, u64::from(kind.id())],
             || format!("{now:?} host{host} {kind} ({detail})"),
+        );
+    }
+
+    /// Record a fault the workload caused, on `fd` of `host` (a datagram
+    /// truncated to the reader's buffer): not a decision, so not numbered.
+    pub(super) fn observed_fault(&mut self, kind: FaultKind, host: HostId, fd: Fd) {
+        let now = self.now;
+        self.fired.push(FiredFault {
+            draw: SCRIPTED,
+            kind,
+            host,
+            fd,
+            at: now,
+        });
+        self.trace.record(
+            tag::FAULT,
+            &[host as u64, fd.0 as u64, u64::from(kind.id())],
+            || format!("{now:?} host{host} {fd:?} {kind}"),
         );
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use ioloop::{Event, Events, Fd, Instant, Ready, Token};
 
 use super::connection::ConnId;
+use super::datagram::UdpSocket;
 use super::{tag, FaultKind, World, EBADF, EMFILE};
 
 /// Index of a host in the world.
@@ -34,6 +35,7 @@ pub(super) enum Socket {
         conn: ConnId,
         side: usize,
     },
+    Datagram(UdpSocket),
 }
 
 /// One simulated machine: an fd table, registrations, pending edges.
@@ -110,6 +112,11 @@ impl World {
         match self.socket(host, fd)? {
             Socket::Stream { conn, side } => Ok((*conn, *side)),
             Socket::Listener { .. } => Err(io::Error::from(io::ErrorKind::NotConnected)),
+            // A datagram of 0 bytes would read as the end of a stream.
+            Socket::Datagram(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("fd {fd} is a UDP socket: use recv_from, recv, send_to or send"),
+            )),
         }
     }
 
@@ -211,6 +218,7 @@ impl World {
                 let c = &self.conns[*conn];
                 c.ends[*side].ready(self.plan.window_bytes, &c.ends[1 - side])
             }
+            Ok(Socket::Datagram(socket)) => socket.ready(),
             _ => Ready::empty(),
         }
     }

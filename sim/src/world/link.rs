@@ -1,4 +1,4 @@
-//! Links between hosts: partitions (one way or both) and clogs. A blocked link holds its segments in order — TCP would retransmit them — and delivers them when it heals.
+//! Links between hosts: partitions (one way or both) and clogs. A blocked link holds its segments in order — TCP would retransmit them — and delivers them when it heals. UDP does not retransmit: a cut link drops datagrams, and a clog holds them.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -24,9 +24,25 @@ impl World {
     /// Cut the link `from` → `to`: segments wait until
     /// [`repair_link`](World::repair_link). New connects from `from` to
     /// `to` hang (their SYN waits too) until then, or until the connecting
-    /// side gives up.
+    /// side gives up. Datagrams are dropped, those a clog held included.
     pub fn cut_link(&mut self, from: HostId, to: HostId) {
-        self.links.entry((from, to)).or_default().cut = true;
+        let link = self.links.entry((from, to)).or_default();
+        link.cut = true;
+        if !link.held.iter().any(|d| matches!(d, Delivery::Udp(_))) {
+            return;
+        }
+        let held = std::mem::take(&mut link.held);
+        for delivery in held {
+            match delivery {
+                Delivery::Udp(packet) => self.packet_cut(packet),
+                segment => self.hold(from, to, segment),
+            }
+        }
+    }
+
+    /// `true` if the link `from` → `to` is cut (not merely clogged).
+    pub fn link_cut(&self, from: HostId, to: HostId) -> bool {
+        self.links.get(&(from, to)).is_some_and(|link| link.cut)
     }
 
     /// Heal the link `from` → `to`: what it held is delivered now, in order.

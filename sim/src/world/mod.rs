@@ -14,6 +14,8 @@
 //! - `connection.rs`: a connection, its two ends, and the connection table
 //! - `socket.rs`: the socket calls a host makes (listen, accept, read, ...)
 //! - `delivery.rs`: segments in flight, and their delivery
+//! - `datagram.rs`: UDP sockets and datagrams — routed like segments, but
+//!   lost where a segment would wait, and faulted on their own
 //! - `fault.rs`: fault kinds, and the decision whether one fires
 //! - `link.rs`: links between hosts — partitions and clogs hold segments
 //! - `outage.rs`: a host that crashes, pauses or restarts
@@ -22,6 +24,7 @@
 
 mod clock;
 mod connection;
+mod datagram;
 mod delivery;
 mod fault;
 mod host;
@@ -34,8 +37,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ioloop::Instant;
 
-use crate::{Entropy, FaultPlan, Trace};
+use crate::{DatagramFaults, Entropy, FaultPlan, Trace};
 use connection::Connections;
+pub use datagram::{
+    DatagramStats, DATAGRAM_BYTES_MAX, QUEUED_OVERHEAD_BYTES, RECV_QUEUE_BYTES_MAX,
+};
 use delivery::Delivery;
 pub use fault::{FaultKind, FiredFault, SCRIPTED};
 use host::Host;
@@ -83,6 +89,10 @@ pub struct World {
     fired: Vec<FiredFault>,
     /// Links between hosts that were ever cut or clogged.
     links: BTreeMap<(HostId, HostId), link::Link>,
+    /// A preset's datagram faults, until the first UDP socket puts them
+    /// in force.
+    datagram_pending: Option<DatagramFaults>,
+    datagram_stats: DatagramStats,
 }
 
 impl World {
@@ -104,6 +114,8 @@ impl World {
             schedule: None,
             fired: Vec::new(),
             links: BTreeMap::new(),
+            datagram_pending: None,
+            datagram_stats: DatagramStats::default(),
         }
     }
 
@@ -112,7 +124,8 @@ impl World {
         &self.plan
     }
 
-    /// The fault plan the run started with (before a liveness phase).
+    /// The fault plan the run started with (before a liveness phase), with
+    /// its preset's datagram faults once the run opened a UDP socket.
     pub fn plan_drawn(&self) -> &FaultPlan {
         &self.plan_drawn
     }

@@ -57,6 +57,9 @@ impl World {
     /// The peer of a connected stream; `NotConnected` before the handshake
     /// completes (or after a refused connect).
     pub fn peer_addr(&self, host: HostId, fd: Fd) -> io::Result<SocketAddr> {
+        if let Socket::Datagram(_) = self.socket(host, fd)? {
+            return self.udp_peer(host, fd);
+        }
         let (conn, side) = self.stream_only(host, fd)?;
         let c = &self.conns[conn];
         if !c.ends[side].connected {
@@ -70,6 +73,13 @@ impl World {
         let (conn, side) = match self.socket(host, fd)? {
             Socket::Listener { .. } => return Ok(None),
             Socket::Stream { conn, side } => (*conn, *side),
+            Socket::Datagram(_) => {
+                let socket = &mut self.hosts[host].sockets[fd.0 as usize];
+                let Some(Socket::Datagram(socket)) = socket else {
+                    unreachable!("checked to be a UDP socket")
+                };
+                return Ok(socket.error.take().map(io::Error::from));
+            }
         };
         Ok(self.conns[conn].ends[side]
             .error
@@ -85,7 +95,7 @@ impl World {
                 reuse_addr,
                 ..
             } => Ok((*backlog_max, *reuse_addr)),
-            Socket::Stream { .. } => Err(not_a(fd, "listener")),
+            Socket::Stream { .. } | Socket::Datagram(_) => Err(not_a(fd, "listener")),
         }
     }
 
@@ -94,7 +104,7 @@ impl World {
     fn stream_only(&self, host: HostId, fd: Fd) -> io::Result<(super::connection::ConnId, usize)> {
         match self.socket(host, fd)? {
             Socket::Stream { conn, side } => Ok((*conn, *side)),
-            Socket::Listener { .. } => Err(not_a(fd, "connected socket")),
+            Socket::Listener { .. } | Socket::Datagram(_) => Err(not_a(fd, "connected socket")),
         }
     }
 

@@ -50,6 +50,8 @@ impl World {
                     }
                     self.conns.free_if_done(conn);
                 }
+                // Gone with its queue; datagrams to it find no socket.
+                Socket::Datagram(_) => {}
             }
         }
         self.clear_host(host);

@@ -16,9 +16,13 @@ use super::{tag, FaultKind, HostId, World, EBADF, EMFILE};
 /// part of the replay format: never renumbered.
 #[derive(Clone, Copy, Debug)]
 #[repr(u8)]
-enum IoKind {
+pub(super) enum IoKind {
     Read = 1,
     Write = 2,
+    /// A datagram sent.
+    Send = 3,
+    /// A datagram received.
+    Recv = 4,
 }
 
 impl IoKind {
@@ -26,6 +30,8 @@ impl IoKind {
         match self {
             IoKind::Read => "read",
             IoKind::Write => "write",
+            IoKind::Send => "send",
+            IoKind::Recv => "recv",
         }
     }
 }
@@ -187,7 +193,7 @@ impl World {
         Err(io::Error::from(io::ErrorKind::WouldBlock))
     }
 
-    fn trace_io(&mut self, host: HostId, fd: Fd, kind: IoKind, n: usize) {
+    pub(super) fn trace_io(&mut self, host: HostId, fd: Fd, kind: IoKind, n: usize) {
         let now = self.now;
         self.trace.record(
             tag::IO,
@@ -295,6 +301,8 @@ impl World {
                 }
                 self.conns.free_if_done(conn);
             }
+            // Its queue goes with it; what it sent is still on the way.
+            Socket::Datagram(_) => {}
         }
         self.free_fd(host, fd);
         Ok(())
@@ -305,6 +313,7 @@ impl World {
         match self.socket(host, fd)? {
             Socket::Listener { port, .. } => Ok(SocketAddr::new(self.hosts[host].ip, *port)),
             Socket::Stream { conn, side } => Ok(self.conns[*conn].ends[*side].local),
+            Socket::Datagram(socket) => Ok(SocketAddr::new(self.hosts[host].ip, socket.port)),
         }
     }
 
