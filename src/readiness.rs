@@ -1,4 +1,4 @@
-//! `Readiness`: the loop's readiness table — per fd, the live registration, its interest and what it is ready for — and the queue of fds due for dispatch; a poller's `wait` reports into it.
+//! `Readiness`: the loop's table of registrations and readiness, and the queue of handlers due; pollers report into it.
 //!
 //! This is where the loop makes an edge-triggered backend level-triggered
 //! (contract point 2): readiness stays set until an operation through the
