@@ -366,6 +366,10 @@ mod tests {
     fn generation_zero_is_never_handed_out() {
         let mut table = Readiness::new();
         table.insert(Token::new(Fd(5), u32::MAX), Events::READ, false);
+        assert_eq!(
+            format!("{table:?}"),
+            "Readiness { registrations: 1, queued: 0 }"
+        );
         assert_eq!(table.next_token(Fd(5)), None);
         assert!(table.remove(Fd(5)));
         assert_eq!(table.next_token(Fd(5)), Some(Token::new(Fd(5), 1)));
