@@ -12,8 +12,9 @@ use std::time::Duration;
 mod datagram;
 
 use crate::handle::{LoopHandle, Shared};
+use crate::readiness::Readiness;
 use crate::timers::{TimeoutHandle, TimerQueue};
-use crate::{Error, Event, Events, Fd, Instant, ListenOptions, Poller, Ready, Token};
+use crate::{Error, Events, Fd, Instant, ListenOptions, Poller, Ready, Token};
 
 /// What the loop calls when an fd is ready.
 ///
@@ -75,34 +76,6 @@ pub enum PanicPolicy {
     Propagate,
 }
 
-/// One registered fd: its handler, the interest asked for, and the readiness
-/// the poller reported and no operation has cleared since.
-struct Entry<P: Poller> {
-    /// `None` while the handler runs (it is taken out to be called).
-    handler: Option<Handler<P>>,
-    interest: Events,
-    ready: Ready,
-    /// In the ready queue, or being dispatched: not to be queued again.
-    queued: bool,
-    short_read_drains: bool,
-    /// `ERROR` was delivered since the poller last reported it: not due
-    /// again until the poller reports it anew (see [`Events::ERROR`]).
-    error_delivered: bool,
-}
-
-impl<P: Poller> Entry<P> {
-    /// The events the handler is due: readiness within the interest, with
-    /// `ERROR` always watched but delivered once per report.
-    fn due(&self) -> Events {
-        let due = self.ready.events() & (self.interest | Events::ERROR);
-        if self.error_delivered {
-            due - Events::ERROR
-        } else {
-            due
-        }
-    }
-}
-
 /// What the loop holds for one fd's handler: for diagnostics such as a spin
 /// or stall report ([`IOLoop::readiness`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -118,12 +91,6 @@ pub struct FdReadiness {
     /// `ERROR` is pending (`ready` means it) but was already delivered once,
     /// and the handler neither closed nor removed the fd since.
     pub error_ignored: bool,
-}
-
-/// The table row of one fd number; `generation` counts its registrations.
-struct Slot<P: Poller> {
-    generation: u32,
-    entry: Option<Entry<P>>,
 }
 
 /// A Tornado-style, single-threaded I/O loop over a [`Poller`].
@@ -160,16 +127,19 @@ struct Slot<P: Poller> {
 /// ```
 pub struct IOLoop<P: Poller> {
     poller: P,
-    slots: Vec<Slot<P>>,
+    /// Registrations, readiness, and the queue of handlers due next
+    /// iteration (level-triggered carry-over and interest changes on ready
+    /// fds); the poller's `wait` reports into it.
+    readiness: Readiness,
+    /// Indexed by fd number, beside `readiness`; `None` for an fd with no
+    /// registration, and while the handler runs (it is taken out to be
+    /// called).
+    handlers: Vec<Option<Handler<P>>>,
     handler_count: usize,
-    /// Tokens to dispatch in the next iteration (level-triggered carry-over
-    /// and interest changes on ready fds).
-    ready_queue: Vec<Token>,
     /// The tokens being dispatched in this iteration.
     dispatching: Vec<Token>,
     /// Index in `dispatching` of the first token not yet dispatched.
     dispatch_next: usize,
-    events: Vec<Event>,
     callbacks: VecDeque<Callback<P>>,
     timers: TimerQueue<Callback<P>>,
     /// Due timeouts not yet run: collected at the start of the timeout
@@ -197,12 +167,11 @@ impl<P: Poller> IOLoop<P> {
         let now = poller.now();
         IOLoop {
             poller,
-            slots: Vec::new(),
+            readiness: Readiness::new(),
+            handlers: Vec::new(),
             handler_count: 0,
-            ready_queue: Vec::new(),
             dispatching: Vec::new(),
             dispatch_next: 0,
-            events: Vec::with_capacity(1024),
             callbacks: VecDeque::new(),
             timers: TimerQueue::new(),
             due: VecDeque::new(),
@@ -266,33 +235,20 @@ impl<P: Poller> IOLoop<P> {
         if self.planted(crate::planted::PlantedBug::DuplicateAddReplaces) {
             self.remove_handler(fd);
         }
-        let generation_last = match self.slots.get(index) {
-            Some(slot) if slot.entry.is_some() => return Err(Error::AlreadyRegistered(fd)),
-            Some(slot) => slot.generation,
-            None => 0,
-        };
-        let generation = generation_last.wrapping_add(1);
-        let token = Token::new(fd, generation);
+        let token = self
+            .readiness
+            .next_token(fd)
+            .ok_or(Error::AlreadyRegistered(fd))?;
         self.poller
             .add(fd, token, events)
             .map_err(|source| Error::Os { fd, source })?;
-        // Grow the table only once the poller has vouched for the fd.
-        if self.slots.len() <= index {
-            self.slots.resize_with(index + 1, || Slot {
-                generation: 0,
-                entry: None,
-            });
+        // Grow the tables only once the poller has vouched for the fd.
+        let short_read_drains = self.poller.short_read_drains(fd);
+        self.readiness.insert(token, events, short_read_drains);
+        if self.handlers.len() <= index {
+            self.handlers.resize_with(index + 1, || None);
         }
-        let slot = &mut self.slots[index];
-        slot.generation = generation;
-        slot.entry = Some(Entry {
-            handler: Some(Box::new(handler)),
-            interest: events,
-            ready: Ready::empty(),
-            queued: false,
-            short_read_drains: self.poller.short_read_drains(fd),
-            error_delivered: false,
-        });
+        self.handlers[index] = Some(Box::new(handler));
         self.handler_count += 1;
         self.note_change(fd);
         Ok(())
@@ -307,11 +263,11 @@ impl<P: Poller> IOLoop<P> {
         self.poller
             .modify(fd, token, events)
             .map_err(|source| Error::Os { fd, source })?;
-        if let Some(entry) = self.entry_mut(token) {
-            entry.interest = events;
+        if let Some(slot) = self.readiness.slot_mut(token) {
+            slot.set_interest(events);
         }
         self.note_change(fd);
-        self.queue_if_due(token);
+        self.readiness.queue_if_due(token);
         Ok(())
     }
 
@@ -323,12 +279,12 @@ impl<P: Poller> IOLoop<P> {
         if !self.in_iteration && self.planted(crate::planted::PlantedBug::RemoveIsNoop) {
             return self.has_handler(fd);
         }
-        let Some(slot) = fd.index().and_then(|i| self.slots.get_mut(i)) else {
-            return false;
-        };
-        if slot.entry.take().is_none() {
+        if !self.readiness.remove(fd) {
             return false;
         }
+        // Dropped now, unless it is running (then the dispatch drops it).
+        let handler = fd.index().and_then(|i| self.handlers.get_mut(i)?.take());
+        drop(handler);
         self.handler_count -= 1;
         self.note_change(fd);
         if let Err(error) = self.poller.delete(fd) {
@@ -344,12 +300,12 @@ impl<P: Poller> IOLoop<P> {
     /// For diagnostics: a spin checker names the fds whose `due` stays
     /// non-empty.
     pub fn readiness(&self, fd: Fd) -> Option<FdReadiness> {
-        let entry = self.entry(self.token_of(fd)?)?;
+        let slot = self.readiness.slot(self.token_of(fd)?)?;
         Some(FdReadiness {
-            interest: entry.interest,
-            ready: entry.ready,
-            due: entry.due(),
-            error_ignored: entry.error_delivered && entry.ready.events().contains(Events::ERROR),
+            interest: slot.interest(),
+            ready: slot.ready,
+            due: slot.due(),
+            error_ignored: slot.error_delivered() && slot.ready.events().contains(Events::ERROR),
         })
     }
 
@@ -394,19 +350,19 @@ impl<P: Poller> IOLoop<P> {
         H: FdHandler<P>,
         F: FnOnce(&mut IOLoop<P>, &mut H) -> R,
     {
-        let entry = self.entry_mut(token)?;
-        let mut handler = entry.handler.take()?;
+        let cell = self.handler_cell(token)?;
+        let mut handler = cell.take()?;
         if handler.as_any_mut().downcast_mut::<H>().is_none() {
-            entry.handler = Some(handler);
+            *cell = Some(handler);
             return None;
         }
         let ran = panic::catch_unwind(AssertUnwindSafe(|| {
             let typed = handler.as_any_mut().downcast_mut::<H>();
             f(self, typed.expect("checked above"))
         }));
-        if let Some(entry) = self.entry_mut(token) {
-            if entry.handler.is_none() {
-                entry.handler = Some(handler);
+        if let Some(cell) = self.handler_cell(token) {
+            if cell.is_none() {
+                *cell = Some(handler);
             }
         }
         match ran {
@@ -418,7 +374,7 @@ impl<P: Poller> IOLoop<P> {
     /// The events `fd`'s handler asked for, if it has one.
     pub fn interest(&self, fd: Fd) -> Option<Events> {
         let token = self.token_of(fd)?;
-        self.entry(token).map(|entry| entry.interest)
+        self.readiness.slot(token).map(|slot| slot.interest())
     }
 
     /// How many fds have handlers.
@@ -428,20 +384,17 @@ impl<P: Poller> IOLoop<P> {
 
     /// Every fd with a handler and its interest, in fd order.
     pub fn handlers(&self) -> impl Iterator<Item = (Fd, Events)> + '_ {
-        self.slots.iter().enumerate().filter_map(|(index, slot)| {
-            let entry = slot.entry.as_ref()?;
-            Some((Fd(index as i32), entry.interest))
-        })
+        self.readiness
+            .registrations()
+            .map(|(fd, _, interest)| (fd, interest))
     }
 
     /// Check contract point 3: the handler table and the poller's
     /// registrations hold the same fds, tokens and interest. Run at the end
     /// of every iteration in debug builds, and by the simulator's checkers.
     pub fn check_consistency(&self) -> Result<(), String> {
-        for (index, slot) in self.slots.iter().enumerate() {
-            if slot.entry.is_some() {
-                self.check_fd(Fd(index as i32))?;
-            }
+        for (fd, _, _) in self.readiness.registrations() {
+            self.check_fd(fd)?;
         }
         self.check_counts()
     }
@@ -470,11 +423,9 @@ impl<P: Poller> IOLoop<P> {
 
     /// One fd: the loop's entry (or its absence) against the poller's.
     fn check_fd(&self, fd: Fd) -> Result<(), String> {
-        let slot = fd.index().and_then(|index| self.slots.get(index));
-        let ours = slot.and_then(|slot| {
-            let entry = slot.entry.as_ref()?;
-            Some((Token::new(fd, slot.generation), entry.interest))
-        });
+        let ours = self
+            .token_of(fd)
+            .and_then(|token| Some((token, self.readiness.slot(token)?.interest())));
         let theirs = self.poller.registration(fd);
         if ours != theirs {
             return Err(format!("fd {fd}: loop has {ours:?}, poller has {theirs:?}"));
@@ -526,26 +477,23 @@ impl<P: Poller> IOLoop<P> {
     /// drained.
     pub fn read(&mut self, fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
         let result = self.poller.read(fd, buf);
-        let Some(token) = self.token_of(fd) else {
+        let Some((token, slot)) = self.readiness.live_mut(fd) else {
             return result;
         };
-        let entry = self
-            .entry_mut(token)
-            .expect("token_of returned a live token");
         match &result {
             Ok(0) if !buf.is_empty() => {
                 // Keep EOF level-triggered even if no event reported it.
-                entry.ready |= Ready::READ_CLOSED;
-                self.queue_if_due(token);
+                slot.ready |= Ready::READ_CLOSED;
+                self.readiness.queue_if_due(token);
             }
-            Ok(n) if *n < buf.len() && entry.short_read_drains => {
+            Ok(n) if *n < buf.len() && slot.short_read_drains => {
                 // A short read on a stream socket drains it: new data raises
                 // a new edge. An EOF already reported must survive, as it
                 // raises no further edge.
-                entry.ready = entry.ready.remove(Ready::READABLE);
+                slot.ready = slot.ready.remove(Ready::READABLE);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                entry.ready = entry.ready.remove(Ready::READABLE | Ready::READ_CLOSED);
+                slot.ready = slot.ready.remove(Ready::READABLE | Ready::READ_CLOSED);
             }
             _ => {}
         }
@@ -597,19 +545,9 @@ impl<P: Poller> IOLoop<P> {
     /// instead of being called again. Needed only for such I/O: the loop's
     /// own [`read`](Self::read), [`write`](Self::write) and
     /// [`accept`](Self::accept) do this themselves.
+    #[inline]
     pub fn clear_readiness(&mut self, fd: Fd, events: Events) {
-        let Some(token) = self.token_of(fd) else {
-            return;
-        };
-        let entry = self
-            .entry_mut(token)
-            .expect("token_of returned a live token");
-        if events.contains(Events::READ) {
-            entry.ready = entry.ready.remove(Ready::READABLE | Ready::READ_CLOSED);
-        }
-        if events.contains(Events::WRITE) {
-            entry.ready = entry.ready.remove(Ready::WRITABLE);
-        }
+        self.readiness.clear(fd, events);
     }
 
     // ----- socket options, and sockets from outside --------------------------
@@ -734,20 +672,23 @@ impl<P: Poller> IOLoop<P> {
         fd: Fd,
         release: impl FnOnce(&mut P) -> io::Result<T>,
     ) -> io::Result<T> {
-        let index = fd.index();
-        let entry = index
-            .and_then(|i| self.slots.get_mut(i))
-            .and_then(|slot| slot.entry.take());
+        let row = self.readiness.row(fd);
+        let registered = self.readiness.remove(fd);
+        let cell = fd.index().and_then(|i| self.handlers.get_mut(i));
+        let handler = cell.and_then(Option::take);
         match release(&mut self.poller) {
             Ok(socket) => {
-                if entry.is_some() {
+                if registered {
                     self.handler_count -= 1;
                 }
                 Ok(socket)
             }
             Err(error) => {
-                if let (Some(entry), Some(i)) = (entry, index) {
-                    self.slots[i].entry = Some(entry);
+                if let (true, Some(row)) = (registered, row) {
+                    self.readiness.restore(fd, row);
+                    if let Some(cell) = fd.index().and_then(|i| self.handlers.get_mut(i)) {
+                        *cell = handler;
+                    }
                 }
                 Err(error)
             }
@@ -816,7 +757,7 @@ impl<P: Poller> IOLoop<P> {
     /// tell a finished run from one with work left.
     pub fn has_pending_work(&self) -> bool {
         !self.callbacks.is_empty()
-            || !self.ready_queue.is_empty()
+            || !self.readiness.queue_is_empty()
             || !self.due.is_empty()
             || self.shared.has_pending()
     }
@@ -947,6 +888,7 @@ impl<P: Poller> IOLoop<P> {
         }
         self.in_iteration = false;
         debug_assert_eq!(self.check_consistency(), Ok(()));
+        debug_assert_eq!(self.check_handlers(), Ok(()));
         waited
     }
 
@@ -985,31 +927,15 @@ impl<P: Poller> IOLoop<P> {
                 .min()
                 .map(|wake_at| wake_at.saturating_duration_since(now))
         };
-        let mut events = std::mem::take(&mut self.events);
-        events.clear();
-        let waited = match self.poller.wait(&mut events, timeout) {
+        // The poller merges what it observes straight into the table.
+        match self.poller.wait(&mut self.readiness, timeout) {
             Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
             other => other.map_err(Error::Poll),
-        };
-        for event in &events {
-            if let Some(entry) = lookup(&mut self.slots, event.token) {
-                entry.ready |= event.ready;
-                if event.ready.events().contains(Events::ERROR) {
-                    entry.error_delivered = false;
-                }
-                if !entry.queued && !entry.due().is_empty() {
-                    entry.queued = true;
-                    self.ready_queue.push(event.token);
-                }
-            }
         }
-        events.clear();
-        self.events = events;
-        waited
     }
 
     fn dispatch_ready(&mut self) {
-        std::mem::swap(&mut self.ready_queue, &mut self.dispatching);
+        self.readiness.take_queue(&mut self.dispatching);
         self.dispatch_next = 0;
         while let Some(&token) = self.dispatching.get(self.dispatch_next) {
             self.dispatch_next += 1;
@@ -1025,7 +951,7 @@ impl<P: Poller> IOLoop<P> {
     fn requeue_undispatched(&mut self) {
         if self.dispatch_next < self.dispatching.len() {
             let undispatched = self.dispatching.drain(self.dispatch_next..);
-            self.ready_queue.splice(0..0, undispatched);
+            self.readiness.requeue_front(undispatched);
         }
         self.dispatching.clear();
         self.dispatch_next = 0;
@@ -1033,66 +959,96 @@ impl<P: Poller> IOLoop<P> {
 
     /// Call one fd's handler while it is due, and queue it for the next
     /// iteration if it still is.
+    ///
+    /// Each round ends with one look-up of the table, after the handler
+    /// returns: it puts the handler back, and finds what is due next.
+    #[inline]
     fn dispatch(&mut self, token: Token) {
+        let Some(mut slot) = self.readiness.slot_mut(token) else {
+            return;
+        };
+        let mut due = slot.due();
+        if due.is_empty() {
+            slot.queued = false;
+            return;
+        }
         let mut fired = Events::empty();
-        for round in 0..DISPATCH_ROUNDS_MAX {
-            let Some(entry) = lookup(&mut self.slots, token) else {
-                return;
-            };
-            let due = entry.due();
-            if due.is_empty() {
-                entry.queued = false;
-                return;
-            }
-            if round > 0 && fired.contains(due) {
-                // The same direction again: level-triggered, next iteration.
-                // `queued` stays set: it is on the queue.
-                self.ready_queue.push(token);
-                return;
-            }
+        let mut round = 1;
+        loop {
             fired |= due;
             if due.contains(Events::ERROR) {
-                entry.error_delivered = true;
+                slot.set_error_delivered();
             }
             // `queued` stays set while it runs: not to be queued meanwhile.
-            entry.queued = true;
-            let Some(mut handler) = entry.handler.take() else {
-                entry.queued = false;
+            // (Every token on the queue is marked queued.)
+            debug_assert!(slot.queued);
+            let Some(mut handler) = self
+                .handlers
+                .get_mut(index_of(token))
+                .and_then(Option::take)
+            else {
+                slot.queued = false;
                 return;
             };
             self.poller.before_dispatch(token, due);
             let fd = token.fd();
-            let completed =
-                self.call_user("handler", Some(token), |io| handler.on_events(io, fd, due));
-            match lookup(&mut self.slots, token) {
-                Some(entry) if completed && entry.handler.is_none() => {
-                    entry.handler = Some(handler);
-                }
-                // Removed (or replaced) from inside, or panicked: drop it.
-                _ => return,
+            if !self.call_user("handler", Some(token), |io| handler.on_events(io, fd, due)) {
+                // Panicked: the handler was removed, and is dropped here.
+                return;
             }
-        }
-        if let Some(entry) = lookup(&mut self.slots, token) {
-            if entry.due().is_empty() {
-                entry.queued = false;
-            } else {
-                self.ready_queue.push(token);
+            // Removed (or replaced) from inside: drop it.
+            let Some(slot_now) = self.readiness.slot_mut(token) else {
+                return;
+            };
+            slot = slot_now;
+            // Still registered, so still in the table, and nothing else
+            // can have filled its cell meanwhile (a new handler comes only
+            // with a new registration, and a new token).
+            let Some(cell) = self.handlers.get_mut(index_of(token)) else {
+                return;
+            };
+            debug_assert!(cell.is_none());
+            *cell = Some(handler);
+            due = slot.due();
+            if due.is_empty() {
+                slot.queued = false;
+                return;
             }
+            if round == DISPATCH_ROUNDS_MAX || fired.contains(due) {
+                // Done its rounds, or the same direction again: level-
+                // triggered, next iteration. `queued` stays set: it is on
+                // the queue.
+                self.readiness.push(token);
+                return;
+            }
+            round += 1;
         }
     }
 
     /// Run user code, applying the panic policy. Returns `false` if it
     /// panicked; a panicking handler (`token`) is removed first.
+    #[inline(always)]
     fn call_user<F>(&mut self, what: &str, token: Option<Token>, call: F) -> bool
     where
         F: FnOnce(&mut IOLoop<P>),
     {
-        let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| call(self))) else {
-            return true;
-        };
+        match panic::catch_unwind(AssertUnwindSafe(|| call(self))) {
+            Ok(()) => true,
+            Err(payload) => {
+                self.user_panicked(what, token, payload);
+                false
+            }
+        }
+    }
+
+    /// After user code panicked: log it, remove the handler (`token`) that
+    /// panicked, and apply the panic policy.
+    #[cold]
+    #[inline(never)]
+    fn user_panicked(&mut self, what: &str, token: Option<Token>, payload: Box<dyn Any + Send>) {
         let message = panic_message(payload.as_ref());
         match token {
-            Some(token) if self.entry(token).is_some() => {
+            Some(token) if self.readiness.slot(token).is_some() => {
                 self.remove_handler(token.fd());
                 log::error!(
                     "{what} for fd {} panicked: {message}; handler removed",
@@ -1109,37 +1065,32 @@ impl<P: Poller> IOLoop<P> {
             self.running = false;
             panic::resume_unwind(payload);
         }
-        false
     }
 
     // ----- table helpers ----------------------------------------------------
 
     fn token_of(&self, fd: Fd) -> Option<Token> {
-        let slot = self.slots.get(fd.index()?)?;
-        slot.entry.as_ref()?;
-        Some(Token::new(fd, slot.generation))
+        self.readiness.token(fd)
     }
 
-    fn entry(&self, token: Token) -> Option<&Entry<P>> {
-        let slot = self.slots.get(token.fd().index()?)?;
-        if slot.generation != token.generation() {
-            return None;
-        }
-        slot.entry.as_ref()
+    /// The handler cell of registration `token`, if it is still the live
+    /// one (empty while the handler runs).
+    fn handler_cell(&mut self, token: Token) -> Option<&mut Option<Handler<P>>> {
+        self.readiness.slot(token)?;
+        self.handlers.get_mut(index_of(token))
     }
 
-    fn entry_mut(&mut self, token: Token) -> Option<&mut Entry<P>> {
-        lookup(&mut self.slots, token)
-    }
-
-    /// Put `token` on the ready queue if its handler is due and not queued.
-    fn queue_if_due(&mut self, token: Token) {
-        if let Some(entry) = self.entry_mut(token) {
-            if !entry.queued && !entry.due().is_empty() {
-                entry.queued = true;
-                self.ready_queue.push(token);
+    /// `true` if every live registration has its handler in the table and
+    /// no other fd has one: between iterations no handler is running, so
+    /// none is taken out.
+    fn check_handlers(&self) -> Result<(), String> {
+        for (index, handler) in self.handlers.iter().enumerate() {
+            let fd = Fd(index as i32);
+            if handler.is_some() != self.token_of(fd).is_some() {
+                return Err(format!("fd {fd}: handler table and registrations disagree"));
             }
         }
+        Ok(())
     }
 }
 
@@ -1160,15 +1111,11 @@ impl<P: Poller> std::fmt::Debug for IOLoop<P> {
     }
 }
 
-/// The entry `token` names, if that registration is still current: a
-/// free function so the ready queue stays borrowable beside it.
+/// The table index of `token`'s fd (fds are non-negative; a token that
+/// says otherwise indexes past any table).
 #[inline]
-fn lookup<P: Poller>(slots: &mut [Slot<P>], token: Token) -> Option<&mut Entry<P>> {
-    let slot = slots.get_mut(token.fd().index()?)?;
-    if slot.generation != token.generation() {
-        return None;
-    }
-    slot.entry.as_mut()
+fn index_of(token: Token) -> usize {
+    token.0 as u32 as usize
 }
 
 fn is_would_block<T>(result: &io::Result<T>) -> bool {

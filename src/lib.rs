@@ -73,6 +73,7 @@ mod periodic;
 #[cfg(feature = "planted-bugs")]
 pub mod planted;
 mod poller;
+mod readiness;
 mod socket_options;
 mod stream;
 mod timers;
@@ -84,6 +85,7 @@ pub use ioloop::{Callback, FdHandler, FdReadiness, Handler, IOLoop, PanicPolicy}
 pub use mio_poller::MioPoller;
 pub use periodic::PeriodicCallback;
 pub use poller::{Event, Fd, Instant, Poller, Ready, Token, Wake};
+pub use readiness::Readiness;
 pub use socket_options::ListenOptions;
 pub use stream::{
     CloseCallback, ConnectCallback, FlushCallback, IOStream, ReadCallback, StreamConfig,

@@ -15,12 +15,13 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry};
 
-use crate::{Event, Events, Fd, Instant, ListenOptions, Poller, Ready, Token, Wake};
+use crate::{Events, Fd, Instant, ListenOptions, Poller, Readiness, Ready, Token, Wake};
 
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("ioloop's tokens need 64-bit mio tokens (usize)");
 
-/// The mio token of the waker; loop tokens never reach it (fds are below 2^31).
+/// The mio token of the waker; loop tokens never reach it (fds are below
+/// 2^31), and as a loop token it names fd −1, which is never registered.
 const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
 
 /// How many events one `wait` collects at most; the rest wait for the next.
@@ -207,16 +208,12 @@ impl Poller for MioPoller {
         Ok(())
     }
 
-    fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+    fn wait(&mut self, readiness: &mut Readiness, timeout: Option<Duration>) -> io::Result<()> {
         self.poll.poll(&mut self.events, timeout)?;
         for event in self.events.iter() {
-            if event.token() == WAKER_TOKEN {
-                continue;
-            }
-            events.push(Event {
-                token: Token(event.token().0 as u64),
-                ready: ready_of(event),
-            });
+            // The waker's event needs no test: its token names fd −1, which
+            // no registration has, so the table drops it.
+            readiness.report(Token(event.token().0 as u64), ready_of(event));
         }
         Ok(())
     }
@@ -529,6 +526,7 @@ impl std::fmt::Debug for MioPoller {
 }
 
 /// The readiness bits of one mio event.
+#[inline]
 fn ready_of(event: &mio::event::Event) -> Ready {
     let mut ready = Ready::empty();
     if event.is_readable() {
@@ -537,6 +535,16 @@ fn ready_of(event: &mio::event::Event) -> Ready {
     if event.is_writable() {
         ready |= Ready::WRITABLE;
     }
+    // Rare: one test for the three, on the dispatch path.
+    if event.is_error() || event.is_read_closed() || event.is_write_closed() {
+        ready |= closed_of(event);
+    }
+    ready
+}
+
+/// The closed and error bits of one mio event.
+fn closed_of(event: &mio::event::Event) -> Ready {
+    let mut ready = Ready::empty();
     if event.is_read_closed() {
         ready |= Ready::READ_CLOSED;
     }

@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Events, ListenOptions};
+use crate::{Events, ListenOptions, Readiness};
 
 /// A file descriptor number, as the OS (or the simulator) hands it out.
 ///
@@ -155,8 +155,10 @@ impl Ready {
     /// writable or write-closed (so a writer learns of the failure), `ERROR`
     /// for a pending error or a full hang-up (both directions closed).
     pub const fn events(self) -> Events {
-        // A table of all 32 readiness sets: this is on the dispatch path.
-        Events::from_bits_truncate(EVENTS_OF_READY[(self.0 & 0b1_1111) as usize])
+        // A table of every byte (the unused bits ignored), so that the
+        // look-up needs no mask and no bounds check: this is on the
+        // dispatch path.
+        EVENTS_OF_READY[self.0 as usize]
     }
 
     /// `events` computed bit by bit, to build the table.
@@ -177,11 +179,11 @@ impl Ready {
 }
 
 /// [`Ready::events`] of every readiness set, indexed by its bits.
-const EVENTS_OF_READY: [u8; 32] = {
-    let mut table = [0u8; 32];
+const EVENTS_OF_READY: [Events; 256] = {
+    let mut table = [Events::empty(); 256];
     let mut bits = 0;
-    while bits < 32 {
-        table[bits] = Ready(bits as u8).events_slow().bits();
+    while bits < 256 {
+        table[bits] = Ready(bits as u8 & 0b1_1111).events_slow();
         bits += 1;
     }
     table
@@ -219,8 +221,9 @@ impl fmt::Debug for Ready {
     }
 }
 
-/// One readiness report from [`Poller::wait`]: the registration's token and
-/// what was observed.
+/// One readiness report: a registration's token and what was observed —
+/// what [`Readiness::report`] takes, as one value, for pollers that keep
+/// their edges in a list before handing them over (the simulator).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Event {
     /// The token given at [`Poller::add`].
@@ -322,11 +325,17 @@ pub trait Poller: 'static {
     /// nothing.
     fn delete(&mut self, fd: Fd) -> io::Result<()>;
 
-    /// Append readiness edges to `events` (which the caller clears), waiting
-    /// at most `timeout` (`None`: until something happens). Returns early
-    /// when woken through [`Poller::waker`]. `Interrupted` may be returned
-    /// and means "no events".
-    fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()>;
+    /// Wait at most `timeout` (`None`: until something happens) for
+    /// readiness edges, and report each one to the loop's table with
+    /// [`Readiness::report`], in the order observed; the table drops those
+    /// of tokens no longer registered. Returns early when woken through
+    /// [`Poller::waker`]. `Interrupted` may be returned and means "no
+    /// events".
+    ///
+    /// Reporting into the table, rather than filling a list of
+    /// [`Event`]s for the loop to read back, saves a copy of every event
+    /// on the dispatch path.
+    fn wait(&mut self, readiness: &mut Readiness, timeout: Option<Duration>) -> io::Result<()>;
 
     /// The current time on this poller's monotonic clock.
     fn now(&self) -> Instant;

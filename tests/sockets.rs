@@ -2,9 +2,11 @@
 
 mod common;
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::time::Duration;
 
 use common::mio_loop;
@@ -126,9 +128,12 @@ fn released_listener_can_be_adopted_again() {
 #[test]
 fn release_of_the_wrong_kind_or_an_unknown_fd_changes_nothing() {
     let mut io = mio_loop();
-    let (stream, _client) = adopted_pair(&mut io);
+    let (stream, mut client) = adopted_pair(&mut io);
     let listener = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
-    io.add_handler(stream, |_, _, _| {}, Events::READ).unwrap();
+    let called = Rc::new(Cell::new(false));
+    let seen = Rc::clone(&called);
+    io.add_handler(stream, move |_, _, _| seen.set(true), Events::READ)
+        .unwrap();
     io.add_handler(listener, |_, _, _| {}, Events::READ)
         .unwrap();
     assert_eq!(
@@ -164,6 +169,9 @@ fn release_of_the_wrong_kind_or_an_unknown_fd_changes_nothing() {
     assert_eq!(io.interest(listener), Some(Events::READ));
     assert_eq!(io.check_consistency(), Ok(()));
     io.remove_handler(watched);
+    // The handlers are back too, not only their registrations.
+    client.write_all(b"x").unwrap();
+    assert!(io.run_until(TEST_TIMEOUT, |_| called.get()).unwrap());
 }
 
 #[test]

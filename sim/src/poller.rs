@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ioloop::{Event, Events, Fd, Instant, ListenOptions, Poller, Token, Wake};
+use ioloop::{Event, Events, Fd, Instant, ListenOptions, Poller, Readiness, Token, Wake};
 
 use crate::net::{HostId, World};
 use crate::{Entropy, FaultPlan, FaultPreset, Trace};
@@ -60,6 +60,7 @@ impl SimNet {
             world: Rc::clone(&self.world),
             host,
             waker: Arc::new(SimWaker { woken }),
+            events: Vec::new(),
         }
     }
 
@@ -71,6 +72,7 @@ impl SimNet {
             world: Rc::clone(&self.world),
             host,
             waker: Arc::new(SimWaker { woken }),
+            events: Vec::new(),
         }
     }
 
@@ -103,6 +105,9 @@ pub struct SimPoller {
     world: Rc<RefCell<World>>,
     host: HostId,
     waker: Arc<SimWaker>,
+    /// The edges of one `wait`, as the world hands them over (and traces
+    /// them), before they are reported to the loop.
+    events: Vec<Event>,
 }
 
 impl SimPoller {
@@ -170,8 +175,16 @@ impl Poller for SimPoller {
     fn delete(&mut self, fd: Fd) -> io::Result<()> {
         self.world().delete(self.host, fd)
     }
-    fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
-        self.world().wait(self.host, events, timeout)
+    fn wait(&mut self, readiness: &mut Readiness, timeout: Option<Duration>) -> io::Result<()> {
+        self.events.clear();
+        let waited = self
+            .world
+            .borrow_mut()
+            .wait(self.host, &mut self.events, timeout);
+        for event in self.events.drain(..) {
+            readiness.report(event.token, event.ready);
+        }
+        waited
     }
     fn now(&self) -> Instant {
         self.world.borrow().host_now(self.host)

@@ -10,7 +10,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ioloop::{Event, Events, Fd, IOLoop, Instant, MioPoller, Poller, Ready, Token, Wake};
+use ioloop::{
+    Event, Events, Fd, IOLoop, Instant, MioPoller, Poller, Readiness, Ready, Token, Wake,
+};
 use ioloop_sim::{FaultPreset, SimNet, SimPoller};
 
 /// How long a test waits for something that should happen at once (on the
@@ -166,7 +168,7 @@ impl<P: Poller> Poller for Scripted<P> {
     fn delete(&mut self, fd: Fd) -> io::Result<()> {
         self.inner.delete(fd)
     }
-    fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+    fn wait(&mut self, readiness: &mut Readiness, timeout: Option<Duration>) -> io::Result<()> {
         if let Some(kind) = self.script.wait_error_next.take() {
             return Err(io::Error::from(kind));
         }
@@ -181,8 +183,10 @@ impl<P: Poller> Poller for Scripted<P> {
                 hook(timeout);
             }
         }
-        self.inner.wait(events, timeout)?;
-        events.append(&mut self.script.injected.borrow_mut());
+        self.inner.wait(readiness, timeout)?;
+        for event in self.script.injected.borrow_mut().drain(..) {
+            readiness.report(event.token, event.ready);
+        }
         Ok(())
     }
     fn now(&self) -> Instant {
