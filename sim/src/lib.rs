@@ -92,7 +92,7 @@ pub use faults::{DatagramFaults, FaultPlan, FaultPreset, Ppm};
 pub use nemesis::{NetworkFaults, Survives};
 pub use poller::{SimNet, SimPoller};
 pub use sim::{
-    BoxError, Builder, Done, Failure, FailureKind, Report, Sim, ROUNDS_MAX, SETTLE_WITHIN,
+    AtRest, BoxError, Builder, Done, Failure, FailureKind, Report, Sim, ROUNDS_MAX, SETTLE_WITHIN,
     TIME_LIMIT,
 };
 pub use sweep::{Sweep, SweepError, SweepFailure, SweepSummary};

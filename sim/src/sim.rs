@@ -75,8 +75,34 @@ pub struct Builder {
     settle_within: Duration,
     time_limit: Duration,
     leak_check: bool,
+    at_rest: AtRest,
     schedule: Option<BTreeSet<u64>>,
     network: Option<NetworkFaults>,
+}
+
+/// What a host may still have pending when the harness judges a run
+/// settled at the end of a liveness phase ([`Builder::at_rest`]).
+///
+/// Settled means, on every host at one moment: nothing in flight (no
+/// segment or datagram on its way or held on a link), no work due (no
+/// callback, no ready handler, no due timeout — a paused host's included),
+/// every client done, no more fds and handlers than after setup (the leak
+/// check), and no more pending timeouts than this allows. A periodic timer
+/// a service starts in its setup (heartbeats, a `PeriodicCallback`) never
+/// goes away, so the default counts it as part of the host at rest; a
+/// service with no periodic work can say so, and then any timer still
+/// ticking is what failed to settle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AtRest {
+    /// No more timeouts than the host held right after its setup (or its
+    /// restart): the periodic work its setup started goes on; a timeout
+    /// added since and never run or removed is unsettled. The default.
+    #[default]
+    SetupTimeouts,
+    /// No timeout at all: for services with no periodic work, where a
+    /// timer that keeps ticking at rest — even one the setup started — is
+    /// the bug.
+    NoTimeouts,
 }
 
 impl Builder {
@@ -93,6 +119,7 @@ impl Builder {
             settle_within: SETTLE_WITHIN,
             time_limit: TIME_LIMIT,
             leak_check: true,
+            at_rest: AtRest::default(),
             schedule: None,
             network: None,
         }
@@ -140,10 +167,47 @@ impl Builder {
 
     /// A liveness phase: every fault stops at this virtual time, and the
     /// run must then settle within [`settle_within`](Self::settle_within):
-    /// every client done, nothing in flight, no work and no timeout left on
-    /// any host, every host back to the fds and handlers it had after setup.
+    /// every client done, nothing in flight, no work due on any host, every
+    /// host back to the fds and handlers it had after setup, and no more
+    /// timeouts pending than [`at_rest`](Self::at_rest) allows (by default
+    /// those the host's setup left: its periodic work).
     pub fn liveness_after(mut self, after: Duration) -> Builder {
         self.liveness_after = Some(after);
+        self
+    }
+
+    /// What a settled host may still have pending (default
+    /// [`AtRest::SetupTimeouts`]): say [`AtRest::NoTimeouts`] for a service
+    /// with no periodic work, so that a timer left ticking — even one its
+    /// setup started — fails the liveness phase.
+    ///
+    /// ```
+    /// use ioloop::{IOLoop, PeriodicCallback};
+    /// use ioloop_sim::{AtRest, BoxError, FailureKind, Sim, SimPoller};
+    /// use std::time::Duration;
+    ///
+    /// // A heartbeat: a periodic timer its setup starts, and never stops.
+    /// let heartbeat = |io: &mut IOLoop<SimPoller>| -> Result<(), BoxError> {
+    ///     PeriodicCallback::new(|_: &mut IOLoop<SimPoller>| {}, Duration::from_millis(100))?.start(io);
+    ///     Ok(())
+    /// };
+    /// let run = |at_rest| {
+    ///     let mut sim = Sim::builder(1)
+    ///         .liveness_after(Duration::from_millis(10))
+    ///         .at_rest(at_rest)
+    ///         .build();
+    ///     sim.host("node", "10.0.0.1", heartbeat);
+    ///     sim.client("watch", "10.0.0.2", |io, done| {
+    ///         io.call_later(Duration::from_millis(50), move |_| done.ok());
+    ///         Ok(())
+    ///     });
+    ///     sim.run()
+    /// };
+    /// assert!(run(AtRest::SetupTimeouts).is_ok()); // the default
+    /// assert_eq!(run(AtRest::NoTimeouts).unwrap_err().kind, FailureKind::Liveness);
+    /// ```
+    pub fn at_rest(mut self, at_rest: AtRest) -> Builder {
+        self.at_rest = at_rest;
         self
     }
 
@@ -209,6 +273,7 @@ impl Builder {
             settle_within: self.settle_within,
             time_limit: self.time_limit,
             leak_check: self.leak_check,
+            at_rest: self.at_rest,
             hosts: Vec::new(),
             invariants: Vec::new(),
             setup_error: None,
@@ -525,6 +590,7 @@ pub struct Sim {
     settle_within: Duration,
     time_limit: Duration,
     leak_check: bool,
+    at_rest: AtRest,
     hosts: Vec<Host>,
     invariants: Vec<(String, Invariant)>,
     setup_error: Option<(Option<String>, String)>,
@@ -1432,24 +1498,52 @@ impl Sim {
     }
 
     /// Every host holds no more than after setup; under a liveness phase,
-    /// also nothing in flight and no work or timeout anywhere.
+    /// also at rest (see [`AtRest`]).
     fn settled(&mut self) -> bool {
-        if self.liveness_after.is_some() {
-            let now = self.now();
-            if !self.net.world().nothing_in_flight() {
-                return false;
-            }
-            for index in 0..self.hosts.len() {
-                if self.has_work(index, now) || self.hosts[index].timeout_count() > 0 {
-                    return false;
-                }
-            }
+        if self.liveness_after.is_some() && !self.at_rest() {
+            return false;
         }
         !self.leak_check
             || self
                 .hosts
                 .iter()
                 .all(|host| self.holdings(host).within(&host.baseline))
+    }
+
+    /// Nothing in flight, no work due on any host (paused or not), and no
+    /// more timeouts pending than [`AtRest`] allows.
+    fn at_rest(&mut self) -> bool {
+        if !self.net.world().nothing_in_flight() {
+            return false;
+        }
+        let now = self.now();
+        for index in 0..self.hosts.len() {
+            if self.has_work_due(index, now) || self.timeouts_unsettled(&self.hosts[index]) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// `true` if host `index` has work due now, even if a pause or its CPU
+    /// work keeps it from running it yet.
+    fn has_work_due(&mut self, index: usize, now: Instant) -> bool {
+        let host = &mut self.hosts[index];
+        if self.net.world().has_pending_edges(host.id) {
+            return true;
+        }
+        host.io.as_mut().is_some_and(|io| {
+            io.has_pending_work() || io.next_timeout().is_some_and(|at| at <= now)
+        })
+    }
+
+    /// `true` if `host` has more timeouts pending than [`AtRest`] allows.
+    fn timeouts_unsettled(&self, host: &Host) -> bool {
+        let allowed = match self.at_rest {
+            AtRest::SetupTimeouts => host.baseline.timeouts,
+            AtRest::NoTimeouts => 0,
+        };
+        host.timeout_count() > allowed
     }
 
     fn holdings(&self, host: &Host) -> Holdings {
@@ -1509,9 +1603,16 @@ impl Sim {
         }
         what.extend(self.describe_leaks());
         for host in &self.hosts {
-            if host.timeout_count() > 0 {
+            if self.timeouts_unsettled(host) {
+                let allowed = match self.at_rest {
+                    AtRest::SetupTimeouts => format!(
+                        "more than the {} it held after setup",
+                        host.baseline.timeouts
+                    ),
+                    AtRest::NoTimeouts => "at rest it may hold none (AtRest::NoTimeouts)".into(),
+                };
                 what.push(format!(
-                    "host {:?}: {} timeouts still pending",
+                    "host {:?}: {} timeouts still pending, {allowed}",
                     host.name,
                     host.timeout_count()
                 ));
