@@ -76,6 +76,7 @@ pub struct Builder {
     time_limit: Duration,
     leak_check: bool,
     at_rest: AtRest,
+    duration: Option<Duration>,
     schedule: Option<BTreeSet<u64>>,
     network: Option<NetworkFaults>,
 }
@@ -120,6 +121,7 @@ impl Builder {
             time_limit: TIME_LIMIT,
             leak_check: true,
             at_rest: AtRest::default(),
+            duration: None,
             schedule: None,
             network: None,
         }
@@ -225,6 +227,35 @@ impl Builder {
         self
     }
 
+    /// Make `d` of virtual time part of [`Sim::run`]'s goal: the run goes
+    /// on until virtual time reaches `d` *and* every client is done — so a
+    /// service that never ends (heartbeats, gossip) runs with no client at
+    /// all — and then ends as any run does: the hosts must let go of what
+    /// they opened ([`leak_check`](Self::leak_check)) within
+    /// [`settle_within`](Self::settle_within), and under a liveness phase
+    /// settle within it counted from the later of `d` and the end of
+    /// faults. The nemesis strikes until `d` even when nothing else is
+    /// pending. [`Sweep::run_for`](crate::Sweep::run_for) runs each seed so.
+    ///
+    /// ```
+    /// use ioloop::{IOLoop, PeriodicCallback};
+    /// use ioloop_sim::{BoxError, Sim, SimPoller};
+    /// use std::time::Duration;
+    ///
+    /// let mut sim = Sim::builder(1).duration(Duration::from_secs(60)).build();
+    /// sim.host("node", "10.0.0.1", |io| -> Result<(), BoxError> {
+    ///     PeriodicCallback::new(|_: &mut IOLoop<SimPoller>| {}, Duration::from_secs(1))?.start(io);
+    ///     Ok(())
+    /// });
+    /// let report = sim.run()?; // no client: a minute of ticks, then the leak check
+    /// assert_eq!(report.virtual_time.since_epoch(), Duration::from_secs(60));
+    /// # Ok::<(), ioloop_sim::Failure>(())
+    /// ```
+    pub fn duration(mut self, d: Duration) -> Builder {
+        self.duration = Some(d);
+        self
+    }
+
     /// Turn the end-of-run leak check off (on by default): a host that
     /// holds more fds, handlers or timeouts than it had after its setup.
     pub fn leak_check(mut self, on: bool) -> Builder {
@@ -238,6 +269,18 @@ impl Builder {
     pub fn schedule(mut self, fire: BTreeSet<u64>) -> Builder {
         self.schedule = Some(fire);
         self
+    }
+
+    /// The knob set that makes a run draw from something else than its
+    /// seed's own decisions, if any: a sweep refuses it.
+    pub(crate) fn not_from_seed(&self) -> Option<&'static str> {
+        if self.entropy.is_some() {
+            Some("entropy")
+        } else if self.schedule.is_some() {
+            Some("schedule")
+        } else {
+            None
+        }
     }
 
     /// The simulation, with no hosts yet.
@@ -274,13 +317,14 @@ impl Builder {
             time_limit: self.time_limit,
             leak_check: self.leak_check,
             at_rest: self.at_rest,
+            run_until: self.duration.map(|d| Instant::ZERO + d),
             hosts: Vec::new(),
             invariants: Vec::new(),
             setup_error: None,
             spin: SpinDetector::new(),
             rounds: 0,
             faults_stopped_at: None,
-            clients_done_at: None,
+            goal_met_at: None,
             script: BTreeMap::new(),
             script_seq: 0,
             nemesis,
@@ -591,13 +635,17 @@ pub struct Sim {
     time_limit: Duration,
     leak_check: bool,
     at_rest: AtRest,
+    /// Part of [`run`](Sim::run)'s goal: virtual time reaches this
+    /// ([`Builder::duration`]).
+    run_until: Option<Instant>,
     hosts: Vec<Host>,
     invariants: Vec<(String, Invariant)>,
     setup_error: Option<(Option<String>, String)>,
     spin: SpinDetector,
     rounds: u64,
     faults_stopped_at: Option<Instant>,
-    clients_done_at: Option<Instant>,
+    /// When [`run`](Sim::run)'s goal was first met.
+    goal_met_at: Option<Instant>,
     /// Actions the test scheduled on virtual time ([`Sim::at`]).
     script: BTreeMap<(Instant, u64), Action>,
     script_seq: u64,
@@ -889,7 +937,7 @@ impl Sim {
             return;
         };
         nemesis.next_tick = None;
-        if self.faults_stopped_at.is_some() || (self.has_clients() && self.clients_done()) {
+        if self.faults_stopped_at.is_some() || (self.has_goal() && self.goal_met()) {
             self.nemesis = Some(nemesis);
             return;
         }
@@ -1158,9 +1206,12 @@ impl Sim {
 
     // ----- running ---------------------------------------------------------------
 
-    /// Run until every client is done and every host holds no more fds,
-    /// handlers and timeouts than after its setup; without clients, until
-    /// nothing is pending anywhere. Checks the contract after every step.
+    /// Run until every client is done (and virtual time reached the
+    /// [`duration`](Builder::duration), if one was set) and every host holds
+    /// no more fds, handlers and timeouts than after its setup; with neither
+    /// clients nor a duration, until nothing is pending anywhere. Checks
+    /// the contract after every step, and the invariants once more at the
+    /// end.
     pub fn run(&mut self) -> Result<Report, Failure> {
         self.check_setup()?;
         for _ in 0..ROUNDS_MAX {
@@ -1175,9 +1226,15 @@ impl Sim {
                 return result;
             }
             self.check_time_limit()?;
-            match self.step(None)? {
+            // Before its duration is up a run goes on, however idle.
+            let until = self.run_until.filter(|until| self.now() < *until);
+            match self.step(until)? {
                 Step::Ran | Step::Advanced => {}
                 Step::Quiescent => {
+                    if let Some(until) = until {
+                        self.net.world_mut().advance_to(until);
+                        continue;
+                    }
                     self.check_every_host()?;
                     return self.end_quiescent();
                 }
@@ -1438,6 +1495,18 @@ impl Sim {
         self.hosts.iter().any(|h| matches!(h.role, Role::Client(_)))
     }
 
+    /// `true` if [`run`](Self::run) has a goal to meet (clients, or a
+    /// [`duration`](Builder::duration)); without one it runs until nothing
+    /// is pending anywhere.
+    fn has_goal(&self) -> bool {
+        self.has_clients() || self.run_until.is_some()
+    }
+
+    /// Every client done, and the run's duration, if any, reached.
+    fn goal_met(&self) -> bool {
+        self.clients_done() && self.run_until.is_none_or(|until| self.now() >= until)
+    }
+
     /// The first client that reported a failure, wherever it reported it
     /// (its setup, a callback, a handler of another host's).
     fn client_failure(&self) -> Option<Failure> {
@@ -1455,7 +1524,8 @@ impl Sim {
             return Some(Err(failure));
         }
         if let Some(stopped) = self.faults_stopped_at {
-            let settle_by = stopped + self.settle_within;
+            let settle_from = self.run_until.map_or(stopped, |until| until.max(stopped));
+            let settle_by = settle_from + self.settle_within;
             if self.now() > settle_by {
                 let message = format!(
                     "not settled {:?} after faults stopped at {stopped:?} (by {settle_by:?}): {}",
@@ -1465,13 +1535,13 @@ impl Sim {
                 return Some(Err(self.fail(FailureKind::Liveness, None, message)));
             }
         }
-        if !self.has_clients() || !self.clients_done() {
+        if !self.has_goal() || !self.goal_met() {
             return None;
         }
         let now = self.now();
-        let done_at = *self.clients_done_at.get_or_insert(now);
+        let done_at = *self.goal_met_at.get_or_insert(now);
         if self.settled() {
-            return Some(Ok(self.report()));
+            return Some(self.check_invariants().map(|()| self.report()));
         }
         if self.liveness_after.is_none() && now > done_at + self.settle_within {
             return Some(Err(self.leak_failure()));
@@ -1491,7 +1561,8 @@ impl Sim {
             );
             return Err(self.fail(FailureKind::Stall, None, message));
         }
-        if !self.has_clients() || self.settled() {
+        if !self.has_goal() || self.settled() {
+            self.check_invariants()?;
             return Ok(self.report());
         }
         Err(self.leak_failure())

@@ -5,11 +5,12 @@ use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::determinism::first_divergence;
 use crate::shrink::{parse_seed, shrink_schedule, Attempt, Schedule, LIVENESS_MS_MAX};
-use crate::{Failure, FaultCoverage, FaultPreset, Report, Sim};
+use crate::{Builder, Failure, FaultCoverage, FaultPreset, Report, Sim};
 
 /// A seed sweep of one simulation, configured in code and overridden by
 /// `IOLOOP_SIM_*` environment variables.
@@ -53,6 +54,19 @@ pub struct Sweep {
     faults: FaultPreset,
     liveness_after: Option<Duration>,
     require_faults_fire: bool,
+    /// Each seed runs at least this long ([`Sweep::run_for`]).
+    duration: Option<Duration>,
+    configure: Option<Configure>,
+}
+
+/// The [`Builder`] knobs a sweep passes to every seed ([`Sweep::configure`]).
+#[derive(Clone)]
+struct Configure(Rc<dyn Fn(Builder) -> Builder>);
+
+impl fmt::Debug for Configure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Configure(..)")
+    }
 }
 
 /// What a sweep ran.
@@ -262,6 +276,8 @@ impl Sweep {
             faults: FaultPreset::Swarm,
             liveness_after: None,
             require_faults_fire: false,
+            duration: None,
+            configure: None,
         }
     }
 
@@ -284,6 +300,87 @@ impl Sweep {
     pub fn liveness_after(mut self, after: Duration) -> Sweep {
         self.liveness_after = Some(after);
         self
+    }
+
+    /// Set [`Builder`] knobs for every seed: `time_limit`, `settle_within`,
+    /// `leak_check`, `at_rest`, `trace`, `network_plan`, `plan`... The
+    /// sweep's own settings — each seed, the fault preset, a liveness phase,
+    /// a duration ([`run_for`](Self::run_for)), a schedule being replayed,
+    /// and the environment's overrides of them — are applied after, and
+    /// win. `entropy` and `schedule` would make a seed replay something
+    /// else than its run, so the sweep refuses them
+    /// ([`SweepError::Config`]). Called twice, both apply, in order.
+    /// What the simulation's services survive is declared in the
+    /// description instead ([`Sim::survives`]), as a replay runs the same.
+    ///
+    /// ```no_run
+    /// use ioloop_sim::{AtRest, Sweep};
+    /// use std::time::Duration;
+    ///
+    /// Sweep::new("service_has_no_periodic_work")
+    ///     .liveness_after(Duration::from_millis(500))
+    ///     .configure(|builder| {
+    ///         builder
+    ///             .at_rest(AtRest::NoTimeouts)
+    ///             .settle_within(Duration::from_secs(30))
+    ///             .time_limit(Duration::from_secs(600))
+    ///     })
+    ///     .run(|sim| {
+    ///         // sim.host(...); sim.client(...);
+    ///     });
+    /// ```
+    pub fn configure<F>(mut self, knobs: F) -> Sweep
+    where
+        F: Fn(Builder) -> Builder + 'static,
+    {
+        self.configure = Some(Configure(match self.configure.take() {
+            Some(Configure(before)) => Rc::new(move |builder| knobs(before(builder))),
+            None => Rc::new(knobs),
+        }));
+        self
+    }
+
+    /// Run each seed for `duration` of virtual time (see
+    /// [`Builder::duration`]): a service that never ends — heartbeats,
+    /// gossip — needs no client that reports done. Once the time is up (and
+    /// every client the description added is done) the seed ends as in
+    /// [`run`](Self::run): its hosts must let go of what they opened, its
+    /// invariants hold once more, and under a liveness phase it must
+    /// settle.
+    ///
+    /// ```no_run
+    /// use ioloop_sim::Sweep;
+    /// use std::time::Duration;
+    ///
+    /// #[test]
+    /// fn membership_survives_faults() {
+    ///     Sweep::new("membership_survives_faults")
+    ///         .seeds(0..200)
+    ///         .run_for(Duration::from_secs(5), |sim| {
+    ///             // sim.host("n1", ...); sim.host("n2", ...); sim.invariant(...);
+    ///         });
+    /// }
+    /// ```
+    #[track_caller]
+    pub fn run_for<F>(mut self, duration: Duration, describe: F) -> SweepSummary
+    where
+        F: FnMut(&mut Sim),
+    {
+        self.duration = Some(duration);
+        self.run(describe)
+    }
+
+    /// [`run_for`](Self::run_for), returning the failure instead of panicking.
+    pub fn try_run_for<F>(
+        mut self,
+        duration: Duration,
+        describe: F,
+    ) -> Result<SweepSummary, SweepError>
+    where
+        F: FnMut(&mut Sim),
+    {
+        self.duration = Some(duration);
+        self.try_run(describe)
     }
 
     /// Run the sweep; `describe` adds the hosts and clients to each seed's
@@ -311,6 +408,7 @@ impl Sweep {
         F: FnMut(&mut Sim),
     {
         let env = Env::read().map_err(SweepError::Config)?;
+        self.check_configure()?;
         let plan = self.plan(&env);
         if let Some(path) = &env.schedule {
             return self.replay_schedule(&env, path, &mut describe);
@@ -327,7 +425,7 @@ impl Sweep {
         let started = std::time::Instant::now(); // wall clock for the summary only
         for seed in plan.to_run.clone() {
             let schedule = plan.schedule(&self.name, seed);
-            let result = run_schedule(&schedule, env.trace.is_some(), &mut describe);
+            let result = self.run_schedule(&schedule, env.trace.is_some(), &mut describe);
             summary.ran += 1;
             let report = match &result {
                 Ok(report) => report,
@@ -345,7 +443,7 @@ impl Sweep {
             }
             let result = match result {
                 Ok(report) if env.check_determinism => {
-                    check_determinism(&schedule, &report, &mut describe)
+                    self.check_determinism(&schedule, &report, &mut describe)
                 }
                 other => other,
             };
@@ -441,7 +539,7 @@ impl Sweep {
                 self.name
             )));
         }
-        let result = run_schedule(&schedule, env.trace.is_some(), describe);
+        let result = self.run_schedule(&schedule, env.trace.is_some(), describe);
         let report = match &result {
             Ok(report) => report,
             Err(failure) => &failure.report,
@@ -519,7 +617,7 @@ impl Sweep {
             fired: failure.report.fired.clone(),
         };
         let shrunk = shrink_schedule(first, attempt, &[], |schedule| {
-            Attempt::of(&run_schedule(schedule, false, describe))
+            Attempt::of(&self.run_schedule(schedule, false, describe))
         });
         let replay = format!(
             "IOLOOP_SIM_SCHEDULE={} {}",
@@ -618,53 +716,93 @@ impl RunPlan {
     }
 }
 
-/// One run of `schedule`: with exactly its faults if it names any (a
-/// replay), else with the faults the seed draws.
-fn run_schedule<F>(schedule: &Schedule, trace: bool, describe: &mut F) -> Result<Report, Failure>
-where
-    F: FnMut(&mut Sim),
-{
-    let mut sim = schedule.builder().trace(trace).build();
-    describe(&mut sim);
-    sim.run()
-}
+impl Sweep {
+    /// The [`Builder`] of one run of `schedule`: the knobs of
+    /// [`configure`](Self::configure), then the schedule's own settings and
+    /// the sweep's duration over them.
+    fn builder(&self, schedule: &Schedule, trace: bool) -> Builder {
+        let mut builder = Sim::builder(schedule.seed);
+        if let Some(Configure(knobs)) = &self.configure {
+            builder = knobs(builder);
+        }
+        builder = schedule.configure(builder);
+        if let Some(duration) = self.duration {
+            builder = builder.duration(duration);
+        }
+        if trace {
+            builder = builder.trace(true);
+        }
+        builder
+    }
 
-/// Run `schedule` again, with full traces both times, and fail on the
-/// first decision where the runs part.
-fn check_determinism<F>(
-    schedule: &Schedule,
-    first: &Report,
-    describe: &mut F,
-) -> Result<Report, Failure>
-where
-    F: FnMut(&mut Sim),
-{
-    let lines = |result: &Result<Report, Failure>| -> Vec<String> {
-        let (report, verdict) = match result {
-            Ok(report) => (report, "ok".to_string()),
-            Err(failure) => (&*failure.report, failure.to_string()),
+    /// Refuse the knobs of [`configure`](Self::configure) that would make a
+    /// seed's replay run something else.
+    fn check_configure(&self) -> Result<(), SweepError> {
+        let Some(Configure(knobs)) = &self.configure else {
+            return Ok(());
         };
-        let mut lines = report.trace_lines.clone();
-        lines.push(format!("outcome: {verdict}"));
-        lines.push(format!("trace_hash={:016x}", report.trace_hash));
-        lines
-    };
-    let a = run_schedule(schedule, true, describe);
-    let b = run_schedule(schedule, true, describe);
-    match first_divergence(&lines(&a), &lines(&b)) {
-        None if first.trace_hash == a.as_ref().map_or(0, |r| r.trace_hash) => Ok(first.clone()),
-        None => Err(Failure {
-            kind: crate::FailureKind::Nondeterminism,
-            host: None,
-            message: "a run with a full trace hashed differently from one without".into(),
-            report: Box::new(first.clone()),
-        }),
-        Some(divergence) => Err(Failure {
-            kind: crate::FailureKind::Nondeterminism,
-            host: None,
-            message: format!("the same seed ran twice and parted: {divergence}"),
-            report: Box::new(first.clone()),
-        }),
+        match knobs(Sim::builder(0)).not_from_seed() {
+            Some(knob) => Err(SweepError::Config(format!(
+                "Sweep::configure sets `{knob}`: a sweep draws every run from its seed (and replays schedules itself)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// One run of `schedule`: with exactly its faults if it names any (a
+    /// replay), else with the faults the seed draws.
+    fn run_schedule<F>(
+        &self,
+        schedule: &Schedule,
+        trace: bool,
+        describe: &mut F,
+    ) -> Result<Report, Failure>
+    where
+        F: FnMut(&mut Sim),
+    {
+        let mut sim = self.builder(schedule, trace).build();
+        describe(&mut sim);
+        sim.run()
+    }
+
+    /// Run `schedule` again, with full traces both times, and fail on the
+    /// first decision where the runs part.
+    fn check_determinism<F>(
+        &self,
+        schedule: &Schedule,
+        first: &Report,
+        describe: &mut F,
+    ) -> Result<Report, Failure>
+    where
+        F: FnMut(&mut Sim),
+    {
+        let lines = |result: &Result<Report, Failure>| -> Vec<String> {
+            let (report, verdict) = match result {
+                Ok(report) => (report, "ok".to_string()),
+                Err(failure) => (&*failure.report, failure.to_string()),
+            };
+            let mut lines = report.trace_lines.clone();
+            lines.push(format!("outcome: {verdict}"));
+            lines.push(format!("trace_hash={:016x}", report.trace_hash));
+            lines
+        };
+        let a = self.run_schedule(schedule, true, describe);
+        let b = self.run_schedule(schedule, true, describe);
+        match first_divergence(&lines(&a), &lines(&b)) {
+            None if first.trace_hash == a.as_ref().map_or(0, |r| r.trace_hash) => Ok(first.clone()),
+            None => Err(Failure {
+                kind: crate::FailureKind::Nondeterminism,
+                host: None,
+                message: "a run with a full trace hashed differently from one without".into(),
+                report: Box::new(first.clone()),
+            }),
+            Some(divergence) => Err(Failure {
+                kind: crate::FailureKind::Nondeterminism,
+                host: None,
+                message: format!("the same seed ran twice and parted: {divergence}"),
+                report: Box::new(first.clone()),
+            }),
+        }
     }
 }
 
