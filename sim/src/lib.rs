@@ -93,8 +93,8 @@ pub use faults::{DatagramFaults, FaultPlan, FaultPreset, Ppm};
 pub use nemesis::{NetworkFaults, Survives};
 pub use poller::{SimNet, SimPoller};
 pub use sim::{
-    AtRest, BoxError, Builder, Done, Failure, FailureKind, Report, Sim, ROUNDS_MAX, SETTLE_WITHIN,
-    TIME_LIMIT,
+    AtRest, BoxError, Builder, Done, Failure, FailureKind, HostState, LinkState, Report, Sim,
+    ROUNDS_MAX, SETTLE_WITHIN, TIME_LIMIT,
 };
 pub use sweep::{Sweep, SweepError, SweepFailure, SweepSummary};
 pub use trace::Trace;

@@ -422,6 +422,8 @@ struct Host {
     io: Option<IOLoop<SimPoller>>,
     role: Role,
     baseline: Holdings,
+    /// Stopped by a pause until then (a crash ends a pause).
+    paused_until: Instant,
     /// Run again when the host restarts.
     setup: Setup,
     client_setup: Option<ClientSetup>,
@@ -467,6 +469,35 @@ impl Holdings {
             && self.handlers <= baseline.handlers
             && self.timeouts <= baseline.timeouts
     }
+}
+
+/// What a host is doing, by the simulator's ground truth
+/// ([`Sim::host_state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostState {
+    /// Its loop runs (or waits for an event, a timeout, or the end of
+    /// simulated CPU work).
+    Running,
+    /// Stopped by a pause ([`Sim::pause`], or the nemesis's): its loop
+    /// holds everything it had, and runs again when the pause ends.
+    Paused,
+    /// Crashed ([`Sim::crash`], or the nemesis's), until it restarts: its
+    /// loop and fds are gone.
+    Crashed(CrashMode),
+}
+
+/// The state of the link from one host to another, by the simulator's
+/// ground truth ([`Sim::link`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkState {
+    /// Segments and datagrams pass (after their latency).
+    Open,
+    /// Partitioned: segments wait on the link until it is repaired;
+    /// datagrams are dropped.
+    Cut,
+    /// Clogged for a while: segments and datagrams wait, and pass in order
+    /// when it opens.
+    Clogged,
 }
 
 /// What ended a run unsuccessfully.
@@ -697,7 +728,9 @@ impl Sim {
 
     /// Check `invariant` after every step of every host; an `Err` fails the
     /// run with [`FailureKind::Invariant`]. It sees the whole simulation
-    /// (read-only): [`now`](Self::now), [`io`](Self::io), ...
+    /// (read-only): [`now`](Self::now), [`io`](Self::io), and the ground
+    /// truth by host name — [`host_state`](Self::host_state),
+    /// [`link`](Self::link) — ...
     pub fn invariant<F>(&mut self, name: &str, invariant: F) -> &mut Sim
     where
         F: FnMut(&Sim) -> Result<(), String> + 'static,
@@ -747,6 +780,7 @@ impl Sim {
                 handlers: 0,
                 timeouts: 0,
             },
+            paused_until: Instant::ZERO,
             setup,
             client_setup,
         };
@@ -862,11 +896,20 @@ impl Sim {
     pub fn pause(&mut self, name: &str, duration: Duration) -> &mut Sim {
         if let Some(index) = self.index_of(name) {
             let id = self.hosts[index].id;
-            let mut world = self.net.world_mut();
-            world.pause_host(id, duration);
-            world.scripted_fault(FaultKind::Pause, id, duration.as_micros() as u64);
+            self.pause_index(index, duration);
+            self.net
+                .world_mut()
+                .scripted_fault(FaultKind::Pause, id, duration.as_micros() as u64);
         }
         self
+    }
+
+    /// Pause host `index` for `duration`, and remember until when.
+    fn pause_index(&mut self, index: usize, duration: Duration) {
+        let id = self.hosts[index].id;
+        let mut world = self.net.world_mut();
+        world.pause_host(id, duration);
+        self.hosts[index].paused_until = world.busy_until(id);
     }
 
     /// Crash host `name`: its loop and its service's state are dropped,
@@ -891,6 +934,7 @@ impl Sim {
         if let Some(io) = host.io.take() {
             drop(io);
             self.net.world_mut().crash_host(host.id, mode);
+            host.paused_until = Instant::ZERO;
             host.baseline = Holdings {
                 fds: Vec::new(),
                 handlers: 0,
@@ -1023,7 +1067,8 @@ impl Sim {
             .filter(|&i| self.net.world().busy_until(self.hosts[i].id) <= now)
             .collect();
         if !awake.is_empty() {
-            let host = self.hosts[pick(entropy, &awake)].id;
+            let index = pick(entropy, &awake);
+            let host = self.hosts[index].id;
             let duration = lasting(entropy, faults.pause_ms_max);
             let paused = decide(
                 &mut self.net.world_mut(),
@@ -1033,7 +1078,7 @@ impl Sim {
                 host,
             );
             if paused {
-                self.net.world_mut().pause_host(host, duration);
+                self.pause_index(index, duration);
             }
         }
         if !services.is_empty() {
@@ -1176,6 +1221,73 @@ impl Sim {
             .find(|h| h.name == name)
             .map(|h| self.net.world().open_fds(h.id))
             .unwrap_or_default()
+    }
+
+    /// What host `name` is doing now — running, paused, or crashed and how
+    /// — or `None` if there is no such host. For invariants that must know
+    /// the truth about a host its peers can only guess at.
+    ///
+    /// ```
+    /// use ioloop_sim::{CrashMode, FaultPreset, HostState, LinkState, Sim};
+    /// use std::time::Duration;
+    ///
+    /// let mut sim = Sim::new(1, FaultPreset::None);
+    /// sim.host("a", "10.0.0.1", |_| Ok(()));
+    /// sim.host("b", "10.0.0.2", |_| Ok(()));
+    /// sim.partition_oneway("a", "b").pause("a", Duration::from_millis(10));
+    /// sim.crash("b", CrashMode::Machine);
+    /// assert_eq!(sim.link("a", "b"), Some(LinkState::Cut));
+    /// assert_eq!(sim.link("b", "a"), Some(LinkState::Open)); // one way only
+    /// assert!(sim.is_paused("a") && sim.is_up("a"));
+    /// assert_eq!(sim.host_state("b"), Some(HostState::Crashed(CrashMode::Machine)));
+    /// sim.run_for(Duration::from_millis(20))?;
+    /// assert_eq!(sim.host_state("a"), Some(HostState::Running)); // the pause is over
+    /// assert!(!sim.is_up("b") && sim.host_state("c").is_none());
+    /// # Ok::<(), ioloop_sim::Failure>(())
+    /// ```
+    pub fn host_state(&self, name: &str) -> Option<HostState> {
+        let host = self.hosts.iter().find(|h| h.name == name)?;
+        let world = self.net.world();
+        Some(if host.io.is_none() {
+            HostState::Crashed(if world.host_is_down(host.id) {
+                CrashMode::Machine
+            } else {
+                CrashMode::Process
+            })
+        } else if host.paused_until > world.now() {
+            HostState::Paused
+        } else {
+            HostState::Running
+        })
+    }
+
+    /// `true` if host `name` exists and has not crashed (a paused host is
+    /// up: its process lives).
+    pub fn is_up(&self, name: &str) -> bool {
+        self.host_state(name)
+            .is_some_and(|state| !matches!(state, HostState::Crashed(_)))
+    }
+
+    /// `true` if host `name` is paused now.
+    pub fn is_paused(&self, name: &str) -> bool {
+        self.host_state(name) == Some(HostState::Paused)
+    }
+
+    /// The state of the link from host `from` to host `to` now (one way:
+    /// [`partition_oneway`](Self::partition_oneway) cuts only one), or
+    /// `None` if either host does not exist. A link to a crashed host is
+    /// still open: ask [`host_state`](Self::host_state) about the host.
+    pub fn link(&self, from: &str, to: &str) -> Option<LinkState> {
+        let id = |name: &str| self.hosts.iter().find(|h| h.name == name).map(|h| h.id);
+        let (from, to) = (id(from)?, id(to)?);
+        let world = self.net.world();
+        Some(if world.link_cut(from, to) {
+            LinkState::Cut
+        } else if world.link_blocked(from, to) {
+            LinkState::Clogged
+        } else {
+            LinkState::Open
+        })
     }
 
     /// The names of the hosts, in the order they were added.

@@ -1,4 +1,4 @@
-//! A UDP heartbeat and membership service, tested as the user who wrote it would: sweeps that run each seed for a fixed time (the service never ends), a liveness phase over its periodic work, and its planted twins.
+//! A UDP heartbeat and membership service, tested as the user who wrote it would: sweeps that run each seed for a fixed time (the service never ends), an invariant on the simulator's ground truth about hosts and links, a liveness phase over its periodic work, and its planted twins.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -8,7 +8,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ioloop::{Events, IOLoop, Instant, PeriodicCallback, Poller};
-use ioloop_sim::{AtRest, Entropy, FailureKind, Sim, Survives, Sweep, SweepError};
+use ioloop_sim::{
+    AtRest, Entropy, FailureKind, FaultPreset, HostState, LinkState, Sim, Survives, Sweep,
+    SweepError,
+};
 
 // ----- the service ----------------------------------------------------------------
 
@@ -16,6 +19,9 @@ use ioloop_sim::{AtRest, Entropy, FailureKind, Sim, Survives, Sweep, SweepError}
 const NODES: [(&str, &str); 3] = [("n1", "10.0.0.1"), ("n2", "10.0.0.2"), ("n3", "10.0.0.3")];
 const PORT: u16 = 7946;
 const PERIOD: Duration = Duration::from_millis(50);
+/// How long a node counts a peer alive after the peer sent the newest
+/// heartbeat it heard.
+const EXPIRY: Duration = Duration::from_millis(300);
 
 /// How its planted twins break the service.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -24,11 +30,23 @@ enum Flaw {
     /// Sends each round of heartbeats from a socket of its own, and never
     /// closes it: an fd leak.
     SocketPerBeat,
+    /// Counts a peer alive forever once heard: a crashed or partitioned
+    /// peer stays in the view.
+    NeverExpires,
 }
 
 /// Each node's view: peer → when the newest heartbeat heard from it was
 /// sent. A restart starts from an empty view.
 type Views = Rc<RefCell<BTreeMap<&'static str, BTreeMap<String, Instant>>>>;
+
+/// `true` if `node` counts `peer` alive at `now`.
+fn alive(views: &Views, node: &str, peer: &str, now: Instant, flaw: Flaw) -> bool {
+    let views = views.borrow();
+    let Some(sent) = views.get(node).and_then(|view| view.get(peer)) else {
+        return false;
+    };
+    flaw == Flaw::NeverExpires || now - *sent <= EXPIRY
+}
 
 fn addr_of(name: &str) -> SocketAddr {
     let (_, ip) = NODES.iter().find(|(n, _)| *n == name).unwrap();
@@ -79,7 +97,7 @@ fn node<P: Poller + 'static>(
                 Ok(fd) => fd,
                 Err(_) => return,
             },
-            Flaw::None => fd,
+            Flaw::None | Flaw::NeverExpires => fd,
         };
         let message = format!("hb {me} {}", io.time().since_epoch().as_micros());
         for (peer, _) in NODES.iter().filter(|(peer, _)| *peer != me) {
@@ -92,6 +110,37 @@ fn node<P: Poller + 'static>(
     Ok(())
 }
 
+/// The property, on the simulator's ground truth: no node that is up
+/// counts alive a peer that has been down for longer than [`EXPIRY`].
+///
+/// Exact, not a heuristic: a peer sends only in a step of its own, after
+/// which this runs and sees it up (its setup sends nothing); so a peer seen
+/// crashed at every step since `since` sent nothing after it.
+fn no_crashed_peer_counts_alive(
+    views: Views,
+    flaw: Flaw,
+) -> impl FnMut(&Sim) -> Result<(), String> {
+    let mut down_since: BTreeMap<&str, Instant> = BTreeMap::new();
+    move |sim| {
+        let now = sim.now();
+        for (peer, _) in NODES {
+            let Some(HostState::Crashed(mode)) = sim.host_state(peer) else {
+                down_since.remove(peer);
+                continue;
+            };
+            let since = *down_since.entry(peer).or_insert(now);
+            for (node, _) in NODES.iter().filter(|(node, _)| *node != peer) {
+                if sim.is_up(node) && now - since > EXPIRY && alive(&views, node, peer, now, flaw) {
+                    return Err(format!(
+                        "{node} counts {peer} alive, though {peer} has been down since {since:?} ({mode:?} crash)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The simulation: three nodes, nothing else; they may crash and restart.
 fn membership(sim: &mut Sim, flaw: Flaw) -> Views {
     let views = Views::default();
@@ -100,23 +149,45 @@ fn membership(sim: &mut Sim, flaw: Flaw) -> Views {
         sim.host(name, ip, move |io| Ok(node(io, name, &views, flaw)?));
     }
     sim.survives(Survives::MachineCrashes);
+    sim.invariant(
+        "no crashed peer counts alive",
+        no_crashed_peer_counts_alive(Rc::clone(&views), flaw),
+    );
     views
 }
 
 // ----- sweeps for a fixed time ----------------------------------------------------
 
 #[test]
-fn membership_runs_each_seed_for_a_fixed_time_with_no_client() {
-    let summary = Sweep::new("membership_runs_each_seed_for_a_fixed_time_with_no_client")
+fn membership_survives_faults() {
+    let summary = Sweep::new("membership_survives_faults")
         .seeds(0..40)
         .run_for(Duration::from_secs(2), |sim| {
             membership(sim, Flaw::None);
         });
-    assert_eq!(summary.ran, 40);
     // Every kind of network fault struck some seed: the nemesis went on
     // for the whole time, with no client to wait for.
     for kind in ["partition", "clog", "pause", "crash"] {
         assert!(summary.faults_fired.contains_key(kind), "{summary:?}");
+    }
+}
+
+#[test]
+fn a_node_that_never_expires_a_crashed_peer_is_caught() {
+    let result = Sweep::new("a_node_that_never_expires_a_crashed_peer_is_caught")
+        .seeds(0..40)
+        .try_run_for(Duration::from_secs(2), |sim| {
+            membership(sim, Flaw::NeverExpires);
+        });
+    match result {
+        Err(SweepError::Failed(failure)) => {
+            assert_eq!(failure.failure.kind, FailureKind::Invariant, "{failure}");
+            assert!(
+                failure.failure.message.contains("has been down since"),
+                "{failure}"
+            );
+        }
+        other => panic!("the twin was not caught: {other:?}"),
     }
 }
 
@@ -203,4 +274,46 @@ fn configure_passes_builder_knobs_to_every_seed_and_refuses_those_that_break_rep
         Err(SweepError::Config(message)) => assert!(message.contains("entropy"), "{message}"),
         other => panic!("expected a configuration error, got {other:?}"),
     }
+}
+
+/// Node `n3` counts `n2` alive once the link from `n2` has been cut for
+/// longer than [`EXPIRY`]. Exact for the scripted partition of the test
+/// below: with no fault drawn, no heartbeat sent before the cut lands late.
+fn a_cut_peer_counts_alive(
+    sim: &Sim,
+    views: &Views,
+    flaw: Flaw,
+    cut_at: Instant,
+) -> Result<(), String> {
+    let now = sim.now();
+    let cut = sim.link("n2", "n3") == Some(LinkState::Cut);
+    if cut && now - cut_at > EXPIRY && alive(views, "n3", "n2", now, flaw) {
+        return Err(format!(
+            "n3 counts n2 alive, though the link from n2 has been cut since {cut_at:?}"
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_node_that_never_expires_a_partitioned_peer_is_caught() {
+    let run = |flaw| {
+        let mut sim = Sim::new(1, FaultPreset::None);
+        let views = membership(&mut sim, flaw);
+        let cut_at = Instant::from_epoch(Duration::from_millis(500));
+        sim.at(cut_at.since_epoch(), |sim| {
+            sim.partition_oneway("n2", "n3");
+        });
+        sim.at(Duration::from_millis(1500), |sim| {
+            sim.repair("n2", "n3");
+        });
+        sim.invariant("no cut peer counts alive", move |sim| {
+            a_cut_peer_counts_alive(sim, &views, flaw, cut_at)
+        });
+        sim.run_for(Duration::from_secs(2))
+    };
+    run(Flaw::None).unwrap();
+    let failure = run(Flaw::NeverExpires).unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Invariant, "{failure}");
+    assert!(failure.message.contains("cut since t+500ms"), "{failure}");
 }
