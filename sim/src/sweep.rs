@@ -44,6 +44,7 @@ use crate::{Builder, Failure, FaultCoverage, FaultPreset, Report, Sim};
 /// | `IOLOOP_SIM_REQUIRE_FAULTS=1` | fail if a fault kind some seed enabled never fired |
 /// | `IOLOOP_SIM_SHRINK=1` or `=FILE` | shrink a failure to a schedule file |
 /// | `IOLOOP_SIM_SCHEDULE=FILE` | replay a schedule file written by a shrink |
+/// | `IOLOOP_SIM_SCHEDULE_ANY_NAME=1` | replay it even if it names another test (a planted twin's schedule against the fixed service) |
 ///
 /// A malformed variable fails the test with a message naming it; it never
 /// runs something else than what was asked.
@@ -142,6 +143,7 @@ struct Env {
     summary: Option<PathBuf>,
     shrink: Option<String>,
     schedule: Option<PathBuf>,
+    schedule_any_name: bool,
     require_faults: bool,
 }
 
@@ -202,6 +204,15 @@ impl Env {
         };
         env.shrink = var("IOLOOP_SIM_SHRINK")?.filter(|v| v != "0");
         env.schedule = var("IOLOOP_SIM_SCHEDULE")?.map(PathBuf::from);
+        env.schedule_any_name = match var("IOLOOP_SIM_SCHEDULE_ANY_NAME")?.as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(other) => {
+                return Err(format!(
+                    "IOLOOP_SIM_SCHEDULE_ANY_NAME: expected 0 or 1, got {other:?}"
+                ))
+            }
+        };
         if env.schedule.is_some() && env.seed.is_some() {
             return Err(
                 "IOLOOP_SIM_SCHEDULE and IOLOOP_SIM_SEED both given: a schedule names its own seed"
@@ -531,13 +542,26 @@ impl Sweep {
         let schedule = Schedule::parse(&text).map_err(|e| {
             SweepError::Config(format!("IOLOOP_SIM_SCHEDULE: {}: {e}", path.display()))
         })?;
-        if schedule.name != self.name {
+        // A schedule names the decisions that fire, by number: against
+        // another test they are other decisions, unless that test is the
+        // same simulation with a fix (a planted twin's schedule replayed
+        // against the fixed service) — the user's call to make.
+        let other_name = schedule.name != self.name;
+        if other_name && !env.schedule_any_name {
             return Err(SweepError::Config(format!(
-                "IOLOOP_SIM_SCHEDULE: {} is a schedule of {:?}, not of {:?}",
+                "IOLOOP_SIM_SCHEDULE: {} is a schedule of {:?}, not of {:?} (IOLOOP_SIM_SCHEDULE_ANY_NAME=1 replays it anyway: the same simulation, its decisions numbered alike, as a planted twin and its fixed service are)",
                 path.display(),
                 schedule.name,
                 self.name
             )));
+        }
+        if other_name {
+            eprintln!(
+                "ioloop-sim: replaying {}, a schedule of {:?}, against {:?} (IOLOOP_SIM_SCHEDULE_ANY_NAME=1)",
+                path.display(),
+                schedule.name,
+                self.name
+            );
         }
         let result = self.run_schedule(&schedule, env.trace.is_some(), describe);
         let report = match &result {
@@ -560,8 +584,13 @@ impl Sweep {
                 seed: schedule.seed,
                 failure,
                 replay: format!(
-                    "IOLOOP_SIM_SCHEDULE={} {}",
+                    "IOLOOP_SIM_SCHEDULE={}{} {}",
                     path.display(),
+                    if other_name {
+                        " IOLOOP_SIM_SCHEDULE_ANY_NAME=1"
+                    } else {
+                        ""
+                    },
                     self.test_command()
                 ),
                 schedule_file: Some(path.clone()),

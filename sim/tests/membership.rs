@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::process::Command;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -160,13 +161,20 @@ fn membership(sim: &mut Sim, flaw: Flaw) -> Views {
 
 #[test]
 fn membership_survives_faults() {
-    let summary = Sweep::new("membership_survives_faults")
+    Sweep::new("membership_survives_faults")
         .seeds(0..40)
         .run_for(Duration::from_secs(2), |sim| {
             membership(sim, Flaw::None);
         });
-    // Every kind of network fault struck some seed: the nemesis went on
-    // for the whole time, with no client to wait for.
+}
+
+#[test]
+fn the_nemesis_strikes_for_the_whole_time_with_no_client() {
+    let summary = Sweep::new("the_nemesis_strikes_for_the_whole_time_with_no_client")
+        .seeds(0..40)
+        .run_for(Duration::from_secs(2), |sim| {
+            membership(sim, Flaw::None);
+        });
     for kind in ["partition", "clog", "pause", "crash"] {
         assert!(summary.faults_fired.contains_key(kind), "{summary:?}");
     }
@@ -316,4 +324,83 @@ fn a_node_that_never_expires_a_partitioned_peer_is_caught() {
     let failure = run(Flaw::NeverExpires).unwrap_err();
     assert_eq!(failure.kind, FailureKind::Invariant, "{failure}");
     assert!(failure.message.contains("cut since t+500ms"), "{failure}");
+}
+
+// ----- a twin's schedule, replayed against the fixed service -------------------
+
+/// The planted twin as a test of its own: run by the test below in a new
+/// process, as a user runs the printed lines.
+#[test]
+#[ignore = "planted bug: must fail; run by a_twins_shrunk_schedule_replays_against_the_fixed_service"]
+fn membership_that_never_expires() {
+    Sweep::new("membership_that_never_expires")
+        .seeds(0..40)
+        .run_for(Duration::from_secs(2), |sim| {
+            membership(sim, Flaw::NeverExpires);
+        });
+}
+
+/// Run one test of this binary in a new process with `vars` set (and every
+/// other `IOLOOP_SIM_*` variable cleared); its exit success and output.
+fn this_test(name: &str, vars: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args([
+        name,
+        "--exact",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("IOLOOP_SIM_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(vars.iter().copied());
+    let output = command.output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[test]
+fn a_twins_shrunk_schedule_replays_against_the_fixed_service() {
+    let schedule =
+        std::env::temp_dir().join(format!("ioloop-membership-{}.schedule", std::process::id()));
+    let path = schedule.to_str().unwrap();
+    let (passed, twin) = this_test(
+        "membership_that_never_expires",
+        &[("IOLOOP_SIM_SHRINK", path)],
+    );
+    assert!(!passed && twin.contains("shrunk in"), "{twin}");
+    let text = std::fs::read_to_string(&schedule).unwrap();
+    assert!(
+        text.contains("name membership_that_never_expires") && text.contains("fire n"),
+        "{text}"
+    );
+    // The guard stays: a schedule of another test is refused, and the
+    // refusal names the override.
+    let replay = [("IOLOOP_SIM_SCHEDULE", path)];
+    let (passed, refused) = this_test("membership_survives_faults", &replay);
+    assert!(!passed, "{refused}");
+    assert!(
+        refused.contains("is a schedule of \"membership_that_never_expires\", not of \"membership_survives_faults\"")
+            && refused.contains("IOLOOP_SIM_SCHEDULE_ANY_NAME=1"),
+        "{refused}"
+    );
+    // With the override the fixed service replays the twin's faults, and passes.
+    let replay = [
+        ("IOLOOP_SIM_SCHEDULE", path),
+        ("IOLOOP_SIM_SCHEDULE_ANY_NAME", "1"),
+    ];
+    let (passed, fixed) = this_test("membership_survives_faults", &replay);
+    assert!(passed, "{fixed}");
+    assert!(
+        fixed.contains("a schedule of \"membership_that_never_expires\", against"),
+        "{fixed}"
+    );
+    // And the twin, replaying its own schedule, still fails the same way.
+    let (passed, again) = this_test("membership_that_never_expires", &replay[..1]);
+    std::fs::remove_file(&schedule).unwrap();
+    assert!(!passed && again.contains("has been down since"), "{again}");
 }
