@@ -89,6 +89,35 @@ pub struct SweepSummary {
     pub coverage: FaultCoverage,
 }
 
+impl SweepSummary {
+    /// Nothing run yet.
+    fn new(name: &str, seeds: Range<u64>, shard: Option<(u64, u64)>) -> SweepSummary {
+        SweepSummary {
+            name: name.to_string(),
+            seeds,
+            shard,
+            ran: 0,
+            sim_events: 0,
+            faults_fired: BTreeMap::new(),
+            coverage: FaultCoverage::new(),
+        }
+    }
+
+    /// Count one seed's run (passed or failed).
+    fn add(&mut self, report: &Report) {
+        self.ran += 1;
+        self.sim_events += report.sim_events;
+        self.coverage
+            .add_run(&report.plan, report.network_faults.as_ref(), &report.fired);
+        for fault in &report.fired {
+            *self
+                .faults_fired
+                .entry(fault.name().to_string())
+                .or_default() += 1;
+        }
+    }
+}
+
 /// The first failing seed of a sweep, with everything needed to replay it.
 #[derive(Debug)]
 pub struct SweepFailure {
@@ -424,34 +453,15 @@ impl Sweep {
         if let Some(path) = &env.schedule {
             return self.replay_schedule(&env, path, &mut describe);
         }
-        let mut summary = SweepSummary {
-            name: self.name.clone(),
-            seeds: plan.seeds.clone(),
-            shard: env.shard,
-            ran: 0,
-            sim_events: 0,
-            faults_fired: BTreeMap::new(),
-            coverage: FaultCoverage::new(),
-        };
+        let mut summary = SweepSummary::new(&self.name, plan.seeds.clone(), env.shard);
         let started = std::time::Instant::now(); // wall clock for the summary only
         for seed in plan.to_run.clone() {
             let schedule = plan.schedule(&self.name, seed);
             let result = self.run_schedule(&schedule, env.trace.is_some(), &mut describe);
-            summary.ran += 1;
-            let report = match &result {
+            summary.add(match &result {
                 Ok(report) => report,
                 Err(failure) => &failure.report,
-            };
-            summary.sim_events += report.sim_events;
-            summary
-                .coverage
-                .add_run(&report.plan, report.network_faults.as_ref(), &report.fired);
-            for fault in &report.fired {
-                *summary
-                    .faults_fired
-                    .entry(fault.name().to_string())
-                    .or_default() += 1;
-            }
+            });
             let result = match result {
                 Ok(report) if env.check_determinism => {
                     self.check_determinism(&schedule, &report, &mut describe)
@@ -563,39 +573,42 @@ impl Sweep {
                 self.name
             );
         }
+        let started = std::time::Instant::now(); // wall clock for the summary only
         let result = self.run_schedule(&schedule, env.trace.is_some(), describe);
         let report = match &result {
             Ok(report) => report,
             Err(failure) => &failure.report,
         };
         emit_trace(env, report);
-        let summary = SweepSummary {
-            name: self.name.clone(),
-            seeds: schedule.seed..schedule.seed.saturating_add(1),
-            shard: None,
-            ran: 1,
-            sim_events: report.sim_events,
-            faults_fired: BTreeMap::new(),
-            coverage: FaultCoverage::new(),
-        };
+        let seeds = schedule.seed..schedule.seed.saturating_add(1);
+        let mut summary = SweepSummary::new(&self.name, seeds, None);
+        summary.add(report);
+        eprint!("{}: {}", self.name, summary.coverage);
         match result {
-            Ok(_) => Ok(summary),
-            Err(failure) => Err(SweepError::Failed(Box::new(SweepFailure {
-                seed: schedule.seed,
-                failure,
-                replay: format!(
-                    "IOLOOP_SIM_SCHEDULE={}{} {}",
-                    path.display(),
-                    if other_name {
-                        " IOLOOP_SIM_SCHEDULE_ANY_NAME=1"
-                    } else {
-                        ""
-                    },
-                    self.test_command()
-                ),
-                schedule_file: Some(path.clone()),
-                summary,
-            }))),
+            Ok(_) => {
+                write_summary(env, &summary, None, started.elapsed());
+                Ok(summary)
+            }
+            Err(failure) => {
+                let any_name = if other_name {
+                    " IOLOOP_SIM_SCHEDULE_ANY_NAME=1"
+                } else {
+                    ""
+                };
+                let failure = SweepFailure {
+                    seed: schedule.seed,
+                    failure,
+                    replay: format!(
+                        "IOLOOP_SIM_SCHEDULE={}{any_name} {}",
+                        path.display(),
+                        self.test_command()
+                    ),
+                    schedule_file: Some(path.clone()),
+                    summary,
+                };
+                write_summary(env, &failure.summary, Some(&failure), started.elapsed());
+                Err(SweepError::Failed(Box::new(failure)))
+            }
         }
     }
 

@@ -363,6 +363,15 @@ fn this_test(name: &str, vars: &[(&str, &str)]) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// The line of `text` from just after `prefix`.
+fn field<'a>(text: &'a str, prefix: &str) -> &'a str {
+    let start = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in:\n{text}"))
+        + prefix.len();
+    text[start..].lines().next().unwrap()
+}
+
 #[test]
 fn a_twins_shrunk_schedule_replays_against_the_fixed_service() {
     let schedule =
@@ -388,15 +397,35 @@ fn a_twins_shrunk_schedule_replays_against_the_fixed_service() {
             && refused.contains("IOLOOP_SIM_SCHEDULE_ANY_NAME=1"),
         "{refused}"
     );
-    // With the override the fixed service replays the twin's faults, and passes.
+    // With the override the fixed service replays the twin's faults, and
+    // passes; its summary counts the faults that fired, as a sweep's does.
+    let summary = schedule.with_extension("jsonl");
+    let summary_path = summary.to_str().unwrap();
     let replay = [
         ("IOLOOP_SIM_SCHEDULE", path),
         ("IOLOOP_SIM_SCHEDULE_ANY_NAME", "1"),
+        ("IOLOOP_SIM_SUMMARY", summary_path),
     ];
     let (passed, fixed) = this_test("membership_survives_faults", &replay);
     assert!(passed, "{fixed}");
     assert!(
         fixed.contains("a schedule of \"membership_that_never_expires\", against"),
+        "{fixed}"
+    );
+    // `fire n131  # crash host1 fd-1 at t+330ms`: the kind is the word after `#`.
+    let kind = field(&text, "fire n").split_whitespace().nth(2).unwrap();
+    let line = std::fs::read_to_string(&summary).unwrap();
+    std::fs::remove_file(&summary).unwrap();
+    assert!(
+        line.contains("\"ran\":1,\"failed\":0")
+            && line.contains(&format!("\"faults_fired\":{{\"{kind}\":1}}"))
+            && line.contains(&format!(
+                "\"{kind}\":{{\"seeds_enabled\":1,\"seeds_fired\":1,\"fired\":1"
+            )),
+        "{line}"
+    );
+    assert!(
+        fixed.contains("fault coverage over 1 seeds") && fixed.contains(kind),
         "{fixed}"
     );
     // And the twin, replaying its own schedule, still fails the same way.
