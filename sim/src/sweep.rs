@@ -83,8 +83,12 @@ pub struct SweepSummary {
     pub ran: u64,
     /// Simulated events over all seeds.
     pub sim_events: u64,
-    /// How many times each kind of fault fired, over all seeds.
+    /// How many times the seeds drew each kind of fault, over all seeds.
     pub faults_fired: BTreeMap<String, u64>,
+    /// How many times each kind happened without being drawn — scripted by
+    /// the test ([`Sim::partition`], ...) or caused by its workload — over
+    /// all seeds.
+    pub faults_scripted: BTreeMap<String, u64>,
     /// For each fault kind: seeds that enabled it, seeds where it fired.
     pub coverage: FaultCoverage,
 }
@@ -99,6 +103,7 @@ impl SweepSummary {
             ran: 0,
             sim_events: 0,
             faults_fired: BTreeMap::new(),
+            faults_scripted: BTreeMap::new(),
             coverage: FaultCoverage::new(),
         }
     }
@@ -110,10 +115,12 @@ impl SweepSummary {
         self.coverage
             .add_run(&report.plan, report.network_faults.as_ref(), &report.fired);
         for fault in &report.fired {
-            *self
-                .faults_fired
-                .entry(fault.name().to_string())
-                .or_default() += 1;
+            let counts = if fault.draw == crate::world::SCRIPTED {
+                &mut self.faults_scripted
+            } else {
+                &mut self.faults_fired
+            };
+            *counts.entry(fault.name().to_string()).or_default() += 1;
         }
     }
 }
@@ -897,12 +904,17 @@ fn write_summary(
         ",\"coverage\":{{{}}}",
         summary.coverage.json_members()
     );
-    line.push_str(",\"faults_fired\":{");
-    for (index, (name, count)) in summary.faults_fired.iter().enumerate() {
-        let comma = if index > 0 { "," } else { "" };
-        let _ = write!(line, "{comma}{}:{count}", json_string(name));
+    for (key, counts) in [
+        ("faults_fired", &summary.faults_fired),
+        ("faults_scripted", &summary.faults_scripted),
+    ] {
+        let _ = write!(line, ",\"{key}\":{{");
+        for (index, (name, count)) in counts.iter().enumerate() {
+            let comma = if index > 0 { "," } else { "" };
+            let _ = write!(line, "{comma}{}:{count}", json_string(name));
+        }
+        line.push('}');
     }
-    line.push('}');
     match failure {
         Some(failure) => {
             let _ = write!(

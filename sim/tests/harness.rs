@@ -639,6 +639,32 @@ fn a_sweep_whose_enabled_faults_never_fire_fails_when_asked_to() {
 }
 
 #[test]
+fn scripted_faults_are_counted_apart_from_the_faults_the_seeds_drew() {
+    let summary = Sweep::new("scripted_faults_are_counted_apart_from_the_faults_the_seeds_drew")
+        .seeds(0..3)
+        .faults(FaultPreset::None)
+        .require_faults_fire(true)
+        .run(|sim| {
+            counter(sim, Flaw::None);
+            sim.partition("server", "alice");
+            sim.at(Duration::from_millis(5), |sim| {
+                sim.repair("server", "alice");
+            });
+        });
+    // Two one-way cuts a seed, none drawn: no kind was enabled, so none
+    // went untested.
+    assert_eq!(summary.faults_scripted.get("partition"), Some(&6));
+    assert!(
+        summary.faults_fired.is_empty(),
+        "{:?}",
+        summary.faults_fired
+    );
+    let row = summary.coverage.row(FaultKind::Partition);
+    assert_eq!((row.seeds_enabled, row.fired, row.scripted), (0, 0, 6));
+    assert!(summary.coverage.to_string().contains("scripted"));
+}
+
+#[test]
 fn a_client_that_fails_in_its_setup_fails_the_run() {
     let mut sim = Sim::new(1, FaultPreset::None);
     sim.client("quitter", "10.0.0.2", |_, done| {
