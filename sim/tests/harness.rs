@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use ioloop::{Events, IOLoop, Instant, PeriodicCallback, Poller};
 use ioloop_sim::{
-    AtRest, BoxError, Done, FailureKind, FaultKind, FaultPreset, Sim, SimPoller, Sweep, SweepError,
+    AtRest, BoxError, Done, FailureKind, FaultKind, FaultPreset, Sim, SimPoller, Survives, Sweep,
+    SweepError,
 };
 
 // ----- the service: a shared counter over a line protocol ------------------------
@@ -662,6 +663,38 @@ fn scripted_faults_are_counted_apart_from_the_faults_the_seeds_drew() {
     let row = summary.coverage.row(FaultKind::Partition);
     assert_eq!((row.seeds_enabled, row.fired, row.scripted), (0, 0, 6));
     assert!(summary.coverage.to_string().contains("scripted"));
+}
+
+#[test]
+fn the_failure_header_shows_the_network_plan_whenever_network_faults_are_on() {
+    let name = "the_failure_header_shows_the_network_plan_whenever_network_faults_are_on";
+    for (preset, level, network_on) in [
+        (FaultPreset::Swarm, Survives::HealingFaults, true),
+        (FaultPreset::All, Survives::MachineCrashes, true),
+        (FaultPreset::Swarm, Survives::SocketFaults, false),
+        (FaultPreset::None, Survives::MachineCrashes, false),
+    ] {
+        let result = Sweep::new(name).seeds(0..1).faults(preset).try_run(|sim| {
+            sim.survives(level);
+            sim.client("quitter", "10.0.0.2", |_, done| {
+                done.fail("gave up");
+                Ok(())
+            });
+        });
+        let Err(SweepError::Failed(failure)) = result else {
+            panic!("{preset}: the run must fail");
+        };
+        let header = failure.to_string();
+        let lines: Vec<&str> = header.lines().collect();
+        assert!(lines[1].starts_with("  plan: "), "{header}");
+        match failure.failure.report.network_faults {
+            Some(network) if network_on => {
+                assert_eq!(lines[2], format!("  network: {network}"), "{header}");
+            }
+            None if !network_on => assert!(!header.contains("network:"), "{header}"),
+            other => panic!("{preset} {level}: network faults {other:?}"),
+        }
+    }
 }
 
 #[test]
