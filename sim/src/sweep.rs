@@ -29,6 +29,10 @@ use crate::{Builder, Failure, FaultCoverage, FaultPreset, Report, Sim};
 /// }
 /// ```
 ///
+/// Each seed runs until its clients are done ([`run`](Self::run)), or for a
+/// fixed virtual time ([`run_for`](Self::run_for)); [`configure`](Self::configure)
+/// passes [`Builder`] knobs to every seed.
+///
 /// The environment overrides the code, so one test serves every use:
 ///
 /// | variable | meaning |
