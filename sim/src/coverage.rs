@@ -1,21 +1,31 @@
-//! `FaultCoverage`: for each fault kind, how many seeds of a sweep enabled it and how many times it fired — so a test that asked for a fault and never got one cannot pass quietly.
+//! `FaultCoverage`: for each fault kind, how many seeds of a sweep enabled it and how many times the seeds drew it — so a test that asked for a fault and never got one cannot pass quietly — and, apart, how many times a test scripted it.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use crate::net::FiredFault;
+use crate::world::SCRIPTED;
 use crate::{FaultKind, FaultPlan, NetworkFaults};
 
 /// One fault kind's row.
+///
+/// `seeds_enabled`, `seeds_fired` and `fired` are about the faults the
+/// seeds drew, by their plan or the nemesis's; a fault the test scripted
+/// ([`Sim::partition`](crate::Sim::partition), [`Sim::crash`](crate::Sim::crash)...)
+/// or its workload caused (a datagram truncated to the reader's buffer) is
+/// counted in `scripted` alone, so that it cannot hide a drawn kind that
+/// never fired.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CoverageRow {
-    /// Seeds whose plan enabled the kind (or, for a scripted kind, that
-    /// scripted it).
+    /// Seeds whose plan (or network faults) enabled the kind.
     pub seeds_enabled: u64,
-    /// Seeds in which it fired at least once.
+    /// Seeds in which the seed drew it at least once.
     pub seeds_fired: u64,
-    /// Times it fired, over all seeds.
+    /// Times the seeds drew it, over all seeds.
     pub fired: u64,
+    /// Times it happened without being drawn — scripted by the test, or
+    /// caused by its workload — over all seeds.
+    pub scripted: u64,
 }
 
 /// Fault coverage over the seeds of a sweep.
@@ -45,7 +55,9 @@ impl FaultCoverage {
     ) {
         self.seeds += 1;
         for kind in FaultKind::ALL {
-            let count = fired.iter().filter(|f| f.kind == kind).count() as u64;
+            let of_kind = fired.iter().filter(|f| f.kind == kind);
+            let scripted = of_kind.clone().filter(|f| f.draw == SCRIPTED).count() as u64;
+            let count = of_kind.filter(|f| f.draw != SCRIPTED).count() as u64;
             let by_network = network.is_some_and(|n| match kind {
                 FaultKind::Partition => n.partition > 0,
                 FaultKind::Clog => n.clog > 0,
@@ -54,13 +66,14 @@ impl FaultCoverage {
                 _ => false,
             });
             let enabled = plan.enables(kind) || by_network || count > 0;
-            if !enabled {
+            if !enabled && scripted == 0 {
                 continue;
             }
             let row = self.rows.entry(kind).or_default();
-            row.seeds_enabled += 1;
+            row.seeds_enabled += u64::from(enabled);
             row.fired += count;
             row.seeds_fired += u64::from(count > 0);
+            row.scripted += scripted;
         }
     }
 
@@ -74,7 +87,8 @@ impl FaultCoverage {
         self.seeds
     }
 
-    /// The kinds some seed enabled that never fired in any seed.
+    /// The kinds some seed enabled that no seed drew (scripted faults of
+    /// the kind do not count).
     pub fn enabled_never_fired(&self) -> Vec<FaultKind> {
         self.rows
             .iter()
@@ -90,8 +104,8 @@ impl FaultCoverage {
             let comma = if index > 0 { "," } else { "" };
             let _ = write!(
                 text,
-                "{comma}\"{kind}\":{{\"seeds_enabled\":{},\"seeds_fired\":{},\"fired\":{}}}",
-                row.seeds_enabled, row.seeds_fired, row.fired
+                "{comma}\"{kind}\":{{\"seeds_enabled\":{},\"seeds_fired\":{},\"fired\":{},\"scripted\":{}}}",
+                row.seeds_enabled, row.seeds_fired, row.fired, row.scripted
             );
         }
         text
@@ -99,29 +113,37 @@ impl FaultCoverage {
 }
 
 impl fmt::Display for FaultCoverage {
-    /// The table a sweep prints: one line per kind any seed enabled, and a
-    /// loud line for each that never fired.
+    /// The table a sweep prints: one line per kind any seed enabled or
+    /// scripted (the `scripted` column only when some run scripted one),
+    /// and a loud line for each enabled kind no seed drew.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scripted = self.rows.values().any(|row| row.scripted > 0);
         writeln!(f, "fault coverage over {} seeds:", self.seeds)?;
-        writeln!(
+        write!(
             f,
-            "  {:<16} {:>13} {:>11} {:>10}",
+            "  {:<18} {:>13} {:>11} {:>10}",
             "fault", "seeds enabled", "seeds fired", "fired"
         )?;
+        if scripted {
+            write!(f, " {:>10}", "scripted")?;
+        }
+        writeln!(f)?;
         for (kind, row) in &self.rows {
-            writeln!(
+            write!(
                 f,
-                "  {:<16} {:>13} {:>11} {:>10}{}",
+                "  {:<18} {:>13} {:>11} {:>10}",
                 kind.name(),
                 row.seeds_enabled,
                 row.seeds_fired,
                 row.fired,
-                if row.fired == 0 {
-                    "   <- NEVER FIRED"
-                } else {
-                    ""
-                }
             )?;
+            if scripted {
+                write!(f, " {:>10}", row.scripted)?;
+            }
+            if row.seeds_enabled > 0 && row.fired == 0 {
+                write!(f, "   <- NEVER FIRED")?;
+            }
+            writeln!(f)?;
         }
         let never = self.enabled_never_fired();
         if !never.is_empty() {
@@ -168,7 +190,8 @@ mod tests {
             CoverageRow {
                 seeds_enabled: 2,
                 seeds_fired: 1,
-                fired: 2
+                fired: 2,
+                scripted: 0
             }
         );
         assert_eq!(coverage.enabled_never_fired(), [FaultKind::Reset]);
@@ -179,5 +202,45 @@ mod tests {
         );
         // A kind nobody enabled is no row, and no warning.
         assert_eq!(coverage.row(FaultKind::Crash), CoverageRow::default());
+        assert!(!table.contains("scripted"), "{table}");
+    }
+
+    fn scripted(kind: FaultKind) -> FiredFault {
+        FiredFault {
+            draw: SCRIPTED,
+            ..fired(kind)
+        }
+    }
+
+    #[test]
+    fn scripted_faults_are_counted_apart_and_hide_no_drawn_kind_that_never_fired() {
+        let mut coverage = FaultCoverage::new();
+        // No fault drawn (FAULTS=none), partitions scripted: no kind enabled.
+        for _ in 0..3 {
+            coverage.add_run(&FaultPlan::none(), None, &[scripted(FaultKind::Partition)]);
+        }
+        let row = coverage.row(FaultKind::Partition);
+        assert_eq!((row.seeds_enabled, row.fired, row.scripted), (0, 0, 3));
+        assert!(coverage.enabled_never_fired().is_empty());
+        // The nemesis may partition, and never does: the scripted ones must
+        // not pass for it.
+        let network = NetworkFaults {
+            partition: 1,
+            ..NetworkFaults::none()
+        };
+        coverage.add_run(
+            &FaultPlan::none(),
+            Some(&network),
+            &[scripted(FaultKind::Partition)],
+        );
+        let row = coverage.row(FaultKind::Partition);
+        assert_eq!((row.seeds_enabled, row.fired, row.scripted), (1, 0, 4));
+        assert_eq!(coverage.enabled_never_fired(), [FaultKind::Partition]);
+        let table = coverage.to_string();
+        assert!(
+            table.contains("scripted") && table.contains("NEVER FIRED"),
+            "{table}"
+        );
+        assert!(coverage.json_members().contains("\"scripted\":4"));
     }
 }

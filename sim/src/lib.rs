@@ -12,7 +12,8 @@
 //!   socket faults, the network between hosts: partitions, clogs, pauses,
 //!   crashes and restarts, scripted or drawn by the seed as far as the
 //!   simulation declares its service [`Survives`] them.
-//! - [`Sweep`]: many seeds inside `cargo test`; the first failure prints the
+//! - [`Sweep`]: many seeds inside `cargo test` (each until its clients are
+//!   done, or for a fixed virtual time: [`Sweep::run_for`]); the first failure prints the
 //!   one line that replays it (`IOLOOP_SIM_SEED=0x1f cargo test ...`), and
 //!   `IOLOOP_SIM_*` variables add traces, determinism checks, shrinking to
 //!   a schedule file, shards and JSON summaries.
@@ -92,8 +93,8 @@ pub use faults::{DatagramFaults, FaultPlan, FaultPreset, Ppm};
 pub use nemesis::{NetworkFaults, Survives};
 pub use poller::{SimNet, SimPoller};
 pub use sim::{
-    BoxError, Builder, Done, Failure, FailureKind, Report, Sim, ROUNDS_MAX, SETTLE_WITHIN,
-    TIME_LIMIT,
+    AtRest, BoxError, Builder, Done, Failure, FailureKind, HostState, LinkState, Report, Sim,
+    ROUNDS_MAX, SETTLE_WITHIN, TIME_LIMIT,
 };
 pub use sweep::{Sweep, SweepError, SweepFailure, SweepSummary};
 pub use trace::Trace;

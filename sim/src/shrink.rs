@@ -97,7 +97,13 @@ impl Schedule {
     /// A [`Builder`] for this schedule's run: its seed, preset, liveness
     /// phase, and exactly its faults.
     pub fn builder(&self) -> Builder {
-        let mut builder = Sim::builder(self.seed).faults(self.faults);
+        self.configure(Sim::builder(self.seed))
+    }
+
+    /// `builder` (of this schedule's seed) with the schedule's preset,
+    /// liveness phase and faults.
+    pub(crate) fn configure(&self, builder: Builder) -> Builder {
+        let mut builder = builder.faults(self.faults);
         if !self.from_seed {
             builder = builder.schedule(self.fire.clone());
         }

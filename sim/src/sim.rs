@@ -75,8 +75,35 @@ pub struct Builder {
     settle_within: Duration,
     time_limit: Duration,
     leak_check: bool,
+    at_rest: AtRest,
+    duration: Option<Duration>,
     schedule: Option<BTreeSet<u64>>,
     network: Option<NetworkFaults>,
+}
+
+/// What a host may still have pending when the harness judges a run
+/// settled at the end of a liveness phase ([`Builder::at_rest`]).
+///
+/// Settled means, on every host at one moment: nothing in flight (no
+/// segment or datagram on its way or held on a link), no work due (no
+/// callback, no ready handler, no due timeout — a paused host's included),
+/// every client done, no more fds and handlers than after setup (the leak
+/// check), and no more pending timeouts than this allows. A periodic timer
+/// a service starts in its setup (heartbeats, a `PeriodicCallback`) never
+/// goes away, so the default counts it as part of the host at rest; a
+/// service with no periodic work can say so, and then any timer still
+/// ticking is what failed to settle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AtRest {
+    /// No more timeouts than the host held right after its setup (or its
+    /// restart): the periodic work its setup started goes on; a timeout
+    /// added since and never run or removed is unsettled. The default.
+    #[default]
+    SetupTimeouts,
+    /// No timeout at all: for services with no periodic work, where a
+    /// timer that keeps ticking at rest — even one the setup started — is
+    /// the bug.
+    NoTimeouts,
 }
 
 impl Builder {
@@ -93,6 +120,8 @@ impl Builder {
             settle_within: SETTLE_WITHIN,
             time_limit: TIME_LIMIT,
             leak_check: true,
+            at_rest: AtRest::default(),
+            duration: None,
             schedule: None,
             network: None,
         }
@@ -140,10 +169,47 @@ impl Builder {
 
     /// A liveness phase: every fault stops at this virtual time, and the
     /// run must then settle within [`settle_within`](Self::settle_within):
-    /// every client done, nothing in flight, no work and no timeout left on
-    /// any host, every host back to the fds and handlers it had after setup.
+    /// every client done, nothing in flight, no work due on any host, every
+    /// host back to the fds and handlers it had after setup, and no more
+    /// timeouts pending than [`at_rest`](Self::at_rest) allows (by default
+    /// those the host's setup left: its periodic work).
     pub fn liveness_after(mut self, after: Duration) -> Builder {
         self.liveness_after = Some(after);
+        self
+    }
+
+    /// What a settled host may still have pending (default
+    /// [`AtRest::SetupTimeouts`]): say [`AtRest::NoTimeouts`] for a service
+    /// with no periodic work, so that a timer left ticking — even one its
+    /// setup started — fails the liveness phase.
+    ///
+    /// ```
+    /// use ioloop::{IOLoop, PeriodicCallback};
+    /// use ioloop_sim::{AtRest, BoxError, FailureKind, Sim, SimPoller};
+    /// use std::time::Duration;
+    ///
+    /// // A heartbeat: a periodic timer its setup starts, and never stops.
+    /// let heartbeat = |io: &mut IOLoop<SimPoller>| -> Result<(), BoxError> {
+    ///     PeriodicCallback::new(|_: &mut IOLoop<SimPoller>| {}, Duration::from_millis(100))?.start(io);
+    ///     Ok(())
+    /// };
+    /// let run = |at_rest| {
+    ///     let mut sim = Sim::builder(1)
+    ///         .liveness_after(Duration::from_millis(10))
+    ///         .at_rest(at_rest)
+    ///         .build();
+    ///     sim.host("node", "10.0.0.1", heartbeat);
+    ///     sim.client("watch", "10.0.0.2", |io, done| {
+    ///         io.call_later(Duration::from_millis(50), move |_| done.ok());
+    ///         Ok(())
+    ///     });
+    ///     sim.run()
+    /// };
+    /// assert!(run(AtRest::SetupTimeouts).is_ok()); // the default
+    /// assert_eq!(run(AtRest::NoTimeouts).unwrap_err().kind, FailureKind::Liveness);
+    /// ```
+    pub fn at_rest(mut self, at_rest: AtRest) -> Builder {
+        self.at_rest = at_rest;
         self
     }
 
@@ -161,6 +227,35 @@ impl Builder {
         self
     }
 
+    /// Make `d` of virtual time part of [`Sim::run`]'s goal: the run goes
+    /// on until virtual time reaches `d` *and* every client is done — so a
+    /// service that never ends (heartbeats, gossip) runs with no client at
+    /// all — and then ends as any run does: the hosts must let go of what
+    /// they opened ([`leak_check`](Self::leak_check)) within
+    /// [`settle_within`](Self::settle_within), and under a liveness phase
+    /// settle within it counted from the later of `d` and the end of
+    /// faults. The nemesis strikes until `d` even when nothing else is
+    /// pending. [`Sweep::run_for`](crate::Sweep::run_for) runs each seed so.
+    ///
+    /// ```
+    /// use ioloop::{IOLoop, PeriodicCallback};
+    /// use ioloop_sim::{BoxError, Sim, SimPoller};
+    /// use std::time::Duration;
+    ///
+    /// let mut sim = Sim::builder(1).duration(Duration::from_secs(60)).build();
+    /// sim.host("node", "10.0.0.1", |io| -> Result<(), BoxError> {
+    ///     PeriodicCallback::new(|_: &mut IOLoop<SimPoller>| {}, Duration::from_secs(1))?.start(io);
+    ///     Ok(())
+    /// });
+    /// let report = sim.run()?; // no client: a minute of ticks, then the leak check
+    /// assert_eq!(report.virtual_time.since_epoch(), Duration::from_secs(60));
+    /// # Ok::<(), ioloop_sim::Failure>(())
+    /// ```
+    pub fn duration(mut self, d: Duration) -> Builder {
+        self.duration = Some(d);
+        self
+    }
+
     /// Turn the end-of-run leak check off (on by default): a host that
     /// holds more fds, handlers or timeouts than it had after its setup.
     pub fn leak_check(mut self, on: bool) -> Builder {
@@ -174,6 +269,18 @@ impl Builder {
     pub fn schedule(mut self, fire: BTreeSet<u64>) -> Builder {
         self.schedule = Some(fire);
         self
+    }
+
+    /// The knob set that makes a run draw from something else than its
+    /// seed's own decisions, if any: a sweep refuses it.
+    pub(crate) fn not_from_seed(&self) -> Option<&'static str> {
+        if self.entropy.is_some() {
+            Some("entropy")
+        } else if self.schedule.is_some() {
+            Some("schedule")
+        } else {
+            None
+        }
     }
 
     /// The simulation, with no hosts yet.
@@ -209,13 +316,15 @@ impl Builder {
             settle_within: self.settle_within,
             time_limit: self.time_limit,
             leak_check: self.leak_check,
+            at_rest: self.at_rest,
+            run_until: self.duration.map(|d| Instant::ZERO + d),
             hosts: Vec::new(),
             invariants: Vec::new(),
             setup_error: None,
             spin: SpinDetector::new(),
             rounds: 0,
             faults_stopped_at: None,
-            clients_done_at: None,
+            goal_met_at: None,
             script: BTreeMap::new(),
             script_seq: 0,
             nemesis,
@@ -313,6 +422,8 @@ struct Host {
     io: Option<IOLoop<SimPoller>>,
     role: Role,
     baseline: Holdings,
+    /// Stopped by a pause until then (a crash ends a pause).
+    paused_until: Instant,
     /// Run again when the host restarts.
     setup: Setup,
     client_setup: Option<ClientSetup>,
@@ -358,6 +469,35 @@ impl Holdings {
             && self.handlers <= baseline.handlers
             && self.timeouts <= baseline.timeouts
     }
+}
+
+/// What a host is doing, by the simulator's ground truth
+/// ([`Sim::host_state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostState {
+    /// Its loop runs (or waits for an event, a timeout, or the end of
+    /// simulated CPU work).
+    Running,
+    /// Stopped by a pause ([`Sim::pause`], or the nemesis's): its loop
+    /// holds everything it had, and runs again when the pause ends.
+    Paused,
+    /// Crashed ([`Sim::crash`], or the nemesis's), until it restarts: its
+    /// loop and fds are gone.
+    Crashed(CrashMode),
+}
+
+/// The state of the link from one host to another, by the simulator's
+/// ground truth ([`Sim::link`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkState {
+    /// Segments and datagrams pass (after their latency).
+    Open,
+    /// Partitioned: segments wait on the link until it is repaired;
+    /// datagrams are dropped.
+    Cut,
+    /// Clogged for a while: segments and datagrams wait, and pass in order
+    /// when it opens.
+    Clogged,
 }
 
 /// What ended a run unsuccessfully.
@@ -525,13 +665,18 @@ pub struct Sim {
     settle_within: Duration,
     time_limit: Duration,
     leak_check: bool,
+    at_rest: AtRest,
+    /// Part of [`run`](Sim::run)'s goal: virtual time reaches this
+    /// ([`Builder::duration`]).
+    run_until: Option<Instant>,
     hosts: Vec<Host>,
     invariants: Vec<(String, Invariant)>,
     setup_error: Option<(Option<String>, String)>,
     spin: SpinDetector,
     rounds: u64,
     faults_stopped_at: Option<Instant>,
-    clients_done_at: Option<Instant>,
+    /// When [`run`](Sim::run)'s goal was first met.
+    goal_met_at: Option<Instant>,
     /// Actions the test scheduled on virtual time ([`Sim::at`]).
     script: BTreeMap<(Instant, u64), Action>,
     script_seq: u64,
@@ -583,7 +728,9 @@ impl Sim {
 
     /// Check `invariant` after every step of every host; an `Err` fails the
     /// run with [`FailureKind::Invariant`]. It sees the whole simulation
-    /// (read-only): [`now`](Self::now), [`io`](Self::io), ...
+    /// (read-only): [`now`](Self::now), [`io`](Self::io), and the ground
+    /// truth by host name — [`host_state`](Self::host_state),
+    /// [`link`](Self::link) — ...
     pub fn invariant<F>(&mut self, name: &str, invariant: F) -> &mut Sim
     where
         F: FnMut(&Sim) -> Result<(), String> + 'static,
@@ -633,6 +780,7 @@ impl Sim {
                 handlers: 0,
                 timeouts: 0,
             },
+            paused_until: Instant::ZERO,
             setup,
             client_setup,
         };
@@ -748,11 +896,20 @@ impl Sim {
     pub fn pause(&mut self, name: &str, duration: Duration) -> &mut Sim {
         if let Some(index) = self.index_of(name) {
             let id = self.hosts[index].id;
-            let mut world = self.net.world_mut();
-            world.pause_host(id, duration);
-            world.scripted_fault(FaultKind::Pause, id, duration.as_micros() as u64);
+            self.pause_index(index, duration);
+            self.net
+                .world_mut()
+                .scripted_fault(FaultKind::Pause, id, duration.as_micros() as u64);
         }
         self
+    }
+
+    /// Pause host `index` for `duration`, and remember until when.
+    fn pause_index(&mut self, index: usize, duration: Duration) {
+        let id = self.hosts[index].id;
+        let mut world = self.net.world_mut();
+        world.pause_host(id, duration);
+        self.hosts[index].paused_until = world.busy_until(id);
     }
 
     /// Crash host `name`: its loop and its service's state are dropped,
@@ -777,6 +934,7 @@ impl Sim {
         if let Some(io) = host.io.take() {
             drop(io);
             self.net.world_mut().crash_host(host.id, mode);
+            host.paused_until = Instant::ZERO;
             host.baseline = Holdings {
                 fds: Vec::new(),
                 handlers: 0,
@@ -823,7 +981,7 @@ impl Sim {
             return;
         };
         nemesis.next_tick = None;
-        if self.faults_stopped_at.is_some() || (self.has_clients() && self.clients_done()) {
+        if self.faults_stopped_at.is_some() || (self.has_goal() && self.goal_met()) {
             self.nemesis = Some(nemesis);
             return;
         }
@@ -909,7 +1067,8 @@ impl Sim {
             .filter(|&i| self.net.world().busy_until(self.hosts[i].id) <= now)
             .collect();
         if !awake.is_empty() {
-            let host = self.hosts[pick(entropy, &awake)].id;
+            let index = pick(entropy, &awake);
+            let host = self.hosts[index].id;
             let duration = lasting(entropy, faults.pause_ms_max);
             let paused = decide(
                 &mut self.net.world_mut(),
@@ -919,7 +1078,7 @@ impl Sim {
                 host,
             );
             if paused {
-                self.net.world_mut().pause_host(host, duration);
+                self.pause_index(index, duration);
             }
         }
         if !services.is_empty() {
@@ -1064,6 +1223,73 @@ impl Sim {
             .unwrap_or_default()
     }
 
+    /// What host `name` is doing now — running, paused, or crashed and how
+    /// — or `None` if there is no such host. For invariants that must know
+    /// the truth about a host its peers can only guess at.
+    ///
+    /// ```
+    /// use ioloop_sim::{CrashMode, FaultPreset, HostState, LinkState, Sim};
+    /// use std::time::Duration;
+    ///
+    /// let mut sim = Sim::new(1, FaultPreset::None);
+    /// sim.host("a", "10.0.0.1", |_| Ok(()));
+    /// sim.host("b", "10.0.0.2", |_| Ok(()));
+    /// sim.partition_oneway("a", "b").pause("a", Duration::from_millis(10));
+    /// sim.crash("b", CrashMode::Machine);
+    /// assert_eq!(sim.link("a", "b"), Some(LinkState::Cut));
+    /// assert_eq!(sim.link("b", "a"), Some(LinkState::Open)); // one way only
+    /// assert!(sim.is_paused("a") && sim.is_up("a"));
+    /// assert_eq!(sim.host_state("b"), Some(HostState::Crashed(CrashMode::Machine)));
+    /// sim.run_for(Duration::from_millis(20))?;
+    /// assert_eq!(sim.host_state("a"), Some(HostState::Running)); // the pause is over
+    /// assert!(!sim.is_up("b") && sim.host_state("c").is_none());
+    /// # Ok::<(), ioloop_sim::Failure>(())
+    /// ```
+    pub fn host_state(&self, name: &str) -> Option<HostState> {
+        let host = self.hosts.iter().find(|h| h.name == name)?;
+        let world = self.net.world();
+        Some(if host.io.is_none() {
+            HostState::Crashed(if world.host_is_down(host.id) {
+                CrashMode::Machine
+            } else {
+                CrashMode::Process
+            })
+        } else if host.paused_until > world.now() {
+            HostState::Paused
+        } else {
+            HostState::Running
+        })
+    }
+
+    /// `true` if host `name` exists and has not crashed (a paused host is
+    /// up: its process lives).
+    pub fn is_up(&self, name: &str) -> bool {
+        self.host_state(name)
+            .is_some_and(|state| !matches!(state, HostState::Crashed(_)))
+    }
+
+    /// `true` if host `name` is paused now.
+    pub fn is_paused(&self, name: &str) -> bool {
+        self.host_state(name) == Some(HostState::Paused)
+    }
+
+    /// The state of the link from host `from` to host `to` now (one way:
+    /// [`partition_oneway`](Self::partition_oneway) cuts only one), or
+    /// `None` if either host does not exist. A link to a crashed host is
+    /// still open: ask [`host_state`](Self::host_state) about the host.
+    pub fn link(&self, from: &str, to: &str) -> Option<LinkState> {
+        let id = |name: &str| self.hosts.iter().find(|h| h.name == name).map(|h| h.id);
+        let (from, to) = (id(from)?, id(to)?);
+        let world = self.net.world();
+        Some(if world.link_cut(from, to) {
+            LinkState::Cut
+        } else if world.link_blocked(from, to) {
+            LinkState::Clogged
+        } else {
+            LinkState::Open
+        })
+    }
+
     /// The names of the hosts, in the order they were added.
     pub fn host_names(&self) -> impl Iterator<Item = &str> {
         self.hosts.iter().map(|h| h.name.as_str())
@@ -1092,9 +1318,12 @@ impl Sim {
 
     // ----- running ---------------------------------------------------------------
 
-    /// Run until every client is done and every host holds no more fds,
-    /// handlers and timeouts than after its setup; without clients, until
-    /// nothing is pending anywhere. Checks the contract after every step.
+    /// Run until every client is done (and virtual time reached the
+    /// [`duration`](Builder::duration), if one was set) and every host holds
+    /// no more fds, handlers and timeouts than after its setup; with neither
+    /// clients nor a duration, until nothing is pending anywhere. Checks
+    /// the contract after every step, and the invariants once more at the
+    /// end.
     pub fn run(&mut self) -> Result<Report, Failure> {
         self.check_setup()?;
         for _ in 0..ROUNDS_MAX {
@@ -1109,9 +1338,15 @@ impl Sim {
                 return result;
             }
             self.check_time_limit()?;
-            match self.step(None)? {
+            // Before its duration is up a run goes on, however idle.
+            let until = self.run_until.filter(|until| self.now() < *until);
+            match self.step(until)? {
                 Step::Ran | Step::Advanced => {}
                 Step::Quiescent => {
+                    if let Some(until) = until {
+                        self.net.world_mut().advance_to(until);
+                        continue;
+                    }
                     self.check_every_host()?;
                     return self.end_quiescent();
                 }
@@ -1372,6 +1607,18 @@ impl Sim {
         self.hosts.iter().any(|h| matches!(h.role, Role::Client(_)))
     }
 
+    /// `true` if [`run`](Self::run) has a goal to meet (clients, or a
+    /// [`duration`](Builder::duration)); without one it runs until nothing
+    /// is pending anywhere.
+    fn has_goal(&self) -> bool {
+        self.has_clients() || self.run_until.is_some()
+    }
+
+    /// Every client done, and the run's duration, if any, reached.
+    fn goal_met(&self) -> bool {
+        self.clients_done() && self.run_until.is_none_or(|until| self.now() >= until)
+    }
+
     /// The first client that reported a failure, wherever it reported it
     /// (its setup, a callback, a handler of another host's).
     fn client_failure(&self) -> Option<Failure> {
@@ -1389,7 +1636,8 @@ impl Sim {
             return Some(Err(failure));
         }
         if let Some(stopped) = self.faults_stopped_at {
-            let settle_by = stopped + self.settle_within;
+            let settle_from = self.run_until.map_or(stopped, |until| until.max(stopped));
+            let settle_by = settle_from + self.settle_within;
             if self.now() > settle_by {
                 let message = format!(
                     "not settled {:?} after faults stopped at {stopped:?} (by {settle_by:?}): {}",
@@ -1399,13 +1647,13 @@ impl Sim {
                 return Some(Err(self.fail(FailureKind::Liveness, None, message)));
             }
         }
-        if !self.has_clients() || !self.clients_done() {
+        if !self.has_goal() || !self.goal_met() {
             return None;
         }
         let now = self.now();
-        let done_at = *self.clients_done_at.get_or_insert(now);
+        let done_at = *self.goal_met_at.get_or_insert(now);
         if self.settled() {
-            return Some(Ok(self.report()));
+            return Some(self.check_invariants().map(|()| self.report()));
         }
         if self.liveness_after.is_none() && now > done_at + self.settle_within {
             return Some(Err(self.leak_failure()));
@@ -1425,31 +1673,60 @@ impl Sim {
             );
             return Err(self.fail(FailureKind::Stall, None, message));
         }
-        if !self.has_clients() || self.settled() {
+        if !self.has_goal() || self.settled() {
+            self.check_invariants()?;
             return Ok(self.report());
         }
         Err(self.leak_failure())
     }
 
     /// Every host holds no more than after setup; under a liveness phase,
-    /// also nothing in flight and no work or timeout anywhere.
+    /// also at rest (see [`AtRest`]).
     fn settled(&mut self) -> bool {
-        if self.liveness_after.is_some() {
-            let now = self.now();
-            if !self.net.world().nothing_in_flight() {
-                return false;
-            }
-            for index in 0..self.hosts.len() {
-                if self.has_work(index, now) || self.hosts[index].timeout_count() > 0 {
-                    return false;
-                }
-            }
+        if self.liveness_after.is_some() && !self.at_rest() {
+            return false;
         }
         !self.leak_check
             || self
                 .hosts
                 .iter()
                 .all(|host| self.holdings(host).within(&host.baseline))
+    }
+
+    /// Nothing in flight, no work due on any host (paused or not), and no
+    /// more timeouts pending than [`AtRest`] allows.
+    fn at_rest(&mut self) -> bool {
+        if !self.net.world().nothing_in_flight() {
+            return false;
+        }
+        let now = self.now();
+        for index in 0..self.hosts.len() {
+            if self.has_work_due(index, now) || self.timeouts_unsettled(&self.hosts[index]) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// `true` if host `index` has work due now, even if a pause or its CPU
+    /// work keeps it from running it yet.
+    fn has_work_due(&mut self, index: usize, now: Instant) -> bool {
+        let host = &mut self.hosts[index];
+        if self.net.world().has_pending_edges(host.id) {
+            return true;
+        }
+        host.io.as_mut().is_some_and(|io| {
+            io.has_pending_work() || io.next_timeout().is_some_and(|at| at <= now)
+        })
+    }
+
+    /// `true` if `host` has more timeouts pending than [`AtRest`] allows.
+    fn timeouts_unsettled(&self, host: &Host) -> bool {
+        let allowed = match self.at_rest {
+            AtRest::SetupTimeouts => host.baseline.timeouts,
+            AtRest::NoTimeouts => 0,
+        };
+        host.timeout_count() > allowed
     }
 
     fn holdings(&self, host: &Host) -> Holdings {
@@ -1509,9 +1786,16 @@ impl Sim {
         }
         what.extend(self.describe_leaks());
         for host in &self.hosts {
-            if host.timeout_count() > 0 {
+            if self.timeouts_unsettled(host) {
+                let allowed = match self.at_rest {
+                    AtRest::SetupTimeouts => format!(
+                        "more than the {} it held after setup",
+                        host.baseline.timeouts
+                    ),
+                    AtRest::NoTimeouts => "at rest it may hold none (AtRest::NoTimeouts)".into(),
+                };
                 what.push(format!(
-                    "host {:?}: {} timeouts still pending",
+                    "host {:?}: {} timeouts still pending, {allowed}",
                     host.name,
                     host.timeout_count()
                 ));

@@ -5,11 +5,12 @@ use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::determinism::first_divergence;
 use crate::shrink::{parse_seed, shrink_schedule, Attempt, Schedule, LIVENESS_MS_MAX};
-use crate::{Failure, FaultCoverage, FaultPreset, Report, Sim};
+use crate::{Builder, Failure, FaultCoverage, FaultPreset, Report, Sim};
 
 /// A seed sweep of one simulation, configured in code and overridden by
 /// `IOLOOP_SIM_*` environment variables.
@@ -28,6 +29,10 @@ use crate::{Failure, FaultCoverage, FaultPreset, Report, Sim};
 /// }
 /// ```
 ///
+/// Each seed runs until its clients are done ([`run`](Self::run)), or for a
+/// fixed virtual time ([`run_for`](Self::run_for)); [`configure`](Self::configure)
+/// passes [`Builder`] knobs to every seed.
+///
 /// The environment overrides the code, so one test serves every use:
 ///
 /// | variable | meaning |
@@ -43,6 +48,7 @@ use crate::{Failure, FaultCoverage, FaultPreset, Report, Sim};
 /// | `IOLOOP_SIM_REQUIRE_FAULTS=1` | fail if a fault kind some seed enabled never fired |
 /// | `IOLOOP_SIM_SHRINK=1` or `=FILE` | shrink a failure to a schedule file |
 /// | `IOLOOP_SIM_SCHEDULE=FILE` | replay a schedule file written by a shrink |
+/// | `IOLOOP_SIM_SCHEDULE_ANY_NAME=1` | replay it even if it names another test (a planted twin's schedule against the fixed service) |
 ///
 /// A malformed variable fails the test with a message naming it; it never
 /// runs something else than what was asked.
@@ -53,6 +59,19 @@ pub struct Sweep {
     faults: FaultPreset,
     liveness_after: Option<Duration>,
     require_faults_fire: bool,
+    /// Each seed runs at least this long ([`Sweep::run_for`]).
+    duration: Option<Duration>,
+    configure: Option<Configure>,
+}
+
+/// The [`Builder`] knobs a sweep passes to every seed ([`Sweep::configure`]).
+#[derive(Clone)]
+struct Configure(Rc<dyn Fn(Builder) -> Builder>);
+
+impl fmt::Debug for Configure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Configure(..)")
+    }
 }
 
 /// What a sweep ran.
@@ -68,10 +87,46 @@ pub struct SweepSummary {
     pub ran: u64,
     /// Simulated events over all seeds.
     pub sim_events: u64,
-    /// How many times each kind of fault fired, over all seeds.
+    /// How many times the seeds drew each kind of fault, over all seeds.
     pub faults_fired: BTreeMap<String, u64>,
+    /// How many times each kind happened without being drawn — scripted by
+    /// the test ([`Sim::partition`], ...) or caused by its workload — over
+    /// all seeds.
+    pub faults_scripted: BTreeMap<String, u64>,
     /// For each fault kind: seeds that enabled it, seeds where it fired.
     pub coverage: FaultCoverage,
+}
+
+impl SweepSummary {
+    /// Nothing run yet.
+    fn new(name: &str, seeds: Range<u64>, shard: Option<(u64, u64)>) -> SweepSummary {
+        SweepSummary {
+            name: name.to_string(),
+            seeds,
+            shard,
+            ran: 0,
+            sim_events: 0,
+            faults_fired: BTreeMap::new(),
+            faults_scripted: BTreeMap::new(),
+            coverage: FaultCoverage::new(),
+        }
+    }
+
+    /// Count one seed's run (passed or failed).
+    fn add(&mut self, report: &Report) {
+        self.ran += 1;
+        self.sim_events += report.sim_events;
+        self.coverage
+            .add_run(&report.plan, report.network_faults.as_ref(), &report.fired);
+        for fault in &report.fired {
+            let counts = if fault.draw == crate::world::SCRIPTED {
+                &mut self.faults_scripted
+            } else {
+                &mut self.faults_fired
+            };
+            *counts.entry(fault.name().to_string()).or_default() += 1;
+        }
+    }
 }
 
 /// The first failing seed of a sweep, with everything needed to replay it.
@@ -128,6 +183,7 @@ struct Env {
     summary: Option<PathBuf>,
     shrink: Option<String>,
     schedule: Option<PathBuf>,
+    schedule_any_name: bool,
     require_faults: bool,
 }
 
@@ -188,6 +244,15 @@ impl Env {
         };
         env.shrink = var("IOLOOP_SIM_SHRINK")?.filter(|v| v != "0");
         env.schedule = var("IOLOOP_SIM_SCHEDULE")?.map(PathBuf::from);
+        env.schedule_any_name = match var("IOLOOP_SIM_SCHEDULE_ANY_NAME")?.as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(other) => {
+                return Err(format!(
+                    "IOLOOP_SIM_SCHEDULE_ANY_NAME: expected 0 or 1, got {other:?}"
+                ))
+            }
+        };
         if env.schedule.is_some() && env.seed.is_some() {
             return Err(
                 "IOLOOP_SIM_SCHEDULE and IOLOOP_SIM_SEED both given: a schedule names its own seed"
@@ -262,6 +327,8 @@ impl Sweep {
             faults: FaultPreset::Swarm,
             liveness_after: None,
             require_faults_fire: false,
+            duration: None,
+            configure: None,
         }
     }
 
@@ -284,6 +351,87 @@ impl Sweep {
     pub fn liveness_after(mut self, after: Duration) -> Sweep {
         self.liveness_after = Some(after);
         self
+    }
+
+    /// Set [`Builder`] knobs for every seed: `time_limit`, `settle_within`,
+    /// `leak_check`, `at_rest`, `trace`, `network_plan`, `plan`... The
+    /// sweep's own settings — each seed, the fault preset, a liveness phase,
+    /// a duration ([`run_for`](Self::run_for)), a schedule being replayed,
+    /// and the environment's overrides of them — are applied after, and
+    /// win. `entropy` and `schedule` would make a seed replay something
+    /// else than its run, so the sweep refuses them
+    /// ([`SweepError::Config`]). Called twice, both apply, in order.
+    /// What the simulation's services survive is declared in the
+    /// description instead ([`Sim::survives`]), as a replay runs the same.
+    ///
+    /// ```no_run
+    /// use ioloop_sim::{AtRest, Sweep};
+    /// use std::time::Duration;
+    ///
+    /// Sweep::new("service_has_no_periodic_work")
+    ///     .liveness_after(Duration::from_millis(500))
+    ///     .configure(|builder| {
+    ///         builder
+    ///             .at_rest(AtRest::NoTimeouts)
+    ///             .settle_within(Duration::from_secs(30))
+    ///             .time_limit(Duration::from_secs(600))
+    ///     })
+    ///     .run(|sim| {
+    ///         // sim.host(...); sim.client(...);
+    ///     });
+    /// ```
+    pub fn configure<F>(mut self, knobs: F) -> Sweep
+    where
+        F: Fn(Builder) -> Builder + 'static,
+    {
+        self.configure = Some(Configure(match self.configure.take() {
+            Some(Configure(before)) => Rc::new(move |builder| knobs(before(builder))),
+            None => Rc::new(knobs),
+        }));
+        self
+    }
+
+    /// Run each seed for `duration` of virtual time (see
+    /// [`Builder::duration`]): a service that never ends — heartbeats,
+    /// gossip — needs no client that reports done. Once the time is up (and
+    /// every client the description added is done) the seed ends as in
+    /// [`run`](Self::run): its hosts must let go of what they opened, its
+    /// invariants hold once more, and under a liveness phase it must
+    /// settle.
+    ///
+    /// ```no_run
+    /// use ioloop_sim::Sweep;
+    /// use std::time::Duration;
+    ///
+    /// #[test]
+    /// fn membership_survives_faults() {
+    ///     Sweep::new("membership_survives_faults")
+    ///         .seeds(0..200)
+    ///         .run_for(Duration::from_secs(5), |sim| {
+    ///             // sim.host("n1", ...); sim.host("n2", ...); sim.invariant(...);
+    ///         });
+    /// }
+    /// ```
+    #[track_caller]
+    pub fn run_for<F>(mut self, duration: Duration, describe: F) -> SweepSummary
+    where
+        F: FnMut(&mut Sim),
+    {
+        self.duration = Some(duration);
+        self.run(describe)
+    }
+
+    /// [`run_for`](Self::run_for), returning the failure instead of panicking.
+    pub fn try_run_for<F>(
+        mut self,
+        duration: Duration,
+        describe: F,
+    ) -> Result<SweepSummary, SweepError>
+    where
+        F: FnMut(&mut Sim),
+    {
+        self.duration = Some(duration);
+        self.try_run(describe)
     }
 
     /// Run the sweep; `describe` adds the hosts and clients to each seed's
@@ -311,41 +459,23 @@ impl Sweep {
         F: FnMut(&mut Sim),
     {
         let env = Env::read().map_err(SweepError::Config)?;
+        self.check_configure()?;
         let plan = self.plan(&env);
         if let Some(path) = &env.schedule {
             return self.replay_schedule(&env, path, &mut describe);
         }
-        let mut summary = SweepSummary {
-            name: self.name.clone(),
-            seeds: plan.seeds.clone(),
-            shard: env.shard,
-            ran: 0,
-            sim_events: 0,
-            faults_fired: BTreeMap::new(),
-            coverage: FaultCoverage::new(),
-        };
+        let mut summary = SweepSummary::new(&self.name, plan.seeds.clone(), env.shard);
         let started = std::time::Instant::now(); // wall clock for the summary only
         for seed in plan.to_run.clone() {
             let schedule = plan.schedule(&self.name, seed);
-            let result = run_schedule(&schedule, env.trace.is_some(), &mut describe);
-            summary.ran += 1;
-            let report = match &result {
+            let result = self.run_schedule(&schedule, env.trace.is_some(), &mut describe);
+            summary.add(match &result {
                 Ok(report) => report,
                 Err(failure) => &failure.report,
-            };
-            summary.sim_events += report.sim_events;
-            summary
-                .coverage
-                .add_run(&report.plan, report.network_faults.as_ref(), &report.fired);
-            for fault in &report.fired {
-                *summary
-                    .faults_fired
-                    .entry(fault.name().to_string())
-                    .or_default() += 1;
-            }
+            });
             let result = match result {
                 Ok(report) if env.check_determinism => {
-                    check_determinism(&schedule, &report, &mut describe)
+                    self.check_determinism(&schedule, &report, &mut describe)
                 }
                 other => other,
             };
@@ -433,42 +563,63 @@ impl Sweep {
         let schedule = Schedule::parse(&text).map_err(|e| {
             SweepError::Config(format!("IOLOOP_SIM_SCHEDULE: {}: {e}", path.display()))
         })?;
-        if schedule.name != self.name {
+        // A schedule names the decisions that fire, by number: against
+        // another test they are other decisions, unless that test is the
+        // same simulation with a fix (a planted twin's schedule replayed
+        // against the fixed service) — the user's call to make.
+        let other_name = schedule.name != self.name;
+        if other_name && !env.schedule_any_name {
             return Err(SweepError::Config(format!(
-                "IOLOOP_SIM_SCHEDULE: {} is a schedule of {:?}, not of {:?}",
+                "IOLOOP_SIM_SCHEDULE: {} is a schedule of {:?}, not of {:?} (IOLOOP_SIM_SCHEDULE_ANY_NAME=1 replays it anyway: the same simulation, its decisions numbered alike, as a planted twin and its fixed service are)",
                 path.display(),
                 schedule.name,
                 self.name
             )));
         }
-        let result = run_schedule(&schedule, env.trace.is_some(), describe);
+        if other_name {
+            eprintln!(
+                "ioloop-sim: replaying {}, a schedule of {:?}, against {:?} (IOLOOP_SIM_SCHEDULE_ANY_NAME=1)",
+                path.display(),
+                schedule.name,
+                self.name
+            );
+        }
+        let started = std::time::Instant::now(); // wall clock for the summary only
+        let result = self.run_schedule(&schedule, env.trace.is_some(), describe);
         let report = match &result {
             Ok(report) => report,
             Err(failure) => &failure.report,
         };
         emit_trace(env, report);
-        let summary = SweepSummary {
-            name: self.name.clone(),
-            seeds: schedule.seed..schedule.seed.saturating_add(1),
-            shard: None,
-            ran: 1,
-            sim_events: report.sim_events,
-            faults_fired: BTreeMap::new(),
-            coverage: FaultCoverage::new(),
-        };
+        let seeds = schedule.seed..schedule.seed.saturating_add(1);
+        let mut summary = SweepSummary::new(&self.name, seeds, None);
+        summary.add(report);
+        eprint!("{}: {}", self.name, summary.coverage);
         match result {
-            Ok(_) => Ok(summary),
-            Err(failure) => Err(SweepError::Failed(Box::new(SweepFailure {
-                seed: schedule.seed,
-                failure,
-                replay: format!(
-                    "IOLOOP_SIM_SCHEDULE={} {}",
-                    path.display(),
-                    self.test_command()
-                ),
-                schedule_file: Some(path.clone()),
-                summary,
-            }))),
+            Ok(_) => {
+                write_summary(env, &summary, None, started.elapsed());
+                Ok(summary)
+            }
+            Err(failure) => {
+                let any_name = if other_name {
+                    " IOLOOP_SIM_SCHEDULE_ANY_NAME=1"
+                } else {
+                    ""
+                };
+                let failure = SweepFailure {
+                    seed: schedule.seed,
+                    failure,
+                    replay: format!(
+                        "IOLOOP_SIM_SCHEDULE={}{any_name} {}",
+                        path.display(),
+                        self.test_command()
+                    ),
+                    schedule_file: Some(path.clone()),
+                    summary,
+                };
+                write_summary(env, &failure.summary, Some(&failure), started.elapsed());
+                Err(SweepError::Failed(Box::new(failure)))
+            }
         }
     }
 
@@ -519,7 +670,7 @@ impl Sweep {
             fired: failure.report.fired.clone(),
         };
         let shrunk = shrink_schedule(first, attempt, &[], |schedule| {
-            Attempt::of(&run_schedule(schedule, false, describe))
+            Attempt::of(&self.run_schedule(schedule, false, describe))
         });
         let replay = format!(
             "IOLOOP_SIM_SCHEDULE={} {}",
@@ -618,53 +769,93 @@ impl RunPlan {
     }
 }
 
-/// One run of `schedule`: with exactly its faults if it names any (a
-/// replay), else with the faults the seed draws.
-fn run_schedule<F>(schedule: &Schedule, trace: bool, describe: &mut F) -> Result<Report, Failure>
-where
-    F: FnMut(&mut Sim),
-{
-    let mut sim = schedule.builder().trace(trace).build();
-    describe(&mut sim);
-    sim.run()
-}
+impl Sweep {
+    /// The [`Builder`] of one run of `schedule`: the knobs of
+    /// [`configure`](Self::configure), then the schedule's own settings and
+    /// the sweep's duration over them.
+    fn builder(&self, schedule: &Schedule, trace: bool) -> Builder {
+        let mut builder = Sim::builder(schedule.seed);
+        if let Some(Configure(knobs)) = &self.configure {
+            builder = knobs(builder);
+        }
+        builder = schedule.configure(builder);
+        if let Some(duration) = self.duration {
+            builder = builder.duration(duration);
+        }
+        if trace {
+            builder = builder.trace(true);
+        }
+        builder
+    }
 
-/// Run `schedule` again, with full traces both times, and fail on the
-/// first decision where the runs part.
-fn check_determinism<F>(
-    schedule: &Schedule,
-    first: &Report,
-    describe: &mut F,
-) -> Result<Report, Failure>
-where
-    F: FnMut(&mut Sim),
-{
-    let lines = |result: &Result<Report, Failure>| -> Vec<String> {
-        let (report, verdict) = match result {
-            Ok(report) => (report, "ok".to_string()),
-            Err(failure) => (&*failure.report, failure.to_string()),
+    /// Refuse the knobs of [`configure`](Self::configure) that would make a
+    /// seed's replay run something else.
+    fn check_configure(&self) -> Result<(), SweepError> {
+        let Some(Configure(knobs)) = &self.configure else {
+            return Ok(());
         };
-        let mut lines = report.trace_lines.clone();
-        lines.push(format!("outcome: {verdict}"));
-        lines.push(format!("trace_hash={:016x}", report.trace_hash));
-        lines
-    };
-    let a = run_schedule(schedule, true, describe);
-    let b = run_schedule(schedule, true, describe);
-    match first_divergence(&lines(&a), &lines(&b)) {
-        None if first.trace_hash == a.as_ref().map_or(0, |r| r.trace_hash) => Ok(first.clone()),
-        None => Err(Failure {
-            kind: crate::FailureKind::Nondeterminism,
-            host: None,
-            message: "a run with a full trace hashed differently from one without".into(),
-            report: Box::new(first.clone()),
-        }),
-        Some(divergence) => Err(Failure {
-            kind: crate::FailureKind::Nondeterminism,
-            host: None,
-            message: format!("the same seed ran twice and parted: {divergence}"),
-            report: Box::new(first.clone()),
-        }),
+        match knobs(Sim::builder(0)).not_from_seed() {
+            Some(knob) => Err(SweepError::Config(format!(
+                "Sweep::configure sets `{knob}`: a sweep draws every run from its seed (and replays schedules itself)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// One run of `schedule`: with exactly its faults if it names any (a
+    /// replay), else with the faults the seed draws.
+    fn run_schedule<F>(
+        &self,
+        schedule: &Schedule,
+        trace: bool,
+        describe: &mut F,
+    ) -> Result<Report, Failure>
+    where
+        F: FnMut(&mut Sim),
+    {
+        let mut sim = self.builder(schedule, trace).build();
+        describe(&mut sim);
+        sim.run()
+    }
+
+    /// Run `schedule` again, with full traces both times, and fail on the
+    /// first decision where the runs part.
+    fn check_determinism<F>(
+        &self,
+        schedule: &Schedule,
+        first: &Report,
+        describe: &mut F,
+    ) -> Result<Report, Failure>
+    where
+        F: FnMut(&mut Sim),
+    {
+        let lines = |result: &Result<Report, Failure>| -> Vec<String> {
+            let (report, verdict) = match result {
+                Ok(report) => (report, "ok".to_string()),
+                Err(failure) => (&*failure.report, failure.to_string()),
+            };
+            let mut lines = report.trace_lines.clone();
+            lines.push(format!("outcome: {verdict}"));
+            lines.push(format!("trace_hash={:016x}", report.trace_hash));
+            lines
+        };
+        let a = self.run_schedule(schedule, true, describe);
+        let b = self.run_schedule(schedule, true, describe);
+        match first_divergence(&lines(&a), &lines(&b)) {
+            None if first.trace_hash == a.as_ref().map_or(0, |r| r.trace_hash) => Ok(first.clone()),
+            None => Err(Failure {
+                kind: crate::FailureKind::Nondeterminism,
+                host: None,
+                message: "a run with a full trace hashed differently from one without".into(),
+                report: Box::new(first.clone()),
+            }),
+            Some(divergence) => Err(Failure {
+                kind: crate::FailureKind::Nondeterminism,
+                host: None,
+                message: format!("the same seed ran twice and parted: {divergence}"),
+                report: Box::new(first.clone()),
+            }),
+        }
     }
 }
 
@@ -717,12 +908,17 @@ fn write_summary(
         ",\"coverage\":{{{}}}",
         summary.coverage.json_members()
     );
-    line.push_str(",\"faults_fired\":{");
-    for (index, (name, count)) in summary.faults_fired.iter().enumerate() {
-        let comma = if index > 0 { "," } else { "" };
-        let _ = write!(line, "{comma}{}:{count}", json_string(name));
+    for (key, counts) in [
+        ("faults_fired", &summary.faults_fired),
+        ("faults_scripted", &summary.faults_scripted),
+    ] {
+        let _ = write!(line, ",\"{key}\":{{");
+        for (index, (name, count)) in counts.iter().enumerate() {
+            let comma = if index > 0 { "," } else { "" };
+            let _ = write!(line, "{comma}{}:{count}", json_string(name));
+        }
+        line.push('}');
     }
-    line.push('}');
     match failure {
         Some(failure) => {
             let _ = write!(

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use ioloop::{Events, IOLoop, Instant, PeriodicCallback, Poller};
 use ioloop_sim::{
-    BoxError, Done, FailureKind, FaultKind, FaultPreset, Sim, SimPoller, Sweep, SweepError,
+    AtRest, BoxError, Done, FailureKind, FaultKind, FaultPreset, Sim, SimPoller, Survives, Sweep,
+    SweepError,
 };
 
 // ----- the service: a shared counter over a line protocol ------------------------
@@ -180,6 +181,77 @@ fn counter_settles_once_faults_stop() {
         .seeds(0..30)
         .liveness_after(Duration::from_millis(5))
         .run(|sim| counter(sim, Flaw::None));
+}
+
+/// A server that hangs up on every connection and keeps a 10 ms ticker:
+/// started by its setup, or by its first connection (and never stopped).
+fn hang_up_with_ticker(sim: &mut Sim, ticker_from_setup: bool) {
+    let server: SocketAddr = "10.0.0.1:7".parse().unwrap();
+    sim.host("server", "10.0.0.1", move |io| {
+        let tick =
+            || PeriodicCallback::new(|_: &mut IOLoop<SimPoller>| {}, Duration::from_millis(10));
+        if ticker_from_setup {
+            tick()?.start(io);
+        }
+        let mut started = ticker_from_setup;
+        let listener = io.listen(server)?;
+        let accept = move |io: &mut IOLoop<SimPoller>, fd, _| {
+            while let Ok((conn, _)) = io.accept(fd) {
+                let _ = io.close_fd(conn);
+                if !std::mem::replace(&mut started, true) {
+                    tick().unwrap().start(io);
+                }
+            }
+        };
+        io.add_handler(listener, accept, Events::READ)?;
+        Ok(())
+    });
+    sim.client("client", "10.0.0.2", move |io, done| {
+        let conn = io.connect(server)?;
+        let on_event = move |io: &mut IOLoop<SimPoller>, fd, _| {
+            if let Ok(0) | Err(_) = io.read(fd, &mut [0u8; 8]) {
+                let _ = io.close_fd(fd);
+                done.ok();
+            }
+        };
+        io.add_handler(conn, on_event, Events::READ)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn a_liveness_phase_settles_with_the_periodic_work_setup_started_but_not_with_a_timer_left_behind()
+{
+    let run = |ticker_from_setup| {
+        let mut sim = Sim::builder(3)
+            .liveness_after(Duration::from_millis(5))
+            .build();
+        hang_up_with_ticker(&mut sim, ticker_from_setup);
+        sim.run()
+    };
+    // The ticker its setup started is the server at rest (a heartbeat)...
+    run(true).unwrap();
+    // ...one its first connection started, and never stopped, is not.
+    let failure = run(false).unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Liveness, "{failure}");
+    assert!(
+        failure.message.contains(
+            "host \"server\": 1 timeouts still pending, more than the 0 it held after setup"
+        ),
+        "{failure}"
+    );
+    // A service that declares no periodic work fails with either.
+    let mut sim = Sim::builder(3)
+        .liveness_after(Duration::from_millis(5))
+        .at_rest(AtRest::NoTimeouts)
+        .build();
+    hang_up_with_ticker(&mut sim, true);
+    let failure = sim.run().unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Liveness, "{failure}");
+    assert!(
+        failure.message.contains("at rest it may hold none"),
+        "{failure}"
+    );
 }
 
 /// The planted twin: run by the tests below in a new process, as a user
@@ -565,6 +637,64 @@ fn a_sweep_whose_enabled_faults_never_fire_fails_when_asked_to() {
         .faults(FaultPreset::All)
         .run(|sim| counter(sim, Flaw::None));
     assert!(summary.coverage.row(FaultKind::PartialRead).fired > 0);
+}
+
+#[test]
+fn scripted_faults_are_counted_apart_from_the_faults_the_seeds_drew() {
+    let summary = Sweep::new("scripted_faults_are_counted_apart_from_the_faults_the_seeds_drew")
+        .seeds(0..3)
+        .faults(FaultPreset::None)
+        .require_faults_fire(true)
+        .run(|sim| {
+            counter(sim, Flaw::None);
+            sim.partition("server", "alice");
+            sim.at(Duration::from_millis(5), |sim| {
+                sim.repair("server", "alice");
+            });
+        });
+    // Two one-way cuts a seed, none drawn: no kind was enabled, so none
+    // went untested.
+    assert_eq!(summary.faults_scripted.get("partition"), Some(&6));
+    assert!(
+        summary.faults_fired.is_empty(),
+        "{:?}",
+        summary.faults_fired
+    );
+    let row = summary.coverage.row(FaultKind::Partition);
+    assert_eq!((row.seeds_enabled, row.fired, row.scripted), (0, 0, 6));
+    assert!(summary.coverage.to_string().contains("scripted"));
+}
+
+#[test]
+fn the_failure_header_shows_the_network_plan_whenever_network_faults_are_on() {
+    let name = "the_failure_header_shows_the_network_plan_whenever_network_faults_are_on";
+    for (preset, level, network_on) in [
+        (FaultPreset::Swarm, Survives::HealingFaults, true),
+        (FaultPreset::All, Survives::MachineCrashes, true),
+        (FaultPreset::Swarm, Survives::SocketFaults, false),
+        (FaultPreset::None, Survives::MachineCrashes, false),
+    ] {
+        let result = Sweep::new(name).seeds(0..1).faults(preset).try_run(|sim| {
+            sim.survives(level);
+            sim.client("quitter", "10.0.0.2", |_, done| {
+                done.fail("gave up");
+                Ok(())
+            });
+        });
+        let Err(SweepError::Failed(failure)) = result else {
+            panic!("{preset}: the run must fail");
+        };
+        let header = failure.to_string();
+        let lines: Vec<&str> = header.lines().collect();
+        assert!(lines[1].starts_with("  plan: "), "{header}");
+        match failure.failure.report.network_faults {
+            Some(network) if network_on => {
+                assert_eq!(lines[2], format!("  network: {network}"), "{header}");
+            }
+            None if !network_on => assert!(!header.contains("network:"), "{header}"),
+            other => panic!("{preset} {level}: network faults {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -16,7 +16,9 @@ use planted::{Bug, PlantedServer};
 
 use crate::net::FiredFault;
 use crate::shrink::{shrink_schedule, Attempt, Schedule, ShrinkReport};
-use crate::{Builder, Entropy, FailureKind, FaultPlan, FaultPreset, NetworkFaults, Sim, Survives};
+use crate::{
+    AtRest, Builder, Entropy, FailureKind, FaultPlan, FaultPreset, NetworkFaults, Sim, Survives,
+};
 
 /// A server application to run against the echo clients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -311,7 +313,9 @@ pub fn run_with_plan(config: &RunConfig, entropy: Entropy, plan: FaultPlan) -> O
 /// The scenario as an ordinary user of the public harness: a server host,
 /// a client host with K echo clients, and [`Sim::run`].
 fn run_on(builder: Builder, config: &RunConfig) -> Outcome {
-    let mut builder = builder.trace(config.trace_full);
+    // The echo servers have no periodic work: at rest they hold no timer,
+    // so a ticker left running (`planted-idle-ticker`) fails to settle.
+    let mut builder = builder.trace(config.trace_full).at_rest(AtRest::NoTimeouts);
     if let Some(after) = config.liveness_after {
         builder = builder.liveness_after(after);
     }

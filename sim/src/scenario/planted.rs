@@ -29,8 +29,12 @@ pub enum Bug {
     /// process — a planted source of non-determinism for
     /// `sim check-determinism` to catch.
     HashMapOrder,
-    /// Echoes correctly but keeps a periodic timer ticking forever with
-    /// nothing to do: a run that never settles, caught by a liveness phase.
+    /// Echoes correctly but its setup starts a periodic timer that ticks
+    /// forever with nothing to do: a run that never settles, caught by a
+    /// liveness phase, since the scenarios declare that an echo server at
+    /// rest holds no timer ([`AtRest::NoTimeouts`](crate::AtRest::NoTimeouts)).
+    /// (Under the default, [`AtRest::SetupTimeouts`](crate::AtRest::SetupTimeouts),
+    /// a timer the setup started is the host's periodic work: a heartbeat.)
     IdleTicker,
 }
 
