@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
-"""Draw BENCHMARKS.md's plots from a run of the benches: no dependencies.
+"""Draw BENCHMARKS.md's plots and ratio tables from runs of the benches: no dependencies.
+
+    benches/report.sh [RUNS]     # runs the benches RUNS times (default 3), then this
+
+or by hand, for one run:
 
     cargo bench --bench echo                              # criterion: target/criterion
     cargo bench --bench latency | tee target/latency.txt  # p50/p99 table
     python3 benches/plot.py                               # -> benches/plots/*.svg
+
+With `--runs DIR` it reads every `DIR/run-*/` (each a `criterion/` tree and a
+`latency.txt`) and reports the median over the runs, with each ratio's range.
 
 Writes, side by side for every server the benches run (ioloop, as shipped
 and tuned, on IOStream, a raw mio loop, tokio):
@@ -221,24 +228,103 @@ def latency_plot(rows):
     return svg(width, height, body, "Round-trip latency, one connection (p50 and p99)")
 
 
-def markdown_throughput(results):
-    kinds = [k for k in ORDER if any(k in v for v in results.values())]
+def median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    if len(values) % 2:
+        return values[middle]
+    return (values[middle - 1] + values[middle]) / 2
+
+
+def ratio_cell(ratios):
+    """'1.02 (0.97–1.05)': the median ratio over the runs, then the range."""
+    if len(ratios) == 1:
+        return f"{ratios[0]:.2f}"
+    return f"{median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
+
+
+def combine_throughput(runs):
+    """Median msgs/s per point and server over runs, and each run's ratio to raw_mio."""
+    medians, ratios = {}, {}
+    for point in sorted({p for run in runs for p in run}):
+        rows = [run[point] for run in runs if point in run]
+        kinds = {k for row in rows for k in row}
+        medians[point] = {k: median([row[k] for row in rows if k in row]) for k in kinds}
+        ratios[point] = {
+            k: [row[k] / row[REFERENCE] for row in rows if k in row and REFERENCE in row]
+            for k in kinds
+        }
+    return medians, ratios
+
+
+def markdown_throughput(medians, ratios):
+    kinds = [k for k in ORDER if any(k in v for v in medians.values())]
     lines = [
         "| connections × size | " + " | ".join(kinds) + " |",
         "|---" * (len(kinds) + 1) + "|",
     ]
-    for (size, connections) in sorted(results):
-        row = results[(size, connections)]
-        reference = row.get(REFERENCE)
+    for (size, connections) in sorted(medians):
         cells = []
         for kind in kinds:
-            if kind not in row:
+            if kind not in medians[(size, connections)]:
                 cells.append("–")
-            elif reference:
-                cells.append(f"{human(round(row[kind], -2))} ({row[kind] / reference:.2f})")
-            else:
-                cells.append(human(round(row[kind], -2)))
+                continue
+            value = human(round(medians[(size, connections)][kind], -2))
+            kind_ratios = ratios[(size, connections)].get(kind)
+            cells.append(f"{value}, {ratio_cell(kind_ratios)}" if kind_ratios else value)
         lines.append(f"| {connections} × {size_name(size)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def combine_latency(runs):
+    """Median p50/p99 per (size, server) over runs, and each run's p50 and p99 ratios."""
+    table, ratios = {}, {}
+    keys = []
+    for run in runs:
+        for size, kind, _, _ in run:
+            if (size, kind) not in keys:
+                keys.append((size, kind))
+    for size, kind in keys:
+        samples = [(r[2], r[3]) for run in runs for r in run if (r[0], r[1]) == (size, kind)]
+        table[(size, kind)] = (median([a for a, _ in samples]), median([b for _, b in samples]))
+        per_run = []
+        for run in runs:
+            row = {(r[0], r[1]): (r[2], r[3]) for r in run}
+            if (size, kind) in row and (size, REFERENCE) in row:
+                mine, mio = row[(size, kind)], row[(size, REFERENCE)]
+                per_run.append((mine[0] / mio[0], mine[1] / mio[1]))
+        ratios[(size, kind)] = per_run
+    rows = [(size, kind, p50, p99) for (size, kind), (p50, p99) in table.items()]
+    return rows, ratios
+
+
+def markdown_latency(rows, ratios):
+    kinds = [k for k in ORDER if any(r[1] == k for r in rows)]
+    sizes = []
+    for size, _, _, _ in rows:
+        if size not in sizes:
+            sizes.append(size)
+    table = {(r[0], r[1]): (r[2], r[3]) for r in rows}
+    lines = [
+        "| size | " + " | ".join(f"{k} p50 / p99" for k in kinds) + " |",
+        "|---" * (len(kinds) + 1) + "|",
+    ]
+    for size in sizes:
+        cells = []
+        for kind in kinds:
+            if (size, kind) not in table:
+                cells.append("–")
+                continue
+            p50, p99 = table[(size, kind)]
+            cell = f"{p50:.1f} / {p99:.1f} µs"
+            per_run = ratios.get((size, kind))
+            if per_run and kind != REFERENCE:
+                cell += (
+                    f"; ×{ratio_cell([a for a, _ in per_run])}"
+                    f" / ×{ratio_cell([b for _, b in per_run])}"
+                )
+            cells.append(cell)
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -246,32 +332,50 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--criterion", default="target/criterion")
     parser.add_argument("--latency", default="target/latency.txt")
+    parser.add_argument("--runs", help="a directory of run-*/ (criterion/, latency.txt)")
     parser.add_argument("--out", default="benches/plots")
     args = parser.parse_args()
+    if args.runs:
+        run_dirs = sorted(
+            os.path.join(args.runs, d) for d in os.listdir(args.runs) if d.startswith("run-")
+        )
+        criterion_dirs = [os.path.join(d, "criterion") for d in run_dirs]
+        latency_files = [os.path.join(d, "latency.txt") for d in run_dirs]
+    else:
+        criterion_dirs, latency_files = [args.criterion], [args.latency]
     os.makedirs(args.out, exist_ok=True)
     wrote = []
-    results = read_criterion(args.criterion)
-    if results:
-        for size in sorted({s for (s, _) in results}):
+    throughput_runs = [r for r in (read_criterion(d) for d in criterion_dirs) if r]
+    if throughput_runs:
+        medians, ratios = combine_throughput(throughput_runs)
+        for size in sorted({s for (s, _) in medians}):
             path = os.path.join(args.out, f"throughput-{size_name(size)}.svg")
             with open(path, "w") as f:
-                f.write(throughput_plot(results, size))
+                f.write(throughput_plot(medians, size))
             wrote.append(path)
-        print("Echo throughput, msgs/s (ratio to raw_mio in the same run):\n")
-        print(markdown_throughput(results) + "\n")
+        print(
+            f"Echo throughput, msgs/s, median of {len(throughput_runs)} run(s); "
+            "ratio to raw_mio in the same run, median (range):\n"
+        )
+        print(markdown_throughput(medians, ratios) + "\n")
     else:
-        print(f"no echo results under {args.criterion}: run `cargo bench --bench echo`", file=sys.stderr)
-    if os.path.exists(args.latency):
-        rows = read_latency(args.latency)
-        if rows:
-            path = os.path.join(args.out, "latency.svg")
-            with open(path, "w") as f:
-                f.write(latency_plot(rows))
-            wrote.append(path)
+        print("no echo results: run `cargo bench --bench echo`", file=sys.stderr)
+    latency_runs = [read_latency(f) for f in latency_files if os.path.exists(f)]
+    latency_runs = [r for r in latency_runs if r]
+    if latency_runs:
+        rows, ratios = combine_latency(latency_runs)
+        path = os.path.join(args.out, "latency.svg")
+        with open(path, "w") as f:
+            f.write(latency_plot(rows))
+        wrote.append(path)
+        print(
+            f"Round trip, one connection, median of {len(latency_runs)} run(s); "
+            "p50 / p99, and their ratios to raw_mio, median (range):\n"
+        )
+        print(markdown_latency(rows, ratios) + "\n")
     else:
         print(
-            f"no latency table at {args.latency}: run "
-            f"`cargo bench --bench latency | tee {args.latency}`",
+            "no latency table: run `cargo bench --bench latency | tee target/latency.txt`",
             file=sys.stderr,
         )
     if not wrote:
