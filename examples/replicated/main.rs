@@ -1,16 +1,19 @@
 //! Three replicas of the replicated register and three clients, in one loop on loopback (see `service.rs` for the protocol and `client.rs` for the property the clients check).
 //!
 //! ```text
-//! cargo run --release --example replicated -- [BASE_PORT] [--writes N]
+//! cargo run --release --example replicated -- [BASE_PORT] [--writes N] [--udp]
 //! ```
 //!
 //! The replicas listen on `127.0.0.1:BASE_PORT` and the two ports after it
 //! (default 7101); each client writes its key N times (default 100), and
-//! reads the register after each write. Prints what was acknowledged and
-//! checked, and fails if a read missed an acknowledged write.
+//! reads the register after each write. With `--udp`, replicas ask each
+//! other in datagrams from UDP sockets on the same ports. Prints what was
+//! acknowledged and checked, and fails if a read missed an acknowledged
+//! write.
 
 mod client;
 mod service;
+mod udp_link;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -20,18 +23,28 @@ use std::time::Duration;
 
 use client::{Client, ClientConfig, History};
 use ioloop::{IOLoop, MioPoller};
-use service::{Config, Disk, Replica};
+use service::{Config, Disk, Replica, Transport};
 
-const USAGE: &str = "usage: replicated [BASE_PORT] [--writes N]
+const USAGE: &str = "usage: replicated [BASE_PORT] [--writes N] [--udp]
   BASE_PORT   the replicas listen on 127.0.0.1:BASE_PORT and the two ports after it (default 7101)
-  --writes N  writes per client, each followed by a read (default 100)";
+  --writes N  writes per client, each followed by a read (default 100)
+  --udp       replicas ask each other in datagrams (UDP, the same ports) instead of TCP";
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(u16, u64), String> {
+/// What the command line asks for.
+struct Args {
+    base_port: u16,
+    writes: u64,
+    transport: Transport,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut base_port, mut writes) = (7101u16, 100u64);
+    let mut transport = Transport::Tcp;
     let mut port_seen = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Err(String::new()),
+            "--udp" => transport = Transport::Udp,
             "--writes" => {
                 let value = args.next().ok_or("--writes needs a value")?;
                 writes = value
@@ -52,11 +65,15 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(u16, u64), Stri
             extra => return Err(format!("unexpected argument {extra:?}")),
         }
     }
-    Ok((base_port, writes))
+    Ok(Args {
+        base_port,
+        writes,
+        transport,
+    })
 }
 
 fn main() -> ExitCode {
-    let (base_port, writes) = match parse_args(std::env::args().skip(1)) {
+    let args = match parse_args(std::env::args().skip(1)) {
         Ok(parsed) => parsed,
         Err(message) if message.is_empty() => {
             println!("{USAGE}");
@@ -67,7 +84,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(base_port, writes) {
+    match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("replicated: {error}");
@@ -76,13 +93,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(base_port: u16, writes: u64) -> Result<(), Box<dyn std::error::Error>> {
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut io = IOLoop::new(MioPoller::new()?);
     let replicas: [SocketAddr; 3] =
-        [0, 1, 2].map(|i| SocketAddr::from(([127, 0, 0, 1], base_port + i)));
+        [0, 1, 2].map(|i| SocketAddr::from(([127, 0, 0, 1], args.base_port + i)));
     for me in 0..replicas.len() {
-        Replica::start(&mut io, Config::new(replicas, me), Disk::new())?;
-        println!("replica {me} listening on {}", replicas[me]);
+        let config = Config {
+            transport: args.transport,
+            ..Config::new(replicas, me)
+        };
+        Replica::start(&mut io, config, Disk::new())?;
+        let peers = match args.transport {
+            Transport::Tcp => "TCP",
+            Transport::Udp => "UDP",
+        };
+        println!(
+            "replica {me} listening on {}; its peers ask over {peers}",
+            replicas[me]
+        );
     }
     let history = Rc::new(RefCell::new(History::default()));
     let results = Rc::new(RefCell::new(Vec::new()));
@@ -93,7 +121,7 @@ fn run(base_port: u16, writes: u64) -> Result<(), Box<dyn std::error::Error>> {
         let finished = Box::new(move |_: &mut IOLoop<MioPoller>, result| {
             results.borrow_mut().push((key, result));
         });
-        let config = ClientConfig::new(replicas, key, writes);
+        let config = ClientConfig::new(replicas, key, args.writes);
         Client::start(&mut io, config, Rc::clone(&history), round_robin, finished);
     }
     let done = io.run_until(Duration::from_secs(600), |_| results.borrow().len() == 3)?;

@@ -18,27 +18,22 @@
 //! the answer and closes. Each replica keeps its values in memory and on a
 //! [`Disk`] that outlives the process: a restart loads the disk.
 //!
+//! **Between replicas**, requests go through a [`PeerLink`], one request
+//! and its one answer: over TCP, a connection each ([`TcpPeerLink`]), or in
+//! datagrams tagged with a request id and sent again until answered
+//! ([`UdpPeerLink`](crate::udp_link::UdpPeerLink)); [`Config::transport`]
+//! chooses. Clients always speak TCP.
+//!
 //! **Planted bugs** ([`Flaw`]), each caught only by a network fault:
 //! [`Flaw::AckWithoutBackup`] acknowledges a write whose peer timed out (a
 //! partition, a clog or a pause loses it); [`Flaw::AckBeforePersist`]
-//! acknowledges before the disk has the write (a crash loses it).
-//!
-//! **The third twin, over UDP** (not yet: the simulator's datagrams are
-//! being added). Peer requests go through [`PeerLink`], one request and
-//! its one answer; [`TcpPeerLink`] is the only link today. A `UdpPeerLink`
-//! would send each `STORE` and `QUERY` as a datagram tagged with a request
-//! id (`QUERY 17\n` → `VALUES 17 k=n,...\n`), resend on its timeout, and
-//! take only the answer whose id it is waiting for. Its planted twin,
-//! `Flaw::AnswerByPeer`, would take the first answer from the right peer
-//! whatever its id: a duplicated or reordered `VALUES` of an earlier
-//! `QUERY` then answers a later read, which misses a write acknowledged in
-//! between — the same checker catches it, under the datagram faults
-//! (duplication, reordering) only. [`Replica::start_with`] takes the link
-//! (and the replica would bind its UDP socket next to its listener); the
-//! rest of the replica's code does not change.
+//! acknowledges before the disk has the write (a crash loses it);
+//! [`Flaw::AnswerByPeer`], over UDP, takes the first answer from the peer
+//! it asked, whatever its id (a datagram lost or late, and another
+//! request's answer stands in for it).
 #![allow(dead_code)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
@@ -47,6 +42,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ioloop::{IOLoop, IOStream, Instant, Poller, StreamError, StreamHandle, TcpClient, TcpServer};
+
+use crate::udp_link::{Matching, UdpPeerLink};
 
 /// Longest protocol line, newline included.
 pub const LINE_BYTES_MAX: usize = 64 * 1024;
@@ -270,11 +267,18 @@ fn exchange<P, G>(
 
 // ----- the link between replicas -------------------------------------------------------
 
-/// How a coordinator asks a peer: one request, its one answer, or an
-/// error within the timeout. The seam for a datagram transport (see the
-/// module's note on the third twin).
+/// How a replica answers a peer's request (`STORE`, `QUERY`): the answer,
+/// or `None` for none.
+pub type PeerRequests<P> = Rc<dyn Fn(&mut IOLoop<P>, &Message) -> Option<Message>>;
+
+/// How replicas ask each other: one request, its one answer, or an error
+/// within the timeout.
 pub trait PeerLink<P: Poller> {
-    /// Ask `peer`; `answer` is called once.
+    /// Answer the peers' requests that come through the link with
+    /// `requests`.
+    fn serve(&self, requests: PeerRequests<P>);
+
+    /// Ask `peer`; `answer` is called once, and never from inside `ask`.
     fn ask(
         &self,
         io: &mut IOLoop<P>,
@@ -290,6 +294,10 @@ pub trait PeerLink<P: Poller> {
 pub struct TcpPeerLink;
 
 impl<P: Poller + 'static> PeerLink<P> for TcpPeerLink {
+    /// Nothing to do: the replica's listener takes peers' requests along
+    /// with clients'.
+    fn serve(&self, _requests: PeerRequests<P>) {}
+
     fn ask(
         &self,
         io: &mut IOLoop<P>,
@@ -320,6 +328,29 @@ pub enum Flaw {
     /// as with Redis's `appendfsync everysec`). Caught by a crash and
     /// restart in between.
     AckBeforePersist,
+    /// "One answer per request, in order": the UDP link
+    /// ([`Transport::Udp`]) hands the first answer from a peer to the
+    /// oldest request waiting on it, whatever the answer's id. An answer
+    /// duplicated or reordered is seldom wrong for the request that takes
+    /// it: it answers a request the peer did get, a moment before. A
+    /// request that never arrives (lost, or dropped by a partition or a
+    /// crash) is: the `STORED` of the next `STORE` to that peer
+    /// acknowledges a `STORE` it never got, and the write is on the
+    /// coordinator alone. So is an answer that arrives late: a `VALUES`
+    /// given before a write was acknowledged answers a read that began
+    /// after. With [`Transport::Tcp`] it changes nothing.
+    AnswerByPeer,
+}
+
+/// How replicas ask each other (clients always speak TCP).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// A TCP connection per request ([`TcpPeerLink`]).
+    #[default]
+    Tcp,
+    /// Datagrams from a UDP socket on the replica's address, tagged with
+    /// request ids ([`UdpPeerLink`]).
+    Udp,
 }
 
 /// Storage that survives a crash of the process: a restarted replica loads
@@ -328,6 +359,7 @@ pub enum Flaw {
 #[derive(Clone, Debug, Default)]
 pub struct Disk {
     values: Rc<RefCell<Values>>,
+    boots: Rc<Cell<u64>>,
 }
 
 impl Disk {
@@ -345,6 +377,13 @@ impl Disk {
     pub fn store(&self, values: &Values) {
         self.values.borrow_mut().clone_from(values);
     }
+
+    /// Count a start of a replica on this disk (durable once this
+    /// returns): the count, from 1, a number no earlier start had.
+    pub fn boot(&self) -> u64 {
+        self.boots.set(self.boots.get() + 1);
+        self.boots.get()
+    }
 }
 
 /// One replica's configuration.
@@ -361,6 +400,8 @@ pub struct Config {
     pub request_deadline: Duration,
     /// With [`Flaw::AckBeforePersist`]: how long the disk lags.
     pub group_commit: Duration,
+    /// How replicas ask each other.
+    pub transport: Transport,
     /// The planted bug, if any.
     pub flaw: Flaw,
 }
@@ -375,6 +416,7 @@ impl Config {
             peer_timeout: Duration::from_millis(100),
             request_deadline: Duration::from_millis(500),
             group_commit: Duration::from_secs(1),
+            transport: Transport::Tcp,
             flaw: Flaw::None,
         }
     }
@@ -415,19 +457,21 @@ pub struct ReplicaStats {
 
 impl<P: Poller + 'static> Replica<P> {
     /// Load `disk`, listen on the replica's address, and serve; peers are
-    /// asked over TCP.
+    /// asked as [`Config::transport`] says (over UDP, from a socket on the
+    /// same address, which answers peers too).
     pub fn start(io: &mut IOLoop<P>, config: Config, disk: Disk) -> io::Result<Rc<Replica<P>>> {
-        Replica::start_with(io, config, disk, Box::new(TcpPeerLink))
-    }
-
-    /// [`start`](Self::start), asking peers through `link`.
-    pub fn start_with(
-        io: &mut IOLoop<P>,
-        config: Config,
-        disk: Disk,
-        link: Box<dyn PeerLink<P>>,
-    ) -> io::Result<Rc<Replica<P>>> {
         let addr = config.replicas[config.me];
+        let incarnation = disk.boot();
+        let link: Box<dyn PeerLink<P>> = match config.transport {
+            Transport::Tcp => Box::new(TcpPeerLink),
+            Transport::Udp => {
+                let matching = match config.flaw {
+                    Flaw::AnswerByPeer => Matching::ByPeer, // the planted bug
+                    _ => Matching::ById,
+                };
+                Box::new(UdpPeerLink::bind(io, addr, incarnation, matching)?)
+            }
+        };
         let replica = Rc::new(Replica {
             state: RefCell::new(State {
                 values: disk.load(),
@@ -442,6 +486,10 @@ impl<P: Poller + 'static> Replica<P> {
         TcpServer::bind(io, addr, move |io, stream: &mut IOStream<P>| {
             Rc::clone(&serving).serve(io, stream);
         })?;
+        let serving = Rc::clone(&replica);
+        let requests: PeerRequests<P> =
+            Rc::new(move |io, request| serving.answer_peer(io, request));
+        replica.link.serve(requests);
         Ok(replica)
     }
 
@@ -464,13 +512,11 @@ impl<P: Poller + 'static> Replica<P> {
         let _ = stream.read_until(io, b"\n", LINE_BYTES_MAX, move |io, stream, line| {
             io.remove_timeout(idle);
             match line.ok().as_deref().and_then(Message::parse) {
-                Some(Message::Store { key, value }) if self.apply(io, &key, value) => {
-                    self.state.borrow_mut().stats.served += 1;
-                    answer(io, stream, &Message::Stored);
-                }
-                Some(Message::Query) => {
-                    self.state.borrow_mut().stats.served += 1;
-                    answer(io, stream, &Message::Values(self.values()));
+                Some(request @ (Message::Store { .. } | Message::Query)) => {
+                    match self.answer_peer(io, &request) {
+                        Some(reply) => answer(io, stream, &reply),
+                        None => stream.close(io),
+                    }
                 }
                 Some(Message::Write { key, value }) if self.apply(io, &key, value) => {
                     let request = Message::Store { key, value };
@@ -481,6 +527,18 @@ impl<P: Poller + 'static> Replica<P> {
                 _ => stream.close(io),
             }
         });
+    }
+
+    /// A peer's `STORE` or `QUERY`: its answer (`None` for a `STORE` of a
+    /// new key past [`KEYS_MAX`], or not a peer's request).
+    fn answer_peer(self: &Rc<Self>, io: &mut IOLoop<P>, request: &Message) -> Option<Message> {
+        let reply = match request {
+            Message::Store { key, value } if self.apply(io, key, *value) => Message::Stored,
+            Message::Query => Message::Values(self.values()),
+            _ => return None,
+        };
+        self.state.borrow_mut().stats.served += 1;
+        Some(reply)
     }
 
     /// Raise `key` to `value` in memory, and on disk before any answer —
