@@ -95,7 +95,12 @@ pub struct EchoClients {
     may_break: bool,
     /// Clients whose result was reported to `Done`.
     reported: Rc<Cell<usize>>,
+    /// What a read lands in, shared by the clients: one buffer, zeroed once.
+    read_buf: Rc<RefCell<Vec<u8>>>,
 }
+
+/// Bytes a client asks for per read.
+const READ_BYTES: usize = 4096;
 
 impl EchoClients {
     /// Draw the clients' messages, endings and connect times from
@@ -105,11 +110,13 @@ impl EchoClients {
         let half_close_ppm = plan.half_close;
         let mut clients = Vec::with_capacity(workload.clients);
         let mut delays = Vec::with_capacity(workload.clients);
+        let mut sizes = Vec::with_capacity(workload.messages);
         for index in 0..workload.clients {
-            let mut stream = Vec::new();
-            let mut message_ends = Vec::new();
-            for message in 0..workload.messages {
-                let size = workload.message_size(index, message, entropy);
+            sizes.clear();
+            sizes.extend((0..workload.messages).map(|m| workload.message_size(index, m, entropy)));
+            let mut stream = Vec::with_capacity(sizes.iter().sum());
+            let mut message_ends = Vec::with_capacity(sizes.len());
+            for &size in &sizes {
                 let salt = (index as u64) << 32 ^ stream.len() as u64;
                 extend_pattern(&mut stream, salt, size);
                 message_ends.push(stream.len());
@@ -133,6 +140,7 @@ impl EchoClients {
             connect_delays: delays.into(),
             may_break: plan.may_break_connections(),
             reported: Rc::new(Cell::new(0)),
+            read_buf: Rc::new(RefCell::new(vec![0; READ_BYTES])),
         }
     }
 
@@ -272,7 +280,7 @@ fn connect<P: Poller + 'static>(
     let added = io.add_handler(
         fd,
         move |io, fd, events| {
-            on_event(&for_handler.clients, io, index, fd, events);
+            on_event(&for_handler, io, index, fd, events);
             for_handler.report(index, &done_handler);
         },
         Events::READ | Events::WRITE,
@@ -300,16 +308,16 @@ fn retryable(error: &io::Error) -> bool {
 }
 
 fn on_event<P: Poller>(
-    clients_rc: &Rc<RefCell<Vec<Client>>>,
+    echo: &EchoClients,
     io: &mut IOLoop<P>,
     index: usize,
     fd: Fd,
     events: Events,
 ) {
-    let mut clients = clients_rc.borrow_mut();
+    let mut clients = echo.clients.borrow_mut();
     let client = &mut clients[index];
     if client.result.is_none() && events.intersects(Events::READ | Events::ERROR) {
-        receive(io, fd, client);
+        receive(io, fd, client, &mut echo.read_buf.borrow_mut());
     }
     if client.result.is_none() && events.intersects(Events::WRITE | Events::ERROR) {
         send(io, fd, client);
@@ -328,9 +336,8 @@ fn on_event<P: Poller>(
     }
 }
 
-fn receive<P: Poller>(io: &mut IOLoop<P>, fd: Fd, client: &mut Client) {
-    let mut buf = [0u8; 4096];
-    match io.read(fd, &mut buf) {
+fn receive<P: Poller>(io: &mut IOLoop<P>, fd: Fd, client: &mut Client, buf: &mut [u8]) {
+    match io.read(fd, buf) {
         Ok(0) => {
             client.result = Some(if client.received == client.stream.len() {
                 ClientResult::Echoed
