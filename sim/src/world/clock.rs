@@ -43,7 +43,7 @@ impl World {
     /// When the earliest delivery in flight lands (or a clogged link lets
     /// what it held go), if any. Segments on a cut link have no time.
     pub fn next_delivery(&self) -> Option<Instant> {
-        let landing = self.deliveries.keys().next().map(|(at, _)| *at);
+        let landing = self.deliveries.first_at();
         match (landing, self.next_link_release()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

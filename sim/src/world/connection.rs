@@ -25,6 +25,12 @@ impl ConnId {
     pub(super) fn serial(self) -> u64 {
         self.serial
     }
+
+    /// An id for unit tests of what carries one.
+    #[cfg(test)]
+    pub(super) fn for_test() -> ConnId {
+        ConnId { serial: 0, slot: 0 }
+    }
 }
 
 impl fmt::Display for ConnId {

@@ -77,19 +77,14 @@ impl World {
             at = at.max(end.last_delivery);
             end.last_delivery = at;
         }
-        self.deliveries.insert((at, self.delivery_seq), delivery);
-        self.delivery_seq += 1;
+        self.deliveries.insert(at, delivery);
     }
 
     /// Deliver everything due by now, in time order; a segment whose link
     /// is blocked waits on the link, a datagram whose link is cut is lost.
     pub(super) fn deliver_due(&mut self) {
         self.release_links();
-        while let Some(entry) = self.deliveries.first_entry() {
-            if entry.key().0 > self.now {
-                break;
-            }
-            let delivery = entry.remove();
+        while let Some(delivery) = self.deliveries.pop_due(self.now) {
             match (self.route(&delivery), delivery) {
                 (Some((from, to)), Delivery::Udp(packet)) if self.link_cut(from, to) => {
                     self.packet_cut(packet)
