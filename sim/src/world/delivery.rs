@@ -14,6 +14,10 @@ use super::{tag, FaultKind, World};
 
 /// Pending connections a listener holds before refusing more.
 pub(super) const BACKLOG_MAX: usize = 128;
+/// Buffers of landed data segments kept for reuse, at most.
+const SEGMENT_POOL_MAX: usize = 64;
+/// A landed segment's buffer is kept for reuse only up to this capacity.
+const SEGMENT_POOL_BYTES_MAX: usize = 64 * 1024;
 
 /// Something in flight, delivered at its time.
 pub(super) enum Delivery {
@@ -80,6 +84,24 @@ impl World {
         self.deliveries.insert(at, delivery);
     }
 
+    /// A buffer holding `bytes`, for a data segment: a landed segment's,
+    /// when one is free.
+    pub(super) fn segment(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut segment = self.segment_pool.pop().unwrap_or_default();
+        segment.extend_from_slice(bytes);
+        segment
+    }
+
+    /// Take back the buffer of a segment that landed (or was lost).
+    fn recycle(&mut self, mut segment: Vec<u8>) {
+        if self.segment_pool.len() < SEGMENT_POOL_MAX
+            && segment.capacity() <= SEGMENT_POOL_BYTES_MAX
+        {
+            segment.clear();
+            self.segment_pool.push(segment);
+        }
+    }
+
     /// Deliver everything due by now, in time order; a segment whose link
     /// is blocked waits on the link, a datagram whose link is cut is lost.
     pub(super) fn deliver_due(&mut self) {
@@ -107,8 +129,10 @@ impl World {
             ref segment => segment.conn().expect("a segment of a connection"),
         };
         self.conns[conn].deliveries_in_flight -= 1;
-        if !lost {
-            self.deliver(delivery);
+        match delivery {
+            Delivery::Data { bytes, .. } if lost => self.recycle(bytes),
+            delivery if !lost => self.deliver(delivery),
+            _ => {}
         }
         self.conns.free_if_done(conn);
     }
@@ -179,16 +203,21 @@ impl World {
                 );
                 self.conns[conn].ends[1 - to].in_flight -= len;
                 let end = &mut self.conns[conn].ends[to];
-                if end.closed {
+                let (closed, reset) = (end.closed, end.reset);
+                if !closed && !reset {
+                    end.recv.extend(&bytes);
+                }
+                self.recycle(bytes);
+                if closed {
                     // Data for a closed socket: the kernel answers with RST.
                     self.schedule(Some((conn, to)), Delivery::Reset { conn, to: 1 - to });
                     return;
                 }
-                if end.reset {
+                if reset {
                     return;
                 }
-                end.recv.extend(bytes);
                 self.progress += 1;
+                let end = &self.conns[conn].ends[to];
                 let (host, fd) = (end.host, end.fd);
                 self.raise(host, fd, Ready::READABLE);
             }

@@ -235,12 +235,13 @@ impl World {
         self.conns[conn].ends[side].in_flight += n;
         self.progress += 1;
         self.trace_io(host, fd, IoKind::Write, n);
+        let bytes = self.segment(&buf[..n]);
         self.schedule(
             Some((conn, side)),
             Delivery::Data {
                 conn,
                 to: 1 - side,
-                bytes: buf[..n].to_vec(),
+                bytes,
             },
         );
         if self.fault(self.plan.reset, FaultKind::Reset, host, fd) {
