@@ -70,6 +70,9 @@ impl World {
 
     /// When the earliest clogged link with held segments opens, if any.
     pub(super) fn next_link_release(&self) -> Option<Instant> {
+        if self.links.is_empty() {
+            return None; // never cut nor clogged: the common case, checked per wait
+        }
         self.links
             .values()
             .filter(|link| !link.cut && !link.held.is_empty())
@@ -88,6 +91,9 @@ impl World {
 
     /// Deliver, in order, what every link that is open again held.
     pub(super) fn release_links(&mut self) {
+        if self.links.is_empty() {
+            return; // never cut nor clogged: the common case, checked per wait
+        }
         let now = self.now;
         let open: Vec<(HostId, HostId)> = self
             .links
