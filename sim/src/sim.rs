@@ -1192,19 +1192,20 @@ impl Sim {
             return Ok(());
         };
         let ran = panic::catch_unwind(AssertUnwindSafe(|| io.run_once(Some(Duration::ZERO))));
-        let name = host.name.clone();
+        // The name is borrowed only to report a failure: no copy per step.
+        let name = &self.hosts[index].name;
         match ran {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 let message = format!("run_once failed: {error}");
-                return Err(self.fail(FailureKind::Loop, Some(&name), message));
+                return Err(self.fail(FailureKind::Loop, Some(name), message));
             }
             Err(payload) => {
                 let message = format!(
                     "a handler, callback or timeout panicked: {}",
                     panic_message(payload.as_ref())
                 );
-                return Err(self.fail(FailureKind::Panic, Some(&name), message));
+                return Err(self.fail(FailureKind::Panic, Some(name), message));
             }
         }
         // What changed, every step; everything, every CHECK_FULL_EVERY
@@ -1213,18 +1214,19 @@ impl Sim {
             .io
             .as_mut()
             .map_or(Ok(()), IOLoop::check_changes);
+        let name = &self.hosts[index].name;
         if let Err(error) = consistent {
             let message = format!("handler table and registrations differ: {error}");
-            return Err(self.fail(FailureKind::HandlerMap, Some(&name), message));
+            return Err(self.fail(FailureKind::HandlerMap, Some(name), message));
         }
         let violations = self.net.world_mut().take_violations();
         if let Some(first) = violations.first() {
             let message = format!("{first} ({} violations)", violations.len());
-            return Err(self.fail(FailureKind::Dispatch, Some(&name), message));
+            return Err(self.fail(FailureKind::Dispatch, Some(name), message));
         }
         if let Role::Client(done) = &self.hosts[index].role {
             if let Some(why) = done.failure() {
-                return Err(self.fail(FailureKind::Client, Some(&name), why));
+                return Err(self.fail(FailureKind::Client, Some(name), why));
             }
         }
         self.check_invariants()
