@@ -36,19 +36,29 @@ impl Trace {
 
     /// Record one decision: a kind tag and its values. `describe` is only
     /// called for a full trace.
+    #[inline]
     pub fn record(&mut self, tag: u8, values: &[u64], describe: impl FnOnce() -> String) {
         self.mix_byte(tag);
         for &value in values {
             self.mix_u64(value);
         }
         self.count += 1;
+        if self.lines.is_some() {
+            self.push_line(describe());
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_line(&mut self, description: String) {
+        let mut line = String::new();
+        let _ = write!(line, "{:>6} {description}", self.count);
         if let Some(lines) = &mut self.lines {
-            let mut line = String::new();
-            let _ = write!(line, "{:>6} {}", self.count, describe());
             lines.push(line);
         }
     }
 
+    #[inline]
     fn mix_byte(&mut self, byte: u8) {
         self.hash ^= u64::from(byte);
         self.hash = self.hash.wrapping_mul(FNV_PRIME);
@@ -56,6 +66,7 @@ impl Trace {
 
     /// FNV-1a over the 8 little-endian bytes of `value`, exactly; the high
     /// zero bytes (most values are small) cost one multiply in all.
+    #[inline]
     fn mix_u64(&mut self, value: u64) {
         let bytes_significant = 8 - value.leading_zeros() as usize / 8;
         let mut rest = value;

@@ -239,6 +239,7 @@ impl World {
     }
 
     /// Draw a fault with probability `ppm`; a fault that fires is traced.
+    #[inline]
     pub(super) fn fault(&mut self, ppm: u32, kind: FaultKind, host: HostId, fd: Fd) -> bool {
         let drawn = self.entropy.chance(ppm);
         self.decide_fault(drawn, kind, host, fd)
@@ -260,6 +261,7 @@ impl World {
 
     /// Number the decision, let a schedule overrule `drawn`, and trace the
     /// fault if it fires.
+    #[inline]
     fn decide_fault(&mut self, drawn: bool, kind: FaultKind, host: HostId, fd: Fd) -> bool {
         let draw = self.fault_draws;
         self.fault_draws += 1;
@@ -269,9 +271,15 @@ impl World {
             Some(schedule) => schedule.contains(&draw),
             None => drawn,
         };
-        if !fires {
-            return false;
+        if fires {
+            self.fault_fired(draw, kind, host, fd);
         }
+        fires
+    }
+
+    /// Record fault decision `draw`, which fired.
+    #[inline(never)]
+    fn fault_fired(&mut self, draw: u64, kind: FaultKind, host: HostId, fd: Fd) {
         let now = self.now;
         self.fired.push(FiredFault {
             draw,
@@ -285,7 +293,6 @@ impl World {
             &[host as u64, fd.0 as u64, u64::from(kind.id())],
             || format!("{now:?} host{host} {fd:?} fault {kind}"),
         );
-        true
     }
 }
 

@@ -90,10 +90,16 @@ impl World {
     }
 
     /// Deliver, in order, what every link that is open again held.
+    #[inline]
     pub(super) fn release_links(&mut self) {
-        if self.links.is_empty() {
-            return; // never cut nor clogged: the common case, checked per wait
+        // Checked on every wait; the map is empty unless a link was ever
+        // cut or clogged.
+        if !self.links.is_empty() {
+            self.release_open_links();
         }
+    }
+
+    fn release_open_links(&mut self) {
         let now = self.now;
         let open: Vec<(HostId, HostId)> = self
             .links
