@@ -14,10 +14,6 @@ use super::{tag, FaultKind, World};
 
 /// Pending connections a listener holds before refusing more.
 pub(super) const BACKLOG_MAX: usize = 128;
-/// Buffers of landed data segments kept for reuse, at most.
-const SEGMENT_POOL_MAX: usize = 64;
-/// A landed segment's buffer is kept for reuse only up to this capacity.
-const SEGMENT_POOL_BYTES_MAX: usize = 64 * 1024;
 
 /// Something in flight, delivered at its time.
 pub(super) enum Delivery {
@@ -30,10 +26,12 @@ pub(super) enum Delivery {
     Refused {
         conn: ConnId,
     },
+    /// The next `len` bytes in flight to end `to` (they wait in its
+    /// receive queue, behind what landed before).
     Data {
         conn: ConnId,
         to: usize,
-        bytes: Vec<u8>,
+        len: usize,
     },
     Fin {
         conn: ConnId,
@@ -84,24 +82,6 @@ impl World {
         self.deliveries.insert(at, delivery);
     }
 
-    /// A buffer holding `bytes`, for a data segment: a landed segment's,
-    /// when one is free.
-    pub(super) fn segment(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut segment = self.segment_pool.pop().unwrap_or_default();
-        segment.extend_from_slice(bytes);
-        segment
-    }
-
-    /// Take back the buffer of a segment that landed (or was lost).
-    fn recycle(&mut self, mut segment: Vec<u8>) {
-        if self.segment_pool.len() < SEGMENT_POOL_MAX
-            && segment.capacity() <= SEGMENT_POOL_BYTES_MAX
-        {
-            segment.clear();
-            self.segment_pool.push(segment);
-        }
-    }
-
     /// Deliver everything due by now, in time order; a segment whose link
     /// is blocked waits on the link, a datagram whose link is cut is lost.
     pub(super) fn deliver_due(&mut self) {
@@ -130,7 +110,7 @@ impl World {
         };
         self.conns[conn].deliveries_in_flight -= 1;
         match delivery {
-            Delivery::Data { bytes, .. } if lost => self.recycle(bytes),
+            Delivery::Data { to, len, .. } if lost => self.conns[conn].ends[to].recv.lose(len),
             delivery if !lost => self.deliver(delivery),
             _ => {}
         }
@@ -194,8 +174,7 @@ impl World {
                         | Ready::ERROR,
                 );
             }
-            Delivery::Data { conn, to, bytes } => {
-                let len = bytes.len();
+            Delivery::Data { conn, to, len } => {
                 self.trace.record(
                     tag::DELIVER,
                     &[3, conn.serial(), to as u64, len as u64],
@@ -203,21 +182,20 @@ impl World {
                 );
                 self.conns[conn].ends[1 - to].in_flight -= len;
                 let end = &mut self.conns[conn].ends[to];
-                let (closed, reset) = (end.closed, end.reset);
-                if !closed && !reset {
-                    end.recv.extend(&bytes);
+                if end.closed || end.reset {
+                    end.recv.lose(len);
+                } else {
+                    end.recv.land(len);
                 }
-                self.recycle(bytes);
-                if closed {
+                if end.closed {
                     // Data for a closed socket: the kernel answers with RST.
                     self.schedule(Some((conn, to)), Delivery::Reset { conn, to: 1 - to });
                     return;
                 }
-                if reset {
+                if end.reset {
                     return;
                 }
                 self.progress += 1;
-                let end = &self.conns[conn].ends[to];
                 let (host, fd) = (end.host, end.fd);
                 self.raise(host, fd, Ready::READABLE);
             }

@@ -80,8 +80,6 @@ pub struct World {
     hosts: Vec<Host>,
     conns: Connections,
     deliveries: InFlight,
-    /// Buffers of data segments that landed, for the next writes.
-    segment_pool: Vec<Vec<u8>>,
     progress: u64,
     violations: Vec<String>,
     /// Fault decisions made so far (fired or not): a fault's identity in a
@@ -110,7 +108,6 @@ impl World {
             hosts: Vec::new(),
             conns: Connections::new(),
             deliveries: InFlight::new(),
-            segment_pool: Vec::new(),
             progress: 0,
             violations: Vec::new(),
             fault_draws: 0,
