@@ -377,7 +377,7 @@ impl World {
 
     /// Put `packet` in flight, to land at `at`; returns its key.
     fn schedule_packet(&mut self, at: Instant, packet: Packet) -> DeliveryKey {
-        self.deliveries.insert(at, Delivery::Udp(packet))
+        self.deliveries.insert(at, Delivery::Udp(Box::new(packet)))
     }
 
     /// The key of the last datagram `fd` sent, if it is still in flight
@@ -385,7 +385,9 @@ impl World {
     fn udp_last_sent_to(&self, host: HostId, fd: Fd, to: SocketAddr) -> Option<DeliveryKey> {
         let key = self.udp_socket(host, fd).ok()?.last_sent?;
         match self.deliveries.get(key) {
-            Some(Delivery::Udp(Packet::Data { to: sent_to, .. })) if *sent_to == to => Some(key),
+            Some(Delivery::Udp(packet)) if matches!(**packet, Packet::Data { to: sent_to, .. } if sent_to == to) => {
+                Some(key)
+            }
             _ => None,
         }
     }

@@ -41,8 +41,9 @@ pub(super) enum Delivery {
         conn: ConnId,
         to: usize,
     },
-    /// UDP: a datagram, or an ICMP answer to one (see `datagram.rs`).
-    Udp(Packet),
+    /// UDP: a datagram, or an ICMP answer to one (see `datagram.rs`);
+    /// boxed, so that a delivery is small to move.
+    Udp(Box<Packet>),
 }
 
 impl Delivery {
@@ -89,7 +90,7 @@ impl World {
         while let Some(delivery) = self.deliveries.pop_due(self.now) {
             match (self.route(&delivery), delivery) {
                 (Some((from, to)), Delivery::Udp(packet)) if self.link_cut(from, to) => {
-                    self.packet_cut(packet)
+                    self.packet_cut(*packet)
                 }
                 (Some((from, to)), delivery) if self.link_blocked(from, to) => {
                     self.hold(from, to, delivery)
@@ -105,7 +106,7 @@ impl World {
             .route(&delivery)
             .is_some_and(|(_, to)| self.host_is_down(to));
         let conn = match delivery {
-            Delivery::Udp(packet) => return self.deliver_packet(packet, lost),
+            Delivery::Udp(packet) => return self.deliver_packet(*packet, lost),
             ref segment => segment.conn().expect("a segment of a connection"),
         };
         self.conns[conn].deliveries_in_flight -= 1;
@@ -138,7 +139,7 @@ impl World {
     fn deliver(&mut self, delivery: Delivery) {
         let now = self.now;
         match delivery {
-            Delivery::Udp(packet) => self.deliver_packet(packet, false),
+            Delivery::Udp(packet) => self.deliver_packet(*packet, false),
             Delivery::Syn { conn } => self.deliver_syn(conn),
             Delivery::SynAck { conn } => {
                 self.trace.record(tag::DELIVER, &[1, conn.serial()], || {

@@ -1,6 +1,6 @@
 //! `InFlight`: the deliveries on their way, earliest first — a binary heap of landing times over a slab.
 
-use std::cmp::Reverse;
+use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use ioloop::Instant;
@@ -9,11 +9,50 @@ use super::delivery::Delivery;
 
 /// Where a delivery in flight stands: its landing time, then its sequence
 /// number (ties land in the order they were scheduled), and its slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct DeliveryKey {
+    /// Landing time in nanoseconds (the high 64 bits), then the sequence
+    /// number: one integer comparison orders two keys.
+    order: u128,
     pub(super) at: Instant,
-    seq: u64,
     slot: u32,
+}
+
+impl DeliveryKey {
+    fn new(at: Instant, seq: u64, slot: u32) -> DeliveryKey {
+        // Instants past 2^64 ns (584 years) share the last value: they land
+        // in the order scheduled, after everything sooner.
+        let at_ns = u64::try_from(at.since_epoch().as_nanos()).unwrap_or(u64::MAX);
+        DeliveryKey {
+            order: u128::from(at_ns) << 64 | u128::from(seq),
+            at,
+            slot,
+        }
+    }
+
+    fn seq(&self) -> u64 {
+        self.order as u64
+    }
+}
+
+impl PartialEq for DeliveryKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.order == other.order
+    }
+}
+
+impl Eq for DeliveryKey {}
+
+impl PartialOrd for DeliveryKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for DeliveryKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.order.cmp(&other.order)
+    }
 }
 
 /// Deliveries in flight, landing in `(time, sequence)` order. The heap
@@ -54,7 +93,7 @@ impl InFlight {
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 deliveries in flight")
             }
         };
-        let key = DeliveryKey { at, seq, slot };
+        let key = DeliveryKey::new(at, seq, slot);
         self.keys.push(Reverse(key));
         key
     }
@@ -65,22 +104,30 @@ impl InFlight {
     }
 
     /// Take the earliest delivery if it lands by `now`.
+    #[inline]
     pub(super) fn pop_due(&mut self, now: Instant) -> Option<Delivery> {
-        let Reverse(key) = *self.keys.peek()?;
-        if key.at > now {
-            return None;
+        // Asked at every wait, and mostly nothing is due: that answer is
+        // inline, the landing is not.
+        match self.keys.peek() {
+            Some(Reverse(key)) if key.at <= now => Some(self.pop()),
+            _ => None,
         }
-        self.keys.pop();
+    }
+
+    /// Take the earliest delivery.
+    #[inline(never)]
+    fn pop(&mut self) -> Delivery {
+        let Reverse(key) = self.keys.pop().expect("a delivery in flight");
         let (seq, delivery) = self.slots[key.slot as usize].take().expect("a key's slot");
-        debug_assert_eq!(seq, key.seq);
+        debug_assert_eq!(seq, key.seq());
         self.slots_free.push(key.slot);
-        Some(delivery)
+        delivery
     }
 
     /// The delivery `key` names, if it is still in flight.
     pub(super) fn get(&self, key: DeliveryKey) -> Option<&Delivery> {
         match self.slots.get(key.slot as usize)? {
-            Some((seq, delivery)) if *seq == key.seq => Some(delivery),
+            Some((seq, delivery)) if *seq == key.seq() => Some(delivery),
             _ => None,
         }
     }

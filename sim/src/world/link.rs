@@ -34,7 +34,7 @@ impl World {
         let held = std::mem::take(&mut link.held);
         for delivery in held {
             match delivery {
-                Delivery::Udp(packet) => self.packet_cut(packet),
+                Delivery::Udp(packet) => self.packet_cut(*packet),
                 segment => self.hold(from, to, segment),
             }
         }
