@@ -88,23 +88,30 @@ impl World {
     pub(super) fn deliver_due(&mut self) {
         self.release_links();
         while let Some(delivery) = self.deliveries.pop_due(self.now) {
-            match (self.route(&delivery), delivery) {
+            let route = self.route(&delivery);
+            // No link was ever cut or clogged: none can hold this one.
+            let links = route.filter(|_| !self.links.is_empty());
+            match (links, delivery) {
                 (Some((from, to)), Delivery::Udp(packet)) if self.link_cut(from, to) => {
                     self.packet_cut(*packet)
                 }
                 (Some((from, to)), delivery) if self.link_blocked(from, to) => {
                     self.hold(from, to, delivery)
                 }
-                (_, delivery) => self.deliver_now(delivery),
+                (_, delivery) => self.deliver_routed(delivery, route),
             }
         }
     }
 
     /// Deliver one segment now, unless its host is down (then it is lost).
     pub(super) fn deliver_now(&mut self, delivery: Delivery) {
-        let lost = self
-            .route(&delivery)
-            .is_some_and(|(_, to)| self.host_is_down(to));
+        let route = self.route(&delivery);
+        self.deliver_routed(delivery, route);
+    }
+
+    /// [`deliver_now`](Self::deliver_now), the route known.
+    fn deliver_routed(&mut self, delivery: Delivery, route: Option<(HostId, HostId)>) {
+        let lost = route.is_some_and(|(_, to)| self.host_is_down(to));
         let conn = match delivery {
             Delivery::Udp(packet) => return self.deliver_packet(*packet, lost),
             ref segment => segment.conn().expect("a segment of a connection"),
