@@ -37,7 +37,9 @@ impl<P: Poller> Shared<P> {
 
     /// Move every queued remote callback into `into`, in arrival order.
     pub(crate) fn drain_into(&self, into: &mut VecDeque<Callback<P>>) {
-        if !self.pending.swap(false, Ordering::AcqRel) {
+        // A plain load first: the locked swap only when a handle queued
+        // something (this runs every iteration).
+        if !self.pending.load(Ordering::Acquire) || !self.pending.swap(false, Ordering::AcqRel) {
             return;
         }
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);

@@ -50,6 +50,7 @@ impl Entropy {
     }
 
     /// The next 64 random bits.
+    #[inline]
     pub fn next_u64(&mut self) -> u64 {
         match self {
             Entropy::Seeded(rng) => rng.next_u64(),
@@ -64,6 +65,7 @@ impl Entropy {
     }
 
     /// A number in `0..bound` (0 when `bound` is 0).
+    #[inline]
     pub fn below(&mut self, bound: u64) -> u64 {
         if bound == 0 {
             return 0;
@@ -74,6 +76,7 @@ impl Entropy {
     }
 
     /// A number in `low..=high`.
+    #[inline]
     pub fn between(&mut self, low: u64, high: u64) -> u64 {
         if high <= low {
             return low;
@@ -83,6 +86,7 @@ impl Entropy {
 
     /// `true` with probability `ppm` parts per million (never for 0). A
     /// zero draw — what exhausted fuzzer bytes give — is always `false`.
+    #[inline]
     pub fn chance(&mut self, ppm: u32) -> bool {
         let ppm = u64::from(ppm.min(1_000_000));
         ppm > 0 && self.below(1_000_000) >= 1_000_000 - ppm

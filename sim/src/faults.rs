@@ -315,14 +315,17 @@ impl FaultPlan {
 
     /// A 64-bit hash of the plan, for one-line reproduction reports. A
     /// plan without datagram faults hashes as it did before they existed.
+    ///
+    /// FNV-1a over a tag byte and the little-endian bytes of each field,
+    /// as the trace hashed before it became word-wise: a plan's identity
+    /// did not change with the trace's hash.
     pub fn hash(&self) -> u64 {
-        let mut trace = crate::Trace::new(false);
-        trace.record(0, &self.fields(), String::new);
+        let mut hash = fnv1a(FNV_OFFSET, 0, &self.fields());
         if self.datagram.any() {
             let datagram = self.datagram.named().map(|(_, ppm)| u64::from(ppm));
-            trace.record(1, &datagram, String::new);
+            hash = fnv1a(hash, 1, &datagram);
         }
-        trace.hash()
+        hash
     }
 
     fn fields(&self) -> [u64; 13] {
@@ -377,4 +380,16 @@ impl fmt::Display for FaultPlan {
         }
         Ok(())
     }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// `hash` continued, FNV-1a, over `tag` and the little-endian bytes of
+/// `values`.
+fn fnv1a(hash: u64, tag: u8, values: &[u64]) -> u64 {
+    let bytes = values.iter().flat_map(|value| value.to_le_bytes());
+    std::iter::once(tag).chain(bytes).fold(hash, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
+    })
 }

@@ -1162,17 +1162,26 @@ impl Sim {
     /// Run the scripted actions that are due.
     fn run_script(&mut self) -> Result<(), Failure> {
         let now = self.now();
+        let mut ran = false;
         while let Some(entry) = self.script.first_entry() {
             if entry.key().0 > now {
                 break;
             }
             let action = entry.remove();
             action(self);
+            ran = true;
         }
+        // The nemesis may restart a host, whose setup may fail.
         if self.nemesis_next_tick().is_some_and(|tick| tick <= now) {
             self.nemesis_tick();
+            ran = true;
         }
-        self.check_setup()
+        // Checked before the run; only an action can have broken it since.
+        if ran {
+            self.check_setup()
+        } else {
+            Ok(())
+        }
     }
 
     // ----- reading the simulation ---------------------------------------------
@@ -1468,6 +1477,7 @@ impl Sim {
     }
 
     /// `true` if host `index` would not sleep now.
+    #[inline]
     fn has_work(&mut self, index: usize, now: Instant) -> bool {
         let host = &mut self.hosts[index];
         {
@@ -1517,19 +1527,20 @@ impl Sim {
             return Ok(());
         };
         let ran = panic::catch_unwind(AssertUnwindSafe(|| io.run_once(Some(Duration::ZERO))));
-        let name = host.name.clone();
+        // The name is borrowed only to report a failure: no copy per step.
+        let name = &self.hosts[index].name;
         match ran {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 let message = format!("run_once failed: {error}");
-                return Err(self.fail(FailureKind::Loop, Some(&name), message));
+                return Err(self.fail(FailureKind::Loop, Some(name), message));
             }
             Err(payload) => {
                 let message = format!(
                     "a handler, callback or timeout panicked: {}",
                     panic_message(payload.as_ref())
                 );
-                return Err(self.fail(FailureKind::Panic, Some(&name), message));
+                return Err(self.fail(FailureKind::Panic, Some(name), message));
             }
         }
         // What changed, every step; everything, every CHECK_FULL_EVERY
@@ -1538,18 +1549,19 @@ impl Sim {
             .io
             .as_mut()
             .map_or(Ok(()), IOLoop::check_changes);
+        let name = &self.hosts[index].name;
         if let Err(error) = consistent {
             let message = format!("handler table and registrations differ: {error}");
-            return Err(self.fail(FailureKind::HandlerMap, Some(&name), message));
+            return Err(self.fail(FailureKind::HandlerMap, Some(name), message));
         }
         let violations = self.net.world_mut().take_violations();
         if let Some(first) = violations.first() {
             let message = format!("{first} ({} violations)", violations.len());
-            return Err(self.fail(FailureKind::Dispatch, Some(&name), message));
+            return Err(self.fail(FailureKind::Dispatch, Some(name), message));
         }
         if let Role::Client(done) = &self.hosts[index].role {
             if let Some(why) = done.failure() {
-                return Err(self.fail(FailureKind::Client, Some(&name), why));
+                return Err(self.fail(FailureKind::Client, Some(name), why));
             }
         }
         self.check_invariants()
@@ -1586,6 +1598,7 @@ impl Sim {
         }
     }
 
+    #[inline]
     fn maybe_stop_faults(&mut self) {
         let Some(after) = self.liveness_after else {
             return;
@@ -1596,6 +1609,7 @@ impl Sim {
         }
     }
 
+    #[inline]
     fn clients_done(&self) -> bool {
         self.hosts.iter().all(|h| match &h.role {
             Role::Client(done) => done.is_done(),
@@ -1603,6 +1617,7 @@ impl Sim {
         })
     }
 
+    #[inline]
     fn has_clients(&self) -> bool {
         self.hosts.iter().any(|h| matches!(h.role, Role::Client(_)))
     }
@@ -1621,6 +1636,7 @@ impl Sim {
 
     /// The first client that reported a failure, wherever it reported it
     /// (its setup, a callback, a handler of another host's).
+    #[inline]
     fn client_failure(&self) -> Option<Failure> {
         self.hosts.iter().find_map(|h| match &h.role {
             Role::Client(done) => done

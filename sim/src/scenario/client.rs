@@ -31,10 +31,8 @@ pub enum ClientResult {
 /// What one client sends and how it ends.
 struct Client {
     fd: Option<Fd>,
-    /// Every byte the client will send, message after message.
-    stream: Vec<u8>,
-    /// Where each message ends in `stream`.
-    message_ends: Vec<usize>,
+    /// The messages, in the order sent: together, the client's stream.
+    messages: Vec<Message>,
     message_current: usize,
     sent: usize,
     received: usize,
@@ -43,6 +41,46 @@ struct Client {
     result: Option<ClientResult>,
     /// The result was reported to the harness.
     reported: bool,
+}
+
+impl Client {
+    /// Bytes of the whole stream.
+    fn stream_bytes(&self) -> usize {
+        self.messages.last().map_or(0, |message| message.end)
+    }
+
+    /// The bytes of the stream from `from` to the end of the message it
+    /// is in.
+    fn bytes_from(&self, from: usize) -> &[u8] {
+        let message = &self.messages[self.message_current];
+        debug_assert!((message.start..message.end).contains(&from));
+        &message.bytes()[from - message.start..]
+    }
+}
+
+/// One message: where it starts and ends in the client's stream, and
+/// where its bytes are.
+struct Message {
+    start: usize,
+    end: usize,
+    bytes: Pattern,
+}
+
+impl Message {
+    fn bytes(&self) -> &[u8] {
+        let size = self.end - self.start;
+        match &self.bytes {
+            Pattern::Table { offset } => &pattern_table()[*offset..*offset + size],
+            Pattern::Copied(bytes) => bytes,
+        }
+    }
+}
+
+/// A message's bytes: a window of the pattern table, or a copy of them
+/// for a message longer than the table's wrap-around margin holds.
+enum Pattern {
+    Table { offset: usize },
+    Copied(Vec<u8>),
 }
 
 /// The workload of a run, drawn from the seed.
@@ -95,7 +133,12 @@ pub struct EchoClients {
     may_break: bool,
     /// Clients whose result was reported to `Done`.
     reported: Rc<Cell<usize>>,
+    /// What a read lands in, shared by the clients: one buffer, zeroed once.
+    read_buf: Rc<RefCell<Vec<u8>>>,
 }
+
+/// Bytes a client asks for per read.
+const READ_BYTES: usize = 4096;
 
 impl EchoClients {
     /// Draw the clients' messages, endings and connect times from
@@ -112,19 +155,24 @@ impl EchoClients {
         let half_close_ppm = plan.half_close;
         let mut clients = Vec::with_capacity(workload.clients);
         let mut delays = Vec::with_capacity(workload.clients);
+        let mut sizes = Vec::with_capacity(workload.messages);
         for index in 0..workload.clients {
-            let mut stream = Vec::new();
-            let mut message_ends = Vec::new();
-            for message in 0..workload.messages {
-                let size = workload.message_size(index, message, entropy);
-                let salt = (index as u64) << 32 ^ stream.len() as u64;
-                extend_pattern(&mut stream, salt, size);
-                message_ends.push(stream.len());
+            sizes.clear();
+            sizes.extend((0..workload.messages).map(|m| workload.message_size(index, m, entropy)));
+            let mut messages = Vec::with_capacity(sizes.len());
+            let mut start = 0;
+            for &size in &sizes {
+                let salt = (index as u64) << 32 ^ start as u64;
+                messages.push(Message {
+                    start,
+                    end: start + size,
+                    bytes: pattern(salt, size),
+                });
+                start += size;
             }
             clients.push(Client {
                 fd: None,
-                stream,
-                message_ends,
+                messages,
                 message_current: 0,
                 sent: 0,
                 received: 0,
@@ -140,6 +188,7 @@ impl EchoClients {
             connect_delays: delays.into(),
             may_break,
             reported: Rc::new(Cell::new(0)),
+            read_buf: Rc::new(RefCell::new(vec![0; READ_BYTES])),
         }
     }
 
@@ -215,10 +264,10 @@ impl EchoClients {
                     "client {i} {:?}: sent {}/{} received {} (message {} of {}, half_close={} shut={})",
                     c.fd,
                     c.sent,
-                    c.stream.len(),
+                    c.stream_bytes(),
                     c.received,
                     c.message_current + 1,
-                    c.message_ends.len(),
+                    c.messages.len(),
                     c.half_close,
                     c.shut
                 )
@@ -234,29 +283,41 @@ fn pattern_byte(salt: u64, index: usize) -> u8 {
     (x >> 56) as u8
 }
 
-/// Bytes in the pattern table: a prime, so that windows of different
-/// clients and offsets rarely line up.
+/// Bytes in the pattern: a prime, so that windows of different clients
+/// and offsets rarely line up.
 const PATTERN_BYTES: usize = 65_521;
+/// The table repeats the pattern's start after its end, so that a message
+/// of up to this many bytes is one window of it wherever it starts.
+const PATTERN_WRAP_BYTES: usize = 64 * 1024;
 
-/// Append `size` bytes of the pattern at an offset chosen by `salt`
-/// (client and position): copied from a fixed table, as fast as memcpy.
-/// The contents never reach the trace (only sizes do), so they may change
-/// without changing any trace hash.
-fn extend_pattern(stream: &mut Vec<u8>, salt: u64, size: usize) {
+/// The pattern, and its start again after its end.
+fn pattern_table() -> &'static [u8] {
     static TABLE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        (0..PATTERN_BYTES)
-            .map(|i| pattern_byte(0x5eed, i))
+    TABLE.get_or_init(|| {
+        (0..PATTERN_BYTES + PATTERN_WRAP_BYTES)
+            .map(|i| pattern_byte(0x5eed, i % PATTERN_BYTES))
             .collect()
-    });
-    let mut offset = (salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) as usize % PATTERN_BYTES;
-    let mut left = size;
-    while left > 0 {
-        let take = left.min(PATTERN_BYTES - offset);
-        stream.extend_from_slice(&table[offset..offset + take]);
-        left -= take;
+    })
+}
+
+/// The `size` bytes of the pattern from an offset chosen by `salt` (client
+/// and position), wrapping around: a window of the table, with no copy,
+/// when it fits. The contents never reach the trace (only sizes do), so
+/// they may change without changing any trace hash.
+fn pattern(salt: u64, size: usize) -> Pattern {
+    let offset = (salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) as usize % PATTERN_BYTES;
+    let table = pattern_table();
+    if offset + size <= table.len() {
+        return Pattern::Table { offset };
+    }
+    let mut bytes = Vec::with_capacity(size);
+    let mut offset = offset;
+    while bytes.len() < size {
+        let take = (size - bytes.len()).min(PATTERN_BYTES - offset);
+        bytes.extend_from_slice(&table[offset..offset + take]);
         offset = 0;
     }
+    Pattern::Copied(bytes)
 }
 
 fn connect<P: Poller + 'static>(
@@ -279,7 +340,7 @@ fn connect<P: Poller + 'static>(
     let added = io.add_handler(
         fd,
         move |io, fd, events| {
-            on_event(&for_handler.clients, io, index, fd, events);
+            on_event(&for_handler, io, index, fd, events);
             for_handler.report(index, &done_handler);
         },
         Events::READ | Events::WRITE,
@@ -307,16 +368,16 @@ fn retryable(error: &io::Error) -> bool {
 }
 
 fn on_event<P: Poller>(
-    clients_rc: &Rc<RefCell<Vec<Client>>>,
+    echo: &EchoClients,
     io: &mut IOLoop<P>,
     index: usize,
     fd: Fd,
     events: Events,
 ) {
-    let mut clients = clients_rc.borrow_mut();
+    let mut clients = echo.clients.borrow_mut();
     let client = &mut clients[index];
     if client.result.is_none() && events.intersects(Events::READ | Events::ERROR) {
-        receive(io, fd, client);
+        receive(io, fd, client, &mut echo.read_buf.borrow_mut());
     }
     if client.result.is_none() && events.intersects(Events::WRITE | Events::ERROR) {
         send(io, fd, client);
@@ -327,7 +388,7 @@ fn on_event<P: Poller>(
         return;
     }
     let mut interest = Events::READ;
-    if client.sent < client.message_ends[client.message_current] {
+    if client.sent < client.messages[client.message_current].end {
         interest |= Events::WRITE;
     }
     if io.interest(fd) != Some(interest) {
@@ -335,17 +396,16 @@ fn on_event<P: Poller>(
     }
 }
 
-fn receive<P: Poller>(io: &mut IOLoop<P>, fd: Fd, client: &mut Client) {
-    let mut buf = [0u8; 4096];
-    match io.read(fd, &mut buf) {
+fn receive<P: Poller>(io: &mut IOLoop<P>, fd: Fd, client: &mut Client, buf: &mut [u8]) {
+    match io.read(fd, buf) {
         Ok(0) => {
-            client.result = Some(if client.received == client.stream.len() {
+            client.result = Some(if client.received == client.stream_bytes() {
                 ClientResult::Echoed
             } else {
                 ClientResult::Wrong(format!(
                     "end of stream after {} of {} bytes",
                     client.received,
-                    client.stream.len()
+                    client.stream_bytes()
                 ))
             });
         }
@@ -360,17 +420,19 @@ fn receive<P: Poller>(io: &mut IOLoop<P>, fd: Fd, client: &mut Client) {
                 )));
                 return;
             }
-            if got != &client.stream[start..start + n] {
+            // Sent and not yet echoed: within the current message.
+            let expected = &client.bytes_from(start)[..n];
+            if got != expected {
                 let at = got
                     .iter()
-                    .zip(&client.stream[start..])
+                    .zip(expected)
                     .position(|(a, b)| a != b)
                     .expect("the slices differ");
                 client.result = Some(ClientResult::Wrong(format!(
                     "byte {} differs: got {:#04x}, sent {:#04x}",
                     start + at,
                     got[at],
-                    client.stream[start + at]
+                    expected[at]
                 )));
                 return;
             }
@@ -384,21 +446,21 @@ fn receive<P: Poller>(io: &mut IOLoop<P>, fd: Fd, client: &mut Client) {
 
 /// After an echo: move to the next message, and finish the stream.
 fn advance(client: &mut Client) {
-    let last = client.message_ends.len() - 1;
+    let last = client.messages.len() - 1;
     while client.message_current < last
-        && client.received >= client.message_ends[client.message_current]
+        && client.received >= client.messages[client.message_current].end
     {
         client.message_current += 1;
     }
-    if client.received == client.stream.len() && !client.half_close {
+    if client.received == client.stream_bytes() && !client.half_close {
         client.result = Some(ClientResult::Echoed);
     }
 }
 
 fn send<P: Poller>(io: &mut IOLoop<P>, fd: Fd, client: &mut Client) {
-    let end = client.message_ends[client.message_current];
+    let end = client.messages[client.message_current].end;
     if client.sent < end {
-        match io.write(fd, &client.stream[client.sent..end]) {
+        match io.write(fd, client.bytes_from(client.sent)) {
             Ok(n) => client.sent += n,
             Err(e) if retryable(&e) => return,
             Err(e) => {
@@ -407,7 +469,7 @@ fn send<P: Poller>(io: &mut IOLoop<P>, fd: Fd, client: &mut Client) {
             }
         }
     }
-    if client.sent == client.stream.len() && client.half_close && !client.shut {
+    if client.sent == client.stream_bytes() && client.half_close && !client.shut {
         client.shut = true;
         if let Err(e) = io.shutdown(fd, Shutdown::Write) {
             client.result = Some(broken(client.received, &e));

@@ -43,7 +43,7 @@ impl World {
     /// When the earliest delivery in flight lands (or a clogged link lets
     /// what it held go), if any. Segments on a cut link have no time.
     pub fn next_delivery(&self) -> Option<Instant> {
-        let landing = self.deliveries.keys().next().map(|(at, _)| *at);
+        let landing = self.deliveries.first_at();
         match (landing, self.next_link_release()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -73,7 +73,9 @@ impl World {
         timeout: Option<Duration>,
     ) -> io::Result<()> {
         self.deliver_due();
-        let woken = self.hosts[host].woken.swap(false, Ordering::AcqRel);
+        // A plain load first: the locked swap only once a waker fired.
+        let flag = &self.hosts[host].woken;
+        let woken = flag.load(Ordering::Acquire) && flag.swap(false, Ordering::AcqRel);
         self.hosts[host].wake_at = timeout.map(|t| self.now + t);
         let busy = woken || timeout == Some(Duration::ZERO) || !self.hosts[host].pending.is_empty();
         if !busy && self.hosts.iter().all(|h| h.pending.is_empty()) {

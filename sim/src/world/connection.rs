@@ -25,6 +25,12 @@ impl ConnId {
     pub(super) fn serial(self) -> u64 {
         self.serial
     }
+
+    /// An id for unit tests of what carries one.
+    #[cfg(test)]
+    pub(super) fn for_test() -> ConnId {
+        ConnId { serial: 0, slot: 0 }
+    }
 }
 
 impl fmt::Display for ConnId {
@@ -33,12 +39,78 @@ impl fmt::Display for ConnId {
     }
 }
 
+/// The bytes toward one end: those that landed and wait to be read, then
+/// those still in flight, in the order they were written. Segments of a
+/// direction land in order, so a landing only moves the boundary: a byte
+/// is copied in when written and out when read, never in between.
+pub(super) struct RecvQueue {
+    bytes: VecDeque<u8>,
+    /// Bytes at the front that landed.
+    landed: usize,
+}
+
+impl RecvQueue {
+    fn new() -> RecvQueue {
+        RecvQueue {
+            bytes: VecDeque::new(),
+            landed: 0,
+        }
+    }
+
+    /// Bytes that landed and are not read yet.
+    pub(super) fn len(&self) -> usize {
+        self.landed
+    }
+
+    /// `true` if no byte waits to be read.
+    pub(super) fn is_empty(&self) -> bool {
+        self.landed == 0
+    }
+
+    /// Put `bytes` in flight, behind everything before them.
+    pub(super) fn send(&mut self, bytes: &[u8]) {
+        self.bytes.extend(bytes);
+    }
+
+    /// The next `len` bytes in flight land: readable from now on.
+    pub(super) fn land(&mut self, len: usize) {
+        debug_assert!(
+            self.landed + len <= self.bytes.len(),
+            "landing bytes never sent"
+        );
+        self.landed += len;
+    }
+
+    /// The next `len` bytes in flight are lost (the end was closed or
+    /// reset, or its host is down).
+    pub(super) fn lose(&mut self, len: usize) {
+        debug_assert!(
+            self.landed + len <= self.bytes.len(),
+            "losing bytes never sent"
+        );
+        self.bytes.drain(self.landed..self.landed + len);
+    }
+
+    /// Move the first `buf.len()` landed bytes into `buf`.
+    pub(super) fn read(&mut self, buf: &mut [u8]) {
+        let n = buf.len();
+        debug_assert!(n <= self.landed, "reading bytes that did not land");
+        let (front, back) = self.bytes.as_slices();
+        let from_front = front.len().min(n);
+        buf[..from_front].copy_from_slice(&front[..from_front]);
+        buf[from_front..].copy_from_slice(&back[..n - from_front]);
+        self.bytes.drain(..n);
+        self.landed -= n;
+    }
+}
+
 /// One end of a connection.
 pub(super) struct End {
     pub(super) host: HostId,
     pub(super) fd: Option<Fd>,
     pub(super) local: SocketAddr,
-    pub(super) recv: VecDeque<u8>,
+    /// What the peer sent this end: landed, then in flight.
+    pub(super) recv: RecvQueue,
     /// The peer's FIN arrived (after all its data: delivery is in order).
     pub(super) recv_fin: bool,
     pub(super) write_shut: bool,
@@ -66,7 +138,7 @@ impl End {
             host,
             fd: None,
             local,
-            recv: VecDeque::new(),
+            recv: RecvQueue::new(),
             recv_fin: false,
             write_shut: false,
             closed: false,

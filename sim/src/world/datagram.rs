@@ -31,6 +31,7 @@ use ioloop::{Fd, Instant, Ready};
 
 use super::delivery::Delivery;
 use super::host::{HostId, Socket};
+use super::in_flight::DeliveryKey;
 use super::socket::IoKind;
 use super::{tag, FaultKind, World, EBADF};
 
@@ -92,7 +93,7 @@ pub(super) struct UdpSocket {
     /// Datagrams from this socket land no earlier than this: in order.
     last_delivery: Instant,
     /// The key of the last datagram sent, to find it still in flight.
-    last_sent: Option<(Instant, u64)>,
+    last_sent: Option<DeliveryKey>,
 }
 
 impl UdpSocket {
@@ -352,10 +353,7 @@ impl World {
             ) {
                 // Swap the two in flight: this one lands when that one
                 // would have, and that one after.
-                let later = self.deliveries.remove(&key).expect("just scheduled");
-                let earlier = self.deliveries.remove(&previous).expect("in flight");
-                self.deliveries.insert(previous, later);
-                self.deliveries.insert(key, earlier);
+                self.deliveries.swap(key, previous);
             }
         }
         if self.fault(
@@ -378,27 +376,26 @@ impl World {
     }
 
     /// Put `packet` in flight, to land at `at`; returns its key.
-    fn schedule_packet(&mut self, at: Instant, packet: Packet) -> (Instant, u64) {
-        let key = (at, self.delivery_seq);
-        self.deliveries.insert(key, Delivery::Udp(packet));
-        self.delivery_seq += 1;
-        key
+    fn schedule_packet(&mut self, at: Instant, packet: Packet) -> DeliveryKey {
+        self.deliveries.insert(at, Delivery::Udp(Box::new(packet)))
     }
 
     /// The key of the last datagram `fd` sent, if it is still in flight
     /// (not landed, not held on a link) and went to `to`.
-    fn udp_last_sent_to(&self, host: HostId, fd: Fd, to: SocketAddr) -> Option<(Instant, u64)> {
+    fn udp_last_sent_to(&self, host: HostId, fd: Fd, to: SocketAddr) -> Option<DeliveryKey> {
         let key = self.udp_socket(host, fd).ok()?.last_sent?;
-        match self.deliveries.get(&key) {
-            Some(Delivery::Udp(Packet::Data { to: sent_to, .. })) if *sent_to == to => Some(key),
+        match self.deliveries.get(key) {
+            Some(Delivery::Udp(packet)) if matches!(**packet, Packet::Data { to: sent_to, .. } if sent_to == to) => {
+                Some(key)
+            }
             _ => None,
         }
     }
 
-    fn udp_sent(&mut self, host: HostId, fd: Fd, key: (Instant, u64)) {
+    fn udp_sent(&mut self, host: HostId, fd: Fd, key: DeliveryKey) {
         if let Ok(socket) = self.udp_socket_mut(host, fd) {
             socket.last_sent = Some(key);
-            socket.last_delivery = socket.last_delivery.max(key.0);
+            socket.last_delivery = socket.last_delivery.max(key.at);
         }
     }
 

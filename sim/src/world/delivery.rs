@@ -26,10 +26,12 @@ pub(super) enum Delivery {
     Refused {
         conn: ConnId,
     },
+    /// The next `len` bytes in flight to end `to` (they wait in its
+    /// receive queue, behind what landed before).
     Data {
         conn: ConnId,
         to: usize,
-        bytes: Vec<u8>,
+        len: usize,
     },
     Fin {
         conn: ConnId,
@@ -39,8 +41,9 @@ pub(super) enum Delivery {
         conn: ConnId,
         to: usize,
     },
-    /// UDP: a datagram, or an ICMP answer to one (see `datagram.rs`).
-    Udp(Packet),
+    /// UDP: a datagram, or an ICMP answer to one (see `datagram.rs`);
+    /// boxed, so that a delivery is small to move.
+    Udp(Box<Packet>),
 }
 
 impl Delivery {
@@ -77,43 +80,47 @@ impl World {
             at = at.max(end.last_delivery);
             end.last_delivery = at;
         }
-        self.deliveries.insert((at, self.delivery_seq), delivery);
-        self.delivery_seq += 1;
+        self.deliveries.insert(at, delivery);
     }
 
     /// Deliver everything due by now, in time order; a segment whose link
     /// is blocked waits on the link, a datagram whose link is cut is lost.
     pub(super) fn deliver_due(&mut self) {
         self.release_links();
-        while let Some(entry) = self.deliveries.first_entry() {
-            if entry.key().0 > self.now {
-                break;
-            }
-            let delivery = entry.remove();
-            match (self.route(&delivery), delivery) {
+        while let Some(delivery) = self.deliveries.pop_due(self.now) {
+            let route = self.route(&delivery);
+            // No link was ever cut or clogged: none can hold this one.
+            let links = route.filter(|_| !self.links.is_empty());
+            match (links, delivery) {
                 (Some((from, to)), Delivery::Udp(packet)) if self.link_cut(from, to) => {
-                    self.packet_cut(packet)
+                    self.packet_cut(*packet)
                 }
                 (Some((from, to)), delivery) if self.link_blocked(from, to) => {
                     self.hold(from, to, delivery)
                 }
-                (_, delivery) => self.deliver_now(delivery),
+                (_, delivery) => self.deliver_routed(delivery, route),
             }
         }
     }
 
     /// Deliver one segment now, unless its host is down (then it is lost).
     pub(super) fn deliver_now(&mut self, delivery: Delivery) {
-        let lost = self
-            .route(&delivery)
-            .is_some_and(|(_, to)| self.host_is_down(to));
+        let route = self.route(&delivery);
+        self.deliver_routed(delivery, route);
+    }
+
+    /// [`deliver_now`](Self::deliver_now), the route known.
+    fn deliver_routed(&mut self, delivery: Delivery, route: Option<(HostId, HostId)>) {
+        let lost = route.is_some_and(|(_, to)| self.host_is_down(to));
         let conn = match delivery {
-            Delivery::Udp(packet) => return self.deliver_packet(packet, lost),
+            Delivery::Udp(packet) => return self.deliver_packet(*packet, lost),
             ref segment => segment.conn().expect("a segment of a connection"),
         };
         self.conns[conn].deliveries_in_flight -= 1;
-        if !lost {
-            self.deliver(delivery);
+        match delivery {
+            Delivery::Data { to, len, .. } if lost => self.conns[conn].ends[to].recv.lose(len),
+            delivery if !lost => self.deliver(delivery),
+            _ => {}
         }
         self.conns.free_if_done(conn);
     }
@@ -139,7 +146,7 @@ impl World {
     fn deliver(&mut self, delivery: Delivery) {
         let now = self.now;
         match delivery {
-            Delivery::Udp(packet) => self.deliver_packet(packet, false),
+            Delivery::Udp(packet) => self.deliver_packet(*packet, false),
             Delivery::Syn { conn } => self.deliver_syn(conn),
             Delivery::SynAck { conn } => {
                 self.trace.record(tag::DELIVER, &[1, conn.serial()], || {
@@ -175,8 +182,7 @@ impl World {
                         | Ready::ERROR,
                 );
             }
-            Delivery::Data { conn, to, bytes } => {
-                let len = bytes.len();
+            Delivery::Data { conn, to, len } => {
                 self.trace.record(
                     tag::DELIVER,
                     &[3, conn.serial(), to as u64, len as u64],
@@ -184,6 +190,11 @@ impl World {
                 );
                 self.conns[conn].ends[1 - to].in_flight -= len;
                 let end = &mut self.conns[conn].ends[to];
+                if end.closed || end.reset {
+                    end.recv.lose(len);
+                } else {
+                    end.recv.land(len);
+                }
                 if end.closed {
                     // Data for a closed socket: the kernel answers with RST.
                     self.schedule(Some((conn, to)), Delivery::Reset { conn, to: 1 - to });
@@ -192,7 +203,6 @@ impl World {
                 if end.reset {
                     return;
                 }
-                end.recv.extend(bytes);
                 self.progress += 1;
                 let (host, fd) = (end.host, end.fd);
                 self.raise(host, fd, Ready::READABLE);

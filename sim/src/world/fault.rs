@@ -244,6 +244,7 @@ impl World {
     }
 
     /// Draw a fault with probability `ppm`; a fault that fires is traced.
+    #[inline]
     pub(super) fn fault(&mut self, ppm: u32, kind: FaultKind, host: HostId, fd: Fd) -> bool {
         let drawn = self.entropy.chance(ppm);
         self.socket_decision(drawn, kind, host, fd)
@@ -267,6 +268,7 @@ impl World {
     }
 
     /// Draw a socket fault's decision: the next number.
+    #[inline]
     fn socket_decision(&mut self, drawn: bool, kind: FaultKind, host: HostId, fd: Fd) -> bool {
         let draw = self.fault_draws;
         self.fault_draws += 1;
@@ -275,6 +277,7 @@ impl World {
 
     /// Let a schedule overrule `drawn` for decision `draw`, and trace the
     /// fault if it fires.
+    #[inline]
     fn decide_fault(
         &mut self,
         draw: u64,
@@ -289,9 +292,15 @@ impl World {
             Some(schedule) => schedule.contains(&draw),
             None => drawn,
         };
-        if !fires {
-            return false;
+        if fires {
+            self.fault_fired(draw, kind, host, fd);
         }
+        fires
+    }
+
+    /// Record fault decision `draw`, which fired.
+    #[inline(never)]
+    fn fault_fired(&mut self, draw: u64, kind: FaultKind, host: HostId, fd: Fd) {
         let now = self.now;
         self.fired.push(FiredFault {
             draw,
@@ -305,7 +314,6 @@ impl World {
             &[host as u64, fd.0 as u64, u64::from(kind.id())],
             || format!("{now:?} host{host} {fd:?} fault {kind}"),
         );
-        true
     }
 }
 

@@ -34,7 +34,7 @@ impl World {
         let held = std::mem::take(&mut link.held);
         for delivery in held {
             match delivery {
-                Delivery::Udp(packet) => self.packet_cut(packet),
+                Delivery::Udp(packet) => self.packet_cut(*packet),
                 segment => self.hold(from, to, segment),
             }
         }
@@ -70,6 +70,9 @@ impl World {
 
     /// When the earliest clogged link with held segments opens, if any.
     pub(super) fn next_link_release(&self) -> Option<Instant> {
+        if self.links.is_empty() {
+            return None; // never cut nor clogged: the common case, checked per wait
+        }
         self.links
             .values()
             .filter(|link| !link.cut && !link.held.is_empty())
@@ -87,7 +90,16 @@ impl World {
     }
 
     /// Deliver, in order, what every link that is open again held.
+    #[inline]
     pub(super) fn release_links(&mut self) {
+        // Checked on every wait; the map is empty unless a link was ever
+        // cut or clogged.
+        if !self.links.is_empty() {
+            self.release_open_links();
+        }
+    }
+
+    fn release_open_links(&mut self) {
         let now = self.now;
         let open: Vec<(HostId, HostId)> = self
             .links

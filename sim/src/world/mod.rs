@@ -14,6 +14,7 @@
 //! - `connection.rs`: a connection, its two ends, and the connection table
 //! - `socket.rs`: the socket calls a host makes (listen, accept, read, ...)
 //! - `delivery.rs`: segments in flight, and their delivery
+//! - `in_flight.rs`: the deliveries on their way, earliest first
 //! - `datagram.rs`: UDP sockets and datagrams — routed like segments, but
 //!   lost where a segment would wait, and faulted on their own
 //! - `fault.rs`: fault kinds, and the decision whether one fires
@@ -28,6 +29,7 @@ mod datagram;
 mod delivery;
 mod fault;
 mod host;
+mod in_flight;
 mod link;
 mod options;
 mod outage;
@@ -42,10 +44,10 @@ use connection::Connections;
 pub use datagram::{
     DatagramStats, DATAGRAM_BYTES_MAX, QUEUED_OVERHEAD_BYTES, RECV_QUEUE_BYTES_MAX,
 };
-use delivery::Delivery;
 pub use fault::{FaultKind, FiredFault, NEMESIS_DRAW, SCRIPTED};
 use host::Host;
 pub use host::HostId;
+use in_flight::InFlight;
 pub use outage::CrashMode;
 
 /// `EMFILE` as Linux and macOS number it.
@@ -77,8 +79,7 @@ pub struct World {
     trace: Trace,
     hosts: Vec<Host>,
     conns: Connections,
-    deliveries: BTreeMap<(Instant, u64), Delivery>,
-    delivery_seq: u64,
+    deliveries: InFlight,
     progress: u64,
     violations: Vec<String>,
     /// Fault decisions made so far (fired or not): a fault's identity in a
@@ -106,8 +107,7 @@ impl World {
             trace,
             hosts: Vec::new(),
             conns: Connections::new(),
-            deliveries: BTreeMap::new(),
-            delivery_seq: 0,
+            deliveries: InFlight::new(),
             progress: 0,
             violations: Vec::new(),
             fault_draws: 0,

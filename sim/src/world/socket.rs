@@ -172,12 +172,7 @@ impl World {
                 let ready = self.current_ready(host, fd);
                 self.raise(host, Some(fd), ready);
             }
-            let end = &mut self.conns[conn].ends[side];
-            let (front, back) = end.recv.as_slices();
-            let from_front = front.len().min(n);
-            buf[..from_front].copy_from_slice(&front[..from_front]);
-            buf[from_front..n].copy_from_slice(&back[..n - from_front]);
-            end.recv.drain(..n);
+            self.conns[conn].ends[side].recv.read(&mut buf[..n]);
             self.progress += 1;
             self.trace_io(host, fd, IoKind::Read, n);
             self.window_freed(conn, 1 - side);
@@ -235,12 +230,13 @@ impl World {
         self.conns[conn].ends[side].in_flight += n;
         self.progress += 1;
         self.trace_io(host, fd, IoKind::Write, n);
+        self.conns[conn].ends[1 - side].recv.send(&buf[..n]);
         self.schedule(
             Some((conn, side)),
             Delivery::Data {
                 conn,
                 to: 1 - side,
-                bytes: buf[..n].to_vec(),
+                len: n,
             },
         );
         if self.fault(self.plan.reset, FaultKind::Reset, host, fd) {
