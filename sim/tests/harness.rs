@@ -5,7 +5,6 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -14,6 +13,9 @@ use ioloop_sim::{
     AtRest, BoxError, Done, FailureKind, FaultKind, FaultPreset, Sim, SimPoller, Survives, Sweep,
     SweepError,
 };
+
+mod subprocess;
+use subprocess::this_test;
 
 // ----- the service: a shared counter over a line protocol ------------------------
 
@@ -270,29 +272,6 @@ fn counter_with_random_delays() {
     Sweep::new("counter_with_random_delays")
         .seeds(0..5)
         .run(|sim| counter(sim, Flaw::RandomDelay));
-}
-
-/// Run one test of this binary in a new process with `vars` set (and every
-/// other `IOLOOP_SIM_*` variable cleared); its exit success and output.
-fn this_test(name: &str, vars: &[(&str, &str)]) -> (bool, String) {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args([
-        name,
-        "--exact",
-        "--include-ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("IOLOOP_SIM_") {
-            command.env_remove(key);
-        }
-    }
-    command.envs(vars.iter().copied());
-    let output = command.output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
 }
 
 fn field<'a>(text: &'a str, prefix: &str) -> &'a str {

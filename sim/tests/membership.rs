@@ -4,7 +4,6 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -13,6 +12,9 @@ use ioloop_sim::{
     AtRest, Entropy, FailureKind, FaultPreset, HostState, LinkState, Sim, Survives, Sweep,
     SweepError,
 };
+
+mod subprocess;
+use subprocess::this_test;
 
 // ----- the service ----------------------------------------------------------------
 
@@ -338,29 +340,6 @@ fn membership_that_never_expires() {
         .run_for(Duration::from_secs(2), |sim| {
             membership(sim, Flaw::NeverExpires);
         });
-}
-
-/// Run one test of this binary in a new process with `vars` set (and every
-/// other `IOLOOP_SIM_*` variable cleared); its exit success and output.
-fn this_test(name: &str, vars: &[(&str, &str)]) -> (bool, String) {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args([
-        name,
-        "--exact",
-        "--include-ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("IOLOOP_SIM_") {
-            command.env_remove(key);
-        }
-    }
-    command.envs(vars.iter().copied());
-    let output = command.output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
 }
 
 /// The line of `text` from just after `prefix`.

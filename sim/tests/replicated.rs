@@ -16,7 +16,6 @@ mod udp_link;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::process::Command;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -28,6 +27,9 @@ use ioloop_sim::{
     SimPoller, Survives, Sweep,
 };
 use service::{Config, Disk, Flaw, Replica, Transport};
+
+mod subprocess;
+use subprocess::this_test;
 
 /// Writes per client, each followed by a read of the whole register.
 const WRITES: u64 = 10;
@@ -403,29 +405,6 @@ fn caught_shrunk_and_replayed(name: &str) -> String {
     std::fs::remove_file(&path).unwrap();
     assert!(!passed && replayed.contains("invariant"), "{replayed}");
     text
-}
-
-/// Run one test of this binary in a new process with `vars` set (every
-/// other `IOLOOP_SIM_*` variable cleared); its exit success and output.
-fn this_test(name: &str, vars: &[(&str, &str)]) -> (bool, String) {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args([
-        name,
-        "--exact",
-        "--include-ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("IOLOOP_SIM_") {
-            command.env_remove(key);
-        }
-    }
-    command.envs(vars.iter().copied());
-    let output = command.output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
 }
 
 fn field<'a>(text: &'a str, prefix: &str) -> &'a str {
