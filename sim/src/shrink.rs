@@ -435,7 +435,9 @@ mod tests {
         let mut schedule = Schedule::new("kv_survives_faults", 31, FaultPreset::Swarm);
         schedule.liveness_after = Some(Duration::from_millis(20));
         schedule.set_param("clients", "3".into());
-        schedule.fire.extend([4, 182, NEMESIS_DRAW + 7, DATAGRAM_DRAW + 13]);
+        schedule
+            .fire
+            .extend([4, 182, NEMESIS_DRAW + 7, DATAGRAM_DRAW + 13]);
         let text = schedule.to_text("IOLOOP_SIM_SCHEDULE=FILE cargo test", Some("stall"), &[]);
         assert!(text.contains("fire n7\n"), "{text}");
         assert!(text.contains("fire d13\n"), "{text}");

@@ -315,7 +315,10 @@ impl Builder {
         let plan = self
             .plan
             .unwrap_or_else(|| FaultPlan::from_preset(self.faults, &mut entropy));
-        let plan = self.without.iter().fold(plan, |plan, &kind| plan.without(kind));
+        let plan = self
+            .without
+            .iter()
+            .fold(plan, |plan, &kind| plan.without(kind));
         let net = SimNet::with_plan(entropy, plan, self.trace_full);
         if !explicit {
             net.world_mut().set_datagram_preset(self.faults);
@@ -332,7 +335,10 @@ impl Builder {
         }
         .map(|(faults, entropy)| {
             let without = self.without.iter();
-            (without.fold(faults, |faults, &kind| faults.without(kind)), entropy)
+            (
+                without.fold(faults, |faults, &kind| faults.without(kind)),
+                entropy,
+            )
         })
         .filter(|(faults, _)| faults.any())
         .map(|(faults, entropy)| Nemesis {

@@ -21,9 +21,7 @@ use std::time::Duration;
 use client::{Client, ClientConfig, History};
 use ioloop::IOLoop;
 use ioloop_sim::shrink::Schedule;
-use ioloop_sim::{
-    Builder, CrashMode, FaultKind, FaultPreset, Sim, SimPoller, Survives, Sweep,
-};
+use ioloop_sim::{Builder, CrashMode, FaultKind, FaultPreset, Sim, SimPoller, Survives, Sweep};
 use service::{Config, Disk, Flaw, Replica, Transport};
 
 mod subprocess;
@@ -347,7 +345,11 @@ const LATE_WITHOUT_REORDERING: [FaultKind; 2] = [FaultKind::DatagramDelay, Fault
 fn replicated_register_storing_whatever_lands_last() {
     Sweep::new("replicated_register_storing_whatever_lands_last")
         .seeds(0..1000)
-        .configure(|builder| LATE_WITHOUT_REORDERING.into_iter().fold(builder, Builder::without))
+        .configure(|builder| {
+            LATE_WITHOUT_REORDERING
+                .into_iter()
+                .fold(builder, Builder::without)
+        })
         .run(|sim| {
             replicated(
                 sim,
