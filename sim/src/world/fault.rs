@@ -166,8 +166,9 @@ pub const DATAGRAM_DRAW: u64 = 2 << 48;
 /// A fault that fired: which draw, what, where and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FiredFault {
-    /// Index of the fault decision in the run ([`SCRIPTED`] for a fault
-    /// the test scripted).
+    /// The fault decision's number in the run: a socket fault's own,
+    /// [`NEMESIS_DRAW`] or [`DATAGRAM_DRAW`] plus the index in those
+    /// sequences, or [`SCRIPTED`] for a fault the test scripted.
     pub draw: u64,
     /// What fired.
     pub kind: FaultKind,
