@@ -1,15 +1,17 @@
 //! Three replicas of the replicated register and three clients, in one loop on loopback (see `service.rs` for the protocol and `client.rs` for the property the clients check).
 //!
 //! ```text
-//! cargo run --release --example replicated -- [BASE_PORT] [--writes N] [--udp]
+//! cargo run --release --example replicated -- [BASE_PORT] [--writes N] [--udp] [--flaw NAME]
 //! ```
 //!
 //! The replicas listen on `127.0.0.1:BASE_PORT` and the two ports after it
 //! (default 7101); each client writes its key N times (default 100), and
 //! reads the register after each write. With `--udp`, replicas ask each
-//! other in datagrams from UDP sockets on the same ports. Prints what was
-//! acknowledged and checked, and fails if a read missed an acknowledged
-//! write.
+//! other in datagrams from UDP sockets on the same ports. `--flaw` plants
+//! one of the bugs the simulator's tests catch (see `service::Flaw`); on a
+//! loopback that loses and reorders nothing they seldom show. Prints what
+//! was acknowledged and checked, and fails if a read missed an
+//! acknowledged write.
 
 mod client;
 mod service;
@@ -23,28 +25,49 @@ use std::time::Duration;
 
 use client::{Client, ClientConfig, History};
 use ioloop::{IOLoop, MioPoller};
-use service::{Config, Disk, Replica, Transport};
+use service::{Config, Disk, Flaw, Replica, Transport};
 
-const USAGE: &str = "usage: replicated [BASE_PORT] [--writes N] [--udp]
+const USAGE: &str = "usage: replicated [BASE_PORT] [--writes N] [--udp] [--flaw NAME]
   BASE_PORT   the replicas listen on 127.0.0.1:BASE_PORT and the two ports after it (default 7101)
   --writes N  writes per client, each followed by a read (default 100)
-  --udp       replicas ask each other in datagrams (UDP, the same ports) instead of TCP";
+  --udp       replicas ask each other in datagrams (UDP, the same ports) instead of TCP
+  --flaw NAME plant a bug: ack-without-backup, ack-before-persist, answer-by-peer (UDP),
+              last-store-wins (default none)";
+
+/// The planted bugs by their command-line names.
+const FLAWS: [(&str, Flaw); 5] = [
+    ("none", Flaw::None),
+    ("ack-without-backup", Flaw::AckWithoutBackup),
+    ("ack-before-persist", Flaw::AckBeforePersist),
+    ("answer-by-peer", Flaw::AnswerByPeer),
+    ("last-store-wins", Flaw::LastStoreWins),
+];
 
 /// What the command line asks for.
 struct Args {
     base_port: u16,
     writes: u64,
     transport: Transport,
+    flaw: Flaw,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut base_port, mut writes) = (7101u16, 100u64);
     let mut transport = Transport::Tcp;
+    let mut flaw = Flaw::None;
     let mut port_seen = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Err(String::new()),
             "--udp" => transport = Transport::Udp,
+            "--flaw" => {
+                let name = args.next().ok_or("--flaw needs a name")?;
+                flaw = FLAWS
+                    .iter()
+                    .find(|(known, _)| *known == name)
+                    .map(|&(_, flaw)| flaw)
+                    .ok_or_else(|| format!("--flaw: unknown flaw {name:?}"))?;
+            }
             "--writes" => {
                 let value = args.next().ok_or("--writes needs a value")?;
                 writes = value
@@ -69,6 +92,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         base_port,
         writes,
         transport,
+        flaw,
     })
 }
 
@@ -100,6 +124,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     for me in 0..replicas.len() {
         let config = Config {
             transport: args.transport,
+            flaw: args.flaw,
             ..Config::new(replicas, me)
         };
         Replica::start(&mut io, config, Disk::new())?;

@@ -29,8 +29,11 @@
 //! partition, a clog or a pause loses it); [`Flaw::AckBeforePersist`]
 //! acknowledges before the disk has the write (a crash loses it);
 //! [`Flaw::AnswerByPeer`], over UDP, takes the first answer from the peer
-//! it asked, whatever its id (a datagram lost or late, and another
-//! request's answer stands in for it).
+//! it asked, whatever its id (a datagram lost, late, duplicated or
+//! reordered, and another request's answer stands in for it);
+//! [`Flaw::LastStoreWins`] overwrites a key with a peer's `STORE` as it
+//! arrives (over UDP, a duplicate or a reordered `STORE` that lands after
+//! a newer one rolls the key back).
 #![allow(dead_code)]
 
 use std::cell::{Cell, RefCell};
@@ -330,16 +333,30 @@ pub enum Flaw {
     AckBeforePersist,
     /// "One answer per request, in order": the UDP link
     /// ([`Transport::Udp`]) hands the first answer from a peer to the
-    /// oldest request waiting on it, whatever the answer's id. An answer
-    /// duplicated or reordered is seldom wrong for the request that takes
-    /// it: it answers a request the peer did get, a moment before. A
-    /// request that never arrives (lost, or dropped by a partition or a
-    /// crash) is: the `STORED` of the next `STORE` to that peer
+    /// oldest request waiting on it, whatever the answer's id. Right while
+    /// every request gets its one answer, in order and in time. A request
+    /// that never arrives (lost, or dropped by a partition or a crash)
+    /// breaks it: the `STORED` of the next `STORE` to that peer
     /// acknowledges a `STORE` it never got, and the write is on the
-    /// coordinator alone. So is an answer that arrives late: a `VALUES`
-    /// given before a write was acknowledged answers a read that began
-    /// after. With [`Transport::Tcp`] it changes nothing.
+    /// coordinator alone. So does an answer that comes late, twice or out
+    /// of order (delayed, duplicated, reordered): a `VALUES` given before a
+    /// write was acknowledged answers a read that began after, or a
+    /// `STORED` answers a `STORE` still on its way. With
+    /// [`Transport::Tcp`] it changes nothing.
     AnswerByPeer,
+    /// "The coordinator sends a key's writes in order": a replica applies
+    /// a peer's `STORE` by overwriting the key with its value, as it
+    /// arrives, instead of raising it (`max`). Right while a `STORE` never
+    /// lands after a newer one. Over UDP, a `STORE` lost, or dropped by a
+    /// partition or a crash, never lands, and a paused replica reads its
+    /// datagrams in the order they came: the twin rides those out. A
+    /// duplicate's copy, or a `STORE` held back (reordered) — or one
+    /// delayed, or held by a clog, past the coordinator's wait for its
+    /// peer — lands after the next write's `STORE` and rolls the key back
+    /// on a replica that acknowledged the newer value; a read that asks it
+    /// and the replica that missed the newer write misses an acknowledged
+    /// write.
+    LastStoreWins,
 }
 
 /// How replicas ask each other (clients always speak TCP).
@@ -518,7 +535,7 @@ impl<P: Poller + 'static> Replica<P> {
                         None => stream.close(io),
                     }
                 }
-                Some(Message::Write { key, value }) if self.apply(io, &key, value) => {
+                Some(Message::Write { key, value }) if self.apply(io, &key, value, false) => {
                     let request = Message::Store { key, value };
                     self.coordinate(io, stream.handle(), request);
                 }
@@ -533,7 +550,7 @@ impl<P: Poller + 'static> Replica<P> {
     /// new key past [`KEYS_MAX`], or not a peer's request).
     fn answer_peer(self: &Rc<Self>, io: &mut IOLoop<P>, request: &Message) -> Option<Message> {
         let reply = match request {
-            Message::Store { key, value } if self.apply(io, key, *value) => Message::Stored,
+            Message::Store { key, value } if self.apply(io, key, *value, true) => Message::Stored,
             Message::Query => Message::Values(self.values()),
             _ => return None,
         };
@@ -542,15 +559,20 @@ impl<P: Poller + 'static> Replica<P> {
     }
 
     /// Raise `key` to `value` in memory, and on disk before any answer —
-    /// unless the planted [`Flaw::AckBeforePersist`] defers the disk.
-    /// `false` (nothing changed) for a new key past [`KEYS_MAX`].
-    fn apply(self: &Rc<Self>, io: &mut IOLoop<P>, key: &str, value: u64) -> bool {
+    /// unless the planted [`Flaw::AckBeforePersist`] defers the disk, or
+    /// the planted [`Flaw::LastStoreWins`] overwrites the key with a
+    /// peer's `STORE` (`stored`). `false` (nothing changed) for a new key
+    /// past [`KEYS_MAX`].
+    fn apply(self: &Rc<Self>, io: &mut IOLoop<P>, key: &str, value: u64, stored: bool) -> bool {
         let mut state = self.state.borrow_mut();
         if state.values.len() >= KEYS_MAX && !state.values.contains_key(key) {
             return false;
         }
         let slot = state.values.entry(key.to_string()).or_insert(0);
-        *slot = (*slot).max(value);
+        *slot = match self.config.flaw {
+            Flaw::LastStoreWins if stored => value, // the planted bug
+            _ => (*slot).max(value),
+        };
         if self.config.flaw != Flaw::AckBeforePersist {
             self.disk.store(&state.values);
         } else if !state.flush_pending {

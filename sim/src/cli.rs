@@ -329,7 +329,11 @@ fn replay_schedule(path: &std::path::Path, trace: bool, out: &mut dyn Write) -> 
         let _ = writeln!(
             out,
             "fault {} {} host{} {:?} at {:?}",
-            fault.draw, fault.kind, fault.host, fault.fd, fault.at
+            crate::shrink::draw_name(fault.draw),
+            fault.kind,
+            fault.host,
+            fault.fd,
+            fault.at
         );
     }
     report_outcome(&config, &outcome, out)

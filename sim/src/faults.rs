@@ -57,17 +57,29 @@ pub struct FaultPlan {
 /// [`DatagramStats`](crate::world::DatagramStats)). Truncation to a reader's
 /// buffer is no drawn fault either: it follows from the buffer, and shows
 /// as `datagram-truncate` among the faults that fired.
+///
+/// Without faults, the datagrams of one socket land in the order sent.
+/// Delay keeps that order; reordering and duplication break it, as a
+/// network of many paths does: a reordered datagram, or a duplicate's
+/// copy, may land after datagrams sent well after it. Each datagram's
+/// decisions are numbered apart from the socket faults' (`fire d<N>` in a
+/// schedule), and what it meets is drawn from a stream of its own, so
+/// shrinking one away leaves the others as they were.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DatagramFaults {
     /// The datagram is lost on the way.
     pub loss: Ppm,
-    /// The datagram arrives twice (the copy after a latency of its own).
+    /// The datagram arrives twice: the copy takes a path of its own — its
+    /// own latency, and 0 to 200 ms more — so it may land long after what
+    /// the socket sent later (or before its original, if that one is
+    /// delayed or reordered), and holds nothing back.
     pub duplicate: Ppm,
-    /// The datagram lands before the one its socket sent last, if that one
-    /// is still on its way to the same address: they swap places.
+    /// The datagram is held back 1 to 200 ms on the way, alone: what its
+    /// socket sends later does not wait, and overtakes it. No other
+    /// datagram need be in flight.
     pub reorder: Ppm,
     /// The datagram waits 1 to 200 ms more on the way; what its socket
-    /// sends later waits behind it.
+    /// sends later waits behind it (the order stays).
     pub delay: Ppm,
 }
 
@@ -129,6 +141,21 @@ impl DatagramFaults {
     /// `true` if any fault may fire.
     pub fn any(&self) -> bool {
         self.loss > 0 || self.duplicate > 0 || self.reorder > 0 || self.delay > 0
+    }
+
+    /// These faults, with `kind`'s odds set to zero (any other kind: as
+    /// they were).
+    pub fn without(self, kind: crate::FaultKind) -> DatagramFaults {
+        use crate::FaultKind as K;
+        let mut faults = self;
+        match kind {
+            K::DatagramLoss => faults.loss = 0,
+            K::DatagramDuplicate => faults.duplicate = 0,
+            K::DatagramReorder => faults.reorder = 0,
+            K::DatagramDelay => faults.delay = 0,
+            _ => {}
+        }
+        faults
     }
 
     fn named(&self) -> [(&'static str, Ppm); 4] {
@@ -283,6 +310,30 @@ impl FaultPlan {
             FaultPreset::All => FaultPlan::all(),
             FaultPreset::Swarm => FaultPlan::swarm(entropy),
         }
+    }
+
+    /// The plan with `kind`'s odds set to zero. Some socket faults share
+    /// their odds: turning off one `eintr-*` turns off all three, and
+    /// `wouldblock-read` and `spurious-event` go together. Kinds no plan
+    /// draws (network faults, `datagram-truncate`) change nothing.
+    pub fn without(self, kind: crate::FaultKind) -> FaultPlan {
+        use crate::FaultKind as K;
+        let mut plan = self;
+        match kind {
+            K::PartialRead => plan.partial_read = 0,
+            K::PartialWrite => plan.partial_write = 0,
+            K::EintrRead | K::EintrWrite | K::EintrWait => plan.interrupt = 0,
+            K::WouldblockRead | K::SpuriousEvent => plan.spurious = 0,
+            K::Reset => plan.reset = 0,
+            K::RefuseConnect => plan.refuse_connect = 0,
+            K::AcceptEmfile => plan.accept_emfile = 0,
+            K::AcceptAborted => plan.accept_aborted = 0,
+            K::DatagramLoss | K::DatagramDuplicate | K::DatagramReorder | K::DatagramDelay => {
+                plan.datagram = plan.datagram.without(kind)
+            }
+            K::Partition | K::Clog | K::Pause | K::Crash | K::DatagramTruncate => {}
+        }
+        plan
     }
 
     /// `true` if the plan gives `kind` a chance to fire. Scripted kinds

@@ -212,6 +212,21 @@ impl NetworkFaults {
         faults
     }
 
+    /// These faults with `kind`'s odds set to zero (a kind the nemesis does
+    /// not draw changes nothing).
+    pub fn without(&self, kind: crate::FaultKind) -> NetworkFaults {
+        use crate::FaultKind as K;
+        let mut faults = self.clone();
+        match kind {
+            K::Partition => faults.partition = 0,
+            K::Clog => faults.clog = 0,
+            K::Pause => faults.pause = 0,
+            K::Crash => faults.crash = 0,
+            _ => {}
+        }
+        faults
+    }
+
     /// `true` if any kind may strike.
     pub fn any(&self) -> bool {
         self.partition > 0 || self.clog > 0 || self.pause > 0 || self.crash > 0

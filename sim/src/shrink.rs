@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::net::FiredFault;
-use crate::world::NEMESIS_DRAW;
+use crate::world::{DATAGRAM_DRAW, NEMESIS_DRAW, SCRIPTED};
 use crate::{Builder, FailureKind, FaultPreset, Sim};
 
 /// Runs a shrink may take.
@@ -57,7 +57,7 @@ pub struct Schedule {
     /// Parameters of the run, in order (a scenario's clients, messages...).
     pub params: Vec<(String, String)>,
     /// Indices of the fault decisions that fire (the network faults of
-    /// the nemesis among them).
+    /// the nemesis and the datagram faults among them; see [`draw_name`]).
     pub fire: BTreeSet<u64>,
     /// Fire the faults the seed draws, not `fire` (a seed of a sweep, not
     /// yet a schedule). Never written to a file.
@@ -131,10 +131,7 @@ impl Schedule {
             let _ = writeln!(text, "param {key} {value}");
         }
         for draw in &self.fire {
-            let number = match draw.checked_sub(NEMESIS_DRAW) {
-                Some(index) => format!("n{index}"),
-                None => draw.to_string(),
-            };
+            let number = draw_name(*draw);
             match fired.iter().find(|f| f.draw == *draw) {
                 Some(f) => {
                     let _ = writeln!(
@@ -219,17 +216,34 @@ impl Schedule {
     }
 }
 
-/// A `fire` line's decision: `N` for a socket fault's, `nN` for the
-/// nemesis's (see [`NEMESIS_DRAW`]).
-fn parse_draw(text: &str) -> Option<u64> {
-    match text.strip_prefix('n') {
-        Some(index) => index
-            .parse::<u64>()
-            .ok()
-            .filter(|i| *i < NEMESIS_DRAW)
-            .map(|i| NEMESIS_DRAW + i),
-        None => text.parse().ok().filter(|draw| *draw < NEMESIS_DRAW),
+/// Fault decisions of each sequence a run may make: a socket fault's, the
+/// nemesis's and a datagram's numbers stay below it.
+const DRAWS_PER_SEQUENCE_MAX: u64 = NEMESIS_DRAW;
+
+/// A fault decision as a `fire` line writes it: `N` for a socket fault's,
+/// `nN` for the nemesis's (see [`NEMESIS_DRAW`]), `dN` for a datagram's
+/// (see [`DATAGRAM_DRAW`]); `scripted` for a fault the test scripted.
+pub fn draw_name(draw: u64) -> String {
+    if draw == SCRIPTED {
+        "scripted".to_string()
+    } else if let Some(index) = draw.checked_sub(DATAGRAM_DRAW) {
+        format!("d{index}")
+    } else if let Some(index) = draw.checked_sub(NEMESIS_DRAW) {
+        format!("n{index}")
+    } else {
+        draw.to_string()
     }
+}
+
+/// A `fire` line's decision, as [`draw_name`] writes it.
+fn parse_draw(text: &str) -> Option<u64> {
+    let (base, index) = match text.split_at_checked(1) {
+        Some(("n", index)) => (NEMESIS_DRAW, index),
+        Some(("d", index)) => (DATAGRAM_DRAW, index),
+        _ => (0, text),
+    };
+    let index = index.parse::<u64>().ok()?;
+    (index < DRAWS_PER_SEQUENCE_MAX).then_some(base + index)
 }
 
 /// What one run of a schedule gave, as far as shrinking cares.
@@ -322,7 +336,7 @@ fn draws(fired: &[FiredFault]) -> BTreeSet<u64> {
     fired
         .iter()
         .map(|f| f.draw)
-        .filter(|draw| *draw != crate::world::SCRIPTED)
+        .filter(|draw| *draw != SCRIPTED)
         .collect()
 }
 
@@ -421,9 +435,12 @@ mod tests {
         let mut schedule = Schedule::new("kv_survives_faults", 31, FaultPreset::Swarm);
         schedule.liveness_after = Some(Duration::from_millis(20));
         schedule.set_param("clients", "3".into());
-        schedule.fire.extend([4, 182, NEMESIS_DRAW + 7]);
+        schedule
+            .fire
+            .extend([4, 182, NEMESIS_DRAW + 7, DATAGRAM_DRAW + 13]);
         let text = schedule.to_text("IOLOOP_SIM_SCHEDULE=FILE cargo test", Some("stall"), &[]);
         assert!(text.contains("fire n7\n"), "{text}");
+        assert!(text.contains("fire d13\n"), "{text}");
         assert_eq!(Schedule::parse(&text), Ok(schedule));
     }
 
@@ -449,6 +466,9 @@ mod tests {
             ("name t\nseed 1\nparam lonely\n", "param KEY VALUE"),
             ("name t\nseed 1\nfire n\n", "line 3"),
             ("name t\nseed 1\nfire 281474976710656\n", "line 3"),
+            ("name t\nseed 1\nfire d281474976710656\n", "line 3"),
+            ("name t\nseed 1\nfire d-1\n", "line 3"),
+            ("name t\nseed 1\nfire x1\n", "line 3"),
         ] {
             let error = Schedule::parse(text).unwrap_err();
             assert!(error.contains(expected), "{text:?}: {error}");

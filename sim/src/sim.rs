@@ -79,6 +79,8 @@ pub struct Builder {
     duration: Option<Duration>,
     schedule: Option<BTreeSet<u64>>,
     network: Option<NetworkFaults>,
+    /// Kinds the seed may not draw, whatever the plan says.
+    without: BTreeSet<FaultKind>,
 }
 
 /// What a host may still have pending when the harness judges a run
@@ -124,7 +126,30 @@ impl Builder {
             duration: None,
             schedule: None,
             network: None,
+            without: BTreeSet::new(),
         }
+    }
+
+    /// Draw no `kind` of fault, whatever the preset (or the plan, or the
+    /// network plan) gives it: its odds set to zero, the rest of the
+    /// seed's draw as it was. For a sweep that shows a service survives
+    /// every fault but some: `Sweep::configure(|b| b.without(kind))`. A
+    /// socket fault that shares its odds takes its siblings along (see
+    /// [`FaultPlan::without`]); a fault the test scripts still happens.
+    ///
+    /// ```
+    /// use ioloop_sim::{FaultKind, FaultPreset, Sim};
+    ///
+    /// let sim = Sim::builder(7)
+    ///     .faults(FaultPreset::All)
+    ///     .without(FaultKind::DatagramDuplicate)
+    ///     .without(FaultKind::Clog)
+    ///     .build();
+    /// assert_eq!(sim.network_faults().map(|faults| faults.clog), Some(0));
+    /// ```
+    pub fn without(mut self, kind: FaultKind) -> Builder {
+        self.without.insert(kind);
+        self
     }
 
     /// An explicit plan of network faults instead of the preset's (see
@@ -290,9 +315,16 @@ impl Builder {
         let plan = self
             .plan
             .unwrap_or_else(|| FaultPlan::from_preset(self.faults, &mut entropy));
+        let plan = self
+            .without
+            .iter()
+            .fold(plan, |plan, &kind| plan.without(kind));
         let net = SimNet::with_plan(entropy, plan, self.trace_full);
         if !explicit {
             net.world_mut().set_datagram_preset(self.faults);
+            for &kind in &self.without {
+                net.world_mut().datagram_preset_without(kind);
+            }
         }
         if let Some(fire) = self.schedule {
             net.world_mut().set_schedule(fire);
@@ -301,6 +333,13 @@ impl Builder {
             Some(faults) => Some((faults, NetworkFaults::stream(self.seed))),
             None => Some(NetworkFaults::for_preset(self.faults, self.seed)),
         }
+        .map(|(faults, entropy)| {
+            let without = self.without.iter();
+            (
+                without.fold(faults, |faults, &kind| faults.without(kind)),
+                entropy,
+            )
+        })
         .filter(|(faults, _)| faults.any())
         .map(|(faults, entropy)| Nemesis {
             next_tick: Some(Instant::ZERO + faults.tick),

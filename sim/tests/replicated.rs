@@ -15,17 +15,13 @@ mod udp_link;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use client::{Client, ClientConfig, History};
 use ioloop::IOLoop;
 use ioloop_sim::shrink::Schedule;
-use ioloop_sim::{
-    CrashMode, DatagramFaults, Entropy, FaultCoverage, FaultKind, FaultPlan, FaultPreset, Sim,
-    SimPoller, Survives, Sweep,
-};
+use ioloop_sim::{Builder, CrashMode, FaultKind, FaultPreset, Sim, SimPoller, Survives, Sweep};
 use service::{Config, Disk, Flaw, Replica, Transport};
 
 mod subprocess;
@@ -300,65 +296,111 @@ fn replicated_register_taking_any_answer_from_the_peer() {
         });
 }
 
+/// The datagram faults.
+const DATAGRAM_FAULTS: [FaultKind; 4] = [
+    FaultKind::DatagramLoss,
+    FaultKind::DatagramDuplicate,
+    FaultKind::DatagramReorder,
+    FaultKind::DatagramDelay,
+];
+
 #[test]
-fn an_answer_taken_whatever_its_id_is_caught_only_by_a_datagram_lost_or_late() {
-    // Socket faults, and datagrams duplicated and reordered — each answer
-    // is still the answer to a request the peer got: the twin passes...
-    let coverage = swarm_without_lost_or_late_datagrams(0..100, |sim| {
-        replicated(
-            sim,
-            Flaw::AnswerByPeer,
-            Transport::Udp,
-            Survives::SocketFaults,
-        );
-    });
-    for kind in [FaultKind::DatagramDuplicate, FaultKind::DatagramReorder] {
-        assert!(coverage.row(kind).fired > 0, "{kind} never fired");
+fn an_answer_taken_whatever_its_id_is_caught_only_by_datagram_faults() {
+    // Socket faults alone: every datagram arrives, once, in order, and
+    // each answer is the answer to the oldest request. The twin passes...
+    let summary = Sweep::new("an_answer_taken_whatever_its_id_is_caught_only_by_datagram_faults")
+        .seeds(0..100)
+        .configure(|builder| DATAGRAM_FAULTS.into_iter().fold(builder, Builder::without))
+        .run(|sim| {
+            replicated(
+                sim,
+                Flaw::AnswerByPeer,
+                Transport::Udp,
+                Survives::SocketFaults,
+            );
+        });
+    for kind in DATAGRAM_FAULTS {
+        assert_eq!(summary.coverage.row(kind).seeds_enabled, 0, "{kind}");
     }
-    for kind in [FaultKind::DatagramLoss, FaultKind::DatagramDelay] {
-        assert_eq!(coverage.row(kind).seeds_enabled, 0, "{kind}");
-    }
-    // ...and a datagram that never comes (lost, or dropped by a partition
-    // or a crash) or comes late catches it, in a schedule that replays.
+    // ...and a datagram lost, late, duplicated or reordered catches it, in
+    // a schedule that replays.
     let schedule =
         caught_shrunk_and_replayed("replicated_register_taking_any_answer_from_the_peer");
-    assert!(
-        ["datagram-loss", "datagram-delay", "partition", "crash"]
-            .iter()
-            .any(|fault| schedule.contains(fault)),
-        "{schedule}"
-    );
+    assert!(schedule.contains("datagram-"), "{schedule}");
 }
 
-/// Run `describe` on `seeds` as a swarm sweep draws them, with datagram
-/// loss and delay off in every seed's plan; fail at the first failure.
-/// What fired, by kind.
-fn swarm_without_lost_or_late_datagrams(
-    seeds: Range<u64>,
-    describe: impl Fn(&mut Sim),
-) -> FaultCoverage {
-    let mut coverage = FaultCoverage::new();
-    for seed in seeds {
-        let drawn = DatagramFaults::for_preset(FaultPreset::Swarm, &Entropy::seeded(seed));
-        let plan = FaultPlan {
-            datagram: DatagramFaults {
-                loss: 0,
-                delay: 0,
-                ..drawn
-            },
-            ..FaultPlan::swarm(&mut Entropy::seeded(seed))
-        };
-        let mut sim = Sim::builder(seed)
-            .faults(FaultPreset::Swarm)
-            .plan(plan)
-            .build();
-        describe(&mut sim);
-        let report = sim.run().unwrap_or_else(|failure| {
-            panic!("seed {seed:#x} without lost or late datagrams failed (this test replays it): {failure}")
+/// What lands a `STORE` after a newer one without duplicating or
+/// reordering datagrams: a delay, or a clog, that outlasts the
+/// coordinator's wait for its peer (another replica's `STORE` of the next
+/// write overtakes it).
+const LATE_WITHOUT_REORDERING: [FaultKind; 2] = [FaultKind::DatagramDelay, FaultKind::Clog];
+
+/// Over UDP, a replica overwrites a key with each peer's `STORE` as it
+/// lands: a copy or a held-back `STORE` that lands after a newer one rolls
+/// the key back. Every fault is on but delays and clogs (which catch it
+/// too: see [`LATE_WITHOUT_REORDERING`]): what catches it here is a
+/// duplicate or a reordered datagram.
+#[test]
+#[ignore = "planted bug: must fail; run by the twin tests below"]
+fn replicated_register_storing_whatever_lands_last() {
+    Sweep::new("replicated_register_storing_whatever_lands_last")
+        .seeds(0..1000)
+        .configure(|builder| {
+            LATE_WITHOUT_REORDERING
+                .into_iter()
+                .fold(builder, Builder::without)
+        })
+        .run(|sim| {
+            replicated(
+                sim,
+                Flaw::LastStoreWins,
+                Transport::Udp,
+                Survives::MachineCrashes,
+            );
         });
-        coverage.add_run(&report.plan, report.network_faults.as_ref(), &report.fired);
+}
+
+#[test]
+fn a_store_applied_as_it_lands_is_caught_only_by_datagrams_duplicated_or_reordered() {
+    // Datagrams lost, partitions, pauses, crashes of either kind and
+    // socket faults remove datagrams, or hold them in the order they came:
+    // a `STORE` lands after a newer one only when a coordinator takes up a
+    // write its client has given up on (4 seeds in 10,000), and the twin
+    // passes these...
+    let name = "a_store_applied_as_it_lands_is_caught_only_by_datagrams_duplicated_or_reordered";
+    let off = [FaultKind::DatagramDuplicate, FaultKind::DatagramReorder];
+    let summary = Sweep::new(name)
+        .seeds(0..100)
+        .configure(move |builder| {
+            let off = off.into_iter().chain(LATE_WITHOUT_REORDERING);
+            off.fold(builder, Builder::without)
+        })
+        .run(|sim| {
+            replicated(
+                sim,
+                Flaw::LastStoreWins,
+                Transport::Udp,
+                Survives::MachineCrashes,
+            );
+        });
+    for kind in [
+        FaultKind::DatagramLoss,
+        FaultKind::Partition,
+        FaultKind::Pause,
+        FaultKind::Crash,
+    ] {
+        assert!(summary.coverage.row(kind).fired > 0, "{kind} never fired");
     }
-    coverage
+    for kind in off.into_iter().chain(LATE_WITHOUT_REORDERING) {
+        assert_eq!(summary.coverage.row(kind).seeds_enabled, 0, "{kind}");
+    }
+    // ...and a duplicate or a reordered datagram catches it, in a schedule
+    // that replays.
+    let schedule = caught_shrunk_and_replayed("replicated_register_storing_whatever_lands_last");
+    assert!(
+        schedule.contains("datagram-duplicate") || schedule.contains("datagram-reorder"),
+        "{schedule}"
+    );
 }
 
 /// Faults a shrunk schedule may keep: a short story, not the whole seed.

@@ -1,4 +1,4 @@
-//! UDP on the simulator: the contract of `tests/udp_contract` on a simulated host, then datagrams between hosts through the public harness — faults that fire and are seen, partitions and crashes that drop datagrams, and a planted twin that only duplication catches.
+//! UDP on the simulator: the contract of `tests/udp_contract` on a simulated host, then datagrams between hosts through the public harness — faults that fire and are seen, partitions and crashes that drop datagrams, and a planted twin caught by a request the server gets twice.
 
 #[path = "../../tests/udp_contract/mod.rs"]
 mod udp_contract;
@@ -50,8 +50,8 @@ use std::time::Duration;
 use ioloop::{Events, Fd, Poller, TimeoutHandle};
 use ioloop_sim::shrink::{shrink_schedule, Attempt, Schedule};
 use ioloop_sim::{
-    BoxError, CrashMode, DatagramFaults, Done, Entropy, FailureKind, FaultKind, FaultPlan, Sim,
-    Sweep, SweepError,
+    BoxError, CrashMode, DatagramFaults, Done, Entropy, FailureKind, FaultKind, FaultPlan,
+    NetworkFaults, Sim, Sweep, SweepError,
 };
 
 const RECEIVER: &str = "10.0.0.1:9000";
@@ -750,10 +750,16 @@ fn the_twin_that_counts_every_datagram_is_caught_and_shrinks() {
         !shrunk.schedule.fire.is_empty() && shrunk.schedule.fire.len() <= 3,
         "shrunk to {kinds:?}"
     );
+    // A request the server gets twice: an answer lost (the request is
+    // resent), a duplicate, or a request held back or delayed past its
+    // resend.
     assert!(
         kinds.iter().any(|k| matches!(
             k,
-            FaultKind::DatagramLoss | FaultKind::DatagramDuplicate | FaultKind::DatagramDelay
+            FaultKind::DatagramLoss
+                | FaultKind::DatagramDuplicate
+                | FaultKind::DatagramReorder
+                | FaultKind::DatagramDelay
         )),
         "{kinds:?}"
     );
@@ -816,4 +822,51 @@ fn datagram_faults_join_the_plan_only_with_a_udp_socket() {
         Ok(())
     });
     assert_eq!(all.plan().datagram, DatagramFaults::all());
+}
+
+/// `Builder::without` takes a kind away from whatever each seed draws —
+/// socket plan, datagram faults, network faults — and leaves the rest of
+/// the draw as it was.
+#[test]
+fn without_takes_a_kind_away_from_every_seed_and_leaves_the_rest() {
+    let udp = |builder: ioloop_sim::Builder| {
+        let mut sim = builder.build();
+        sim.host("server", "10.0.0.1", |io| {
+            io.udp_bind("10.0.0.1:53".parse()?)?;
+            Ok(())
+        });
+        sim.run_for(Duration::from_millis(1)).unwrap();
+        (sim.plan(), sim.network_faults())
+    };
+    let mut taken = [0; 3];
+    for seed in 0..20 {
+        let swarm = || Sim::builder(seed).faults(FaultPreset::Swarm);
+        let (plan, network) = udp(swarm());
+        let (plan_without, network_without) = udp(swarm()
+            .without(FaultKind::PartialRead)
+            .without(FaultKind::DatagramReorder)
+            .without(FaultKind::Clog));
+        assert_eq!(plan_without.partial_read, 0);
+        assert_eq!(plan_without.datagram.reorder, 0);
+        assert_eq!(network_without.as_ref().map_or(0, |n| n.clog), 0);
+        // The checker's wrong case: the seeds do draw them.
+        taken[0] += usize::from(plan.partial_read > 0);
+        taken[1] += usize::from(plan.datagram.reorder > 0);
+        taken[2] += usize::from(network.as_ref().is_some_and(|n| n.clog > 0));
+        let datagram = DatagramFaults {
+            reorder: 0,
+            ..plan.datagram
+        };
+        assert_eq!(
+            plan_without,
+            FaultPlan {
+                partial_read: 0,
+                datagram,
+                ..plan
+            }
+        );
+        let network = network.map(|n| NetworkFaults { clog: 0, ..n });
+        assert_eq!(network_without, network.filter(NetworkFaults::any));
+    }
+    assert!(taken.iter().all(|&seeds| seeds > 0), "{taken:?}");
 }

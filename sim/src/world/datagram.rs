@@ -10,17 +10,25 @@
 //! (`ConnectionRefused` on its next call, as Linux reports it). A socket
 //! connected to a peer drops datagrams from anyone else.
 //!
-//! Datagrams from one socket arrive in the order sent unless a
-//! `datagram-reorder` fault swaps one with the one before it (still in
-//! flight, to the same address). Each socket queues at most
+//! Datagrams from one socket arrive in the order sent, unless a fault
+//! says otherwise: a `datagram-reorder` holds one back 1 to 200 ms alone,
+//! so what the socket sends next overtakes it; a `datagram-duplicate`'s
+//! copy takes a path of its own (its own latency, and up to 200 ms more),
+//! so it may land long after later datagrams, or even before its original;
+//! a `datagram-delay` holds one 1 to 200 ms and what the socket sends next
+//! behind it (the order stays). Each socket queues at most
 //! [`RECV_QUEUE_BYTES_MAX`] bytes (each datagram charged its payload and
 //! [`QUEUED_OVERHEAD_BYTES`]); a datagram that does not fit is dropped, as
 //! a kernel does. A read takes one whole datagram and truncates it to the
 //! caller's buffer.
 //!
-//! Every fault decision here is made only when a datagram is sent or
-//! read, so a run that opens no UDP socket draws exactly what it drew
-//! before datagrams existed.
+//! What a datagram meets comes from a stream of its own, a fixed number of
+//! draws per datagram sent (see `Fate`), and its four decisions are
+//! numbered apart from the socket faults' (see
+//! [`DATAGRAM_DRAW`](super::DATAGRAM_DRAW)): removing one fault from a
+//! schedule neither renumbers nor redraws another datagram's. Nothing is
+//! drawn until a datagram is sent, so a run that opens no UDP socket draws
+//! exactly what it drew before datagrams existed.
 
 use std::collections::VecDeque;
 use std::io;
@@ -31,9 +39,9 @@ use ioloop::{Fd, Instant, Ready};
 
 use super::delivery::Delivery;
 use super::host::{HostId, Socket};
-use super::in_flight::DeliveryKey;
 use super::socket::IoKind;
 use super::{tag, FaultKind, World, EBADF};
+use crate::{Entropy, FaultPlan, Ppm};
 
 /// The largest UDP payload over IPv4: 65,535 bytes less the IP and UDP
 /// headers. A larger send fails with `EMSGSIZE`.
@@ -44,9 +52,16 @@ pub const RECV_QUEUE_BYTES_MAX: usize = 212_992;
 /// What a queued datagram costs beyond its payload (the kernel's
 /// bookkeeping), so that a queue of empty datagrams is bounded too.
 pub const QUEUED_OVERHEAD_BYTES: usize = 256;
-/// The extra wait of a delayed datagram, in microseconds.
-const DELAY_US_MIN: u64 = 1_000;
-const DELAY_US_MAX: u64 = 200_000;
+/// The extra wait of a delayed or reordered datagram, in microseconds (a
+/// duplicate's copy lags 0 to `LAG_US_MAX`).
+const LAG_US_MIN: u64 = 1_000;
+const LAG_US_MAX: u64 = 200_000;
+/// Numbered decisions each datagram owns (see
+/// [`DATAGRAM_DRAW`](super::DATAGRAM_DRAW)).
+const DECISIONS_PER_DATAGRAM: u64 = 4;
+/// The ChaCha stream of what datagrams meet: not the run's, so that a
+/// datagram's draws move no other decision.
+pub(super) const FATES_STREAM: u64 = 0x6661_7465_7321;
 /// Tries to find a free ephemeral port before giving up with `AddrInUse`.
 const EPHEMERAL_TRIES_MAX: usize = 64;
 
@@ -90,10 +105,9 @@ pub(super) struct UdpSocket {
     queue_bytes: usize,
     /// An ICMP answer to report once, on the next call.
     pub(super) error: Option<io::ErrorKind>,
-    /// Datagrams from this socket land no earlier than this: in order.
+    /// Datagrams from this socket land no earlier than this: in order
+    /// (a reordered datagram or a duplicate's copy aside).
     last_delivery: Instant,
-    /// The key of the last datagram sent, to find it still in flight.
-    last_sent: Option<DeliveryKey>,
 }
 
 impl UdpSocket {
@@ -105,7 +119,6 @@ impl UdpSocket {
             queue_bytes: 0,
             error: None,
             last_delivery: Instant::ZERO,
-            last_sent: None,
         }
     }
 
@@ -138,6 +151,69 @@ pub(super) enum Packet {
         to: SocketAddr,
         about: SocketAddr,
     },
+}
+
+impl Packet {
+    /// A datagram from `from` (on `from_host`) to `to`.
+    fn data(from_host: HostId, from: SocketAddr, to: SocketAddr, bytes: &[u8]) -> Packet {
+        Packet::Data {
+            from_host,
+            from,
+            to,
+            bytes: bytes.to_vec(),
+        }
+    }
+}
+
+/// What one datagram sent meets, drawn whole from the datagrams' own
+/// stream before anything is decided: the same number of draws for every
+/// datagram, whatever its odds and whatever fires, so that a schedule that
+/// removes one datagram's fault leaves every other datagram's draws (its
+/// latency, its lags, its odds) where they were.
+struct Fate {
+    /// One draw in `0..1_000_000` per decision — loss, delay, reorder,
+    /// duplicate — read against the plan's odds by [`fires`].
+    odds: [u32; DECISIONS_PER_DATAGRAM as usize],
+    /// The way there.
+    latency: Duration,
+    /// The extra wait of a delayed datagram.
+    delay: Duration,
+    /// How long a reordered datagram is held back.
+    hold: Duration,
+    /// The copy's way there, and its extra lag.
+    copy_latency: Duration,
+    copy_lag: Duration,
+}
+
+impl Fate {
+    fn draw(entropy: &mut Entropy, plan: &FaultPlan) -> Fate {
+        let mut odds = [0u32; DECISIONS_PER_DATAGRAM as usize];
+        for odd in &mut odds {
+            *odd = entropy.below(1_000_000) as u32;
+        }
+        let (latency_min, latency_max) = (plan.latency_us_min, plan.latency_us_max);
+        let mut micros = |low: u64, high: u64| {
+            // Always one draw, even for an empty range.
+            let span = entropy.below(high.saturating_sub(low) + 1);
+            Duration::from_micros(low + span)
+        };
+        Fate {
+            odds,
+            latency: micros(latency_min, latency_max),
+            delay: micros(LAG_US_MIN, LAG_US_MAX),
+            hold: micros(LAG_US_MIN, LAG_US_MAX),
+            copy_latency: micros(latency_min, latency_max),
+            copy_lag: micros(0, LAG_US_MAX),
+        }
+    }
+}
+
+/// `true` if a draw in `0..1_000_000` fires a fault of `ppm` parts per
+/// million — the top `ppm` of the range, as [`Entropy::chance`] reads it,
+/// so that a zero draw (exhausted fuzzer bytes) is no fault.
+fn fires(odds: u32, ppm: Ppm) -> bool {
+    let ppm = ppm.min(1_000_000);
+    ppm > 0 && odds >= 1_000_000 - ppm
 }
 
 /// What became of the datagrams of a run, counted as they go. Faults that
@@ -309,6 +385,15 @@ impl World {
         self.datagram_pending = Some(faults).filter(crate::DatagramFaults::any);
     }
 
+    /// The preset's datagram faults, still to join the plan, without
+    /// `kind` (see [`Builder::without`](crate::Builder::without)).
+    pub(crate) fn datagram_preset_without(&mut self, kind: FaultKind) {
+        self.datagram_pending = self
+            .datagram_pending
+            .map(|faults| faults.without(kind))
+            .filter(crate::DatagramFaults::any);
+    }
+
     fn datagram_faults_in_force(&mut self) {
         if let Some(faults) = self.datagram_pending.take() {
             self.plan.datagram = faults;
@@ -318,84 +403,64 @@ impl World {
 
     // ----- sending ------------------------------------------------------------
 
-    /// Put one datagram on the way, and draw what it meets: loss, delay,
-    /// reordering with the one before it, duplication — in that order.
+    /// Put one datagram on the way, and decide what it meets: loss, delay,
+    /// reordering, duplication — in that order, each a numbered decision of
+    /// its own (see [`DATAGRAM_DRAW`](super::DATAGRAM_DRAW)) on draws the
+    /// datagram took from the datagrams' stream.
     fn emit(&mut self, host: HostId, fd: Fd, bytes: &[u8], to: SocketAddr) {
         let from = SocketAddr::new(self.hosts[host].ip, self.udp_port(host, fd));
+        let number = self.datagram_stats.sent;
         self.datagram_stats.sent += 1;
         self.progress += 1;
         self.trace_io(host, fd, IoKind::Send, bytes.len());
-        if self.fault(self.plan.datagram.loss, FaultKind::DatagramLoss, host, fd) {
+        let fate = Fate::draw(&mut self.datagram_entropy, &self.plan);
+        let decision = |slot: u64| DECISIONS_PER_DATAGRAM * number + slot;
+        let (loss, delay, reorder, duplicate) = (
+            self.plan.datagram.loss,
+            self.plan.datagram.delay,
+            self.plan.datagram.reorder,
+            self.plan.datagram.duplicate,
+        );
+        let lost = fires(fate.odds[0], loss);
+        if self.datagram_fault(decision(0), lost, FaultKind::DatagramLoss, host, fd) {
             self.datagram_stats.lost += 1;
             return;
         }
-        let mut at = self.now + self.latency();
-        if self.fault(self.plan.datagram.delay, FaultKind::DatagramDelay, host, fd) {
-            at = at + Duration::from_micros(self.entropy.between(DELAY_US_MIN, DELAY_US_MAX));
+        let mut at = self.now + fate.latency;
+        let delayed = fires(fate.odds[1], delay);
+        if self.datagram_fault(decision(1), delayed, FaultKind::DatagramDelay, host, fd) {
+            at = at + fate.delay;
         }
         // Behind what the socket sent before; delays do not add up.
         let at = at.max(self.udp_last_delivery(host, fd));
-        let packet = Packet::Data {
-            from_host: host,
-            from,
-            to,
-            bytes: bytes.to_vec(),
-        };
-        let previous = self.udp_last_sent_to(host, fd, to);
-        let key = self.schedule_packet(at, packet);
-        self.udp_sent(host, fd, key);
-        if let Some(previous) = previous {
-            if self.fault(
-                self.plan.datagram.reorder,
-                FaultKind::DatagramReorder,
-                host,
-                fd,
-            ) {
-                // Swap the two in flight: this one lands when that one
-                // would have, and that one after.
-                self.deliveries.swap(key, previous);
-            }
+        let held = fires(fate.odds[2], reorder);
+        if self.datagram_fault(decision(2), held, FaultKind::DatagramReorder, host, fd) {
+            // Held back alone: what the socket sends next does not wait
+            // for it, and overtakes it.
+            self.schedule_packet(at + fate.hold, Packet::data(host, from, to, bytes));
+        } else {
+            self.schedule_packet(at, Packet::data(host, from, to, bytes));
+            self.udp_landing(host, fd, at);
         }
-        if self.fault(
-            self.plan.datagram.duplicate,
-            FaultKind::DatagramDuplicate,
-            host,
-            fd,
-        ) {
+        let copied = fires(fate.odds[3], duplicate);
+        if self.datagram_fault(decision(3), copied, FaultKind::DatagramDuplicate, host, fd) {
+            // A path of its own: the copy neither waits for the socket's
+            // other datagrams nor holds them back.
             self.datagram_stats.duplicated += 1;
-            let at = (self.now + self.latency()).max(self.udp_last_delivery(host, fd));
-            let copy = Packet::Data {
-                from_host: host,
-                from,
-                to,
-                bytes: bytes.to_vec(),
-            };
-            let key = self.schedule_packet(at, copy);
-            self.udp_sent(host, fd, key);
+            let at = self.now + fate.copy_latency + fate.copy_lag;
+            self.schedule_packet(at, Packet::data(host, from, to, bytes));
         }
     }
 
-    /// Put `packet` in flight, to land at `at`; returns its key.
-    fn schedule_packet(&mut self, at: Instant, packet: Packet) -> DeliveryKey {
-        self.deliveries.insert(at, Delivery::Udp(Box::new(packet)))
+    /// Put `packet` in flight, to land at `at`.
+    fn schedule_packet(&mut self, at: Instant, packet: Packet) {
+        self.deliveries.insert(at, Delivery::Udp(Box::new(packet)));
     }
 
-    /// The key of the last datagram `fd` sent, if it is still in flight
-    /// (not landed, not held on a link) and went to `to`.
-    fn udp_last_sent_to(&self, host: HostId, fd: Fd, to: SocketAddr) -> Option<DeliveryKey> {
-        let key = self.udp_socket(host, fd).ok()?.last_sent?;
-        match self.deliveries.get(key) {
-            Some(Delivery::Udp(packet)) if matches!(**packet, Packet::Data { to: sent_to, .. } if sent_to == to) => {
-                Some(key)
-            }
-            _ => None,
-        }
-    }
-
-    fn udp_sent(&mut self, host: HostId, fd: Fd, key: DeliveryKey) {
+    /// A datagram of `fd` lands at `at`: what it sends next lands no sooner.
+    fn udp_landing(&mut self, host: HostId, fd: Fd, at: Instant) {
         if let Ok(socket) = self.udp_socket_mut(host, fd) {
-            socket.last_sent = Some(key);
-            socket.last_delivery = socket.last_delivery.max(key.at);
+            socket.last_delivery = socket.last_delivery.max(at);
         }
     }
 

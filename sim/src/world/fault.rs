@@ -50,12 +50,15 @@ pub enum FaultKind {
     Crash = 15,
     /// A datagram is lost on the way.
     DatagramLoss = 16,
-    /// A datagram arrives twice.
+    /// A datagram arrives twice: the copy takes a path of its own (its own
+    /// latency, and up to 200 ms more), so it may land long after what the
+    /// socket sent later.
     DatagramDuplicate = 17,
-    /// A datagram lands before the one its socket sent last (still on its
-    /// way to the same address).
+    /// A datagram is held back 1 to 200 ms on the way, alone: what its
+    /// socket sends later does not wait, and overtakes it.
     DatagramReorder = 18,
-    /// A datagram waits on the way, and what its socket sends later with it.
+    /// A datagram waits 1 to 200 ms on the way, and what its socket sends
+    /// later waits behind it (the order stays).
     DatagramDelay = 19,
     /// A datagram was longer than the buffer it was read into: the rest is
     /// gone. Not drawn: the reader's buffer decides it (recorded as
@@ -152,11 +155,20 @@ pub const SCRIPTED: u64 = u64::MAX;
 /// apart from the socket faults.
 pub const NEMESIS_DRAW: u64 = 1 << 48;
 
+/// The `draw` of the datagram decision number `i` is `DATAGRAM_DRAW + i`
+/// (a schedule file writes it `d<i>`): datagram `n` of the run (counted
+/// from 0 as sent) owns decisions `4n` to `4n + 3` — loss, delay, reorder,
+/// duplicate — whether or not each is made, so the numbers of one
+/// datagram's faults move with neither the socket faults nor another
+/// datagram's faults.
+pub const DATAGRAM_DRAW: u64 = 2 << 48;
+
 /// A fault that fired: which draw, what, where and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FiredFault {
-    /// Index of the fault decision in the run ([`SCRIPTED`] for a fault
-    /// the test scripted).
+    /// The fault decision's number in the run: a socket fault's own,
+    /// [`NEMESIS_DRAW`] or [`DATAGRAM_DRAW`] plus the index in those
+    /// sequences, or [`SCRIPTED`] for a fault the test scripted.
     pub draw: u64,
     /// What fired.
     pub kind: FaultKind,
@@ -265,6 +277,22 @@ impl World {
     ) -> bool {
         let drawn = entropy.chance(ppm);
         self.decide_fault(NEMESIS_DRAW + index, drawn, kind, host, Fd(-1))
+    }
+
+    /// The datagram decision number `index` (see [`DATAGRAM_DRAW`]), whose
+    /// odds the datagram's own draws decided (`drawn`): a fault decision
+    /// like the others that moves neither the main stream nor the numbers
+    /// of the socket faults' decisions.
+    #[inline]
+    pub(super) fn datagram_fault(
+        &mut self,
+        index: u64,
+        drawn: bool,
+        kind: FaultKind,
+        host: HostId,
+        fd: Fd,
+    ) -> bool {
+        self.decide_fault(DATAGRAM_DRAW + index, drawn, kind, host, fd)
     }
 
     /// Draw a socket fault's decision: the next number.

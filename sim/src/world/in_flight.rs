@@ -125,29 +125,12 @@ impl InFlight {
     }
 
     /// The delivery `key` names, if it is still in flight.
-    pub(super) fn get(&self, key: DeliveryKey) -> Option<&Delivery> {
+    #[cfg(test)]
+    fn get(&self, key: DeliveryKey) -> Option<&Delivery> {
         match self.slots.get(key.slot as usize)? {
             Some((seq, delivery)) if *seq == key.seq() => Some(delivery),
             _ => None,
         }
-    }
-
-    /// Exchange the deliveries of two keys in flight: each lands when the
-    /// other would have.
-    pub(super) fn swap(&mut self, a: DeliveryKey, b: DeliveryKey) {
-        assert!(
-            self.get(a).is_some() && self.get(b).is_some(),
-            "both in flight"
-        );
-        let (a, b) = (a.slot as usize, b.slot as usize);
-        if a == b {
-            return;
-        }
-        let (low, high) = (a.min(b), a.max(b));
-        let (head, tail) = self.slots.split_at_mut(high);
-        let (first, second) = (head[low].as_mut(), tail[0].as_mut());
-        let (first, second) = (first.expect("in flight"), second.expect("in flight"));
-        std::mem::swap(&mut first.1, &mut second.1);
     }
 
     /// `true` if nothing is in flight.
@@ -198,18 +181,18 @@ mod tests {
     }
 
     #[test]
-    fn a_key_names_its_delivery_until_it_lands_and_swaps_exchange_times() {
+    fn a_key_names_its_delivery_until_it_lands() {
         let mut in_flight = InFlight::new();
         let first = in_flight.insert(at(1), fin(10));
         let second = in_flight.insert(at(2), fin(20));
-        in_flight.swap(first, second);
-        assert_eq!(in_flight.get(first).map(to_of), Some(20));
-        assert_eq!(in_flight.pop_due(at(1)).as_ref().map(to_of), Some(20));
+        assert_eq!(in_flight.get(first).map(to_of), Some(10));
+        assert_eq!(in_flight.pop_due(at(1)).as_ref().map(to_of), Some(10));
         assert!(in_flight.get(first).is_none());
         // The slot is reused; the old key does not name the newcomer.
         let third = in_flight.insert(at(3), fin(30));
         assert!(in_flight.get(first).is_none());
         assert_eq!(in_flight.get(third).map(to_of), Some(30));
-        assert_eq!(in_flight.pop_due(at(9)).as_ref().map(to_of), Some(10));
+        assert_eq!(in_flight.pop_due(at(9)).as_ref().map(to_of), Some(20));
+        assert!(in_flight.get(second).is_none());
     }
 }

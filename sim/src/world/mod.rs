@@ -44,7 +44,7 @@ use connection::Connections;
 pub use datagram::{
     DatagramStats, DATAGRAM_BYTES_MAX, QUEUED_OVERHEAD_BYTES, RECV_QUEUE_BYTES_MAX,
 };
-pub use fault::{FaultKind, FiredFault, NEMESIS_DRAW, SCRIPTED};
+pub use fault::{FaultKind, FiredFault, DATAGRAM_DRAW, NEMESIS_DRAW, SCRIPTED};
 use host::Host;
 pub use host::HostId;
 use in_flight::InFlight;
@@ -94,6 +94,9 @@ pub struct World {
     /// in force.
     datagram_pending: Option<DatagramFaults>,
     datagram_stats: DatagramStats,
+    /// The datagrams' own stream: what each datagram sent meets, a fixed
+    /// number of draws apiece (see `datagram.rs`).
+    datagram_entropy: Entropy,
 }
 
 impl World {
@@ -101,7 +104,7 @@ impl World {
     pub fn new(entropy: Entropy, plan: FaultPlan, trace: Trace) -> World {
         World {
             now: Instant::ZERO,
-            entropy,
+            datagram_entropy: entropy.fork(datagram::FATES_STREAM),
             plan_drawn: plan.clone(),
             plan,
             trace,
@@ -116,6 +119,7 @@ impl World {
             links: BTreeMap::new(),
             datagram_pending: None,
             datagram_stats: DatagramStats::default(),
+            entropy,
         }
     }
 
