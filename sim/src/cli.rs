@@ -67,6 +67,10 @@ pub enum Command {
         /// Fail if a fault kind some seed enabled never fired in any seed.
         #[arg(long)]
         require_faults_fire: bool,
+        /// Print each seed's trace hash and event count (to compare two
+        /// builds, or two machines, seed by seed).
+        #[arg(long)]
+        hashes: bool,
     },
     /// Rerun one seed; print its outcome and trace hash.
     Replay {
@@ -213,9 +217,14 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> u8 {
             seeds,
             expect_failure,
             require_faults_fire,
+            hashes,
         } => match scenario_of(common, out) {
             Some(scenario) => {
-                let verdict = run(common, scenario, seeds.clone(), *expect_failure, out);
+                let flags = RunFlags {
+                    expect_failure: *expect_failure,
+                    hashes: *hashes,
+                };
+                let verdict = run(common, scenario, seeds.clone(), flags, out);
                 match verdict {
                     (0, coverage)
                         if *require_faults_fire && !coverage.enabled_never_fired().is_empty() =>
@@ -456,13 +465,26 @@ fn report_outcome(config: &RunConfig, outcome: &scenario::Outcome, out: &mut dyn
     status
 }
 
+/// How `sim run` reports.
+#[derive(Clone, Copy)]
+struct RunFlags {
+    /// Pass only if some seed fails; stop at the first failure.
+    expect_failure: bool,
+    /// A line per seed with its trace hash.
+    hashes: bool,
+}
+
 fn run(
     common: &Common,
     scenario: Scenario,
     seeds: Range<u64>,
-    expect_failure: bool,
+    flags: RunFlags,
     out: &mut dyn Write,
 ) -> (u8, FaultCoverage) {
+    let RunFlags {
+        expect_failure,
+        hashes,
+    } = flags;
     let mut coverage = FaultCoverage::new();
     let progress = ProgressBar::new(seeds.end - seeds.start);
     progress.set_style(
@@ -483,6 +505,15 @@ fn run(
             &outcome.fired,
         );
         progress.inc(1);
+        if hashes {
+            progress.suspend(|| {
+                let _ = writeln!(
+                    out,
+                    "seed={seed:#x} trace_hash={:016x} sim_events={}",
+                    outcome.trace_hash, outcome.sim_events
+                );
+            });
+        }
         if let Some(failure) = outcome.failure {
             failed += 1;
             progress.suspend(|| {
