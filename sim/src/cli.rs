@@ -1,7 +1,10 @@
 //! The `sim` command line: parsing (clap) and execution, shared by the binary and the `sim_args` fuzz target.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::scenario::{self, RunConfig, Scenario, Workload};
@@ -67,6 +70,15 @@ pub enum Command {
         /// Fail if a fault kind some seed enabled never fired in any seed.
         #[arg(long)]
         require_faults_fire: bool,
+        /// Print each seed's trace hash and event count (to compare two
+        /// builds, or two machines, seed by seed).
+        #[arg(long)]
+        hashes: bool,
+        /// Seeds to run at once, each on its own thread (0: one per CPU).
+        /// Every seed runs as it would alone, and the report is the same,
+        /// line for line, as with one job; only seeds/s changes.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=256))]
+        jobs: u16,
     },
     /// Rerun one seed; print its outcome and trace hash.
     Replay {
@@ -213,9 +225,19 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> u8 {
             seeds,
             expect_failure,
             require_faults_fire,
+            hashes,
+            jobs,
         } => match scenario_of(common, out) {
             Some(scenario) => {
-                let verdict = run(common, scenario, seeds.clone(), *expect_failure, out);
+                let flags = RunFlags {
+                    expect_failure: *expect_failure,
+                    hashes: *hashes,
+                    jobs: match *jobs {
+                        0 => std::thread::available_parallelism().map_or(1, usize::from),
+                        n => usize::from(n),
+                    },
+                };
+                let verdict = run(common, scenario, seeds.clone(), flags, out);
                 match verdict {
                     (0, coverage)
                         if *require_faults_fire && !coverage.enabled_never_fired().is_empty() =>
@@ -460,13 +482,86 @@ fn report_outcome(config: &RunConfig, outcome: &scenario::Outcome, out: &mut dyn
     status
 }
 
+/// Run `one` for every seed of `seeds` on `jobs` threads, and hand each
+/// outcome to `take` in seed order, until `take` says stop (`false`).
+/// With more than one job, seeds run ahead of the one `take` waits for;
+/// once it says stop, no seed after the one it stopped at starts, and what
+/// already ran past it is dropped: `take` sees exactly the seeds, in
+/// exactly the order, that one thread would have given it.
+fn for_each_outcome<T: Send>(
+    seeds: Range<u64>,
+    jobs: usize,
+    one: impl Fn(u64) -> T + Sync,
+    take: &mut dyn FnMut(u64, T) -> bool,
+) {
+    if jobs <= 1 {
+        for seed in seeds {
+            if !take(seed, one(seed)) {
+                return;
+            }
+        }
+        return;
+    }
+    let next = AtomicU64::new(seeds.start);
+    let stop = AtomicBool::new(false);
+    let (results, received) = mpsc::channel::<(u64, T)>();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let results = results.clone();
+            let (next, stop, one) = (&next, &stop, &one);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(seed) = next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < seeds.end).then_some(n + 1)
+                    }) else {
+                        break;
+                    };
+                    if results.send((seed, one(seed))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(results);
+        // Outcomes that came before their turn, by seed.
+        let mut early = BTreeMap::new();
+        let mut want = seeds.start;
+        for (seed, outcome) in received.iter() {
+            early.insert(seed, outcome);
+            while let Some(outcome) = early.remove(&want) {
+                if !take(want, outcome) {
+                    stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+                want += 1;
+            }
+        }
+    });
+}
+
+/// How `sim run` runs and reports.
+#[derive(Clone, Copy)]
+struct RunFlags {
+    /// Pass only if some seed fails; stop at the first failure.
+    expect_failure: bool,
+    /// A line per seed with its trace hash.
+    hashes: bool,
+    /// Threads running seeds at once.
+    jobs: usize,
+}
+
 fn run(
     common: &Common,
     scenario: Scenario,
     seeds: Range<u64>,
-    expect_failure: bool,
+    flags: RunFlags,
     out: &mut dyn Write,
 ) -> (u8, FaultCoverage) {
+    let RunFlags {
+        expect_failure,
+        hashes,
+        jobs,
+    } = flags;
     let mut coverage = FaultCoverage::new();
     let progress = ProgressBar::new(seeds.end - seeds.start);
     progress.set_style(
@@ -476,9 +571,9 @@ fn run(
     // Wall clock for the seeds/s report only; no simulated run reads it.
     let started = Instant::now();
     let (mut ran, mut failed, mut sim_events) = (0u64, 0u64, 0u64);
-    for seed in seeds {
-        let config = config(common, scenario, seed, false);
-        let outcome = scenario::run(&config);
+    // Each outcome, in seed order whatever the number of jobs: the report
+    // is the same with one thread or many.
+    let mut take = |seed: u64, outcome: scenario::Outcome| -> bool {
         ran += 1;
         sim_events += outcome.sim_events;
         coverage.add_run(
@@ -487,28 +582,42 @@ fn run(
             &outcome.fired,
         );
         progress.inc(1);
-        if let Some(failure) = outcome.failure {
-            failed += 1;
+        if hashes {
             progress.suspend(|| {
                 let _ = writeln!(
                     out,
-                    "FAIL seed={seed:#x} plan_hash={:016x} version={}: {failure}\n  plan: {}{}\n  replay: {}",
-                    outcome.plan.hash(),
-                    env!("CARGO_PKG_VERSION"),
-                    outcome.plan,
-                    outcome
-                        .network_faults
-                        .as_ref()
-                        .map(|network| format!("\n  network: {network}"))
-                        .unwrap_or_default(),
-                    config.replay_command()
+                    "seed={seed:#x} trace_hash={:016x} sim_events={}",
+                    outcome.trace_hash, outcome.sim_events
                 );
             });
-            if expect_failure {
-                break;
-            }
         }
-    }
+        let Some(failure) = outcome.failure else {
+            return true;
+        };
+        failed += 1;
+        progress.suspend(|| {
+            let _ = writeln!(
+                out,
+                "FAIL seed={seed:#x} plan_hash={:016x} version={}: {failure}\n  plan: {}{}\n  replay: {}",
+                outcome.plan.hash(),
+                env!("CARGO_PKG_VERSION"),
+                outcome.plan,
+                outcome
+                    .network_faults
+                    .as_ref()
+                    .map(|network| format!("\n  network: {network}"))
+                    .unwrap_or_default(),
+                config(common, scenario, seed, false).replay_command()
+            );
+        });
+        !expect_failure
+    };
+    for_each_outcome(
+        seeds,
+        jobs,
+        |seed| scenario::run(&config(common, scenario, seed, false)),
+        &mut take,
+    );
     progress.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64().max(1e-9);
     let _ = writeln!(

@@ -54,10 +54,21 @@ impl FaultCoverage {
         fired: &[FiredFault],
     ) {
         self.seeds += 1;
+        // One pass over what fired (a seed fires hundreds of faults), then
+        // one row per kind: ids run 1..=ALL.len().
+        let mut drawn = [0u64; FaultKind::ALL.len()];
+        let mut scripted = [0u64; FaultKind::ALL.len()];
+        for fault in fired {
+            let slot = usize::from(fault.kind.id()) - 1;
+            if fault.draw == SCRIPTED {
+                scripted[slot] += 1;
+            } else {
+                drawn[slot] += 1;
+            }
+        }
         for kind in FaultKind::ALL {
-            let of_kind = fired.iter().filter(|f| f.kind == kind);
-            let scripted = of_kind.clone().filter(|f| f.draw == SCRIPTED).count() as u64;
-            let count = of_kind.filter(|f| f.draw != SCRIPTED).count() as u64;
+            let slot = usize::from(kind.id()) - 1;
+            let (count, scripted) = (drawn[slot], scripted[slot]);
             let by_network = network.is_some_and(|n| match kind {
                 FaultKind::Partition => n.partition > 0,
                 FaultKind::Clog => n.clog > 0,

@@ -95,8 +95,8 @@ mod tests {
 
     #[test]
     fn names_the_first_differing_line_and_its_context() {
-        let a = lines(&["x", "y", "host0 dispatch fd5#2 READ"]);
-        let b = lines(&["x", "y", "host0 dispatch fd6#1 READ"]);
+        let a = lines(&["x", "y", "server dispatch fd5#2 READ"]);
+        let b = lines(&["x", "y", "server dispatch fd6#1 READ"]);
         let divergence = first_divergence(&a, &b).unwrap();
         assert_eq!(divergence.index, 2);
         assert_eq!(divergence.before.as_deref(), Some("y"));

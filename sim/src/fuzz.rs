@@ -80,8 +80,14 @@ fn bound(parsed: &mut cli::Cli) -> bool {
         | cli::Command::Replay {
             schedule: Some(_), ..
         } => return false,
-        cli::Command::Run { common, seeds, .. } => {
+        cli::Command::Run {
+            common,
+            seeds,
+            jobs,
+            ..
+        } => {
             seeds.end = seeds.end.min(seeds.start.saturating_add(2));
+            *jobs = 1;
             common
         }
         cli::Command::Replay { common, .. } => common,

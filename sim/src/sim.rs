@@ -809,6 +809,7 @@ impl Sim {
         }
         let poller = self.net.host(ip);
         let id = poller.host_id();
+        self.net.world_mut().name_host(id, name);
         let host = Host {
             name: name.to_string(),
             id,

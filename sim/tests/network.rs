@@ -118,6 +118,35 @@ fn a_partition_holds_segments_until_it_heals_then_delivers_them_in_order() {
 }
 
 #[test]
+fn trace_lines_name_hosts_and_say_what_a_scripted_fault_did() {
+    let (seen, events) = (log(), log());
+    let mut sim = Sim::builder(1).trace(true).build();
+    line_logger(&mut sim, &seen);
+    let handle = client(&mut sim, &events);
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    sim.partition_oneway("client", "server");
+    sim.pause("server", Duration::from_millis(20));
+    sim.clog("server", "client", Duration::from_millis(30));
+    sim.crash("server", CrashMode::Process);
+    send(&mut sim, &handle, "one\n");
+    sim.run_for(Duration::from_millis(100)).unwrap();
+    let lines = sim.report().trace_lines;
+    let has = |text: &str| lines.iter().any(|line| line.contains(text));
+    for text in [
+        "server open fd0",
+        "client open fd0",
+        "client dispatch fd0#",
+        "partition client -> server",
+        "pause server for 20ms",
+        "clog server <-> client",
+        "crash server (process)",
+    ] {
+        assert!(has(text), "no line with {text:?} in:\n{}", lines.join("\n"));
+    }
+    assert!(!has("host0") && !has("host1"), "{}", lines.join("\n"));
+}
+
+#[test]
 fn a_one_way_partition_cuts_one_direction_only() {
     let (seen, events) = (log(), log());
     let mut sim = Sim::new(1, FaultPreset::None);

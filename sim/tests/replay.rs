@@ -81,6 +81,58 @@ fn a_failing_seed_replays_the_same_failure_and_hash() {
     assert_eq!(trace_hash(&first), trace_hash(&second));
 }
 
+/// `sim run`'s report without its one wall-clock line (seeds/s).
+fn report(output: &str) -> String {
+    output
+        .lines()
+        .filter(|l| !l.contains("seeds_per_s="))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn jobs_change_the_speed_not_the_report() {
+    // Every seed's hash, and the coverage table, line for line.
+    let hashes = |jobs: &str| {
+        let (code, out) = sim(&[
+            "run",
+            "--scenario",
+            "echo",
+            "--seeds",
+            "0..60",
+            "--hashes",
+            "--jobs",
+            jobs,
+        ]);
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(out.lines().filter(|l| l.starts_with("seed=")).count(), 60);
+        report(&out)
+    };
+    let one = hashes("1");
+    assert_eq!(one, hashes("3"));
+    assert_eq!(one, hashes("0"));
+    // Stopping at the first failure: the same (lowest) failing seed, and
+    // the coverage of exactly the seeds up to it, as one thread gives.
+    let first_failure = |jobs: &str| {
+        let (code, out) = sim(&[
+            "run",
+            "--scenario",
+            "planted-write-interest",
+            "--seeds",
+            "0..200",
+            "--expect-failure",
+            "--hashes",
+            "--jobs",
+            jobs,
+        ]);
+        assert_eq!(code, 0, "{out}");
+        report(&out)
+    };
+    let one = first_failure("1");
+    assert!(one.contains("FAIL seed="), "{one}");
+    assert_eq!(one, first_failure("4"));
+}
+
 #[test]
 fn bad_arguments_exit_2_with_a_message() {
     for args in [
@@ -89,6 +141,8 @@ fn bad_arguments_exit_2_with_a_message() {
         vec!["run", "--scenario", "echo", "--seeds", "abc"],
         vec!["run", "--scenario", "echo", "--faults", "most"],
         vec!["run", "--scenario", "echo", "--clients", "0"],
+        vec!["run", "--scenario", "echo", "--jobs", "-1"],
+        vec!["run", "--scenario", "echo", "--jobs", "100000"],
         vec!["replay", "--scenario", "echo", "--seed", "0xzz"],
         vec!["frobnicate"],
         vec!["run", "--seeds", "0..2"],
@@ -137,5 +191,5 @@ fn check_determinism_passes_echo_and_pinpoints_the_planted_hashmap() {
         output.contains("run 1:") && output.contains("run 2:"),
         "{output}"
     );
-    assert!(output.contains("host0"), "{output}");
+    assert!(output.contains("server"), "{output}");
 }

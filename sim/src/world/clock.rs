@@ -36,7 +36,7 @@ impl World {
         self.trace.record(
             tag::TIME,
             &[host as u64, until.since_epoch().as_nanos() as u64],
-            || format!("{until:?} host{host} busy until"),
+            || format!("{until:?} {} busy until", self.names[host]),
         );
     }
 

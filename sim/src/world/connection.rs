@@ -1,5 +1,6 @@
 //! `Connection`: a stream between two hosts, and its two ends (receive buffer, window, state).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
@@ -49,10 +50,27 @@ pub(super) struct RecvQueue {
     landed: usize,
 }
 
+thread_local! {
+    /// Receive buffers of dropped queues, for the next connections — of
+    /// this run or the next one on this thread — so that a buffer grows
+    /// once, not once per connection and seed. A buffer's capacity never
+    /// changes what a run does.
+    static SPARE: RefCell<Vec<VecDeque<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spare buffers kept at most, and the largest kept: at most 16 MiB idle
+/// per thread.
+const SPARE_MAX: usize = 64;
+const SPARE_BYTES_MAX: usize = 256 * 1024;
+
 impl RecvQueue {
     fn new() -> RecvQueue {
+        let spare = SPARE
+            .try_with(|spare| spare.borrow_mut().pop())
+            .ok()
+            .flatten();
         RecvQueue {
-            bytes: VecDeque::new(),
+            bytes: spare.unwrap_or_default(),
             landed: 0,
         }
     }
@@ -101,6 +119,24 @@ impl RecvQueue {
         buf[from_front..].copy_from_slice(&back[..n - from_front]);
         self.bytes.drain(..n);
         self.landed -= n;
+    }
+}
+
+impl Drop for RecvQueue {
+    fn drop(&mut self) {
+        let mut bytes = std::mem::take(&mut self.bytes);
+        if bytes.capacity() == 0 || bytes.capacity() > SPARE_BYTES_MAX {
+            return;
+        }
+        bytes.clear();
+        // After the thread's locals are gone (a queue dropped at thread
+        // exit) the buffer is simply freed.
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_MAX {
+                spare.push(bytes);
+            }
+        });
     }
 }
 

@@ -555,7 +555,12 @@ impl World {
         self.trace.record(
             tag::DELIVER,
             &[deliver::QUEUED, host as u64, fd.0 as u64, len as u64],
-            || format!("{now:?} datagram {from} -> {to}: {len} bytes to host{host} {fd:?}"),
+            || {
+                format!(
+                    "{now:?} datagram {from} -> {to}: {len} bytes to {} {fd:?}",
+                    self.names[host]
+                )
+            },
         );
         self.raise(host, Some(fd), Ready::READABLE);
     }

@@ -233,7 +233,21 @@ impl World {
         self.trace.record(
             tag::FAULT,
             &[host as u64, detail, u64::from(kind.id())],
-            || format!("{now:?} host{host} {kind} ({detail})"),
+            || {
+                let name = &self.names[host];
+                let peer = |id: u64| self.names.get(id as usize).map_or("?", String::as_str);
+                match kind {
+                    FaultKind::Partition => format!("{now:?} {kind} {name} -> {}", peer(detail)),
+                    FaultKind::Clog => format!("{now:?} {kind} {name} <-> {}", peer(detail)),
+                    FaultKind::Pause => format!(
+                        "{now:?} {kind} {name} for {:?}",
+                        std::time::Duration::from_micros(detail)
+                    ),
+                    FaultKind::Crash if detail == 1 => format!("{now:?} {kind} {name} (process)"),
+                    FaultKind::Crash => format!("{now:?} {kind} {name} (machine)"),
+                    _ => format!("{now:?} {kind} {name} ({detail})"),
+                }
+            },
         );
     }
 
@@ -251,7 +265,7 @@ impl World {
         self.trace.record(
             tag::FAULT,
             &[host as u64, fd.0 as u64, u64::from(kind.id())],
-            || format!("{now:?} host{host} {fd:?} {kind}"),
+            || format!("{now:?} {} {fd:?} {kind}", self.names[host]),
         );
     }
 
@@ -340,7 +354,11 @@ impl World {
         self.trace.record(
             tag::FAULT,
             &[host as u64, fd.0 as u64, u64::from(kind.id())],
-            || format!("{now:?} host{host} {fd:?} fault {kind}"),
+            || match fd.0 {
+                // A host-wide decision (a wait's, the nemesis's): no fd.
+                ..0 => format!("{now:?} {} fault {kind}", self.names[host]),
+                _ => format!("{now:?} {} {fd:?} fault {kind}", self.names[host]),
+            },
         );
     }
 }

@@ -75,7 +75,22 @@ impl World {
             busy_until: Instant::ZERO,
             down: false,
         });
+        self.names.push(format!("host{}", self.hosts.len() - 1));
         (self.hosts.len() - 1, woken)
+    }
+
+    /// Name `host` in trace lines and messages (the harness gives each
+    /// host the name it was added with).
+    pub fn name_host(&mut self, host: HostId, name: &str) {
+        if let Some(slot) = self.names.get_mut(host) {
+            *slot = name.to_string();
+        }
+    }
+
+    /// The name of `host` in trace lines and messages: its harness name,
+    /// or `host<id>`.
+    pub fn host_name(&self, host: HostId) -> &str {
+        &self.names[host]
     }
 
     /// The address of `host`.
@@ -137,7 +152,7 @@ impl World {
         let now = self.now;
         self.trace
             .record(tag::FD, &[host as u64, fd.0 as u64, 1], || {
-                format!("{now:?} host{host} open {fd:?}")
+                format!("{now:?} {} open {fd:?}", self.names[host])
             });
         Ok(fd)
     }
@@ -170,7 +185,7 @@ impl World {
         let now = self.now;
         self.trace
             .record(tag::FD, &[host as u64, fd.0 as u64, 0], || {
-                format!("{now:?} host{host} close {fd:?}")
+                format!("{now:?} {} close {fd:?}", self.names[host])
             });
     }
 
@@ -241,8 +256,8 @@ impl World {
                 &[host as u64, event.token.0, u64::from(event.ready.bits())],
                 || {
                     format!(
-                        "{now:?} host{host} event {:?} {:?}",
-                        event.token, event.ready
+                        "{now:?} {} event {:?} {:?}",
+                        self.names[host], event.token, event.ready
                     )
                 },
             );
@@ -340,18 +355,20 @@ impl World {
         self.trace.record(
             tag::DISPATCH,
             &[host as u64, token.0, u64::from(events.bits())],
-            || format!("{now:?} host{host} dispatch {token:?} {events:?}"),
+            || format!("{now:?} {} dispatch {token:?} {events:?}", self.names[host]),
         );
         match self.registration(host, fd) {
             Some((registered, interest)) if registered == token => {
                 if !(interest | Events::ERROR).contains(events) {
                     self.violations.push(format!(
-                        "host{host} {fd:?}: handler called with {events:?} outside its interest {interest:?}"
+                        "{} {fd:?}: handler called with {events:?} outside its interest {interest:?}",
+                        self.names[host]
                     ));
                 }
             }
             other => self.violations.push(format!(
-                "host{host} {fd:?}: handler of {token:?} called, but the registration is {other:?}"
+                "{} {fd:?}: handler of {token:?} called, but the registration is {other:?}",
+                self.names[host]
             )),
         }
     }

@@ -78,6 +78,10 @@ pub struct World {
     plan_drawn: FaultPlan,
     trace: Trace,
     hosts: Vec<Host>,
+    /// Each host's name for trace lines and messages (`host<id>` until
+    /// the harness names it), apart from `hosts` so that a trace line can
+    /// borrow it while a host is borrowed.
+    names: Vec<String>,
     conns: Connections,
     deliveries: InFlight,
     progress: u64,
@@ -109,6 +113,7 @@ impl World {
             plan,
             trace,
             hosts: Vec::new(),
+            names: Vec::new(),
             conns: Connections::new(),
             deliveries: InFlight::new(),
             progress: 0,

@@ -69,7 +69,7 @@ impl World {
         let now = self.now;
         self.trace
             .record(super::tag::FD, &[host as u64, u64::MAX, 2], || {
-                format!("{now:?} host{host} restarts")
+                format!("{now:?} {} restarts", self.names[host])
             });
         woken
     }

@@ -193,7 +193,7 @@ impl World {
         self.trace.record(
             tag::IO,
             &[host as u64, fd.0 as u64, kind as u64, n as u64],
-            || format!("{now:?} host{host} {fd:?} {} {n}", kind.name()),
+            || format!("{now:?} {} {fd:?} {} {n}", self.names[host], kind.name()),
         );
     }
 
