@@ -350,12 +350,8 @@ fn replay_schedule(path: &std::path::Path, trace: bool, out: &mut dyn Write) -> 
     for fault in &outcome.fired {
         let _ = writeln!(
             out,
-            "fault {} {} host{} {:?} at {:?}",
-            crate::shrink::draw_name(fault.draw),
-            fault.kind,
-            fault.host,
-            fault.fd,
-            fault.at
+            "fault {} {fault}",
+            crate::shrink::draw_name(fault.draw)
         );
     }
     report_outcome(&config, &outcome, out)

@@ -181,6 +181,9 @@ mod tests {
             host: 0,
             fd: Fd(3),
             at: Instant::ZERO,
+            host_name: "host0".into(),
+            peer: None,
+            lasting: None,
         }
     }
 

@@ -134,11 +134,7 @@ impl Schedule {
             let number = draw_name(*draw);
             match fired.iter().find(|f| f.draw == *draw) {
                 Some(f) => {
-                    let _ = writeln!(
-                        text,
-                        "fire {number}  # {} host{} {:?} at {:?}",
-                        f.kind, f.host, f.fd, f.at
-                    );
+                    let _ = writeln!(text, "fire {number}  # {f}");
                 }
                 None => {
                     let _ = writeln!(text, "fire {number}");

@@ -927,7 +927,8 @@ impl Sim {
             let mut world = self.net.world_mut();
             world.clog_link(a, b, duration);
             world.clog_link(b, a, duration);
-            world.scripted_fault(FaultKind::Clog, a, b as u64);
+            let peer = Some(world.host_name(b).into());
+            world.scripted_fault_lasting(FaultKind::Clog, a, b as u64, peer, Some(duration));
         }
         self
     }
@@ -1042,10 +1043,24 @@ impl Sim {
     /// whether each kind strikes.
     fn nemesis_draw(&mut self, faults: &NetworkFaults, nemesis: &mut Nemesis) {
         let (entropy, decisions) = (&mut nemesis.entropy, &mut nemesis.decisions);
+        // `what`: the kind, the host it hits, the other host of a link,
+        // and how long it will hold.
         let mut decide =
-            |world: &mut crate::world::World, entropy: &mut Entropy, ppm, kind, host| {
+            |world: &mut crate::world::World,
+             entropy: &mut Entropy,
+             ppm,
+             what: (FaultKind, HostId, Option<HostId>, Duration)| {
                 *decisions += 1;
-                world.nemesis_fault(entropy, ppm, kind, host, *decisions - 1)
+                let (kind, host, peer, lasting) = what;
+                world.nemesis_fault(
+                    entropy,
+                    ppm,
+                    kind,
+                    host,
+                    *decisions - 1,
+                    peer,
+                    Some(lasting),
+                )
             };
         let running: Vec<usize> = (0..self.hosts.len())
             .filter(|&i| self.hosts[i].io.is_some())
@@ -1070,8 +1085,7 @@ impl Sim {
                 &mut self.net.world_mut(),
                 entropy,
                 faults.partition,
-                FaultKind::Partition,
-                ida,
+                (FaultKind::Partition, ida, Some(idb), duration),
             );
             if cut {
                 let mut world = self.net.world_mut();
@@ -1089,8 +1103,7 @@ impl Sim {
                 &mut self.net.world_mut(),
                 entropy,
                 faults.clog,
-                FaultKind::Clog,
-                ida,
+                (FaultKind::Clog, ida, Some(idb), duration),
             );
             if clogged {
                 let mut world = self.net.world_mut();
@@ -1114,8 +1127,7 @@ impl Sim {
                 &mut self.net.world_mut(),
                 entropy,
                 faults.pause,
-                FaultKind::Pause,
-                host,
+                (FaultKind::Pause, host, None, duration),
             );
             if paused {
                 self.pause_index(index, duration);
@@ -1134,8 +1146,7 @@ impl Sim {
                 &mut self.net.world_mut(),
                 entropy,
                 faults.crash,
-                FaultKind::Crash,
-                id,
+                (FaultKind::Crash, id, None, down),
             );
             if crashed {
                 self.crash_index(index, mode);

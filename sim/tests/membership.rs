@@ -391,7 +391,7 @@ fn a_twins_shrunk_schedule_replays_against_the_fixed_service() {
         fixed.contains("a schedule of \"membership_that_never_expires\", against"),
         "{fixed}"
     );
-    // `fire n131  # crash host1 fd-1 at t+330ms`: the kind is the word after `#`.
+    // `fire n131  # crash replica1 for 300ms at t+330ms`: the kind is the word after `#`.
     let kind = field(&text, "fire n").split_whitespace().nth(2).unwrap();
     let line = std::fs::read_to_string(&summary).unwrap();
     std::fs::remove_file(&summary).unwrap();

@@ -144,6 +144,18 @@ fn trace_lines_name_hosts_and_say_what_a_scripted_fault_did() {
         assert!(has(text), "no line with {text:?} in:\n{}", lines.join("\n"));
     }
     assert!(!has("host0") && !has("host1"), "{}", lines.join("\n"));
+    // And each fault that fired says the same in one line (a schedule
+    // file's comment, `sim replay`'s report).
+    let fired: Vec<String> = sim.report().fired.iter().map(|f| f.to_string()).collect();
+    assert_eq!(
+        fired,
+        [
+            "partition client -> server at t+10ms",
+            "pause server for 20ms at t+10ms",
+            "clog server <-> client for 30ms at t+10ms",
+            "crash server at t+10ms",
+        ]
+    );
 }
 
 #[test]
@@ -355,6 +367,40 @@ fn seeds_draw_partitions_clogs_pauses_and_crashes_and_every_kind_fires() {
     ] {
         assert!(summary.coverage.row(kind).fired > 0, "{kind} never fired");
     }
+}
+
+#[test]
+fn a_drawn_network_fault_names_its_hosts_and_how_long_it_holds() {
+    let mut links = 0;
+    for seed in 0..60 {
+        let mut sim = Sim::new(seed, FaultPreset::All);
+        echo_under_network_faults(&mut sim);
+        let report = match sim.run() {
+            Ok(report) => report,
+            Err(failure) => *failure.report,
+        };
+        let network = [
+            FaultKind::Partition,
+            FaultKind::Clog,
+            FaultKind::Pause,
+            FaultKind::Crash,
+        ];
+        for fault in report.fired.iter().filter(|f| network.contains(&f.kind)) {
+            let line = fault.to_string();
+            assert!(fault.lasting.is_some(), "{line}: no duration");
+            assert!(!line.contains("host") && !line.contains("fd"), "{line}");
+            let on_a_link = matches!(fault.kind, FaultKind::Partition | FaultKind::Clog);
+            assert_eq!(fault.peer.is_some(), on_a_link, "{line}");
+            if on_a_link {
+                assert!(line.contains(" <-> "), "{line}");
+                links += 1;
+            }
+        }
+    }
+    assert!(
+        links > 0,
+        "no partition or clog in 60 seeds: nothing checked"
+    );
 }
 
 #[test]

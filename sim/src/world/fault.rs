@@ -3,6 +3,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use ioloop::{Fd, Instant};
 
@@ -178,12 +180,43 @@ pub struct FiredFault {
     pub fd: Fd,
     /// Virtual time.
     pub at: Instant,
+    /// The name of the host it hit: the name the harness gave it, or
+    /// `host<id>`.
+    pub host_name: Arc<str>,
+    /// The other host of a partition or a clog, by name.
+    pub peer: Option<Arc<str>>,
+    /// How long it holds, where that was decided when it struck: a
+    /// partition until it heals, a clog, a pause, a crashed host's time
+    /// down before its restart. `None` for faults of a moment, and for what
+    /// a test heals or restarts by hand.
+    pub lasting: Option<Duration>,
 }
 
 impl FiredFault {
     /// The fault's name (`partial-write`, `reset`, ...).
     pub fn name(&self) -> &'static str {
         self.kind.name()
+    }
+}
+
+impl fmt::Display for FiredFault {
+    /// What struck where, for how long, and when, hosts by name:
+    /// `accept-emfile server fd0 at t+2.312ms`, `partition replica1 <->
+    /// replica2 for 370ms at t+370ms` (a partition the seed drew cuts both
+    /// ways; one a test scripts with `partition_oneway` shows `->`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind, self.host_name)?;
+        if self.fd.0 >= 0 {
+            write!(f, " {:?}", self.fd)?;
+        }
+        if let Some(peer) = &self.peer {
+            let oneway = self.kind == FaultKind::Partition && self.draw == SCRIPTED;
+            write!(f, " {} {peer}", if oneway { "->" } else { "<->" })?;
+        }
+        if let Some(lasting) = self.lasting {
+            write!(f, " for {lasting:?}")?;
+        }
+        write!(f, " at {:?}", self.at)
     }
 }
 
@@ -221,6 +254,26 @@ impl World {
     /// crash) on `host`, with `detail` (the peer host, or a duration in
     /// microseconds).
     pub fn scripted_fault(&mut self, kind: FaultKind, host: HostId, detail: u64) {
+        let (peer, lasting) = match kind {
+            FaultKind::Partition | FaultKind::Clog => {
+                (self.names.get(detail as usize).cloned(), None)
+            }
+            FaultKind::Pause => (None, Some(Duration::from_micros(detail))),
+            _ => (None, None),
+        };
+        self.scripted_fault_lasting(kind, host, detail, peer, lasting);
+    }
+
+    /// [`scripted_fault`](Self::scripted_fault), with the peer and the
+    /// duration said outright (a scripted clog's).
+    pub(crate) fn scripted_fault_lasting(
+        &mut self,
+        kind: FaultKind,
+        host: HostId,
+        detail: u64,
+        peer: Option<Arc<str>>,
+        lasting: Option<Duration>,
+    ) {
         let now = self.now;
         self.fired.push(FiredFault {
             draw: SCRIPTED,
@@ -228,6 +281,9 @@ impl World {
             host,
             fd: Fd(-1),
             at: now,
+            host_name: Arc::clone(&self.names[host]),
+            peer,
+            lasting,
         });
         self.progress += 1;
         self.trace.record(
@@ -235,13 +291,13 @@ impl World {
             &[host as u64, detail, u64::from(kind.id())],
             || {
                 let name = &self.names[host];
-                let peer = |id: u64| self.names.get(id as usize).map_or("?", String::as_str);
+                let peer = |id: u64| self.names.get(id as usize).map_or("?", |name| &**name);
                 match kind {
                     FaultKind::Partition => format!("{now:?} {kind} {name} -> {}", peer(detail)),
                     FaultKind::Clog => format!("{now:?} {kind} {name} <-> {}", peer(detail)),
                     FaultKind::Pause => format!(
                         "{now:?} {kind} {name} for {:?}",
-                        std::time::Duration::from_micros(detail)
+                        Duration::from_micros(detail)
                     ),
                     FaultKind::Crash if detail == 1 => format!("{now:?} {kind} {name} (process)"),
                     FaultKind::Crash => format!("{now:?} {kind} {name} (machine)"),
@@ -261,6 +317,9 @@ impl World {
             host,
             fd,
             at: now,
+            host_name: Arc::clone(&self.names[host]),
+            peer: None,
+            lasting: None,
         });
         self.trace.record(
             tag::FAULT,
@@ -281,6 +340,10 @@ impl World {
     /// removes it) that moves neither the main stream nor the numbers of
     /// the socket faults' decisions — so removing a socket fault leaves
     /// each network fault of a schedule where it was.
+    ///
+    /// `peer` (a partition's or a clog's other host) and `lasting` (how
+    /// long it will hold) describe the fault if it fires.
+    #[allow(clippy::too_many_arguments)]
     pub fn nemesis_fault(
         &mut self,
         entropy: &mut Entropy,
@@ -288,9 +351,18 @@ impl World {
         kind: FaultKind,
         host: HostId,
         index: u64,
+        peer: Option<HostId>,
+        lasting: Option<Duration>,
     ) -> bool {
         let drawn = entropy.chance(ppm);
-        self.decide_fault(NEMESIS_DRAW + index, drawn, kind, host, Fd(-1))
+        let fires = self.decide_fault(NEMESIS_DRAW + index, drawn, kind, host, Fd(-1));
+        if fires {
+            let peer = peer.and_then(|peer| self.names.get(peer).cloned());
+            if let Some(fired) = self.fired.last_mut() {
+                (fired.peer, fired.lasting) = (peer, lasting);
+            }
+        }
+        fires
     }
 
     /// The datagram decision number `index` (see [`DATAGRAM_DRAW`]), whose
@@ -350,6 +422,9 @@ impl World {
             host,
             fd,
             at: now,
+            host_name: Arc::clone(&self.names[host]),
+            peer: None,
+            lasting: None,
         });
         self.trace.record(
             tag::FAULT,

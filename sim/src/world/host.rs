@@ -75,7 +75,8 @@ impl World {
             busy_until: Instant::ZERO,
             down: false,
         });
-        self.names.push(format!("host{}", self.hosts.len() - 1));
+        self.names
+            .push(format!("host{}", self.hosts.len() - 1).into());
         (self.hosts.len() - 1, woken)
     }
 
@@ -83,7 +84,7 @@ impl World {
     /// host the name it was added with).
     pub fn name_host(&mut self, host: HostId, name: &str) {
         if let Some(slot) = self.names.get_mut(host) {
-            *slot = name.to_string();
+            *slot = name.into();
         }
     }
 
@@ -91,6 +92,11 @@ impl World {
     /// or `host<id>`.
     pub fn host_name(&self, host: HostId) -> &str {
         &self.names[host]
+    }
+
+    /// Every host's name, by id.
+    pub fn host_names(&self) -> Vec<String> {
+        self.names.iter().map(|name| name.to_string()).collect()
     }
 
     /// The address of `host`.

@@ -36,6 +36,7 @@ mod outage;
 mod socket;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ioloop::Instant;
 
@@ -81,7 +82,7 @@ pub struct World {
     /// Each host's name for trace lines and messages (`host<id>` until
     /// the harness names it), apart from `hosts` so that a trace line can
     /// borrow it while a host is borrowed.
-    names: Vec<String>,
+    names: Vec<Arc<str>>,
     conns: Connections,
     deliveries: InFlight,
     progress: u64,
