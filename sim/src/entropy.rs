@@ -35,9 +35,11 @@ impl Entropy {
     }
 
     /// An independent stream for decisions that must not move this one
-    /// (the datagram faults of a swarm plan): the same seed's ChaCha8 on
-    /// stream `stream`, from its start. Fuzzer bytes fork into a stream of
-    /// zeros (no faults), leaving the bytes to the run.
+    /// (the datagram faults of a swarm plan, each datagram's fate): the
+    /// same seed's ChaCha8 on stream `stream`, from its start. A fork of
+    /// fuzzer bytes reads the same bytes, all of them, from an offset of
+    /// its own (`stream` modulo their number, wrapping once), so that the
+    /// fuzzer steers every stream, not only the main one.
     pub fn fork(&self, stream: u64) -> Entropy {
         match self {
             Entropy::Seeded(rng) => {
@@ -45,7 +47,17 @@ impl Entropy {
                 forked.set_stream(stream);
                 Entropy::Seeded(Box::new(forked))
             }
-            Entropy::Bytes { .. } => Entropy::from_bytes(&[]),
+            Entropy::Bytes { data, .. } => {
+                let offset = match data.len() {
+                    0 => 0,
+                    len => (stream % len as u64) as usize,
+                };
+                let (front, back) = data.split_at(offset);
+                Entropy::Bytes {
+                    data: back.iter().chain(front).copied().collect(),
+                    position: 0,
+                }
+            }
         }
     }
 
@@ -116,6 +128,26 @@ mod tests {
         // A fork depends on the seed and the stream, not on the position.
         parent.next_u64();
         assert_eq!(parent.fork(1).next_u64(), forked);
+    }
+
+    #[test]
+    fn a_fork_of_bytes_reads_the_same_bytes_from_its_own_offset() {
+        let bytes: Vec<u8> = (1..=16).collect();
+        let parent = Entropy::from_bytes(&bytes);
+        let mut fork = parent.fork(3);
+        // From byte 3 on, then the first three: every byte, none made up.
+        assert_eq!(
+            fork.next_u64(),
+            u64::from_le_bytes([4, 5, 6, 7, 8, 9, 10, 11])
+        );
+        assert_eq!(
+            fork.next_u64(),
+            u64::from_le_bytes([12, 13, 14, 15, 16, 1, 2, 3])
+        );
+        assert_eq!(fork.next_u64(), 0);
+        // Another stream, another offset; no bytes, no offset.
+        assert_ne!(parent.fork(5).next_u64(), parent.fork(3).next_u64());
+        assert_eq!(Entropy::from_bytes(&[]).fork(7).next_u64(), 0);
     }
 
     #[test]

@@ -71,15 +71,18 @@ pub struct DatagramFaults {
     pub loss: Ppm,
     /// The datagram arrives twice: the copy takes a path of its own — its
     /// own latency, and 0 to 200 ms more — so it may land long after what
-    /// the socket sent later (or before its original, if that one is
-    /// delayed or reordered), and holds nothing back.
+    /// the socket sent later, or before its original (whose own latency
+    /// may be the longer, or which may be delayed, reordered, or waiting
+    /// behind an earlier delayed datagram), and holds nothing back.
     pub duplicate: Ppm,
     /// The datagram is held back 1 to 200 ms on the way, alone: what its
     /// socket sends later does not wait, and overtakes it. No other
     /// datagram need be in flight.
     pub reorder: Ppm,
     /// The datagram waits 1 to 200 ms more on the way; what its socket
-    /// sends later waits behind it (the order stays).
+    /// sends later waits behind it (the order stays). A datagram both
+    /// delayed and reordered is held back alone, as a reorder is: it holds
+    /// nothing back.
     pub delay: Ppm,
 }
 

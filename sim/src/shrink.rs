@@ -193,7 +193,11 @@ impl Schedule {
                 }
                 "fire" => {
                     let draw = parse_draw(value)
-                        .ok_or_else(|| at(format!("bad fault index: {value:?}")))?;
+                        .ok_or_else(|| {
+                            at(format!(
+                                "bad fault number {value:?} (expected N for a socket fault, nN for a network fault, dN for a datagram's; N decimal digits below {DRAWS_PER_SEQUENCE_MAX})"
+                            ))
+                        })?;
                     if schedule.fire.len() >= SCHEDULE_FIRES_MAX {
                         return Err(at(format!("more than {SCHEDULE_FIRES_MAX} faults")));
                     }
@@ -238,6 +242,10 @@ fn parse_draw(text: &str) -> Option<u64> {
         Some(("d", index)) => (DATAGRAM_DRAW, index),
         _ => (0, text),
     };
+    // Digits only: `parse` would also take a sign (`d+1`).
+    if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let index = index.parse::<u64>().ok()?;
     (index < DRAWS_PER_SEQUENCE_MAX).then_some(base + index)
 }
@@ -464,6 +472,8 @@ mod tests {
             ("name t\nseed 1\nfire 281474976710656\n", "line 3"),
             ("name t\nseed 1\nfire d281474976710656\n", "line 3"),
             ("name t\nseed 1\nfire d-1\n", "line 3"),
+            ("name t\nseed 1\nfire d+1\n", "line 3"),
+            ("name t\nseed 1\nfire +1\n", "line 3"),
             ("name t\nseed 1\nfire x1\n", "line 3"),
         ] {
             let error = Schedule::parse(text).unwrap_err();

@@ -136,6 +136,8 @@ impl Builder {
     /// every fault but some: `Sweep::configure(|b| b.without(kind))`. A
     /// socket fault that shares its odds takes its siblings along (see
     /// [`FaultPlan::without`]); a fault the test scripts still happens.
+    /// `FaultKind::DatagramTruncate` is never drawn (a reader's buffer
+    /// decides it), so taking it away changes nothing.
     ///
     /// ```
     /// use ioloop_sim::{FaultKind, FaultPreset, Sim};
@@ -343,6 +345,7 @@ impl Builder {
         .filter(|(faults, _)| faults.any())
         .map(|(faults, entropy)| Nemesis {
             next_tick: Some(Instant::ZERO + faults.tick),
+            heals: BTreeMap::new(),
             faults,
             entropy,
             decisions: 0,
@@ -384,6 +387,11 @@ struct Nemesis {
     /// Not a scripted action: a run with nothing else pending is over (a
     /// stall, or the end), however long the nemesis could go on.
     next_tick: Option<Instant>,
+    /// When each pair of hosts the nemesis cut (lower id first) heals: the
+    /// end of the latest-ending partition drawn on it, so that partitions
+    /// that overlap on a pair hold until the last of them ends, each as
+    /// long as it was drawn to.
+    heals: BTreeMap<(HostId, HostId), Instant>,
 }
 
 /// How a client reports that it is done, or that it failed.
@@ -916,6 +924,11 @@ impl Sim {
             let mut world = self.net.world_mut();
             world.repair_link(a, b);
             world.repair_link(b, a);
+            // Healed by hand: a partition the seed drew on the pair no
+            // longer holds it either.
+            if let Some(nemesis) = self.nemesis.as_mut() {
+                nemesis.heals.remove(&(a.min(b), a.max(b)));
+            }
         }
         self
     }
@@ -1092,7 +1105,19 @@ impl Sim {
                 world.cut_link(ida, idb);
                 world.cut_link(idb, ida);
                 drop(world);
+                let pair = (ida.min(idb), ida.max(idb));
+                let until = self.now() + duration;
+                let heal = nemesis.heals.entry(pair).or_insert(until);
+                *heal = (*heal).max(until);
                 self.at(duration, move |sim| {
+                    // Another partition of the pair may still hold it.
+                    let now = sim.now();
+                    let heals = sim.nemesis.as_mut().map(|nemesis| &mut nemesis.heals);
+                    let Some(heals) = heals else { return };
+                    if heals.get(&pair).is_some_and(|at| *at > now) {
+                        return;
+                    }
+                    heals.remove(&pair);
                     let mut world = sim.net.world_mut();
                     world.repair_link(ida, idb);
                     world.repair_link(idb, ida);

@@ -159,6 +159,64 @@ fn trace_lines_name_hosts_and_say_what_a_scripted_fault_did() {
 }
 
 #[test]
+fn a_drawn_partition_holds_its_link_as_long_as_it_says() {
+    // Three idle hosts under every healing fault: partitions overlap on
+    // the same pair now and then, and each must hold for its whole time —
+    // an earlier one's repair must not heal a later, longer one.
+    let (mut partitions, mut overlapping) = (0, 0);
+    for seed in 0..40 {
+        let mut sim = Sim::new(seed, FaultPreset::All);
+        for (name, ip) in [("a", "10.0.0.1"), ("b", "10.0.0.2"), ("c", "10.0.0.3")] {
+            sim.host(name, ip, |_| Ok(()));
+        }
+        let wrong = RefCell::new(Vec::new());
+        sim.run_until(Duration::from_secs(20), |sim| {
+            for fault in sim.net().world().fired() {
+                let (Some(peer), Some(lasting)) = (&fault.peer, fault.lasting) else {
+                    continue;
+                };
+                let holding = fault.at <= sim.now() && sim.now() < fault.at + lasting;
+                let cut = sim.link(&fault.host_name, peer) == Some(ioloop_sim::LinkState::Cut);
+                if fault.kind == FaultKind::Partition && holding && !cut {
+                    wrong
+                        .borrow_mut()
+                        .push(format!("seed {seed} at {:?}: {fault}", sim.now()));
+                }
+            }
+            false
+        })
+        .unwrap();
+        let drawn: Vec<_> = sim
+            .report()
+            .fired
+            .into_iter()
+            .filter(|f| f.kind == FaultKind::Partition)
+            .collect();
+        partitions += drawn.len();
+        for (i, first) in drawn.iter().enumerate() {
+            let same_pair = |other: &ioloop_sim::net::FiredFault| {
+                let pair = |f: &ioloop_sim::net::FiredFault| {
+                    let (a, b) = (
+                        f.host_name.to_string(),
+                        f.peer.as_deref().unwrap().to_string(),
+                    );
+                    (a.clone().min(b.clone()), a.max(b))
+                };
+                pair(first) == pair(other)
+            };
+            overlapping += drawn[i + 1..]
+                .iter()
+                .filter(|later| same_pair(later) && later.at < first.at + first.lasting.unwrap())
+                .count();
+        }
+        let wrong = wrong.into_inner();
+        assert!(wrong.is_empty(), "healed early:\n{}", wrong.join("\n"));
+    }
+    // The case this is about happened.
+    assert!(overlapping > 0, "no overlapping partitions in {partitions}");
+}
+
+#[test]
 fn a_one_way_partition_cuts_one_direction_only() {
     let (seen, events) = (log(), log());
     let mut sim = Sim::new(1, FaultPreset::None);

@@ -237,10 +237,10 @@ fn replicated_register_acking_before_the_disk() {
 }
 
 #[test]
-fn a_write_acknowledged_without_a_backup_is_caught_only_by_network_faults() {
+fn a_write_acknowledged_without_a_backup_passes_socket_faults_and_is_caught_by_network_faults() {
     // Socket faults alone never make a backup miss the coordinator's
     // timeout: the twin passes them...
-    Sweep::new("a_write_acknowledged_without_a_backup_is_caught_only_by_network_faults")
+    Sweep::new("a_write_acknowledged_without_a_backup_passes_socket_faults_and_is_caught_by_network_faults")
         .seeds(0..100)
         .run(|sim| {
             replicated(
@@ -259,19 +259,21 @@ fn a_write_acknowledged_without_a_backup_is_caught_only_by_network_faults() {
 }
 
 #[test]
-fn a_write_acknowledged_before_the_disk_is_caught_only_by_a_crash() {
+fn a_write_acknowledged_before_the_disk_passes_healing_faults_and_is_caught_by_a_crash() {
     // Without a crash, memory is all that is ever read: the twin passes
     // partitions, clogs and pauses...
-    Sweep::new("a_write_acknowledged_before_the_disk_is_caught_only_by_a_crash")
-        .seeds(0..100)
-        .run(|sim| {
-            replicated(
-                sim,
-                Flaw::AckBeforePersist,
-                Transport::Tcp,
-                Survives::HealingFaults,
-            );
-        });
+    Sweep::new(
+        "a_write_acknowledged_before_the_disk_passes_healing_faults_and_is_caught_by_a_crash",
+    )
+    .seeds(0..100)
+    .run(|sim| {
+        replicated(
+            sim,
+            Flaw::AckBeforePersist,
+            Transport::Tcp,
+            Survives::HealingFaults,
+        );
+    });
     // ...and a crash and restart catch it, in a schedule that replays.
     let schedule = caught_shrunk_and_replayed("replicated_register_acking_before_the_disk");
     assert!(schedule.contains("crash"), "{schedule}");
@@ -305,20 +307,22 @@ const DATAGRAM_FAULTS: [FaultKind; 4] = [
 ];
 
 #[test]
-fn an_answer_taken_whatever_its_id_is_caught_only_by_datagram_faults() {
+fn an_answer_taken_whatever_its_id_passes_socket_faults_and_is_caught_by_datagram_faults() {
     // Socket faults alone: every datagram arrives, once, in order, and
     // each answer is the answer to the oldest request. The twin passes...
-    let summary = Sweep::new("an_answer_taken_whatever_its_id_is_caught_only_by_datagram_faults")
-        .seeds(0..100)
-        .configure(|builder| DATAGRAM_FAULTS.into_iter().fold(builder, Builder::without))
-        .run(|sim| {
-            replicated(
-                sim,
-                Flaw::AnswerByPeer,
-                Transport::Udp,
-                Survives::SocketFaults,
-            );
-        });
+    let summary = Sweep::new(
+        "an_answer_taken_whatever_its_id_passes_socket_faults_and_is_caught_by_datagram_faults",
+    )
+    .seeds(0..100)
+    .configure(|builder| DATAGRAM_FAULTS.into_iter().fold(builder, Builder::without))
+    .run(|sim| {
+        replicated(
+            sim,
+            Flaw::AnswerByPeer,
+            Transport::Udp,
+            Survives::SocketFaults,
+        );
+    });
     for kind in DATAGRAM_FAULTS {
         assert_eq!(summary.coverage.row(kind).seeds_enabled, 0, "{kind}");
     }
@@ -361,13 +365,14 @@ fn replicated_register_storing_whatever_lands_last() {
 }
 
 #[test]
-fn a_store_applied_as_it_lands_is_caught_only_by_datagrams_duplicated_or_reordered() {
+fn a_store_applied_as_it_lands_passes_without_late_datagrams_and_is_caught_by_duplicates_and_reorders(
+) {
     // Datagrams lost, partitions, pauses, crashes of either kind and
     // socket faults remove datagrams, or hold them in the order they came:
     // a `STORE` lands after a newer one only when a coordinator takes up a
     // write its client has given up on (4 seeds in 10,000), and the twin
     // passes these...
-    let name = "a_store_applied_as_it_lands_is_caught_only_by_datagrams_duplicated_or_reordered";
+    let name = "a_store_applied_as_it_lands_passes_without_late_datagrams_and_is_caught_by_duplicates_and_reorders";
     let off = [FaultKind::DatagramDuplicate, FaultKind::DatagramReorder];
     let summary = Sweep::new(name)
         .seeds(0..100)

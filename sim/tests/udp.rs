@@ -47,10 +47,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use ioloop::{Events, Fd, Poller, TimeoutHandle};
+use ioloop::{Events, Fd, Instant, Poller, TimeoutHandle};
 use ioloop_sim::shrink::{shrink_schedule, Attempt, Schedule};
 use ioloop_sim::{
-    BoxError, CrashMode, DatagramFaults, Done, Entropy, FailureKind, FaultKind, FaultPlan,
+    BoxError, Builder, CrashMode, DatagramFaults, Done, Entropy, FailureKind, FaultKind, FaultPlan,
     NetworkFaults, Sim, Sweep, SweepError,
 };
 
@@ -209,8 +209,13 @@ fn fired(sim: &Sim, kind: FaultKind) -> usize {
 
 /// 400 datagrams, in bursts of 8 every 5 ms, under `plan`.
 fn numbered_run(plan: FaultPlan) -> (Sim, Vec<Arrival>) {
+    numbered_run_on(Sim::builder(3).plan(plan))
+}
+
+/// The same, on the simulation `builder` describes.
+fn numbered_run_on(builder: Builder) -> (Sim, Vec<Arrival>) {
     let (arrivals, errors) = (Arrivals::default(), Log::default());
-    let mut sim = Sim::builder(3).plan(plan).build();
+    let mut sim = builder.build();
     receiver(&mut sim, 1500, &arrivals);
     let how = Sending {
         count: 400,
@@ -281,6 +286,100 @@ fn without_datagram_faults_every_datagram_arrives_once_in_order() {
     assert!(sim.report().fired.is_empty());
     let numbers: Vec<u32> = arrivals.iter().map(|a| a.number).collect();
     assert_eq!(numbers, (0..400).collect::<Vec<u32>>());
+}
+
+fn every_datagram_fault(ppm: u32) -> FaultPlan {
+    FaultPlan {
+        datagram: DatagramFaults {
+            loss: ppm,
+            duplicate: ppm,
+            reorder: ppm,
+            delay: ppm,
+        },
+        ..FaultPlan::none()
+    }
+}
+
+#[test]
+fn a_fuzzers_bytes_steer_datagram_faults_too() {
+    // Bytes as a fuzzer would give them (no seed behind them): every
+    // datagram's fate is drawn from them as well, not from zeros.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let bytes: Vec<u8> = (0..1 << 16)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let builder = Sim::builder(3)
+        .plan(every_datagram_fault(200_000))
+        .entropy(Entropy::from_bytes(&bytes));
+    let (sim, arrivals) = numbered_run_on(builder);
+    for kind in [
+        FaultKind::DatagramLoss,
+        FaultKind::DatagramDuplicate,
+        FaultKind::DatagramReorder,
+        FaultKind::DatagramDelay,
+    ] {
+        assert!(fired(&sim, kind) > 0, "{kind} never fired from the bytes");
+    }
+    assert_ne!(arrivals.len(), 400, "every datagram arrived once: no fault");
+}
+
+#[test]
+fn removing_one_datagram_fault_leaves_every_other_where_it_was() {
+    let plan = every_datagram_fault(50_000);
+    let (sim, _) = numbered_run(plan.clone());
+    let all: Vec<(u64, FaultKind, Instant)> = sim
+        .report()
+        .fired
+        .iter()
+        .map(|f| (f.draw, f.kind, f.at))
+        .collect();
+    assert!(all.len() >= 20, "too few faults to tell: {}", all.len());
+    // Each of the first ten gone in turn: the others fire as before, with
+    // the same numbers, at the same times.
+    for gone in all.iter().take(10) {
+        let schedule: BTreeSet<u64> = all
+            .iter()
+            .map(|(draw, _, _)| *draw)
+            .filter(|draw| *draw != gone.0)
+            .collect();
+        let (sim, _) = numbered_run_on(Sim::builder(3).plan(plan.clone()).schedule(schedule));
+        let left: Vec<(u64, FaultKind, Instant)> = sim
+            .report()
+            .fired
+            .iter()
+            .map(|f| (f.draw, f.kind, f.at))
+            .collect();
+        let expected: Vec<_> = all.iter().filter(|f| *f != gone).copied().collect();
+        assert_eq!(left, expected, "without {gone:?}");
+    }
+}
+
+#[test]
+fn a_delay_keeps_the_order_and_a_reorder_breaks_it() {
+    let only = |faults: DatagramFaults| FaultPlan {
+        datagram: faults,
+        ..FaultPlan::none()
+    };
+    let none = DatagramFaults::default();
+    let latency_us_max = FaultPlan::none().latency_us_max;
+    let (_, delayed) = numbered_run(only(DatagramFaults {
+        delay: 100_000,
+        ..none
+    }));
+    let delayed = observe(400, &delayed, latency_us_max);
+    assert!(delayed.late > 0, "no delay: {delayed:?}");
+    assert_eq!(delayed.inversions, 0, "a delay let a later datagram pass");
+    let (_, reordered) = numbered_run(only(DatagramFaults {
+        reorder: 100_000,
+        ..none
+    }));
+    let reordered = observe(400, &reordered, latency_us_max);
+    assert!(reordered.inversions > 0, "{reordered:?}");
 }
 
 #[test]

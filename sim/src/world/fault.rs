@@ -166,7 +166,11 @@ pub const NEMESIS_DRAW: u64 = 1 << 48;
 pub const DATAGRAM_DRAW: u64 = 2 << 48;
 
 /// A fault that fired: which draw, what, where and when.
+///
+/// The simulator makes these; more fields may come (hence
+/// `#[non_exhaustive]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FiredFault {
     /// The fault decision's number in the run: a socket fault's own,
     /// [`NEMESIS_DRAW`] or [`DATAGRAM_DRAW`] plus the index in those
@@ -202,8 +206,9 @@ impl FiredFault {
 impl fmt::Display for FiredFault {
     /// What struck where, for how long, and when, hosts by name:
     /// `accept-emfile server fd0 at t+2.312ms`, `partition replica1 <->
-    /// replica2 for 370ms at t+370ms` (a partition the seed drew cuts both
-    /// ways; one a test scripts with `partition_oneway` shows `->`).
+    /// replica2 for 370ms at t+370ms`. A partition the seed drew cuts both
+    /// ways (`<->`); one a test scripts is recorded per direction (`->`):
+    /// `Sim::partition(a, b)` shows as `a -> b` and `b -> a`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.kind, self.host_name)?;
         if self.fd.0 >= 0 {
