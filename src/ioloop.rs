@@ -58,7 +58,11 @@ pub type Callback<P> = Box<dyn FnOnce(&mut IOLoop<P>)>;
 /// switches to a direction that is already ready (READ → WRITE on a writable
 /// socket). Repeats of the same direction wait for the next iteration, so a
 /// busy fd cannot starve the others.
+///
+/// Not counted: each round must bring an event that no earlier round of the
+/// iteration delivered, so the number of event kinds is the bound.
 const DISPATCH_ROUNDS_MAX: u32 = 3;
+const _: () = assert!(DISPATCH_ROUNDS_MAX == Events::from_bits_truncate(u8::MAX).bits().count_ones());
 
 /// What the loop does when a handler, callback or timeout panics.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -972,8 +976,10 @@ impl<P: Poller> IOLoop<P> {
             slot.queued = false;
             return;
         }
+        // Each round delivers an event that no earlier round of this
+        // iteration did (see below), so there are at most as many rounds as
+        // kinds of event: `DISPATCH_ROUNDS_MAX`.
         let mut fired = Events::empty();
-        let mut round = 1;
         loop {
             fired |= due;
             if due.contains(Events::ERROR) {
@@ -1015,14 +1021,12 @@ impl<P: Poller> IOLoop<P> {
                 slot.queued = false;
                 return;
             }
-            if round == DISPATCH_ROUNDS_MAX || fired.contains(due) {
-                // Done its rounds, or the same direction again: level-
-                // triggered, next iteration. `queued` stays set: it is on
-                // the queue.
+            if fired.contains(due) {
+                // The same direction again: level-triggered, next iteration.
+                // `queued` stays set: it is on the queue.
                 self.readiness.push(token);
                 return;
             }
-            round += 1;
         }
     }
 
