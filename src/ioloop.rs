@@ -988,11 +988,9 @@ impl<P: Poller> IOLoop<P> {
             // `queued` stays set while it runs: not to be queued meanwhile.
             // (Every token on the queue is marked queued.)
             debug_assert!(slot.queued);
-            let Some(mut handler) = self
-                .handlers
-                .get_mut(index_of(token))
-                .and_then(Option::take)
-            else {
+            // A live registration's cell exists: the table grew to it when
+            // the handler was added.
+            let Some(mut handler) = self.handlers[index_of(token)].take() else {
                 slot.queued = false;
                 return;
             };
@@ -1010,12 +1008,11 @@ impl<P: Poller> IOLoop<P> {
             // Still registered, so still in the table, and nothing else
             // can have filled its cell meanwhile (a new handler comes only
             // with a new registration, and a new token).
-            if let Some(cell) = self.handlers.get_mut(index_of(token)) {
-                debug_assert!(cell.is_none());
-                // The cell is empty (see above): forgetting what `replace`
-                // returns drops nothing, and spares the hot path a drop.
-                std::mem::forget(cell.replace(handler));
-            }
+            let cell = &mut self.handlers[index_of(token)];
+            debug_assert!(cell.is_none());
+            // The cell is empty (see above): forgetting what `replace`
+            // returns drops nothing, and spares the hot path a drop.
+            std::mem::forget(cell.replace(handler));
             due = slot.due();
             if due.is_empty() {
                 slot.queued = false;
