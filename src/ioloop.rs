@@ -907,9 +907,12 @@ impl<P: Poller> IOLoop<P> {
     }
 
     fn run_due_timeouts(&mut self) {
-        let now = self.time();
-        // After those a panic left (they are earlier, or equal and older).
-        self.timers.collect_due(now, &mut self.due);
+        // With no timeout pending none is due: the clock need not be read.
+        if self.timers.len() > 0 {
+            let now = self.time();
+            // After those a panic left (they are earlier, or equal and older).
+            self.timers.collect_due(now, &mut self.due);
+        }
         // One at a time off `due`: if one panics out of the loop, the rest
         // stay there for the next iteration.
         while let Some(handle) = self.due.pop_front() {
@@ -924,12 +927,12 @@ impl<P: Poller> IOLoop<P> {
         let timeout = if self.has_pending_work() || self.stop_requested {
             Some(Duration::ZERO)
         } else {
-            let now = self.time();
+            // The clock is read only when there is a time to wake at.
             [self.timers.next_deadline(), deadline]
                 .into_iter()
                 .flatten()
                 .min()
-                .map(|wake_at| wake_at.saturating_duration_since(now))
+                .map(|wake_at| wake_at.saturating_duration_since(self.time()))
         };
         // The poller merges what it observes straight into the table.
         match self.poller.wait(&mut self.readiness, timeout) {
