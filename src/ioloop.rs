@@ -62,7 +62,8 @@ pub type Callback<P> = Box<dyn FnOnce(&mut IOLoop<P>)>;
 /// Not counted: each round must bring an event that no earlier round of the
 /// iteration delivered, so the number of event kinds is the bound.
 const DISPATCH_ROUNDS_MAX: u32 = 3;
-const _: () = assert!(DISPATCH_ROUNDS_MAX == Events::from_bits_truncate(u8::MAX).bits().count_ones());
+const _: () =
+    assert!(DISPATCH_ROUNDS_MAX == Events::from_bits_truncate(u8::MAX).bits().count_ones());
 
 /// What the loop does when a handler, callback or timeout panics.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
