@@ -143,8 +143,6 @@ pub struct IOLoop<P: Poller> {
     handler_count: usize,
     /// The tokens being dispatched in this iteration.
     dispatching: Vec<Token>,
-    /// Index in `dispatching` of the first token not yet dispatched.
-    dispatch_next: usize,
     callbacks: VecDeque<Callback<P>>,
     timers: TimerQueue<Callback<P>>,
     /// Due timeouts not yet run: collected at the start of the timeout
@@ -176,7 +174,6 @@ impl<P: Poller> IOLoop<P> {
             handlers: Vec::new(),
             handler_count: 0,
             dispatching: Vec::new(),
-            dispatch_next: 0,
             callbacks: VecDeque::new(),
             timers: TimerQueue::new(),
             due: VecDeque::new(),
@@ -944,25 +941,31 @@ impl<P: Poller> IOLoop<P> {
 
     fn dispatch_ready(&mut self) {
         self.readiness.take_queue(&mut self.dispatching);
-        self.dispatch_next = 0;
-        while let Some(&token) = self.dispatching.get(self.dispatch_next) {
-            self.dispatch_next += 1;
+        // The place in the batch is kept here, not stored for a panic to
+        // find: the panic finds it from its token (see
+        // `requeue_undispatched`).
+        let mut next = 0;
+        while let Some(&token) = self.dispatching.get(next) {
+            next += 1;
             self.dispatch(token);
         }
         self.dispatching.clear();
-        self.dispatch_next = 0;
     }
 
-    /// Before a panic unwinds out of the loop: put the tokens of this batch
-    /// that were not dispatched yet back on the ready queue (they are still
-    /// marked `queued`), ahead of those queued for the next iteration.
-    fn requeue_undispatched(&mut self) {
-        if self.dispatch_next < self.dispatching.len() {
-            let undispatched = self.dispatching.drain(self.dispatch_next..);
+    /// Before a panic of `token`'s handler (`None`: of a callback or a
+    /// timeout) unwinds out of the loop: put the tokens of this batch that
+    /// were not dispatched yet — those after `token` — back on the ready
+    /// queue (they are still marked `queued`), ahead of those queued for
+    /// the next iteration.
+    fn requeue_undispatched(&mut self, token: Option<Token>) {
+        // A batch holds a token at most once: a token is queued only when
+        // not marked queued, and stays marked until it is dispatched.
+        let position = token.and_then(|token| self.dispatching.iter().position(|&t| t == token));
+        if let Some(position) = position {
+            let undispatched = self.dispatching.drain(position + 1..);
             self.readiness.requeue_front(undispatched);
         }
         self.dispatching.clear();
-        self.dispatch_next = 0;
     }
 
     /// Call one fd's handler while it is due, and queue it for the next
@@ -1066,7 +1069,7 @@ impl<P: Poller> IOLoop<P> {
         if self.panic_policy == PanicPolicy::Propagate {
             // Leave the loop as an iteration would: nothing of this batch
             // lost (callbacks and due timeouts not run yet are still queued).
-            self.requeue_undispatched();
+            self.requeue_undispatched(token);
             self.in_iteration = false;
             self.running = false;
             panic::resume_unwind(payload);
