@@ -971,67 +971,96 @@ impl<P: Poller> IOLoop<P> {
     /// Call one fd's handler while it is due, and queue it for the next
     /// iteration if it still is.
     ///
-    /// Each round ends with one look-up of the table, after the handler
-    /// returns: it puts the handler back, and finds what is due next.
+    /// The first round is here, the rare further ones (a handler that
+    /// switched to a direction already ready) out of line, so that the
+    /// common case keeps what it needs across the handler call in
+    /// registers.
     #[inline]
     fn dispatch(&mut self, token: Token) {
-        let Some(mut slot) = self.readiness.slot_mut(token) else {
+        let Some(slot) = self.readiness.slot_mut(token) else {
             return;
         };
-        let mut due = slot.due();
+        let due = slot.due();
         if due.is_empty() {
             slot.queued = false;
             return;
         }
-        // Each round delivers an event that no earlier round of this
-        // iteration did (see below), so there are at most as many rounds as
-        // kinds of event: `DISPATCH_ROUNDS_MAX`.
-        let mut fired = Events::empty();
+        if let Some(due_next) = self.dispatch_round(token, due) {
+            if due.contains(due_next) {
+                // The same direction again: level-triggered, next
+                // iteration. `queued` stays set: it is on the queue.
+                self.readiness.push(token);
+            } else {
+                self.dispatch_more(token, due, due_next);
+            }
+        }
+    }
+
+    /// The rounds after the first: while the handler is due for an event
+    /// not delivered yet in this iteration. Each round delivers one, so
+    /// there are at most as many rounds as kinds of event:
+    /// `DISPATCH_ROUNDS_MAX`.
+    #[cold]
+    #[inline(never)]
+    fn dispatch_more(&mut self, token: Token, mut fired: Events, mut due: Events) {
         loop {
             fired |= due;
-            if due.contains(Events::ERROR) {
-                slot.set_error_delivered();
-            }
-            // `queued` stays set while it runs: not to be queued meanwhile.
-            // (Every token on the queue is marked queued.)
-            debug_assert!(slot.queued);
-            // A live registration's cell exists: the table grew to it when
-            // the handler was added.
-            let Some(mut handler) = self.handlers[index_of(token)].take() else {
-                slot.queued = false;
+            let Some(due_next) = self.dispatch_round(token, due) else {
                 return;
             };
-            self.poller.before_dispatch(token, due);
-            let fd = token.fd();
-            if !self.call_user("handler", Some(token), |io| handler.on_events(io, fd, due)) {
-                // Panicked: the handler was removed, and is dropped here.
-                return;
-            }
-            // Removed (or replaced) from inside: drop it.
-            let Some(slot_now) = self.readiness.slot_mut(token) else {
-                return;
-            };
-            slot = slot_now;
-            // Still registered, so still in the table, and nothing else
-            // can have filled its cell meanwhile (a new handler comes only
-            // with a new registration, and a new token).
-            let cell = &mut self.handlers[index_of(token)];
-            debug_assert!(cell.is_none());
-            // The cell is empty (see above): forgetting what `replace`
-            // returns drops nothing, and spares the hot path a drop.
-            std::mem::forget(cell.replace(handler));
-            due = slot.due();
-            if due.is_empty() {
-                slot.queued = false;
-                return;
-            }
-            if fired.contains(due) {
-                // The same direction again: level-triggered, next iteration.
-                // `queued` stays set: it is on the queue.
+            if fired.contains(due_next) {
                 self.readiness.push(token);
                 return;
             }
+            due = due_next;
         }
+    }
+
+    /// One round: call the handler of `token` (live, queued) with `due`
+    /// (not empty). Returns what is due next if it is still registered and
+    /// due; otherwise its `queued` mark is cleared (or it is gone) and
+    /// `None`.
+    ///
+    /// The round ends with one look-up of the table, after the handler
+    /// returns: it puts the handler back, and finds what is due next.
+    #[inline(always)]
+    fn dispatch_round(&mut self, token: Token, due: Events) -> Option<Events> {
+        if due.contains(Events::ERROR) {
+            if let Some(slot) = self.readiness.slot_mut(token) {
+                slot.set_error_delivered();
+            }
+        }
+        // A live registration's cell exists: the table grew to it when the
+        // handler was added. `queued` stays set while it runs: not to be
+        // queued meanwhile (every token on the queue is marked queued).
+        let Some(mut handler) = self.handlers[index_of(token)].take() else {
+            if let Some(slot) = self.readiness.slot_mut(token) {
+                slot.queued = false;
+            }
+            return None;
+        };
+        self.poller.before_dispatch(token, due);
+        let fd = token.fd();
+        if !self.call_user("handler", Some(token), |io| handler.on_events(io, fd, due)) {
+            // Panicked: the handler was removed, and is dropped here.
+            return None;
+        }
+        // Removed (or replaced) from inside: drop it.
+        let slot = self.readiness.slot_mut(token)?;
+        // Still registered, so still in the table, and nothing else can
+        // have filled its cell meanwhile (a new handler comes only with a
+        // new registration, and a new token).
+        let cell = &mut self.handlers[index_of(token)];
+        debug_assert!(cell.is_none());
+        // The cell is empty (see above): forgetting what `replace` returns
+        // drops nothing, and spares the hot path a drop.
+        std::mem::forget(cell.replace(handler));
+        let due_next = slot.due();
+        if due_next.is_empty() {
+            slot.queued = false;
+            return None;
+        }
+        Some(due_next)
     }
 
     /// Run user code, applying the panic policy. Returns `false` if it
