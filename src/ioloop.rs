@@ -244,12 +244,14 @@ impl<P: Poller> IOLoop<P> {
         self.poller
             .add(fd, token, events)
             .map_err(|source| Error::Os { fd, source })?;
-        // Grow the tables only once the poller has vouched for the fd.
+        // Grow the tables only once the poller has vouched for the fd; the
+        // handler table first, so that a live registration always has its
+        // cell (dispatch indexes it), even if growing the other fails.
         let short_read_drains = self.poller.short_read_drains(fd);
-        self.readiness.insert(token, events, short_read_drains);
         if self.handlers.len() <= index {
             self.handlers.resize_with(index + 1, || None);
         }
+        self.readiness.insert(token, events, short_read_drains);
         self.handlers[index] = Some(Box::new(handler));
         self.handler_count += 1;
         self.note_change(fd);
@@ -985,6 +987,8 @@ impl<P: Poller> IOLoop<P> {
             slot.queued = false;
             return;
         }
+        // Every token on the queue is marked queued.
+        debug_assert!(slot.queued);
         if let Some(due_next) = self.dispatch_round(token, due) {
             if due.contains(due_next) {
                 // The same direction again: level-triggered, next
