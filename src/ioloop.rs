@@ -58,7 +58,12 @@ pub type Callback<P> = Box<dyn FnOnce(&mut IOLoop<P>)>;
 /// switches to a direction that is already ready (READ → WRITE on a writable
 /// socket). Repeats of the same direction wait for the next iteration, so a
 /// busy fd cannot starve the others.
+///
+/// Not counted: each round must bring an event that no earlier round of the
+/// iteration delivered, so the number of event kinds is the bound.
 const DISPATCH_ROUNDS_MAX: u32 = 3;
+const _: () =
+    assert!(DISPATCH_ROUNDS_MAX == Events::from_bits_truncate(u8::MAX).bits().count_ones());
 
 /// What the loop does when a handler, callback or timeout panics.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -138,8 +143,6 @@ pub struct IOLoop<P: Poller> {
     handler_count: usize,
     /// The tokens being dispatched in this iteration.
     dispatching: Vec<Token>,
-    /// Index in `dispatching` of the first token not yet dispatched.
-    dispatch_next: usize,
     callbacks: VecDeque<Callback<P>>,
     timers: TimerQueue<Callback<P>>,
     /// Due timeouts not yet run: collected at the start of the timeout
@@ -171,7 +174,6 @@ impl<P: Poller> IOLoop<P> {
             handlers: Vec::new(),
             handler_count: 0,
             dispatching: Vec::new(),
-            dispatch_next: 0,
             callbacks: VecDeque::new(),
             timers: TimerQueue::new(),
             due: VecDeque::new(),
@@ -242,12 +244,14 @@ impl<P: Poller> IOLoop<P> {
         self.poller
             .add(fd, token, events)
             .map_err(|source| Error::Os { fd, source })?;
-        // Grow the tables only once the poller has vouched for the fd.
+        // Grow the tables only once the poller has vouched for the fd; the
+        // handler table first, so that a live registration always has its
+        // cell (dispatch indexes it), even if growing the other fails.
         let short_read_drains = self.poller.short_read_drains(fd);
-        self.readiness.insert(token, events, short_read_drains);
         if self.handlers.len() <= index {
             self.handlers.resize_with(index + 1, || None);
         }
+        self.readiness.insert(token, events, short_read_drains);
         self.handlers[index] = Some(Box::new(handler));
         self.handler_count += 1;
         self.note_change(fd);
@@ -903,9 +907,12 @@ impl<P: Poller> IOLoop<P> {
     }
 
     fn run_due_timeouts(&mut self) {
-        let now = self.time();
-        // After those a panic left (they are earlier, or equal and older).
-        self.timers.collect_due(now, &mut self.due);
+        // With no timeout pending none is due: the clock need not be read.
+        if self.timers.len() > 0 {
+            let now = self.time();
+            // After those a panic left (they are earlier, or equal and older).
+            self.timers.collect_due(now, &mut self.due);
+        }
         // One at a time off `due`: if one panics out of the loop, the rest
         // stay there for the next iteration.
         while let Some(handle) = self.due.pop_front() {
@@ -920,12 +927,12 @@ impl<P: Poller> IOLoop<P> {
         let timeout = if self.has_pending_work() || self.stop_requested {
             Some(Duration::ZERO)
         } else {
-            let now = self.time();
+            // The clock is read only when there is a time to wake at.
             [self.timers.next_deadline(), deadline]
                 .into_iter()
                 .flatten()
                 .min()
-                .map(|wake_at| wake_at.saturating_duration_since(now))
+                .map(|wake_at| wake_at.saturating_duration_since(self.time()))
         };
         // The poller merges what it observes straight into the table.
         match self.poller.wait(&mut self.readiness, timeout) {
@@ -936,93 +943,128 @@ impl<P: Poller> IOLoop<P> {
 
     fn dispatch_ready(&mut self) {
         self.readiness.take_queue(&mut self.dispatching);
-        self.dispatch_next = 0;
-        while let Some(&token) = self.dispatching.get(self.dispatch_next) {
-            self.dispatch_next += 1;
+        // The place in the batch is kept here, not stored for a panic to
+        // find: the panic finds it from its token (see
+        // `requeue_undispatched`).
+        let mut next = 0;
+        while let Some(&token) = self.dispatching.get(next) {
+            next += 1;
             self.dispatch(token);
         }
         self.dispatching.clear();
-        self.dispatch_next = 0;
     }
 
-    /// Before a panic unwinds out of the loop: put the tokens of this batch
-    /// that were not dispatched yet back on the ready queue (they are still
-    /// marked `queued`), ahead of those queued for the next iteration.
-    fn requeue_undispatched(&mut self) {
-        if self.dispatch_next < self.dispatching.len() {
-            let undispatched = self.dispatching.drain(self.dispatch_next..);
+    /// Before a panic of `token`'s handler (`None`: of a callback or a
+    /// timeout) unwinds out of the loop: put the tokens of this batch that
+    /// were not dispatched yet — those after `token` — back on the ready
+    /// queue (they are still marked `queued`), ahead of those queued for
+    /// the next iteration.
+    fn requeue_undispatched(&mut self, token: Option<Token>) {
+        // A batch holds a token at most once: a token is queued only when
+        // not marked queued, and stays marked until it is dispatched.
+        let position = token.and_then(|token| self.dispatching.iter().position(|&t| t == token));
+        if let Some(position) = position {
+            let undispatched = self.dispatching.drain(position + 1..);
             self.readiness.requeue_front(undispatched);
         }
         self.dispatching.clear();
-        self.dispatch_next = 0;
     }
 
     /// Call one fd's handler while it is due, and queue it for the next
     /// iteration if it still is.
     ///
-    /// Each round ends with one look-up of the table, after the handler
-    /// returns: it puts the handler back, and finds what is due next.
+    /// The first round is here, the rare further ones (a handler that
+    /// switched to a direction already ready) out of line, so that the
+    /// common case keeps what it needs across the handler call in
+    /// registers.
     #[inline]
     fn dispatch(&mut self, token: Token) {
-        let Some(mut slot) = self.readiness.slot_mut(token) else {
+        let Some(slot) = self.readiness.slot_mut(token) else {
             return;
         };
-        let mut due = slot.due();
+        let due = slot.due();
         if due.is_empty() {
             slot.queued = false;
             return;
         }
-        let mut fired = Events::empty();
-        let mut round = 1;
+        // Every token on the queue is marked queued.
+        debug_assert!(slot.queued);
+        if let Some(due_next) = self.dispatch_round(token, due) {
+            if due.contains(due_next) {
+                // The same direction again: level-triggered, next
+                // iteration. `queued` stays set: it is on the queue.
+                self.readiness.push(token);
+            } else {
+                self.dispatch_more(token, due, due_next);
+            }
+        }
+    }
+
+    /// The rounds after the first: while the handler is due for an event
+    /// not delivered yet in this iteration. Each round delivers one, so
+    /// there are at most as many rounds as kinds of event:
+    /// `DISPATCH_ROUNDS_MAX`.
+    #[cold]
+    #[inline(never)]
+    fn dispatch_more(&mut self, token: Token, mut fired: Events, mut due: Events) {
         loop {
             fired |= due;
-            if due.contains(Events::ERROR) {
-                slot.set_error_delivered();
-            }
-            // `queued` stays set while it runs: not to be queued meanwhile.
-            // (Every token on the queue is marked queued.)
-            debug_assert!(slot.queued);
-            let Some(mut handler) = self
-                .handlers
-                .get_mut(index_of(token))
-                .and_then(Option::take)
-            else {
-                slot.queued = false;
+            let Some(due_next) = self.dispatch_round(token, due) else {
                 return;
             };
-            self.poller.before_dispatch(token, due);
-            let fd = token.fd();
-            if !self.call_user("handler", Some(token), |io| handler.on_events(io, fd, due)) {
-                // Panicked: the handler was removed, and is dropped here.
-                return;
-            }
-            // Removed (or replaced) from inside: drop it.
-            let Some(slot_now) = self.readiness.slot_mut(token) else {
-                return;
-            };
-            slot = slot_now;
-            // Still registered, so still in the table, and nothing else
-            // can have filled its cell meanwhile (a new handler comes only
-            // with a new registration, and a new token).
-            let Some(cell) = self.handlers.get_mut(index_of(token)) else {
-                return;
-            };
-            debug_assert!(cell.is_none());
-            *cell = Some(handler);
-            due = slot.due();
-            if due.is_empty() {
-                slot.queued = false;
-                return;
-            }
-            if round == DISPATCH_ROUNDS_MAX || fired.contains(due) {
-                // Done its rounds, or the same direction again: level-
-                // triggered, next iteration. `queued` stays set: it is on
-                // the queue.
+            if fired.contains(due_next) {
                 self.readiness.push(token);
                 return;
             }
-            round += 1;
+            due = due_next;
         }
+    }
+
+    /// One round: call the handler of `token` (live, queued) with `due`
+    /// (not empty). Returns what is due next if it is still registered and
+    /// due; otherwise its `queued` mark is cleared (or it is gone) and
+    /// `None`.
+    ///
+    /// The round ends with one look-up of the table, after the handler
+    /// returns: it puts the handler back, and finds what is due next.
+    #[inline(always)]
+    fn dispatch_round(&mut self, token: Token, due: Events) -> Option<Events> {
+        if due.contains(Events::ERROR) {
+            if let Some(slot) = self.readiness.slot_mut(token) {
+                slot.set_error_delivered();
+            }
+        }
+        // A live registration's cell exists: the table grew to it when the
+        // handler was added. `queued` stays set while it runs: not to be
+        // queued meanwhile (every token on the queue is marked queued).
+        let Some(mut handler) = self.handlers[index_of(token)].take() else {
+            if let Some(slot) = self.readiness.slot_mut(token) {
+                slot.queued = false;
+            }
+            return None;
+        };
+        self.poller.before_dispatch(token, due);
+        let fd = token.fd();
+        if !self.call_user("handler", Some(token), |io| handler.on_events(io, fd, due)) {
+            // Panicked: the handler was removed, and is dropped here.
+            return None;
+        }
+        // Removed (or replaced) from inside: drop it.
+        let slot = self.readiness.slot_mut(token)?;
+        // Still registered, so still in the table, and nothing else can
+        // have filled its cell meanwhile (a new handler comes only with a
+        // new registration, and a new token).
+        let cell = &mut self.handlers[index_of(token)];
+        debug_assert!(cell.is_none());
+        // The cell is empty (see above): forgetting what `replace` returns
+        // drops nothing, and spares the hot path a drop.
+        std::mem::forget(cell.replace(handler));
+        let due_next = slot.due();
+        if due_next.is_empty() {
+            slot.queued = false;
+            return None;
+        }
+        Some(due_next)
     }
 
     /// Run user code, applying the panic policy. Returns `false` if it
@@ -1060,7 +1102,7 @@ impl<P: Poller> IOLoop<P> {
         if self.panic_policy == PanicPolicy::Propagate {
             // Leave the loop as an iteration would: nothing of this batch
             // lost (callbacks and due timeouts not run yet are still queued).
-            self.requeue_undispatched();
+            self.requeue_undispatched(token);
             self.in_iteration = false;
             self.running = false;
             panic::resume_unwind(payload);

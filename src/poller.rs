@@ -254,6 +254,7 @@ impl Instant {
     }
 
     /// Time from `earlier` to `self`, zero if `earlier` is later.
+    #[inline]
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
         self.0.saturating_sub(earlier.0)
     }
@@ -261,6 +262,7 @@ impl Instant {
 
 impl Add<Duration> for Instant {
     type Output = Instant;
+    #[inline]
     fn add(self, rhs: Duration) -> Instant {
         Instant(self.0.saturating_add(rhs))
     }

@@ -483,6 +483,158 @@ fn handler_removing_itself_is_not_called_again<B: Backend>() {
     assert_eq!(calls.get(), 1);
 }
 
+/// Counts the drops of the handler it is captured by.
+struct DropCount(Rc<Cell<u32>>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+fn handler_adding_many_handlers_grows_the_table_while_it_runs<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
+    // Sockets with higher numbers than any registered fd so far: each
+    // handler added for one grows the table, which moves it in memory.
+    let listeners: Vec<Fd> = (0..64)
+        .map(|_| io.listen("127.0.0.1:0".parse().unwrap()).unwrap())
+        .collect();
+    let calls = Rc::new(Cell::new(0u32));
+    let for_handler = Rc::clone(&calls);
+    io.add_handler(
+        fd,
+        move |io, _, _| {
+            for_handler.set(for_handler.get() + 1);
+            if for_handler.get() == 1 {
+                for &listener in &listeners {
+                    io.add_handler(listener, |_, _, _| {}, Events::READ)
+                        .unwrap();
+                }
+            }
+        },
+        Events::READ,
+    )
+    .unwrap();
+    script.inject(&io, fd, Ready::READABLE);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(calls.get(), 1);
+    assert_eq!(io.handler_count(), 65);
+    io.check_consistency().unwrap();
+    // The handler that grew the table is still in place, and still called.
+    script.inject(&io, fd, Ready::READABLE);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(calls.get(), 2);
+}
+
+fn handler_closing_its_fd_is_dropped_after_its_call_and_the_reused_fd_keeps_its_new_handler<
+    B: Backend,
+>() {
+    let (mut io, script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
+    let drops = Rc::new(Cell::new(0u32));
+    let calls = Rc::new(Cell::new(0u32));
+    let reused = Rc::new(Cell::new(None));
+    let dropped = DropCount(Rc::clone(&drops));
+    let (for_handler, for_reused) = (Rc::clone(&calls), Rc::clone(&reused));
+    io.add_handler(
+        fd,
+        move |io, fd, _| {
+            for_handler.set(for_handler.get() + 1);
+            io.close_fd(fd).unwrap();
+            // Still alive: it is dropped when this call returns.
+            assert_eq!(dropped.0.get(), 0);
+            // The lowest free number: the one just closed.
+            let listener = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+            io.add_handler(listener, |_, _, _| {}, Events::READ)
+                .unwrap();
+            for_reused.set(Some(listener));
+        },
+        Events::READ,
+    )
+    .unwrap();
+    script.inject(&io, fd, Ready::READABLE);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!((calls.get(), drops.get()), (1, 1));
+    let listener = reused.get().unwrap();
+    assert!(io.has_handler(listener));
+    io.check_consistency().unwrap();
+    // The new registration's events reach the new handler only.
+    script.inject(&io, listener, Ready::READABLE);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!((calls.get(), drops.get()), (1, 1));
+}
+
+fn handler_replacing_itself_runs_to_the_end_of_its_call<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
+    let drops = Rc::new(Cell::new(0u32));
+    let steps = Rc::new(RefCell::new(Vec::new()));
+    let dropped = DropCount(Rc::clone(&drops));
+    let for_first = Rc::clone(&steps);
+    io.add_handler(
+        fd,
+        move |io, fd, _| {
+            assert!(io.remove_handler(fd));
+            let for_second = Rc::clone(&for_first);
+            io.add_handler(
+                fd,
+                move |_, _, _| for_second.borrow_mut().push("second"),
+                Events::READ,
+            )
+            .unwrap();
+            // Its own state is still there after it was replaced.
+            for_first.borrow_mut().push("first");
+            assert_eq!(dropped.0.get(), 0);
+        },
+        Events::READ,
+    )
+    .unwrap();
+    script.inject(&io, fd, Ready::READABLE);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(*steps.borrow(), vec!["first"]);
+    assert_eq!(drops.get(), 1);
+    script.inject(&io, fd, Ready::READABLE);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(*steps.borrow(), vec!["first", "second"]);
+    assert_eq!(io.handler_count(), 1);
+    io.check_consistency().unwrap();
+}
+
+/// A typed handler that reaches for itself through the loop.
+struct SelfSeeker {
+    found_itself: Rc<Cell<Option<bool>>>,
+}
+
+impl<P: Poller> ioloop::FdHandler<P> for SelfSeeker {
+    fn on_events(&mut self, io: &mut IOLoop<P>, fd: Fd, _events: Events) {
+        let token = io.token(fd).unwrap();
+        let found = io.with_handler(token, |_, _: &mut SelfSeeker| ());
+        self.found_itself.set(Some(found.is_some()));
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+fn a_running_handler_is_not_reachable_through_with_handler<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
+    let found_itself = Rc::new(Cell::new(None));
+    let handler = SelfSeeker {
+        found_itself: Rc::clone(&found_itself),
+    };
+    io.add_fd_handler(fd, handler, Events::READ).unwrap();
+    script.inject(&io, fd, Ready::READABLE);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(found_itself.get(), Some(false));
+    // Outside its call, it is.
+    let token = io.token(fd).unwrap();
+    assert_eq!(io.with_handler(token, |_, _: &mut SelfSeeker| 7), Some(7));
+    io.check_consistency().unwrap();
+}
+
 // ----- 5. iteration order ---------------------------------------------------------
 
 fn callbacks_added_during_an_iteration_run_in_the_next<B: Backend>() {
@@ -994,6 +1146,10 @@ contract!(
     event_of_an_old_registration_never_reaches_the_new_handler_of_a_reused_fd,
     handler_removing_itself_and_adding_a_new_one_on_the_same_fd,
     handler_removing_itself_is_not_called_again,
+    handler_adding_many_handlers_grows_the_table_while_it_runs,
+    handler_closing_its_fd_is_dropped_after_its_call_and_the_reused_fd_keeps_its_new_handler,
+    handler_replacing_itself_runs_to_the_end_of_its_call,
+    a_running_handler_is_not_reachable_through_with_handler,
     callbacks_added_during_an_iteration_run_in_the_next,
     timeouts_with_equal_deadlines_fire_in_the_order_added,
     a_due_timeout_cancelling_another_due_timeout_stops_it,

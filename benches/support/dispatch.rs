@@ -38,7 +38,11 @@ impl Fds {
         Fds { ours, peers, idle }
     }
 
-    /// Make every active fd readable.
+    /// Make every active fd readable. Kept out of line: both loops then run
+    /// the very same compiled code for it, whichever code-generation unit
+    /// the compiler puts each loop in (inlined, its cost moved by ±11
+    /// instructions per event with changes elsewhere in the crate).
+    #[inline(never)]
     fn poke(&mut self) {
         for peer in &mut self.peers {
             peer.write_all(b"x").unwrap();
