@@ -28,6 +28,15 @@ pub trait FdHandler<P: Poller>: 'static {
 
     /// The handler as [`Any`], for [`IOLoop::with_handler`].
     fn as_any_mut(&mut self) -> &mut dyn Any;
+
+    /// The handler as [`Any`], read-only, for [`IOLoop::handler`]: return
+    /// `Some(self)` to let whoever holds `&IOLoop` read it (a test, a
+    /// simulation's invariant); the default, `None`, keeps it to
+    /// [`with_handler`](IOLoop::with_handler). A closure handler answers
+    /// `Some`.
+    fn as_any(&self) -> Option<&dyn Any> {
+        None
+    }
 }
 
 impl<P, F> FdHandler<P> for F
@@ -42,6 +51,10 @@ where
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+
+    fn as_any(&self) -> Option<&dyn Any> {
+        Some(self)
     }
 }
 
@@ -349,6 +362,9 @@ impl<P: Poller> IOLoop<P> {
     /// assert_eq!(io.with_handler(token, |_, counter: &mut Counter| counter.0), Some(7));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// To read a handler through `&IOLoop` instead, see
+    /// [`handler`](Self::handler).
     pub fn with_handler<H, R, F>(&mut self, token: Token, f: F) -> Option<R>
     where
         H: FdHandler<P>,
@@ -373,6 +389,51 @@ impl<P: Poller> IOLoop<P> {
             Ok(result) => Some(result),
             Err(payload) => panic::resume_unwind(payload),
         }
+    }
+
+    /// The handler of registration `token`, read-only, if it is still
+    /// registered, is an `H`, lets itself be read
+    /// ([`FdHandler::as_any`] answers `Some`), and is not running now;
+    /// `None` otherwise. It needs only `&self`: a simulation's invariant,
+    /// which sees the loops through `&Sim`, reads a service's state this
+    /// way, without sharing it through an `Rc<RefCell<_>>`.
+    ///
+    /// ```
+    /// use ioloop::{Events, Fd, FdHandler, IOLoop, MioPoller};
+    /// use std::any::Any;
+    ///
+    /// struct Counter(u32);
+    /// impl FdHandler<MioPoller> for Counter {
+    ///     fn on_events(&mut self, _: &mut IOLoop<MioPoller>, _: Fd, _: Events) {
+    ///         self.0 += 1;
+    ///     }
+    ///     fn as_any_mut(&mut self) -> &mut dyn Any { self }
+    ///     fn as_any(&self) -> Option<&dyn Any> { Some(self) }
+    /// }
+    ///
+    /// /// A handler that keeps itself private (no `as_any`).
+    /// struct Private;
+    /// impl FdHandler<MioPoller> for Private {
+    ///     fn on_events(&mut self, _: &mut IOLoop<MioPoller>, _: Fd, _: Events) {}
+    ///     fn as_any_mut(&mut self) -> &mut dyn Any { self }
+    /// }
+    ///
+    /// let mut io = IOLoop::new(MioPoller::new()?);
+    /// let counted = io.listen("127.0.0.1:0".parse()?)?;
+    /// io.add_fd_handler(counted, Counter(7), Events::READ)?;
+    /// let private = io.listen("127.0.0.1:0".parse()?)?;
+    /// io.add_fd_handler(private, Private, Events::READ)?;
+    /// let (counted, private) = (io.token(counted).unwrap(), io.token(private).unwrap());
+    /// let io = &io; // read-only from here on
+    /// assert_eq!(io.handler::<Counter>(counted).map(|counter| counter.0), Some(7));
+    /// assert!(io.handler::<Private>(counted).is_none()); // not a `Private`
+    /// assert!(io.handler::<Private>(private).is_none()); // not readable
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn handler<H: FdHandler<P>>(&self, token: Token) -> Option<&H> {
+        self.readiness.slot(token)?;
+        let handler = self.handlers.get(index_of(token))?.as_ref()?;
+        handler.as_any()?.downcast_ref::<H>()
     }
 
     /// The events `fd`'s handler asked for, if it has one.

@@ -610,11 +610,17 @@ impl<P: Poller> ioloop::FdHandler<P> for SelfSeeker {
     fn on_events(&mut self, io: &mut IOLoop<P>, fd: Fd, _events: Events) {
         let token = io.token(fd).unwrap();
         let found = io.with_handler(token, |_, _: &mut SelfSeeker| ());
-        self.found_itself.set(Some(found.is_some()));
+        let read = io.handler::<SelfSeeker>(token);
+        self.found_itself
+            .set(Some(found.is_some() || read.is_some()));
     }
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 }
 
@@ -632,6 +638,28 @@ fn a_running_handler_is_not_reachable_through_with_handler<B: Backend>() {
     // Outside its call, it is.
     let token = io.token(fd).unwrap();
     assert_eq!(io.with_handler(token, |_, _: &mut SelfSeeker| 7), Some(7));
+    assert!(io.handler::<SelfSeeker>(token).is_some());
+    io.check_consistency().unwrap();
+}
+
+fn a_handler_is_read_through_a_shared_loop_only_by_its_live_token<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
+    let seeker = || SelfSeeker {
+        found_itself: Rc::new(Cell::new(None)),
+    };
+    io.add_fd_handler(fd, seeker(), Events::READ).unwrap();
+    let old = io.token(fd).unwrap();
+    assert!(io.handler::<SelfSeeker>(old).is_some());
+    // Removed, then the same fd registered again: the old token reads
+    // nothing (generations), the new one reads the new handler.
+    assert!(io.remove_handler(fd));
+    assert!(io.handler::<SelfSeeker>(old).is_none());
+    io.add_fd_handler(fd, seeker(), Events::READ).unwrap();
+    let new = io.token(fd).unwrap();
+    assert_ne!(old, new);
+    assert!(io.handler::<SelfSeeker>(old).is_none());
+    assert!(io.handler::<SelfSeeker>(new).is_some());
     io.check_consistency().unwrap();
 }
 
@@ -1150,6 +1178,7 @@ contract!(
     handler_closing_its_fd_is_dropped_after_its_call_and_the_reused_fd_keeps_its_new_handler,
     handler_replacing_itself_runs_to_the_end_of_its_call,
     a_running_handler_is_not_reachable_through_with_handler,
+    a_handler_is_read_through_a_shared_loop_only_by_its_live_token,
     callbacks_added_during_an_iteration_run_in_the_next,
     timeouts_with_equal_deadlines_fire_in_the_order_added,
     a_due_timeout_cancelling_another_due_timeout_stops_it,

@@ -537,6 +537,79 @@ fn a_user_invariant_is_checked_after_every_step() {
     assert!(failure.message.contains("3 fds open"), "{failure}");
 }
 
+/// A listener that counts the connections it accepted (and closes them),
+/// and lets itself be read.
+struct Acceptor {
+    accepted: u32,
+}
+
+impl ioloop::FdHandler<SimPoller> for Acceptor {
+    fn on_events(&mut self, io: &mut IOLoop<SimPoller>, fd: ioloop::Fd, _: Events) {
+        while let Ok((conn, _)) = io.accept(fd) {
+            self.accepted += 1;
+            let _ = io.close_fd(conn);
+        }
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+}
+
+/// Three clients connect once each to an `Acceptor`; `most` is what an
+/// invariant allows it to have accepted, read from its handler.
+fn accepted_at_most(most: u32) -> Result<(), ioloop_sim::Failure> {
+    let mut sim = Sim::new(5, FaultPreset::None);
+    let server: SocketAddr = "10.0.0.1:7".parse().unwrap();
+    sim.host("server", "10.0.0.1", move |io| {
+        let listener = io.listen(server)?;
+        io.add_fd_handler(listener, Acceptor { accepted: 0 }, Events::READ)?;
+        Ok(())
+    });
+    for (name, ip) in [("c1", "10.0.0.2"), ("c2", "10.0.0.3"), ("c3", "10.0.0.4")] {
+        sim.client(name, ip, move |io, done| {
+            let conn = io.connect(server)?;
+            io.add_handler(
+                conn,
+                move |io, fd, _| {
+                    if let Ok(0) | Err(_) = io.read(fd, &mut [0u8; 8]) {
+                        let _ = io.close_fd(fd);
+                        done.ok();
+                    }
+                },
+                Events::READ,
+            )?;
+            Ok(())
+        });
+    }
+    sim.invariant("the acceptor's count", move |sim| {
+        let io = sim.io("server").ok_or("no server")?;
+        let token = io.token(ioloop::Fd(0)).ok_or("no listener")?;
+        let acceptor = io.handler::<Acceptor>(token).ok_or("no acceptor")?;
+        match acceptor.accepted {
+            n if n <= most => Ok(()),
+            n => Err(format!("accepted {n}")),
+        }
+    });
+    sim.run().map(|_| ())
+}
+
+#[test]
+fn an_invariant_reads_a_services_state_from_its_handler() {
+    accepted_at_most(3).unwrap();
+    // The wrong case: the invariant does read the count, as it grows.
+    let failure = accepted_at_most(1).unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Invariant, "{failure}");
+    assert!(
+        failure.message.contains("the acceptor's count\": accepted"),
+        "{failure}"
+    );
+}
+
 #[test]
 fn a_panicking_handler_fails_the_run_naming_its_host() {
     let mut sim = Sim::new(5, FaultPreset::None);
