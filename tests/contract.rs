@@ -660,6 +660,18 @@ fn a_handler_is_read_through_a_shared_loop_only_by_its_live_token<B: Backend>() 
     assert_ne!(old, new);
     assert!(io.handler::<SelfSeeker>(old).is_none());
     assert!(io.handler::<SelfSeeker>(new).is_some());
+    // A closure handler lets itself be read, as its own type.
+    fn readable<P: Poller, H: ioloop::FdHandler<P>>(io: &IOLoop<P>, fd: Fd, _: &H) -> bool {
+        io.handler::<H>(io.token(fd).unwrap()).is_some()
+    }
+    fn noop_for<P: Poller>(_: &IOLoop<P>) -> impl FnMut(&mut IOLoop<P>, Fd, Events) + Copy {
+        |_: &mut IOLoop<P>, _: Fd, _: Events| {}
+    }
+    let (other, _peer) = pair(&mut io);
+    let closure = noop_for(&io);
+    io.add_fd_handler(other, closure, Events::READ).unwrap();
+    assert!(readable(&io, other, &closure));
+    assert!(!readable(&io, fd, &closure));
     io.check_consistency().unwrap();
 }
 
