@@ -1234,3 +1234,34 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         "(non-string panic payload)"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MioPoller;
+
+    /// The handler-table check (a debug assertion after every iteration)
+    /// and its wrong cases: a handler without a registration, and a
+    /// registration without its handler.
+    #[test]
+    fn the_handler_table_check_catches_a_table_out_of_step() {
+        let mut io = IOLoop::new(MioPoller::new().unwrap());
+        let listener = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        io.add_handler(listener, |_: &mut IOLoop<MioPoller>, _, _| {}, Events::READ)
+            .unwrap();
+        assert_eq!(io.check_handlers(), Ok(()));
+        let index = listener.index().unwrap();
+        // A registration whose handler is gone.
+        let handler = io.handlers[index].take();
+        assert!(io.check_handlers().is_err());
+        io.handlers[index] = handler;
+        assert_eq!(io.check_handlers(), Ok(()));
+        // A handler for an fd nobody registered.
+        let stray: Handler<MioPoller> = Box::new(|_: &mut IOLoop<MioPoller>, _, _| {});
+        io.handlers.push(Some(stray));
+        let error = io.check_handlers().unwrap_err();
+        assert!(error.contains("disagree"), "{error}");
+        io.handlers.pop();
+        assert_eq!(io.check_handlers(), Ok(()));
+    }
+}

@@ -1004,6 +1004,44 @@ fn fail_fast_policy_propagates_the_panic_and_leaves_the_loop_usable<B: Backend>(
 /// Under `Propagate`, a panic in any phase of an iteration loses none of
 /// the work due beside it: co-due callbacks, timeouts and ready handlers
 /// that had not run yet run on the next iteration, exactly once.
+/// A propagated panic puts back exactly what the batch had not dispatched:
+/// not a handler that ran before it (it is already queued for the next
+/// iteration if still due), ahead of what is.
+fn a_propagated_panic_requeues_only_the_undispatched<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (a, _peer_a) = pair(&mut io);
+    let (b, _peer_b) = pair(&mut io);
+    let (c, _peer_c) = pair(&mut io);
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    io.set_panic_policy(PanicPolicy::Propagate);
+    let calls: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+    // `a` never reads: it stays due, and is queued again after each call.
+    let log = Rc::clone(&calls);
+    io.add_handler(a, move |_, _, _| log.borrow_mut().push("a"), Events::READ)
+        .unwrap();
+    io.add_handler(b, |_, _, _| panic!("planted b panic"), Events::READ)
+        .unwrap();
+    let log = Rc::clone(&calls);
+    io.add_handler(
+        c,
+        move |io, fd, _| {
+            let _ = io.read(fd, &mut [0; 16]);
+            log.borrow_mut().push("c");
+        },
+        Events::READ,
+    )
+    .unwrap();
+    for fd in [a, b, c] {
+        script.inject(&io, fd, Ready::READABLE);
+    }
+    run_once_unwinds(&mut io);
+    assert_eq!(*calls.borrow(), ["a"]);
+    calls.borrow_mut().clear();
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    // `c`, which the panic kept from running, first; then `a`, once.
+    assert_eq!(*calls.borrow(), ["c", "a"]);
+}
+
 fn propagated_panic_loses_no_co_due_work<B: Backend>() {
     for panicking in ["callback", "timeout", "handler"] {
         let (mut io, script) = new_loop::<B>();
@@ -1191,6 +1229,7 @@ contract!(
     handler_replacing_itself_runs_to_the_end_of_its_call,
     a_running_handler_is_not_reachable_through_with_handler,
     a_handler_is_read_through_a_shared_loop_only_by_its_live_token,
+    a_propagated_panic_requeues_only_the_undispatched,
     callbacks_added_during_an_iteration_run_in_the_next,
     timeouts_with_equal_deadlines_fire_in_the_order_added,
     a_due_timeout_cancelling_another_due_timeout_stops_it,
