@@ -303,6 +303,29 @@ fn consistency_check_notices_a_poller_that_disagrees<B: Backend>() {
     assert!(why.contains(&format!("fd {fd}")), "{why}");
 }
 
+/// `check_changes`, the cheap check a simulator makes after every step:
+/// it sees an fd whose registration changed since its last call, and a
+/// count that is off, and then only what changed since.
+fn the_change_check_sees_a_changed_fd_and_a_wrong_count<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let (fd, _peer) = pair(&mut io);
+    // The first call checks everything, and starts noting changes.
+    io.check_changes().unwrap();
+    io.add_handler(fd, |_, _, _| {}, Events::READ).unwrap();
+    script.misreport(fd);
+    let why = io.check_changes().unwrap_err();
+    assert!(why.contains(&format!("fd {fd}")), "{why}");
+    // Checked, the change is forgotten: the fd did not change since.
+    io.check_changes().unwrap();
+    assert!(
+        io.check_consistency().is_err(),
+        "the full check still sees it"
+    );
+    script.miscount();
+    let why = io.check_changes().unwrap_err();
+    assert!(why.contains("registrations"), "{why}");
+}
+
 fn switching_to_write_on_a_writable_socket_runs_in_the_same_iteration<B: Backend>() {
     let (mut io, _script) = new_loop::<B>();
     let (fd, peer) = pair(&mut io);
@@ -1230,6 +1253,7 @@ contract!(
     a_running_handler_is_not_reachable_through_with_handler,
     a_handler_is_read_through_a_shared_loop_only_by_its_live_token,
     a_propagated_panic_requeues_only_the_undispatched,
+    the_change_check_sees_a_changed_fd_and_a_wrong_count,
     callbacks_added_during_an_iteration_run_in_the_next,
     timeouts_with_equal_deadlines_fire_in_the_order_added,
     a_due_timeout_cancelling_another_due_timeout_stops_it,

@@ -85,6 +85,7 @@ pub struct Script {
     injected: Rc<RefCell<Vec<Event>>>,
     on_blocking_wait: Rc<RefCell<Option<WaitHook>>>,
     misreported: Rc<Cell<Option<Fd>>>,
+    miscounted: Rc<Cell<bool>>,
     read_error_next: Rc<Cell<Option<io::ErrorKind>>>,
     wait_error_next: Rc<Cell<Option<io::ErrorKind>>>,
 }
@@ -113,6 +114,12 @@ impl Script {
     /// check must notice.
     pub fn misreport(&self, fd: Fd) {
         self.misreported.set(Some(fd));
+    }
+
+    /// Make the poller count one registration more than it holds (a
+    /// registration made behind the loop's back).
+    pub fn miscount(&self) {
+        self.miscounted.set(true);
     }
 
     /// Make the next `read` fail with `kind` (an `EINTR`, say) without
@@ -205,7 +212,7 @@ impl<P: Poller> Poller for Scripted<P> {
         Some(registration)
     }
     fn registration_count(&self) -> usize {
-        self.inner.registration_count()
+        self.inner.registration_count() + usize::from(self.script.miscounted.get())
     }
     fn short_read_drains(&self, fd: Fd) -> bool {
         self.inner.short_read_drains(fd)
