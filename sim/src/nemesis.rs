@@ -214,17 +214,16 @@ impl NetworkFaults {
 
     /// These faults with `kind`'s odds set to zero (a kind the nemesis does
     /// not draw changes nothing).
-    pub fn without(&self, kind: crate::FaultKind) -> NetworkFaults {
+    pub fn without(mut self, kind: crate::FaultKind) -> NetworkFaults {
         use crate::FaultKind as K;
-        let mut faults = self.clone();
         match kind {
-            K::Partition => faults.partition = 0,
-            K::Clog => faults.clog = 0,
-            K::Pause => faults.pause = 0,
-            K::Crash => faults.crash = 0,
+            K::Partition => self.partition = 0,
+            K::Clog => self.clog = 0,
+            K::Pause => self.pause = 0,
+            K::Crash => self.crash = 0,
             _ => {}
         }
-        faults
+        self
     }
 
     /// `true` if any kind may strike.
