@@ -7,7 +7,7 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 mod datagram;
 
@@ -814,6 +814,26 @@ impl<P: Poller> IOLoop<P> {
         let now = self.poller.now().max(self.time_last.get());
         self.time_last.set(now);
         now
+    }
+
+    /// The wall clock, from the poller: for timestamps a service keeps or
+    /// sends (an incarnation number, a `Date` header), not for timeouts —
+    /// those run on [`time`](Self::time), which never goes backwards; this
+    /// one may (a clock set back). Under the simulator it is virtual, so a
+    /// service that reads the wall clock here, never through
+    /// `SystemTime::now()`, replays bit for bit from its seed.
+    ///
+    /// ```
+    /// use ioloop::{IOLoop, MioPoller};
+    /// use std::time::SystemTime;
+    ///
+    /// let io = IOLoop::new(MioPoller::new()?);
+    /// let before = SystemTime::now();
+    /// assert!(io.system_time() >= before);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn system_time(&self) -> SystemTime {
+        self.poller.system_time()
     }
 
     /// `true` if the next iteration will not wait: callbacks are queued,

@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::unix::SourceFd;
@@ -228,6 +228,10 @@ impl Poller for MioPoller {
 
     fn now(&self) -> Instant {
         Instant::from_epoch(monotonic_now().saturating_sub(self.epoch))
+    }
+
+    fn system_time(&self) -> SystemTime {
+        SystemTime::now()
     }
 
     fn waker(&self) -> Arc<dyn Wake> {

@@ -11,7 +11,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::ops::{Add, BitOr, BitOrAssign, Sub};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::{Events, ListenOptions, Readiness};
 
@@ -341,6 +341,15 @@ pub trait Poller: 'static {
 
     /// The current time on this poller's monotonic clock.
     fn now(&self) -> Instant;
+
+    /// The wall clock: for timestamps a service keeps or sends (an
+    /// incarnation number, a `Date` header, a lease's expiry as others
+    /// read it), never for timeouts, which use [`Poller::now`]. On
+    /// [`MioPoller`](crate::MioPoller) it is `SystemTime::now()`; a
+    /// simulated poller answers with virtual time, so that a service which
+    /// reads the wall clock only here stays deterministic. Unlike
+    /// [`Poller::now`], it may jump backwards (a clock set back).
+    fn system_time(&self) -> SystemTime;
 
     /// A handle that wakes this poller's `wait` from any thread.
     fn waker(&self) -> Arc<dyn Wake>;

@@ -99,4 +99,4 @@ pub use sim::{
 pub use sweep::{Sweep, SweepError, SweepFailure, SweepSummary};
 pub use trace::Trace;
 pub use world::FaultKind;
-pub use world::{CrashMode, DatagramStats};
+pub use world::{wall_clock_start, CrashMode, DatagramStats, WALL_CLOCK_START_UNIX_S};

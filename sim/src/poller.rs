@@ -6,7 +6,7 @@ use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ioloop::{Event, Events, Fd, Instant, ListenOptions, Poller, Readiness, Token, Wake};
 
@@ -188,6 +188,9 @@ impl Poller for SimPoller {
     }
     fn now(&self) -> Instant {
         self.world.borrow().host_now(self.host)
+    }
+    fn system_time(&self) -> SystemTime {
+        self.world.borrow().system_time(self.host)
     }
     fn waker(&self) -> Arc<dyn Wake> {
         self.waker.clone()

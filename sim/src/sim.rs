@@ -19,7 +19,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ioloop::{Fd, IOLoop, Instant, PanicPolicy};
 
@@ -942,6 +942,37 @@ impl Sim {
             world.clog_link(b, a, duration);
             let peer = Some(world.host_name(b).into());
             world.scripted_fault_lasting(FaultKind::Clog, a, b as u64, peer, Some(duration));
+        }
+        self
+    }
+
+    /// Set host `name`'s wall clock ([`IOLoop::system_time`]) to `to`, now:
+    /// back or forward, as an operator or NTP steps a clock. It runs on
+    /// with virtual time from there, and survives a restart. Every host
+    /// starts at [`WALL_CLOCK_START_UNIX_S`](crate::WALL_CLOCK_START_UNIX_S);
+    /// the loop's own clock ([`IOLoop::time`], timeouts) is not touched.
+    ///
+    /// ```
+    /// use ioloop_sim::{wall_clock_start, FaultPreset, Sim};
+    /// use std::time::Duration;
+    ///
+    /// let mut sim = Sim::new(1, FaultPreset::None);
+    /// sim.host("server", "10.0.0.1", |_io| Ok(()));
+    /// let start = wall_clock_start();
+    /// assert_eq!(sim.io("server").unwrap().system_time(), start);
+    /// // An hour back, ten seconds of virtual time in:
+    /// sim.at(Duration::from_secs(10), move |sim| {
+    ///     sim.set_wall_clock("server", start - Duration::from_secs(3600) + Duration::from_secs(10));
+    /// });
+    /// sim.run_for(Duration::from_secs(12))?;
+    /// let wall = sim.io("server").unwrap().system_time();
+    /// assert_eq!(wall, start - Duration::from_secs(3600) + Duration::from_secs(12));
+    /// # Ok::<(), ioloop_sim::Failure>(())
+    /// ```
+    pub fn set_wall_clock(&mut self, name: &str, to: SystemTime) -> &mut Sim {
+        if let Some(index) = self.index_of(name) {
+            let id = self.hosts[index].id;
+            self.net.world_mut().set_wall_clock(id, to);
         }
         self
     }

@@ -196,6 +196,9 @@ impl<P: Poller> Poller for Scripted<P> {
         }
         Ok(())
     }
+    fn system_time(&self) -> std::time::SystemTime {
+        self.inner.system_time()
+    }
     fn now(&self) -> Instant {
         self.script.clock.get().unwrap_or_else(|| self.inner.now())
     }

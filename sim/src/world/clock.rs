@@ -2,11 +2,22 @@
 
 use std::io;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ioloop::{Event, Fd, Instant};
 
 use super::{tag, FaultKind, HostId, World};
+
+/// What every simulated host's wall clock reads at virtual time zero, in
+/// seconds since the Unix epoch: 2026-01-01T00:00:00Z. Fixed, not drawn, so
+/// that no seed depends on when it ran; a test moves a host's clock with
+/// [`Sim::set_wall_clock`](crate::Sim::set_wall_clock).
+pub const WALL_CLOCK_START_UNIX_S: u64 = 1_767_225_600;
+
+/// [`WALL_CLOCK_START_UNIX_S`] as a `SystemTime`.
+pub fn wall_clock_start() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(WALL_CLOCK_START_UNIX_S)
+}
 
 impl World {
     /// Virtual time.
@@ -18,6 +29,43 @@ impl World {
     /// is busy with simulated CPU work (see [`World::consume`]).
     pub fn host_now(&self, host: HostId) -> Instant {
         self.now.max(self.hosts[host].busy_until)
+    }
+
+    /// `host`'s wall clock: [`WALL_CLOCK_START_UNIX_S`] at virtual time
+    /// zero, running with the host's virtual time, from wherever
+    /// [`set_wall_clock`](Self::set_wall_clock) last set it. It survives a
+    /// crash and restart, as a machine's clock does.
+    pub fn system_time(&self, host: HostId) -> SystemTime {
+        let h = &self.hosts[host];
+        let since_set = self
+            .host_now(host)
+            .saturating_duration_since(h.wall_clock_set_at);
+        h.wall_clock_set + since_set
+    }
+
+    /// Set `host`'s wall clock to `to` now (back or forward, as an operator
+    /// or NTP steps a clock); it runs on from there. Traced.
+    pub fn set_wall_clock(&mut self, host: HostId, to: SystemTime) {
+        let at = self.host_now(host);
+        let h = &mut self.hosts[host];
+        (h.wall_clock_set, h.wall_clock_set_at) = (to, at);
+        self.progress += 1;
+        // Seconds and nanoseconds from the Unix epoch, signed (a clock may
+        // be set before it).
+        let (sign, offset) = match to.duration_since(UNIX_EPOCH) {
+            Ok(after) => (0, after),
+            Err(before) => (1, before.duration()),
+        };
+        self.trace.record(
+            tag::TIME,
+            &[
+                host as u64,
+                sign,
+                offset.as_secs(),
+                u64::from(offset.subsec_nanos()),
+            ],
+            || format!("{at:?} {} wall clock set to {to:?}", self.names[host]),
+        );
     }
 
     /// Until when `host` is busy with simulated CPU work (never later than

@@ -5,9 +5,11 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use ioloop::{Event, Events, Fd, Instant, Ready, Token};
 
+use super::clock::wall_clock_start;
 use super::connection::ConnId;
 use super::datagram::UdpSocket;
 use super::{tag, FaultKind, World, EBADF, EMFILE};
@@ -56,6 +58,10 @@ pub(super) struct Host {
     pub(super) busy_until: Instant,
     /// Down after a machine crash: everything sent to it is lost.
     pub(super) down: bool,
+    /// The wall clock: it read `wall_clock_set` at host time
+    /// `wall_clock_set_at`, and runs with virtual time from there.
+    pub(super) wall_clock_set: SystemTime,
+    pub(super) wall_clock_set_at: Instant,
 }
 
 impl World {
@@ -74,6 +80,8 @@ impl World {
             port_next: EPHEMERAL_PORT_FIRST,
             busy_until: Instant::ZERO,
             down: false,
+            wall_clock_set: wall_clock_start(),
+            wall_clock_set_at: Instant::ZERO,
         });
         self.names
             .push(format!("host{}", self.hosts.len() - 1).into());

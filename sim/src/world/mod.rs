@@ -41,6 +41,7 @@ use std::sync::Arc;
 use ioloop::Instant;
 
 use crate::{DatagramFaults, Entropy, FaultPlan, Trace};
+pub use clock::{wall_clock_start, WALL_CLOCK_START_UNIX_S};
 use connection::Connections;
 pub use datagram::{
     DatagramStats, DATAGRAM_BYTES_MAX, QUEUED_OVERHEAD_BYTES, RECV_QUEUE_BYTES_MAX,
