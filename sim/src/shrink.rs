@@ -18,7 +18,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::net::FiredFault;
-use crate::world::{DATAGRAM_DRAW, NEMESIS_DRAW, SCRIPTED};
+use crate::world::{socket_draw, socket_draw_parts, DATAGRAM_DRAW, NEMESIS_DRAW, SCRIPTED};
+use crate::FaultKind;
 use crate::{Builder, FailureKind, FaultPreset, Sim};
 
 /// Runs a shrink may take.
@@ -192,12 +193,7 @@ impl Schedule {
                     schedule.set_param(k, v.trim().to_string());
                 }
                 "fire" => {
-                    let draw = parse_draw(value)
-                        .ok_or_else(|| {
-                            at(format!(
-                                "bad fault number {value:?} (expected N for a socket fault, nN for a network fault, dN for a datagram's; N decimal digits below {DRAWS_PER_SEQUENCE_MAX})"
-                            ))
-                        })?;
+                    let draw = parse_draw(value).map_err(at)?;
                     if schedule.fire.len() >= SCHEDULE_FIRES_MAX {
                         return Err(at(format!("more than {SCHEDULE_FIRES_MAX} faults")));
                     }
@@ -216,13 +212,14 @@ impl Schedule {
     }
 }
 
-/// Fault decisions of each sequence a run may make: a socket fault's, the
-/// nemesis's and a datagram's numbers stay below it.
+/// Fault decisions of each sequence a run may make: the nemesis's and a
+/// datagram's numbers stay below it.
 const DRAWS_PER_SEQUENCE_MAX: u64 = NEMESIS_DRAW;
 
-/// A fault decision as a `fire` line writes it: `N` for a socket fault's,
-/// `nN` for the nemesis's (see [`NEMESIS_DRAW`]), `dN` for a datagram's
-/// (see [`DATAGRAM_DRAW`]); `scripted` for a fault the test scripted.
+/// A fault decision as a `fire` line writes it: `kind:host:N` for a socket
+/// fault's (see [`socket_draw`]), `nN` for the nemesis's (see
+/// [`NEMESIS_DRAW`]), `dN` for a datagram's (see [`DATAGRAM_DRAW`]);
+/// `scripted` for a fault the test scripted.
 pub fn draw_name(draw: u64) -> String {
     if draw == SCRIPTED {
         "scripted".to_string()
@@ -230,25 +227,74 @@ pub fn draw_name(draw: u64) -> String {
         format!("d{index}")
     } else if let Some(index) = draw.checked_sub(NEMESIS_DRAW) {
         format!("n{index}")
+    } else if let Some((kind, host, index)) = socket_draw_parts(draw) {
+        format!("{kind}:{host}:{index}")
     } else {
-        draw.to_string()
+        // Not a number this version makes; written so that it reads back.
+        format!("socket{draw}")
     }
 }
 
 /// A `fire` line's decision, as [`draw_name`] writes it.
-fn parse_draw(text: &str) -> Option<u64> {
+fn parse_draw(text: &str) -> Result<u64, String> {
+    let digits = |text: &str, below: u64| {
+        // Digits only: `parse` would also take a sign (`d+1`).
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse::<u64>().ok())
+            .flatten()
+            .filter(|n| *n < below)
+    };
+    let bad = || {
+        format!(
+            "bad fault number {text:?} (expected KIND:HOST:N for a socket fault, as in \
+             `partial-write:0:12`, nN for a network fault, dN for a datagram's)"
+        )
+    };
+    if let Some((kind, rest)) = text.split_once(':') {
+        let (host, index) = rest.split_once(':').ok_or_else(bad)?;
+        let kind: FaultKind = kind.parse()?;
+        if !SOCKET_KINDS.contains(&kind) {
+            return Err(format!(
+                "{text:?}: {kind} is not a socket fault (those are {})",
+                SOCKET_KINDS.map(FaultKind::name).join(", ")
+            ));
+        }
+        let host = digits(host, 256).ok_or_else(bad)? as usize;
+        let index = digits(index, 1 << 35).ok_or_else(bad)?;
+        return Ok(socket_draw(kind, host, index));
+    }
     let (base, index) = match text.split_at_checked(1) {
         Some(("n", index)) => (NEMESIS_DRAW, index),
         Some(("d", index)) => (DATAGRAM_DRAW, index),
-        _ => (0, text),
+        _ if digits(text, u64::MAX).is_some() => {
+            return Err(format!(
+                "{text:?}: a socket fault is written KIND:HOST:N now (as in `partial-write:0:12`), \
+                 numbered per host and kind; this schedule numbers them in one sequence, as \
+                 ioloop-sim did before: shrink the seed again to get a schedule of this version"
+            ))
+        }
+        _ => return Err(bad()),
     };
-    // Digits only: `parse` would also take a sign (`d+1`).
-    if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let index = index.parse::<u64>().ok()?;
-    (index < DRAWS_PER_SEQUENCE_MAX).then_some(base + index)
+    digits(index, DRAWS_PER_SEQUENCE_MAX)
+        .map(|index| base + index)
+        .ok_or_else(bad)
 }
+
+/// The kinds a socket fault decision may be of (the others are the
+/// nemesis's, a datagram's, or observed).
+const SOCKET_KINDS: [FaultKind; 11] = [
+    FaultKind::PartialRead,
+    FaultKind::PartialWrite,
+    FaultKind::EintrRead,
+    FaultKind::EintrWrite,
+    FaultKind::EintrWait,
+    FaultKind::WouldblockRead,
+    FaultKind::SpuriousEvent,
+    FaultKind::Reset,
+    FaultKind::RefuseConnect,
+    FaultKind::AcceptEmfile,
+    FaultKind::AcceptAborted,
+];
 
 /// What one run of a schedule gave, as far as shrinking cares.
 #[derive(Clone, Debug)]
@@ -439,10 +485,20 @@ mod tests {
         let mut schedule = Schedule::new("kv_survives_faults", 31, FaultPreset::Swarm);
         schedule.liveness_after = Some(Duration::from_millis(20));
         schedule.set_param("clients", "3".into());
-        schedule
-            .fire
-            .extend([4, 182, NEMESIS_DRAW + 7, DATAGRAM_DRAW + 13]);
+        schedule.fire.extend([
+            socket_draw(FaultKind::PartialWrite, 0, 4),
+            socket_draw(FaultKind::AcceptAborted, 3, 182),
+            socket_draw(FaultKind::PartialRead, 300, (1 << 35) - 1),
+            NEMESIS_DRAW + 7,
+            DATAGRAM_DRAW + 13,
+        ]);
         let text = schedule.to_text("IOLOOP_SIM_SCHEDULE=FILE cargo test", Some("stall"), &[]);
+        assert!(text.contains("fire partial-write:0:4\n"), "{text}");
+        assert!(text.contains("fire accept-aborted:3:182\n"), "{text}");
+        assert!(
+            text.contains("fire partial-read:255:34359738367\n"),
+            "{text}"
+        );
         assert!(text.contains("fire n7\n"), "{text}");
         assert!(text.contains("fire d13\n"), "{text}");
         assert_eq!(Schedule::parse(&text), Ok(schedule));
@@ -475,11 +531,19 @@ mod tests {
             ("name t\nseed 1\nfire d+1\n", "line 3"),
             ("name t\nseed 1\nfire +1\n", "line 3"),
             ("name t\nseed 1\nfire x1\n", "line 3"),
+            ("name t\nseed 1\nfire 39\n", "shrink the seed again"),
+            ("name t\nseed 1\nfire partition:0:1\n", "not a socket fault"),
+            ("name t\nseed 1\nfire partial:0:1\n", "unknown fault kind"),
+            ("name t\nseed 1\nfire reset:256:1\n", "KIND:HOST:N"),
+            ("name t\nseed 1\nfire reset:0:34359738368\n", "KIND:HOST:N"),
+            ("name t\nseed 1\nfire reset:0\n", "KIND:HOST:N"),
+            ("name t\nseed 1\nfire reset:0:+1\n", "KIND:HOST:N"),
+            ("name t\nseed 1\nfire reset::1\n", "KIND:HOST:N"),
         ] {
             let error = Schedule::parse(text).unwrap_err();
             assert!(error.contains(expected), "{text:?}: {error}");
         }
-        let huge = "fire 1\n".repeat(SCHEDULE_BYTES_MAX / 7 + 1);
+        let huge = "fire d1\n".repeat(SCHEDULE_BYTES_MAX / 8 + 1);
         assert!(Schedule::parse(&huge).unwrap_err().contains("at most"));
         let many: String = (0..=SCHEDULE_PARAMS_MAX)
             .map(|i| format!("param p{i} 1\n"))

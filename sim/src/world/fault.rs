@@ -152,6 +152,42 @@ impl FromStr for FaultKind {
 /// not drawn from the seed, so no schedule can remove it.
 pub const SCRIPTED: u64 = u64::MAX;
 
+const SOCKET_KIND_SHIFT: u32 = 43;
+const SOCKET_HOST_SHIFT: u32 = 35;
+/// Hosts with a numbering of their own; the rest share the last one.
+const SOCKET_HOST_BUCKETS: usize = 256;
+/// Decisions of one kind one host bucket may number, apart.
+const SOCKET_INDEX_LIMIT: u64 = 1 << SOCKET_HOST_SHIFT;
+
+/// The `draw` of host `host`'s socket fault decision number `index` (from
+/// 0) of kind `kind`, written `kind:host:index` in a schedule file (`fire
+/// partial-write:0:12`); every such number is below [`NEMESIS_DRAW`].
+///
+/// Numbered per host and kind, not in one sequence for the run, so that
+/// removing one fault renumbers no decision of another kind or another
+/// host, and a schedule's number can only ever fire a fault of the kind,
+/// on the host, that it fired in the run it came from. Hosts from the
+/// 255th on share one numbering, and a host's decisions of one kind past
+/// the 2<sup>35</sup>th share the last number.
+pub fn socket_draw(kind: FaultKind, host: HostId, index: u64) -> u64 {
+    let bucket = host.min(SOCKET_HOST_BUCKETS - 1) as u64;
+    u64::from(kind.id()) << SOCKET_KIND_SHIFT
+        | bucket << SOCKET_HOST_SHIFT
+        | index.min(SOCKET_INDEX_LIMIT - 1)
+}
+
+/// A socket fault decision's kind, host (255 for every host from the
+/// 255th on) and index, if `draw` is one: [`socket_draw`] inverted.
+pub fn socket_draw_parts(draw: u64) -> Option<(FaultKind, HostId, u64)> {
+    if draw >= NEMESIS_DRAW {
+        return None;
+    }
+    let id = (draw >> SOCKET_KIND_SHIFT) as u8;
+    let kind = FaultKind::ALL.into_iter().find(|kind| kind.id() == id)?;
+    let host = ((draw >> SOCKET_HOST_SHIFT) & (SOCKET_HOST_BUCKETS as u64 - 1)) as HostId;
+    Some((kind, host, draw & (SOCKET_INDEX_LIMIT - 1)))
+}
+
 /// The `draw` of the nemesis's decision number `i` is `NEMESIS_DRAW + i`
 /// (a schedule file writes it `n<i>`): the network faults are numbered
 /// apart from the socket faults.
@@ -172,9 +208,10 @@ pub const DATAGRAM_DRAW: u64 = 2 << 48;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FiredFault {
-    /// The fault decision's number in the run: a socket fault's own,
-    /// [`NEMESIS_DRAW`] or [`DATAGRAM_DRAW`] plus the index in those
-    /// sequences, or [`SCRIPTED`] for a fault the test scripted.
+    /// The fault decision's number in the run: a socket fault's
+    /// ([`socket_draw`]: its kind, host and index), [`NEMESIS_DRAW`] or
+    /// [`DATAGRAM_DRAW`] plus the index in those sequences, or
+    /// [`SCRIPTED`] for a fault the test scripted.
     pub draw: u64,
     /// What fired.
     pub kind: FaultKind,
@@ -386,11 +423,18 @@ impl World {
         self.decide_fault(DATAGRAM_DRAW + index, drawn, kind, host, fd)
     }
 
-    /// Draw a socket fault's decision: the next number.
+    /// Draw a socket fault's decision: the next number of its host and
+    /// kind.
     #[inline]
     fn socket_decision(&mut self, drawn: bool, kind: FaultKind, host: HostId, fd: Fd) -> bool {
-        let draw = self.fault_draws;
-        self.fault_draws += 1;
+        let bucket = host.min(SOCKET_HOST_BUCKETS - 1);
+        if bucket >= self.socket_draws.len() {
+            self.socket_draws
+                .resize(bucket + 1, [0; FaultKind::ALL.len()]);
+        }
+        let count = &mut self.socket_draws[bucket][usize::from(kind.id() - 1)];
+        let draw = socket_draw(kind, host, *count);
+        *count += 1;
         self.decide_fault(draw, drawn, kind, host, fd)
     }
 
@@ -451,6 +495,31 @@ mod tests {
     fn fault_kind_ids_are_distinct_and_in_order() {
         let ids: Vec<u8> = FaultKind::ALL.map(FaultKind::id).to_vec();
         assert_eq!(ids, (1..=FaultKind::ALL.len() as u8).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn a_socket_draw_keeps_its_kind_host_and_index_apart_from_other_sequences() {
+        let mut seen = std::collections::BTreeSet::new();
+        for kind in FaultKind::ALL {
+            for host in [0, 1, 254] {
+                for index in [0, 1, 12, (1 << 35) - 1] {
+                    let draw = socket_draw(kind, host, index);
+                    assert!(draw < NEMESIS_DRAW, "{kind} {host} {index}");
+                    assert_eq!(socket_draw_parts(draw), Some((kind, host, index)));
+                    assert!(seen.insert(draw), "{kind} {host} {index} numbered twice");
+                }
+            }
+        }
+        // Hosts from the 255th share a numbering; indices past 2^35 share
+        // the last number.
+        let last = socket_draw(FaultKind::Reset, 255, 5);
+        assert_eq!(socket_draw(FaultKind::Reset, 9_000, 5), last);
+        assert_eq!(
+            socket_draw(FaultKind::Reset, 0, 1 << 40),
+            socket_draw(FaultKind::Reset, 0, (1 << 35) - 1)
+        );
+        assert_eq!(socket_draw_parts(NEMESIS_DRAW), None);
+        assert_eq!(socket_draw_parts(5), None, "kind 0 is no kind");
     }
 
     #[test]

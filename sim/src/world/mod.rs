@@ -46,7 +46,9 @@ use connection::Connections;
 pub use datagram::{
     DatagramStats, DATAGRAM_BYTES_MAX, QUEUED_OVERHEAD_BYTES, RECV_QUEUE_BYTES_MAX,
 };
-pub use fault::{FaultKind, FiredFault, DATAGRAM_DRAW, NEMESIS_DRAW, SCRIPTED};
+pub use fault::{
+    socket_draw, socket_draw_parts, FaultKind, FiredFault, DATAGRAM_DRAW, NEMESIS_DRAW, SCRIPTED,
+};
 use host::Host;
 pub use host::HostId;
 use in_flight::InFlight;
@@ -88,9 +90,9 @@ pub struct World {
     deliveries: InFlight,
     progress: u64,
     violations: Vec<String>,
-    /// Fault decisions made so far (fired or not): a fault's identity in a
-    /// schedule.
-    fault_draws: u64,
+    /// Socket fault decisions made so far (fired or not), per host bucket
+    /// and kind: a fault's identity in a schedule (see [`socket_draw`]).
+    socket_draws: Vec<[u64; FaultKind::ALL.len()]>,
     /// When set, exactly these fault draws fire.
     schedule: Option<BTreeSet<u64>>,
     fired: Vec<FiredFault>,
@@ -120,7 +122,7 @@ impl World {
             deliveries: InFlight::new(),
             progress: 0,
             violations: Vec::new(),
-            fault_draws: 0,
+            socket_draws: Vec::new(),
             schedule: None,
             fired: Vec::new(),
             links: BTreeMap::new(),
