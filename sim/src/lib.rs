@@ -78,6 +78,7 @@ pub mod model;
 mod nemesis;
 #[doc(hidden)]
 pub mod net;
+mod parallel;
 mod poller;
 #[doc(hidden)]
 pub mod scenario;
