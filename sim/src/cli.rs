@@ -1,13 +1,12 @@
 //! The `sim` command line: parsing (clap) and execution, shared by the binary and the `sim_args` fuzz target.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::ops::Range;
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::{mpsc, Condvar, Mutex, PoisonError};
 use std::time::Instant;
 
+use crate::parallel::{self, for_each_outcome, JOBS_MAX};
 use crate::scenario::{self, RunConfig, Scenario, Workload};
+use crate::sim::panic_message;
 use crate::{FaultCoverage, FaultPreset};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -77,7 +76,7 @@ pub enum Command {
         /// Seeds to run at once, each on its own thread (0: one per CPU).
         /// Every seed runs as it would alone, and the report is the same,
         /// line for line, as with one job; only seeds/s changes.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=256))]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=JOBS_MAX as i64))]
         jobs: u16,
     },
     /// Rerun one seed; print its outcome and trace hash.
@@ -232,10 +231,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> u8 {
                 let flags = RunFlags {
                     expect_failure: *expect_failure,
                     hashes: *hashes,
-                    jobs: match *jobs {
-                        0 => std::thread::available_parallelism().map_or(1, usize::from),
-                        n => usize::from(n),
-                    },
+                    jobs: parallel::threads(usize::from(*jobs)),
                 };
                 let verdict = run(common, scenario, seeds.clone(), flags, out);
                 match verdict {
@@ -478,99 +474,6 @@ fn report_outcome(config: &RunConfig, outcome: &scenario::Outcome, out: &mut dyn
     status
 }
 
-/// Run `one` for every seed of `seeds` on `jobs` threads, and hand each
-/// outcome to `take` in seed order, until `take` says stop (`false`). A
-/// seed whose run panics is handed over as `Err` with the panic's message.
-/// With more than one job, seeds run ahead of the one `take` waits for, at
-/// most `4 × jobs` of them (so at most that many outcomes wait); once it
-/// says stop, no seed after the one it stopped at starts, and what already
-/// ran past it is dropped: `take` sees exactly the seeds, in exactly the
-/// order, that one thread would have given it.
-fn for_each_outcome<T: Send>(
-    seeds: Range<u64>,
-    jobs: usize,
-    one: impl Fn(u64) -> T + Sync,
-    take: &mut dyn FnMut(u64, Result<T, String>) -> bool,
-) {
-    let run = |seed: u64| {
-        panic::catch_unwind(AssertUnwindSafe(|| one(seed))).map_err(|payload| {
-            payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".to_string())
-        })
-    };
-    if jobs <= 1 {
-        for seed in seeds {
-            if !take(seed, run(seed)) {
-                return;
-            }
-        }
-        return;
-    }
-    /// The seeds handed out, the one `take` waits for, and whether to stop.
-    struct Queue {
-        next: u64,
-        want: u64,
-        stop: bool,
-    }
-    let ahead_max = 4 * jobs as u64;
-    let queue = Mutex::new(Queue {
-        next: seeds.start,
-        want: seeds.start,
-        stop: false,
-    });
-    let lock = || queue.lock().unwrap_or_else(PoisonError::into_inner);
-    let turn = Condvar::new();
-    let (results, received) = mpsc::channel();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            let results = results.clone();
-            let (lock, turn, run, end) = (&lock, &turn, &run, seeds.end);
-            scope.spawn(move || loop {
-                let seed = {
-                    let mut queue = lock();
-                    loop {
-                        if queue.stop || queue.next >= end {
-                            return;
-                        }
-                        if queue.next - queue.want < ahead_max {
-                            break;
-                        }
-                        queue = turn.wait(queue).unwrap_or_else(PoisonError::into_inner);
-                    }
-                    queue.next += 1;
-                    queue.next - 1
-                };
-                if results.send((seed, run(seed))).is_err() {
-                    return;
-                }
-            });
-        }
-        drop(results);
-        // Outcomes that came before their turn, by seed.
-        let mut early = BTreeMap::new();
-        let mut want = seeds.start;
-        for (seed, outcome) in received.iter() {
-            early.insert(seed, outcome);
-            while let Some(outcome) = early.remove(&want) {
-                let go_on = take(want, outcome);
-                want += 1;
-                {
-                    let mut queue = lock();
-                    queue.want = want;
-                    queue.stop |= !go_on;
-                }
-                turn.notify_all();
-                if !go_on {
-                    return;
-                }
-            }
-        }
-    });
-}
-
 /// How `sim run` runs and reports.
 #[derive(Clone, Copy)]
 struct RunFlags {
@@ -606,10 +509,11 @@ fn run(
     let mut panicked = false;
     // Each outcome, in seed order whatever the number of jobs: the report
     // is the same with one thread or many.
-    let mut take = |seed: u64, outcome: Result<scenario::Outcome, String>| -> bool {
+    let mut take = |seed: u64, outcome: Result<scenario::Outcome, parallel::Panic>| -> bool {
         let outcome = match outcome {
             Ok(outcome) => outcome,
-            Err(message) => {
+            Err(payload) => {
+                let message = panic_message(&*payload);
                 // The simulator's own bug, not the scenario's: say where,
                 // and stop.
                 ran += 1;
@@ -693,93 +597,4 @@ fn run(
     }
     let _ = write!(out, "{coverage}");
     (u8::from(!passed), coverage)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    /// Every outcome `take` sees, for `jobs` threads, stopping after
-    /// `stop_at` if given.
-    fn taken(
-        seeds: Range<u64>,
-        jobs: usize,
-        stop_at: Option<u64>,
-    ) -> Vec<(u64, Result<u64, String>)> {
-        let mut seen = Vec::new();
-        let mut take = |seed: u64, outcome: Result<u64, String>| {
-            seen.push((seed, outcome));
-            Some(seed) != stop_at
-        };
-        let one = |seed: u64| {
-            assert_ne!(seed, 13, "seed thirteen");
-            seed * 2
-        };
-        for_each_outcome(seeds, jobs, one, &mut take);
-        seen
-    }
-
-    #[test]
-    fn outcomes_come_in_seed_order_whatever_the_jobs() {
-        let serial = taken(0..200, 1, None);
-        assert_eq!(serial.len(), 200);
-        assert_eq!(serial[7], (7, Ok(14)));
-        for jobs in [2, 3, 8] {
-            assert_eq!(taken(0..200, jobs, None), serial, "{jobs} jobs");
-        }
-    }
-
-    #[test]
-    fn a_stop_ends_at_exactly_that_seed() {
-        for jobs in [1, 3] {
-            let seen = taken(0..200, jobs, Some(9));
-            let seeds: Vec<u64> = seen.iter().map(|(seed, _)| *seed).collect();
-            assert_eq!(seeds, (0..=9).collect::<Vec<u64>>(), "{jobs} jobs");
-        }
-    }
-
-    #[test]
-    fn a_panicking_seed_is_handed_over_with_its_message() {
-        for jobs in [1, 4] {
-            let seen = taken(10..20, jobs, Some(13));
-            let last = seen.last().unwrap();
-            assert_eq!(last.0, 13);
-            let message = last.1.as_ref().unwrap_err();
-            assert!(message.contains("seed thirteen"), "{message}");
-        }
-    }
-
-    #[test]
-    fn the_last_seeds_of_u64_run_without_overflow() {
-        let seen = taken(u64::MAX - 3..u64::MAX, 4, None);
-        assert_eq!(seen.len(), 3);
-    }
-
-    #[test]
-    fn seeds_run_at_most_four_per_job_ahead_of_the_one_awaited() {
-        let jobs = 3;
-        let started_max = AtomicU64::new(0);
-        let one = |seed: u64| {
-            started_max.fetch_max(seed, Ordering::SeqCst);
-            if seed == 0 {
-                // Hold seed 0 until the others ran as far ahead as they
-                // may (bounded: a spin on what the others do, no sleep).
-                for _ in 0..50_000_000u64 {
-                    if started_max.load(Ordering::SeqCst) >= 4 * jobs as u64 - 1 {
-                        break;
-                    }
-                    std::hint::spin_loop();
-                }
-            }
-            seed
-        };
-        let mut worst = 0;
-        let mut take = |seed: u64, _: Result<u64, String>| {
-            worst = worst.max(started_max.load(Ordering::SeqCst) - seed);
-            true
-        };
-        for_each_outcome(0..500, jobs, one, &mut take);
-        assert_eq!(worst, 4 * jobs as u64 - 1, "seeds ran {worst} ahead");
-    }
 }

@@ -13,7 +13,8 @@
 //!   crashes and restarts, scripted or drawn by the seed as far as the
 //!   simulation declares its service [`Survives`] them.
 //! - [`Sweep`]: many seeds inside `cargo test` (each until its clients are
-//!   done, or for a fixed virtual time: [`Sweep::run_for`]); the first failure prints the
+//!   done, or for a fixed virtual time: [`Sweep::run_for`]; on several
+//!   threads: [`Sweep::run_parallel`]); the first failure prints the
 //!   one line that replays it (`IOLOOP_SIM_SEED=0x1f cargo test ...`), and
 //!   `IOLOOP_SIM_*` variables add traces, determinism checks, shrinking to
 //!   a schedule file, shards and JSON summaries.
@@ -78,6 +79,7 @@ pub mod model;
 mod nemesis;
 #[doc(hidden)]
 pub mod net;
+mod parallel;
 mod poller;
 #[doc(hidden)]
 pub mod scenario;

@@ -5,10 +5,11 @@ use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::determinism::first_divergence;
+use crate::parallel::{self, for_each_outcome, JOBS_MAX};
 use crate::shrink::{parse_seed, shrink_schedule, Attempt, Schedule, LIVENESS_MS_MAX};
 use crate::{Builder, Failure, FaultCoverage, FaultPreset, Report, Sim};
 
@@ -31,7 +32,9 @@ use crate::{Builder, Failure, FaultCoverage, FaultPreset, Report, Sim};
 ///
 /// Each seed runs until its clients are done ([`run`](Self::run)), or for a
 /// fixed virtual time ([`run_for`](Self::run_for)); [`configure`](Self::configure)
-/// passes [`Builder`] knobs to every seed.
+/// passes [`Builder`] knobs to every seed. [`run_parallel`](Self::run_parallel)
+/// runs the seeds on [`jobs`](Self::jobs) threads, with the same result as
+/// on one.
 ///
 /// The environment overrides the code, so one test serves every use:
 ///
@@ -49,6 +52,7 @@ use crate::{Builder, Failure, FaultCoverage, FaultPreset, Report, Sim};
 /// | `IOLOOP_SIM_SHRINK=1` or `=FILE` | shrink a failure to a schedule file |
 /// | `IOLOOP_SIM_SCHEDULE=FILE` | replay a schedule file written by a shrink |
 /// | `IOLOOP_SIM_SCHEDULE_ANY_NAME=1` | replay it even if it names another test (a planted twin's schedule against the fixed service) |
+/// | `IOLOOP_SIM_JOBS=N` | run N seeds at once in a [`run_parallel`](Self::run_parallel) sweep (0: one per CPU); the same result |
 ///
 /// A malformed variable fails the test with a message naming it; it never
 /// runs something else than what was asked.
@@ -62,11 +66,14 @@ pub struct Sweep {
     /// Each seed runs at least this long ([`Sweep::run_for`]).
     duration: Option<Duration>,
     configure: Option<Configure>,
+    /// Threads running seeds ([`Sweep::jobs`]); unset, one.
+    jobs: Option<usize>,
 }
 
-/// The [`Builder`] knobs a sweep passes to every seed ([`Sweep::configure`]).
+/// The [`Builder`] knobs a sweep passes to every seed ([`Sweep::configure`]),
+/// on whichever thread runs the seed.
 #[derive(Clone)]
-struct Configure(Rc<dyn Fn(Builder) -> Builder>);
+struct Configure(Arc<dyn Fn(Builder) -> Builder + Send + Sync>);
 
 impl fmt::Debug for Configure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -185,6 +192,7 @@ struct Env {
     schedule: Option<PathBuf>,
     schedule_any_name: bool,
     require_faults: bool,
+    jobs: Option<usize>,
 }
 
 enum SeedsVar {
@@ -253,6 +261,9 @@ impl Env {
                 ))
             }
         };
+        if let Some(jobs) = var("IOLOOP_SIM_JOBS")? {
+            env.jobs = Some(parse_jobs(&jobs).map_err(named("IOLOOP_SIM_JOBS"))?);
+        }
         if env.schedule.is_some() && env.seed.is_some() {
             return Err(
                 "IOLOOP_SIM_SCHEDULE and IOLOOP_SIM_SEED both given: a schedule names its own seed"
@@ -279,6 +290,15 @@ fn parse_seeds_var(text: &str) -> Result<SeedsVar, String> {
             count => Ok(SeedsVar::Count(count)),
         },
     }
+}
+
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|jobs| *jobs <= JOBS_MAX)
+        .ok_or_else(|| {
+            format!("expected 0 (one thread per CPU) to {JOBS_MAX} threads, got {text:?}")
+        })
 }
 
 fn parse_shard(text: &str) -> Result<(u64, u64), String> {
@@ -329,6 +349,7 @@ impl Sweep {
             require_faults_fire: false,
             duration: None,
             configure: None,
+            jobs: None,
         }
     }
 
@@ -363,6 +384,8 @@ impl Sweep {
     /// ([`SweepError::Config`]). Called twice, both apply, in order.
     /// What the simulation's services survive is declared in the
     /// description instead ([`Sim::survives`]), as a replay runs the same.
+    /// The knobs are `Send + Sync`: each seed's thread applies them
+    /// ([`jobs`](Self::jobs)).
     ///
     /// ```no_run
     /// use ioloop_sim::{AtRest, Sweep};
@@ -382,11 +405,11 @@ impl Sweep {
     /// ```
     pub fn configure<F>(mut self, knobs: F) -> Sweep
     where
-        F: Fn(Builder) -> Builder + 'static,
+        F: Fn(Builder) -> Builder + Send + Sync + 'static,
     {
         self.configure = Some(Configure(match self.configure.take() {
-            Some(Configure(before)) => Rc::new(move |builder| knobs(before(builder))),
-            None => Rc::new(knobs),
+            Some(Configure(before)) => Arc::new(move |builder| knobs(before(builder))),
+            None => Arc::new(knobs),
         }));
         self
     }
@@ -442,6 +465,9 @@ impl Sweep {
     /// `IOLOOP_SIM_CHECK_DETERMINISM=1` (the run, and the two runs it
     /// compares), and more while shrinking: keep counters of your own
     /// inside the simulation, not across calls.
+    ///
+    /// The seeds run one after another on the calling thread;
+    /// [`run_parallel`](Self::run_parallel) runs them on several.
     #[track_caller]
     pub fn run<F>(self, describe: F) -> SweepSummary
     where
@@ -458,50 +484,236 @@ impl Sweep {
     where
         F: FnMut(&mut Sim),
     {
-        let env = Env::read().map_err(SweepError::Config)?;
-        self.check_configure()?;
-        let plan = self.plan(&env);
+        if let Some(jobs) = self.jobs.filter(|&jobs| jobs != 1) {
+            return Err(SweepError::Config(format!(
+                "Sweep::jobs({jobs}) needs run_parallel or run_for_parallel: the closure of run and run_for is FnMut, for one thread"
+            )));
+        }
+        let (env, plan) = self.prepare()?;
         if let Some(path) = &env.schedule {
             return self.replay_schedule(&env, path, &mut describe);
         }
-        let mut summary = SweepSummary::new(&self.name, plan.seeds.clone(), env.shard);
-        let started = std::time::Instant::now(); // wall clock for the summary only
+        let mut tally = Tally::new(&self.name, &plan, &env);
         for seed in plan.to_run.clone() {
-            let schedule = plan.schedule(&self.name, seed);
-            let result = self.run_schedule(&schedule, env.trace.is_some(), &mut describe);
-            summary.add(match &result {
-                Ok(report) => report,
-                Err(failure) => &failure.report,
-            });
-            let result = match result {
-                Ok(report) if env.check_determinism => {
-                    self.check_determinism(&schedule, &report, &mut describe)
-                }
-                other => other,
-            };
-            if env.seed.is_some() || result.is_err() {
-                emit_trace(
-                    &env,
-                    match &result {
-                        Ok(report) => report,
-                        Err(failure) => &failure.report,
-                    },
-                );
-            }
-            if let Err(failure) = result {
-                let failure = self.failed(
-                    &env,
-                    &plan,
-                    schedule,
-                    failure,
-                    summary.clone(),
-                    &mut describe,
-                );
-                write_summary(&env, &summary, Some(&failure), started.elapsed());
-                return Err(SweepError::Failed(Box::new(failure)));
+            let result = self.run_seed(&env, &plan, seed, &mut describe);
+            if !tally.take(&env, seed, result) {
+                break;
             }
         }
-        write_summary(&env, &summary, None, started.elapsed());
+        self.finish(&env, &plan, tally, &mut describe)
+    }
+
+    /// Run this many seeds at once, each on its own thread, in
+    /// [`run_parallel`](Self::run_parallel) and
+    /// [`run_for_parallel`](Self::run_for_parallel); `0` is one per CPU, and
+    /// at most 256 (`IOLOOP_SIM_JOBS` overrides; with neither, one). The
+    /// seeds are independent, so each runs exactly as it would alone, and
+    /// the result is the one thread's: the lowest failing seed (seeds after
+    /// it that ran ahead are dropped), its replay line, the same summary
+    /// and coverage table. Shrinking a failure runs on the calling thread.
+    ///
+    /// [`run`](Self::run) and [`run_for`](Self::run_for) take a closure
+    /// only one thread may call: with them, a number other than 1 is refused
+    /// ([`SweepError::Config`]), and `IOLOOP_SIM_JOBS` does not apply.
+    ///
+    /// ```no_run
+    /// use ioloop_sim::Sweep;
+    ///
+    /// #[test]
+    /// fn service_survives_faults() {
+    ///     Sweep::new("service_survives_faults")
+    ///         .seeds(0..10_000)
+    ///         .jobs(4)
+    ///         .run_parallel(|sim| {
+    ///             // sim.host(...); sim.client(...);
+    ///         });
+    /// }
+    /// ```
+    pub fn jobs(mut self, jobs: usize) -> Sweep {
+        self.jobs = Some(jobs);
+        self
+    }
+
+    /// [`run`](Self::run), with the seeds on [`jobs`](Self::jobs) threads:
+    /// `describe` is shared between them, so it is `Fn + Sync` (each thread
+    /// builds its own [`Sim`] for each seed). A panic in `describe` — or
+    /// anywhere in a seed's run the harness does not catch — ends the sweep
+    /// as on one thread: once every seed before it passed, it propagates
+    /// from here.
+    ///
+    /// ```no_run
+    /// use ioloop_sim::Sweep;
+    ///
+    /// #[test]
+    /// fn service_survives_faults() {
+    ///     Sweep::new("service_survives_faults")
+    ///         .seeds(0..10_000)
+    ///         .jobs(0) // one thread per CPU
+    ///         .run_parallel(|sim| {
+    ///             // sim.host(...); sim.client(...);
+    ///         });
+    /// }
+    /// ```
+    #[track_caller]
+    pub fn run_parallel<F>(self, describe: F) -> SweepSummary
+    where
+        F: Fn(&mut Sim) + Sync,
+    {
+        match self.try_run_parallel(describe) {
+            Ok(summary) => summary,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// [`run_parallel`](Self::run_parallel), returning the failure instead
+    /// of panicking.
+    ///
+    /// ```
+    /// use ioloop_sim::{FaultPreset, Sweep};
+    ///
+    /// let on = |jobs| {
+    ///     Sweep::new("nothing_to_do")
+    ///         .seeds(0..8)
+    ///         .faults(FaultPreset::None)
+    ///         .jobs(jobs)
+    ///         .try_run_parallel(|sim| {
+    ///             sim.host("idle", "10.0.0.1", |_| Ok(()));
+    ///         })
+    /// };
+    /// assert_eq!(on(1)?.ran, 8);
+    /// assert_eq!(format!("{:?}", on(1)?), format!("{:?}", on(2)?));
+    /// # Ok::<(), ioloop_sim::SweepError>(())
+    /// ```
+    pub fn try_run_parallel<F>(self, describe: F) -> Result<SweepSummary, SweepError>
+    where
+        F: Fn(&mut Sim) + Sync,
+    {
+        if let Some(jobs) = self.jobs.filter(|&jobs| jobs > JOBS_MAX) {
+            return Err(SweepError::Config(format!(
+                "Sweep::jobs({jobs}): at most {JOBS_MAX} threads"
+            )));
+        }
+        let (env, plan) = self.prepare()?;
+        // `&F` is an `FnMut` too: each call takes its own copy of it.
+        let describe = &describe;
+        if let Some(path) = &env.schedule {
+            return self.replay_schedule(&env, path, &mut { describe });
+        }
+        let jobs = env.jobs.or(self.jobs).unwrap_or(1);
+        let mut tally = Tally::new(&self.name, &plan, &env);
+        let mut panicked = None;
+        for_each_outcome(
+            plan.to_run.clone(),
+            parallel::threads(jobs),
+            |seed| self.run_seed(&env, &plan, seed, &mut { describe }),
+            &mut |seed, outcome| match outcome {
+                Ok(result) => tally.take(&env, seed, result),
+                Err(payload) => {
+                    panicked = Some(payload);
+                    false
+                }
+            },
+        );
+        if let Some(payload) = panicked {
+            // Where one thread would have unwound from that seed's run.
+            std::panic::resume_unwind(payload);
+        }
+        self.finish(&env, &plan, tally, &mut { describe })
+    }
+
+    /// [`run_for`](Self::run_for), with the seeds on [`jobs`](Self::jobs)
+    /// threads, as [`run_parallel`](Self::run_parallel).
+    ///
+    /// ```no_run
+    /// use ioloop_sim::Sweep;
+    /// use std::time::Duration;
+    ///
+    /// #[test]
+    /// fn membership_survives_faults() {
+    ///     Sweep::new("membership_survives_faults")
+    ///         .seeds(0..2_000)
+    ///         .jobs(0)
+    ///         .run_for_parallel(Duration::from_secs(5), |sim| {
+    ///             // sim.host("n1", ...); sim.host("n2", ...); sim.invariant(...);
+    ///         });
+    /// }
+    /// ```
+    #[track_caller]
+    pub fn run_for_parallel<F>(mut self, duration: Duration, describe: F) -> SweepSummary
+    where
+        F: Fn(&mut Sim) + Sync,
+    {
+        self.duration = Some(duration);
+        self.run_parallel(describe)
+    }
+
+    /// [`run_for_parallel`](Self::run_for_parallel), returning the failure
+    /// instead of panicking.
+    pub fn try_run_for_parallel<F>(
+        mut self,
+        duration: Duration,
+        describe: F,
+    ) -> Result<SweepSummary, SweepError>
+    where
+        F: Fn(&mut Sim) + Sync,
+    {
+        self.duration = Some(duration);
+        self.try_run_parallel(describe)
+    }
+
+    /// The environment and the seeds to run, or why the sweep cannot start.
+    fn prepare(&self) -> Result<(Env, RunPlan), SweepError> {
+        let env = Env::read().map_err(SweepError::Config)?;
+        self.check_configure()?;
+        let plan = self.plan(&env);
+        Ok((env, plan))
+    }
+
+    /// One seed's run, checked for determinism if asked: what the sweep
+    /// tallies for the seed. Runs on whichever thread runs the seed.
+    fn run_seed<F>(
+        &self,
+        env: &Env,
+        plan: &RunPlan,
+        seed: u64,
+        describe: &mut F,
+    ) -> Result<Report, Failure>
+    where
+        F: FnMut(&mut Sim),
+    {
+        let schedule = plan.schedule(&self.name, seed);
+        match self.run_schedule(&schedule, env.trace.is_some(), describe) {
+            Ok(report) if env.check_determinism => {
+                self.check_determinism(&schedule, &report, describe)
+            }
+            other => other,
+        }
+    }
+
+    /// End the sweep once its seeds ran, on the calling thread: the first
+    /// failure with its replay line (shrunk if asked), or the summary.
+    fn finish<F>(
+        &self,
+        env: &Env,
+        plan: &RunPlan,
+        tally: Tally,
+        describe: &mut F,
+    ) -> Result<SweepSummary, SweepError>
+    where
+        F: FnMut(&mut Sim),
+    {
+        let Tally {
+            summary,
+            failed,
+            started,
+        } = tally;
+        if let Some((seed, failure)) = failed {
+            let schedule = plan.schedule(&self.name, seed);
+            let failure = self.failed(env, plan, schedule, failure, summary, describe);
+            write_summary(env, &failure.summary, Some(&failure), started.elapsed());
+            return Err(SweepError::Failed(Box::new(failure)));
+        }
+        write_summary(env, &summary, None, started.elapsed());
         // The table goes to stderr: `cargo test -- --nocapture` shows it.
         eprint!("{}: {}", self.name, summary.coverage);
         let never = summary.coverage.enabled_never_fired();
@@ -752,6 +964,46 @@ impl fmt::Display for SweepError {
 
 impl std::error::Error for SweepError {}
 
+/// What the seeds a sweep ran came to so far, taken in seed order.
+struct Tally {
+    summary: SweepSummary,
+    /// The first failing seed and its failure: no seed is taken after it.
+    failed: Option<(u64, Failure)>,
+    /// Wall clock, for the summary's `elapsed_s` only.
+    started: std::time::Instant,
+}
+
+impl Tally {
+    fn new(name: &str, plan: &RunPlan, env: &Env) -> Tally {
+        Tally {
+            summary: SweepSummary::new(name, plan.seeds.clone(), env.shard),
+            failed: None,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Count `seed`'s run; `false` if it failed: the sweep ends there.
+    fn take(&mut self, env: &Env, seed: u64, result: Result<Report, Failure>) -> bool {
+        debug_assert!(self.failed.is_none(), "seed {seed} taken after a failure");
+        let report = match &result {
+            Ok(report) => report,
+            Err(failure) => &failure.report,
+        };
+        // A determinism check's verdict carries the first run's report.
+        self.summary.add(report);
+        if env.seed.is_some() || result.is_err() {
+            emit_trace(env, report);
+        }
+        match result {
+            Ok(_) => true,
+            Err(failure) => {
+                self.failed = Some((seed, failure));
+                false
+            }
+        }
+    }
+}
+
 /// The seeds and settings a sweep runs with, after the environment.
 struct RunPlan {
     seeds: Range<u64>,
@@ -995,6 +1247,30 @@ mod tests {
         assert!(parse_seeds_var("0").is_err());
         assert!(matches!(parse_seeds_var("0x10"), Ok(SeedsVar::Count(16))));
         assert!(matches!(parse_seeds_var("3..0x10"), Ok(SeedsVar::Range(r)) if r == (3..16)));
+    }
+
+    #[test]
+    fn jobs_are_a_count_of_threads_up_to_the_limit() {
+        assert_eq!(parse_jobs("0"), Ok(0));
+        assert_eq!(parse_jobs("4"), Ok(4));
+        assert_eq!(parse_jobs("256"), Ok(256));
+        for bad in ["257", "-1", "many", "0x4", "2.5"] {
+            let error = parse_jobs(bad).expect_err(bad);
+            assert!(error.contains(&format!("{bad:?}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn what_a_sweep_hands_between_threads_may_cross_them() {
+        fn send<T: Send>() {}
+        fn sync<T: Sync>() {}
+        send::<Report>();
+        send::<Failure>();
+        send::<SweepSummary>();
+        send::<SweepFailure>();
+        send::<SweepError>();
+        sync::<Sweep>();
+        sync::<Env>();
     }
 
     #[test]
