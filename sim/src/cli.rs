@@ -73,10 +73,11 @@ pub enum Command {
         /// builds, or two machines, seed by seed).
         #[arg(long)]
         hashes: bool,
-        /// Seeds to run at once, each on its own thread (0: one per CPU).
-        /// Every seed runs as it would alone, and the report is the same,
-        /// line for line, as with one job; only seeds/s changes.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=JOBS_MAX as i64))]
+        /// Seeds to run at once, each on its own thread (0, the default:
+        /// one per CPU). Every seed runs as it would alone, and the report
+        /// is the same, line for line, whatever the number; only seeds/s
+        /// changes.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=JOBS_MAX as i64))]
         jobs: u16,
     },
     /// Rerun one seed; print its outcome and trace hash.
