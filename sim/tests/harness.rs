@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use ioloop::{Events, IOLoop, Instant, PeriodicCallback, Poller};
@@ -424,13 +424,28 @@ fn a_sweep_on_threads_sums_up_and_fails_as_on_one_thread() {
     assert_ne!(counter_on_threads(name, 2, 1..41, Flaw::None), passing);
 }
 
+/// A flag a thread waits on; set when the `SetOnDrop` holding it drops.
+type Flag = Arc<(Mutex<bool>, Condvar)>;
+
 /// Sets its flag when dropped: when the simulation holding it ends.
-struct SetOnDrop(Arc<AtomicBool>);
+struct SetOnDrop(Flag);
 
 impl Drop for SetOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
+        let (set, changed) = &*self.0;
+        *set.lock().unwrap() = true;
+        changed.notify_all();
     }
+}
+
+/// Wait for `flag` to be set, a minute at most; `true` if it was.
+fn wait_for(flag: &Flag) -> bool {
+    let (set, changed) = &**flag;
+    let guard = set.lock().unwrap();
+    let (guard, _) = changed
+        .wait_timeout_while(guard, Duration::from_secs(60), |set| !*set)
+        .unwrap();
+    *guard
 }
 
 /// A client that fails the run as soon as it is added.
@@ -447,15 +462,13 @@ fn the_lowest_failing_seed_is_reported_though_a_later_one_failed_first() {
     let name = "the_lowest_failing_seed_is_reported_though_a_later_one_failed_first";
     for jobs in [1, 2, 4] {
         // Seeds 37 and 40 fail; on threads, 40 first: 37 waits for 40's
-        // run to end (bounded, without sleeping) before it fails too.
-        let forty_ended = Arc::new(AtomicBool::new(false));
+        // run to end (another thread runs 38 to 40 meanwhile; a minute at
+        // most) before it fails too.
+        let forty_ended: Flag = Arc::default();
         let describe = |sim: &mut Sim| match sim.seed() {
             37 => {
-                for _ in 0..10_000_000 {
-                    if jobs == 1 || forty_ended.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    std::thread::yield_now();
+                if jobs > 1 {
+                    assert!(wait_for(&forty_ended), "seed 40 never ran");
                 }
                 doomed_client(sim);
             }
@@ -492,7 +505,7 @@ fn the_lowest_failing_seed_is_reported_though_a_later_one_failed_first() {
         );
         assert_eq!(failure.summary.ran, 8, "{jobs} jobs: seeds 30 to 37");
         assert_eq!(
-            forty_ended.load(Ordering::SeqCst),
+            *forty_ended.0.lock().unwrap(),
             jobs > 1,
             "{jobs} jobs: seed 40 ran ahead (and failed) before 37 failed"
         );
