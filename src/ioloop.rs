@@ -899,6 +899,14 @@ impl<P: Poller> IOLoop<P> {
     /// Run iterations until `condition` holds (returns `Ok(true)`), `timeout`
     /// passes on the loop's clock, or the loop is stopped (both `Ok(false)`
     /// unless the condition holds). For tests and scripted clients.
+    ///
+    /// The condition is checked before the first iteration and after each
+    /// one (after every handler, within an iteration). A condition that
+    /// only another thread changes does not wake a loop blocked in its
+    /// poll: it is seen at the next event or timeout — at the latest when
+    /// `timeout` is up. Have that thread wake the loop once it changed
+    /// it: [`LoopHandle::add_callback`] (any callback, or one that does the
+    /// work), or [`LoopHandle::stop`], which ends `run_until` as well.
     pub fn run_until<F>(&mut self, timeout: Duration, mut condition: F) -> Result<bool, Error>
     where
         F: FnMut(&mut IOLoop<P>) -> bool,

@@ -28,8 +28,6 @@
 //!
 //! ```
 //! use ioloop::{Events, IOLoop, MioPoller};
-//! use std::time::Duration;
-//!
 //! let mut io = IOLoop::new(MioPoller::new()?);
 //! let listener = io.listen("127.0.0.1:0".parse()?)?;
 //! let addr = io.local_addr(listener)?;
@@ -41,13 +39,18 @@
 //!     }
 //! }, Events::READ)?;
 //!
+//! // A client on another thread; when it has its answer, it stops the loop
+//! // (a `LoopHandle` is `Send`, and wakes the loop).
+//! let stopper = io.handle();
 //! let client = std::thread::spawn(move || {
 //!     use std::io::Read;
 //!     let mut reply = String::new();
-//!     std::net::TcpStream::connect(addr)?.read_to_string(&mut reply)?;
-//!     Ok::<_, std::io::Error>(reply)
+//!     let read = std::net::TcpStream::connect(addr)
+//!         .and_then(|mut stream| stream.read_to_string(&mut reply));
+//!     stopper.stop();
+//!     read.map(|_| reply)
 //! });
-//! io.run_until(Duration::from_secs(5), |_| client.is_finished())?;
+//! io.start()?;
 //! assert_eq!(client.join().unwrap()?, "hello\n");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
