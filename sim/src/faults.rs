@@ -31,7 +31,9 @@ pub struct FaultPlan {
     /// Per accept: the connection was aborted (`ECONNABORTED`).
     pub accept_aborted: Ppm,
     /// Per client: half-close after sending, instead of closing once all is
-    /// echoed.
+    /// echoed. Not a fault but a workload knob, which the built-in echo
+    /// clients read (yours may too, from [`Sim::plan`](crate::Sim::plan)):
+    /// the plan's one-line description leaves it out.
     pub half_close: Ppm,
     /// Per wait: the batch of events is shuffled.
     pub shuffle: Ppm,
@@ -402,7 +404,8 @@ impl FaultPlan {
 }
 
 impl fmt::Display for FaultPlan {
-    /// The faults that are on, as `name=percent`, then latency and window.
+    /// The faults that are on, as `name=percent`, then latency and window
+    /// (not [`half_close`](Self::half_close), which is no fault).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let faults = [
             ("partial_read", self.partial_read),
@@ -413,7 +416,6 @@ impl fmt::Display for FaultPlan {
             ("refuse", self.refuse_connect),
             ("emfile", self.accept_emfile),
             ("aborted", self.accept_aborted),
-            ("half_close", self.half_close),
             ("shuffle", self.shuffle),
         ];
         let mut any = false;

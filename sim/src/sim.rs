@@ -199,7 +199,13 @@ impl Builder {
     /// every client done, nothing in flight, no work due on any host, every
     /// host back to the fds and handlers it had after setup, and no more
     /// timeouts pending than [`at_rest`](Self::at_rest) allows (by default
-    /// those the host's setup left: its periodic work).
+    /// those the host's setup left: its periodic work). A run that has not
+    /// settled fails at that deadline.
+    ///
+    /// A service with timers of its own (idle timeouts, retries that give
+    /// up) needs a liveness phase for a sweep to catch a hang: without
+    /// one, the timer ends the stuck connection and the run passes. Choose
+    /// `settle_within` shorter than those timers.
     pub fn liveness_after(mut self, after: Duration) -> Builder {
         self.liveness_after = Some(after);
         self
@@ -1456,7 +1462,7 @@ impl Sim {
             self.check_time_limit()?;
             // Before its duration is up a run goes on, however idle.
             let until = self.run_until.filter(|until| self.now() < *until);
-            match self.step(until)? {
+            match self.step(until, self.clock_stop())? {
                 Step::Ran | Step::Advanced => {}
                 Step::Quiescent => {
                     if let Some(until) = until {
@@ -1512,7 +1518,7 @@ impl Sim {
                 self.check_every_host()?;
                 return Ok(false);
             }
-            if let Step::Quiescent = self.step(Some(until))? {
+            if let Step::Quiescent = self.step(Some(until), self.clock_stop())? {
                 // Nothing will ever happen: the clock may as well jump.
                 self.net.world_mut().advance_to(until);
             }
@@ -1550,8 +1556,8 @@ impl Sim {
 
     /// One step: every host with work runs one iteration; if none had work,
     /// time advances to the next thing scheduled anywhere (no further than
-    /// `until`).
-    fn step(&mut self, until: Option<Instant>) -> Result<Step, Failure> {
+    /// `until`, nor than `deadline` if there is a next thing at all).
+    fn step(&mut self, until: Option<Instant>, deadline: Option<Instant>) -> Result<Step, Failure> {
         let now = self.now();
         let mut ran = false;
         for index in 0..self.hosts.len() {
@@ -1578,6 +1584,7 @@ impl Sim {
             return Ok(Step::Quiescent);
         };
         let next = until.map_or(next, |until| next.min(until));
+        let next = deadline.map_or(next, |deadline| next.min(deadline.max(now)));
         self.net.world_mut().advance_to(next);
         self.spin.round(&self.net.world());
         Ok(Step::Advanced)
@@ -1758,30 +1765,46 @@ impl Sim {
         if let Some(failure) = self.client_failure() {
             return Some(Err(failure));
         }
-        if let Some(stopped) = self.faults_stopped_at {
-            let settle_from = self.run_until.map_or(stopped, |until| until.max(stopped));
-            let settle_by = settle_from + self.settle_within;
-            if self.now() > settle_by {
-                let message = format!(
-                    "not settled {:?} after faults stopped at {stopped:?} (by {settle_by:?}): {}",
-                    self.settle_within,
-                    self.describe_unsettled()
-                );
-                return Some(Err(self.fail(FailureKind::Liveness, None, message)));
+        let now = self.now();
+        if self.has_goal() && self.goal_met() {
+            let done_at = *self.goal_met_at.get_or_insert(now);
+            if self.settled() {
+                return Some(self.check_invariants().map(|()| self.report()));
+            }
+            if self.liveness_after.is_none() && now > done_at + self.settle_within {
+                return Some(Err(self.leak_failure()));
             }
         }
-        if !self.has_goal() || !self.goal_met() {
-            return None;
-        }
-        let now = self.now();
-        let done_at = *self.goal_met_at.get_or_insert(now);
-        if self.settled() {
-            return Some(self.check_invariants().map(|()| self.report()));
-        }
-        if self.liveness_after.is_none() && now > done_at + self.settle_within {
-            return Some(Err(self.leak_failure()));
+        // The clock never jumps past the deadline (see `run`): a run that
+        // has not settled by then fails at it, not at whatever came next.
+        if let Some(settle_by) = self.settle_by().filter(|settle_by| now >= *settle_by) {
+            let stopped = self.faults_stopped_at.unwrap_or(now);
+            let message = format!(
+                "not settled {:?} after faults stopped at {stopped:?} (by {settle_by:?}): {}",
+                self.settle_within,
+                self.describe_unsettled()
+            );
+            return Some(Err(self.fail(FailureKind::Liveness, None, message)));
         }
         None
+    }
+
+    /// The next instant the clock must stop at, whatever comes after it:
+    /// the start of the liveness phase (faults stop exactly then), then
+    /// the deadline to settle by.
+    fn clock_stop(&self) -> Option<Instant> {
+        match (self.liveness_after, self.faults_stopped_at) {
+            (Some(after), None) => Some(Instant::from_epoch(after)),
+            _ => self.settle_by(),
+        }
+    }
+
+    /// When a run with a liveness phase must have settled: `settle_within`
+    /// after the faults stopped (or after its duration, if later).
+    fn settle_by(&self) -> Option<Instant> {
+        let stopped = self.faults_stopped_at?;
+        let settle_from = self.run_until.map_or(stopped, |until| until.max(stopped));
+        Some(settle_from + self.settle_within)
     }
 
     /// Nothing can ever happen again: the end, one way or another.

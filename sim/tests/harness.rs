@@ -15,7 +15,7 @@ use std::time::Duration;
 use ioloop::{Events, IOLoop, Instant, PeriodicCallback, Poller};
 use ioloop_sim::{
     AtRest, BoxError, Done, FailureKind, FaultKind, FaultPreset, Sim, SimPoller, Survives, Sweep,
-    SweepError,
+    SweepError, SETTLE_WITHIN,
 };
 
 mod subprocess;
@@ -226,6 +226,39 @@ fn hang_up_with_ticker(sim: &mut Sim, ticker_from_setup: bool) {
 }
 
 #[test]
+fn a_run_that_has_not_settled_fails_at_its_deadline_not_when_a_late_timer_fires() {
+    // A client that only finishes when its 30 s timer fires: with faults
+    // stopping at 5 ms it must be done by 10.005 s, and fails then, not
+    // at 30 s when the clock would next have moved.
+    let mut sim = Sim::builder(3)
+        .liveness_after(Duration::from_millis(5))
+        .build();
+    sim.client("slow", "10.0.0.2", |io, done| {
+        io.call_later(Duration::from_secs(30), move |_| done.ok());
+        Ok(())
+    });
+    let failure = sim.run().unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Liveness, "{failure}");
+    let deadline = Duration::from_millis(5) + SETTLE_WITHIN;
+    assert_eq!(
+        failure.report.virtual_time.since_epoch(),
+        deadline,
+        "{failure}"
+    );
+    assert!(failure.message.contains("(by t+10.005s)"), "{failure}");
+    // With the deadline after the timer, the same client settles.
+    let mut sim = Sim::builder(3)
+        .liveness_after(Duration::from_millis(5))
+        .settle_within(Duration::from_secs(31))
+        .build();
+    sim.client("slow", "10.0.0.2", |io, done| {
+        io.call_later(Duration::from_secs(30), move |_| done.ok());
+        Ok(())
+    });
+    sim.run().unwrap();
+}
+
+#[test]
 fn a_liveness_phase_settles_with_the_periodic_work_setup_started_but_not_with_a_timer_left_behind()
 {
     let run = |ticker_from_setup| {
@@ -240,6 +273,18 @@ fn a_liveness_phase_settles_with_the_periodic_work_setup_started_but_not_with_a_
     // ...one its first connection started, and never stopped, is not.
     let failure = run(false).unwrap_err();
     assert_eq!(failure.kind, FailureKind::Liveness, "{failure}");
+    // Faults stop at 5 ms exactly (the clock stops there, though nothing
+    // else happens then), and the run fails at its deadline,
+    // settle_within later, not at the tick after it.
+    assert!(
+        failure.message.contains("faults stopped at t+5ms"),
+        "{failure}"
+    );
+    assert_eq!(
+        failure.report.virtual_time.since_epoch(),
+        Duration::from_millis(5) + SETTLE_WITHIN,
+        "{failure}"
+    );
     assert!(
         failure.message.contains(
             "host \"server\": 1 timeouts still pending, more than the 0 it held after setup"
