@@ -137,7 +137,7 @@ impl SweepSummary {
 }
 
 /// The first failing seed of a sweep, with everything needed to replay it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SweepFailure {
     /// The failing seed.
     pub seed: u64,
@@ -806,6 +806,7 @@ impl Sweep {
         let seeds = schedule.seed..schedule.seed.saturating_add(1);
         let mut summary = SweepSummary::new(&self.name, seeds, None);
         summary.add(report);
+        summary.coverage.set_scheduled();
         eprint!("{}: {}", self.name, summary.coverage);
         match result {
             Ok(_) => {
@@ -927,12 +928,15 @@ impl Sweep {
             Some(t) => format!("--test {t}"),
             None => "--test TARGET".into(),
         };
-        format!("cargo test -p {package} {target} {} -- --exact", self.name)
+        format!(
+            "cargo test -p {package} {target} {} -- --exact --nocapture",
+            self.name
+        )
     }
 }
 
 /// Why a sweep did not pass.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum SweepError {
     /// A seed failed.
     Failed(Box<SweepFailure>),

@@ -343,7 +343,7 @@ fn planted_bug_is_caught_and_replays_in_a_new_process() {
         .unwrap();
     assert!(
         replay.ends_with(
-            "cargo test -p ioloop-sim --test harness counter_with_whole_reads -- --exact"
+            "cargo test -p ioloop-sim --test harness counter_with_whole_reads -- --exact --nocapture"
         ),
         "{replay}"
     );
