@@ -34,8 +34,17 @@ impl Events {
     /// called with `ERROR` when the poller reports it, and not again until
     /// the poller reports it anew, even if the handler ignores it. `READ`
     /// and `WRITE` stay level-triggered, so nothing is lost: a later read or
-    /// write returns the error (or end of stream). Close or remove the fd
-    /// when you see `ERROR`.
+    /// write returns the error (or end of stream).
+    ///
+    /// It comes with `READ` and `WRITE` in the same call, as epoll reports
+    /// them, on both backends: a failed connect is `READ | WRITE | ERROR`
+    /// (a connect that succeeds is `WRITE` alone), and so is a reset or a
+    /// hang-up. Bytes the peer sent before it may still be waiting: to keep
+    /// them (a proxy does), read until the read returns `0` or an error
+    /// before closing. [`IOLoop::take_error`](crate::IOLoop::take_error)
+    /// tells a failure (`Some(error)`: refused, reset) from a hang-up in
+    /// order (`None`). A handler that wants none of that closes or removes
+    /// the fd when it sees `ERROR`.
     ///
     /// Tornado (epoll, level-triggered) reports `ERROR` on every iteration
     /// until the fd is closed, so a handler that ignores it — one that has

@@ -532,8 +532,10 @@ impl<P: Poller> IOLoop<P> {
         result
     }
 
-    /// Start connecting to `addr`; the new fd reports `WRITE` when connected
-    /// and `ERROR` if the connect fails.
+    /// Start connecting to `addr`; the new fd reports `WRITE` when connected,
+    /// and `ERROR` (with `READ` and `WRITE`, as epoll reports it) if the
+    /// connect fails: [`take_error`](Self::take_error) then says why
+    /// (`ConnectionRefused`, ...).
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<Fd> {
         self.poller.connect(addr)
     }

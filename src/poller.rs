@@ -372,7 +372,9 @@ pub trait Poller: 'static {
     fn accept(&mut self, listener: Fd) -> io::Result<(Fd, SocketAddr)>;
 
     /// Start a non-blocking connect to `addr`. The fd reports `WRITE` once
-    /// connected, `ERROR` if the connect fails.
+    /// connected; if the connect fails, `ERROR` with `READ` and `WRITE` (as
+    /// epoll reports a refused connect), and
+    /// [`take_error`](Poller::take_error) says why.
     fn connect(&mut self, addr: SocketAddr) -> io::Result<Fd>;
 
     /// Read into `buf`. `Ok(0)` is end of stream (for a non-empty `buf`).

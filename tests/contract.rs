@@ -117,6 +117,40 @@ fn reset_is_delivered_as_error_even_with_empty_interest<B: Backend>() {
     assert_eq!(*log.borrow(), vec![(fd, Events::ERROR)]);
 }
 
+fn a_refused_connect_is_read_write_and_error_at_once_and_take_error_says_why<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    // A port nobody listens on any more.
+    let listener = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = io.local_addr(listener).unwrap();
+    io.close_fd(listener).unwrap();
+    for interest in [Events::WRITE, Events::READ | Events::WRITE] {
+        let conn = io.connect(addr).unwrap();
+        let seen: Rc<RefCell<Vec<(Events, Option<std::io::ErrorKind>)>>> = Rc::default();
+        let for_handler = Rc::clone(&seen);
+        io.add_handler(
+            conn,
+            move |io, fd, events| {
+                let why = io.take_error(fd).unwrap().map(|error| error.kind());
+                for_handler.borrow_mut().push((events, why));
+                io.close_fd(fd).unwrap();
+            },
+            interest,
+        )
+        .unwrap();
+        assert!(io
+            .run_until(TIMEOUT, |_| !seen.borrow().is_empty())
+            .unwrap());
+        assert_eq!(
+            *seen.borrow(),
+            [(
+                interest | Events::ERROR,
+                Some(std::io::ErrorKind::ConnectionRefused)
+            )],
+            "interest {interest:?}"
+        );
+    }
+}
+
 fn error_is_delivered_once_per_report<B: Backend>() {
     let (mut io, script) = new_loop::<B>();
     let (fd, _peer) = pair(&mut io);
@@ -1234,6 +1268,7 @@ contract!(
     read_only_registration_never_reports_write,
     eof_is_delivered_as_read_and_the_read_returns_zero,
     reset_is_delivered_as_error_even_with_empty_interest,
+    a_refused_connect_is_read_write_and_error_at_once_and_take_error_says_why,
     error_is_delivered_once_per_report,
     one_byte_reader_receives_a_1_mib_message,
     handler_that_does_not_read_is_called_again_next_iteration,

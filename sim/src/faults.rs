@@ -363,8 +363,13 @@ impl FaultPlan {
         ppm > 0
     }
 
-    /// `true` if the plan may reset connections or refuse or abort them,
-    /// so that a client may end with a clean error instead of its echo.
+    /// `true` if the plan's **socket** faults may reset connections or
+    /// refuse or abort them, so that a client may end with a clean error
+    /// instead of its answer. A crash, which a simulation that declares it
+    /// survives crashes may also draw ([`Sim::survives`](crate::Sim::survives)),
+    /// breaks connections too: [`Sim::may_break_connections`](crate::Sim::may_break_connections)
+    /// counts both, and a client's setup can take it from the `Sim` (read
+    /// it after `survives`) instead of from its poller's plan.
     pub fn may_break_connections(&self) -> bool {
         self.reset > 0 || self.refuse_connect > 0 || self.accept_aborted > 0
     }

@@ -1248,9 +1248,10 @@ impl Sim {
     }
 
     /// `true` if a fault this run may draw can break a connection — a
-    /// reset, a refused connect or an aborted accept of the socket plan, or
-    /// a crash: a client may then end with a clean error instead of its
-    /// answer.
+    /// reset, a refused connect or an aborted accept of the socket plan
+    /// ([`FaultPlan::may_break_connections`], which counts only those), or
+    /// a crash of the network faults the simulation [survives](Self::survives):
+    /// a client may then end with a clean error instead of its answer.
     pub fn may_break_connections(&self) -> bool {
         self.plan().may_break_connections()
             || self

@@ -199,6 +199,27 @@ impl<P: Poller> Poller for Scripted<P> {
     fn system_time(&self) -> std::time::SystemTime {
         self.inner.system_time()
     }
+    fn listen_with(&mut self, addr: SocketAddr, options: ioloop::ListenOptions) -> io::Result<Fd> {
+        self.inner.listen_with(addr, options)
+    }
+    fn set_nodelay(&mut self, fd: Fd, nodelay: bool) -> io::Result<()> {
+        self.inner.set_nodelay(fd, nodelay)
+    }
+    fn nodelay(&self, fd: Fd) -> io::Result<bool> {
+        self.inner.nodelay(fd)
+    }
+    fn set_keepalive(&mut self, fd: Fd, idle: Option<Duration>) -> io::Result<()> {
+        self.inner.set_keepalive(fd, idle)
+    }
+    fn keepalive(&self, fd: Fd) -> io::Result<Option<Duration>> {
+        self.inner.keepalive(fd)
+    }
+    fn peer_addr(&self, fd: Fd) -> io::Result<SocketAddr> {
+        self.inner.peer_addr(fd)
+    }
+    fn take_error(&mut self, fd: Fd) -> io::Result<Option<io::Error>> {
+        self.inner.take_error(fd)
+    }
     fn now(&self) -> Instant {
         self.script.clock.get().unwrap_or_else(|| self.inner.now())
     }
