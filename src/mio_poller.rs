@@ -274,7 +274,7 @@ impl Poller for MioPoller {
                 let mut stream: &TcpStream = stream;
                 stream.read(buf)
             }
-            Some(Some(Socket::Listener(_))) => Err(not_ours(fd, "connected socket")),
+            Some(Some(Socket::Listener(_))) => Err(listener_not_stream(fd)),
             Some(Some(Socket::Datagram { .. })) => Err(datagram_not_stream(fd)),
             _ => raw_read(fd, buf),
         }
@@ -287,7 +287,7 @@ impl Poller for MioPoller {
                 let mut stream: &TcpStream = stream;
                 stream.write(buf)
             }
-            Some(Some(Socket::Listener(_))) => Err(not_ours(fd, "connected socket")),
+            Some(Some(Socket::Listener(_))) => Err(listener_not_stream(fd)),
             Some(Some(Socket::Datagram { .. })) => Err(datagram_not_stream(fd)),
             _ => raw_write(fd, buf),
         }
@@ -582,6 +582,16 @@ fn not_registered(fd: Fd) -> io::Error {
     io::Error::new(
         io::ErrorKind::NotFound,
         format!("fd {fd} is not registered"),
+    )
+}
+
+/// `read` or `write` on a listener: not connected (Linux says `ENOTCONN`
+/// to a read, `EPIPE` to a write; the simulator and this poller say
+/// `NotConnected` to both).
+fn listener_not_stream(fd: Fd) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        format!("fd {fd} is a listening socket: accept connections from it"),
     )
 }
 

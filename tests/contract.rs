@@ -151,6 +151,21 @@ fn a_refused_connect_is_read_write_and_error_at_once_and_take_error_says_why<B: 
     }
 }
 
+fn a_listener_is_neither_read_nor_written<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let listener = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let read = io.read(listener, &mut [0; 8]).unwrap_err();
+    let written = io.write(listener, b"x").unwrap_err();
+    for error in [read, written] {
+        assert_eq!(error.kind(), std::io::ErrorKind::NotConnected, "{error}");
+        assert!(
+            error.to_string().contains("is a listening socket"),
+            "{error}"
+        );
+    }
+    io.close_fd(listener).unwrap();
+}
+
 fn error_is_delivered_once_per_report<B: Backend>() {
     let (mut io, script) = new_loop::<B>();
     let (fd, _peer) = pair(&mut io);
@@ -1269,6 +1284,7 @@ contract!(
     eof_is_delivered_as_read_and_the_read_returns_zero,
     reset_is_delivered_as_error_even_with_empty_interest,
     a_refused_connect_is_read_write_and_error_at_once_and_take_error_says_why,
+    a_listener_is_neither_read_nor_written,
     error_is_delivered_once_per_report,
     one_byte_reader_receives_a_1_mib_message,
     handler_that_does_not_read_is_called_again_next_iteration,
@@ -1525,6 +1541,50 @@ mod mio_only {
             Some((Token::new(fd, 1), Events::READ))
         );
         assert_eq!(poller.registration_count(), 1);
+    }
+
+    #[test]
+    fn a_short_read_of_a_datagram_socket_the_user_registered_is_not_drained() {
+        // Two datagrams wait on a Unix datagram socket the poller did not
+        // create: a read that returns fewer bytes than asked took one of
+        // them, not everything, so the handler must be called again for
+        // the second (epoll, edge-triggered, reports no new edge for it).
+        let mut io = mio_loop();
+        let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        theirs.send(b"one").unwrap();
+        theirs.send(b"two").unwrap();
+        let fd = Fd(ours.as_raw_fd());
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let for_handler = Rc::clone(&got);
+        io.add_handler(
+            fd,
+            move |io, fd, _| {
+                let mut buf = [0; 64];
+                if let Ok(n) = io.read(fd, &mut buf) {
+                    for_handler.borrow_mut().push(buf[..n].to_vec());
+                }
+            },
+            Events::READ,
+        )
+        .unwrap();
+        assert!(io.run_until(TIMEOUT, |_| got.borrow().len() == 2).unwrap());
+        assert_eq!(*got.borrow(), [b"one".to_vec(), b"two".to_vec()]);
+        assert!(io.remove_handler(fd));
+    }
+
+    #[test]
+    fn close_registered_closes_a_user_fd_and_says_so() {
+        let mut poller = MioPoller::new().unwrap();
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let fd = Fd(ours.into_raw_fd());
+        poller.add(fd, Token::new(fd, 1), Events::READ).unwrap();
+        poller.close_registered(fd).unwrap();
+        assert_eq!(poller.registration(fd), None);
+        peer.set_nonblocking(true).unwrap();
+        assert_eq!(peer.read(&mut [0; 1]).unwrap(), 0, "the fd is still open");
+        // Not registered any more: refused, nothing closed.
+        assert!(poller.close_registered(fd).is_err());
     }
 
     #[test]

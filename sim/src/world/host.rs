@@ -140,7 +140,10 @@ impl World {
     pub(super) fn stream(&self, host: HostId, fd: Fd) -> io::Result<(ConnId, usize)> {
         match self.socket(host, fd)? {
             Socket::Stream { conn, side } => Ok((*conn, *side)),
-            Socket::Listener { .. } => Err(io::Error::from(io::ErrorKind::NotConnected)),
+            Socket::Listener { .. } => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("fd {fd} is a listening socket: accept connections from it"),
+            )),
             // A datagram of 0 bytes would read as the end of a stream.
             Socket::Datagram(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
