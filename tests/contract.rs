@@ -125,7 +125,8 @@ fn a_refused_connect_is_read_write_and_error_at_once_and_take_error_says_why<B: 
     io.close_fd(listener).unwrap();
     for interest in [Events::WRITE, Events::READ | Events::WRITE] {
         let conn = io.connect(addr).unwrap();
-        let seen: Rc<RefCell<Vec<(Events, Option<std::io::ErrorKind>)>>> = Rc::default();
+        type Seen = Vec<(Events, Option<std::io::ErrorKind>)>;
+        let seen: Rc<RefCell<Seen>> = Rc::default();
         let for_handler = Rc::clone(&seen);
         io.add_handler(
             conn,
