@@ -1463,7 +1463,7 @@ impl Sim {
             self.check_time_limit()?;
             // Before its duration is up a run goes on, however idle.
             let until = self.run_until.filter(|until| self.now() < *until);
-            match self.step(until, self.clock_stop())? {
+            match self.step(until)? {
                 Step::Ran | Step::Advanced => {}
                 Step::Quiescent => {
                     if let Some(until) = until {
@@ -1519,7 +1519,7 @@ impl Sim {
                 self.check_every_host()?;
                 return Ok(false);
             }
-            if let Step::Quiescent = self.step(Some(until), self.clock_stop())? {
+            if let Step::Quiescent = self.step(Some(until))? {
                 // Nothing will ever happen: the clock may as well jump.
                 self.net.world_mut().advance_to(until);
             }
@@ -1557,8 +1557,9 @@ impl Sim {
 
     /// One step: every host with work runs one iteration; if none had work,
     /// time advances to the next thing scheduled anywhere (no further than
-    /// `until`, nor than `deadline` if there is a next thing at all).
-    fn step(&mut self, until: Option<Instant>, deadline: Option<Instant>) -> Result<Step, Failure> {
+    /// `until`, nor than [`clock_stop`](Self::clock_stop) if there is a
+    /// next thing at all).
+    fn step(&mut self, until: Option<Instant>) -> Result<Step, Failure> {
         let now = self.now();
         let mut ran = false;
         for index in 0..self.hosts.len() {
@@ -1585,7 +1586,9 @@ impl Sim {
             return Ok(Step::Quiescent);
         };
         let next = until.map_or(next, |until| next.min(until));
-        let next = deadline.map_or(next, |deadline| next.min(deadline.max(now)));
+        let next = self
+            .clock_stop()
+            .map_or(next, |stop| next.min(stop.max(now)));
         self.net.world_mut().advance_to(next);
         self.spin.round(&self.net.world());
         Ok(Step::Advanced)

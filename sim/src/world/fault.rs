@@ -427,15 +427,24 @@ impl World {
     /// kind.
     #[inline]
     fn socket_decision(&mut self, drawn: bool, kind: FaultKind, host: HostId, fd: Fd) -> bool {
-        let bucket = host.min(SOCKET_HOST_BUCKETS - 1);
-        if bucket >= self.socket_draws.len() {
-            self.socket_draws
-                .resize(bucket + 1, [0; FaultKind::ALL.len()]);
-        }
-        let count = &mut self.socket_draws[bucket][usize::from(kind.id() - 1)];
-        let draw = socket_draw(kind, host, *count);
+        // A row per host bucket, made when the host was added.
+        let count =
+            &mut self.socket_draws[host.min(SOCKET_HOST_BUCKETS - 1)][usize::from(kind.id()) - 1];
+        let index = *count;
         *count += 1;
-        self.decide_fault(draw, drawn, kind, host, fd)
+        if !drawn && self.schedule.is_none() {
+            // Nearly every decision: nothing fires, no number is needed.
+            return false;
+        }
+        self.decide_fault(socket_draw(kind, host, index), drawn, kind, host, fd)
+    }
+
+    /// Make the numbering of host `host`'s socket fault decisions (see
+    /// [`socket_draw`]), when the host is added.
+    pub(super) fn add_socket_draws(&mut self, host: HostId) {
+        if host < SOCKET_HOST_BUCKETS {
+            self.socket_draws.push([0; FaultKind::ALL.len()]);
+        }
     }
 
     /// Let a schedule overrule `drawn` for decision `draw`, and trace the

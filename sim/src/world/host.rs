@@ -85,6 +85,7 @@ impl World {
         });
         self.names
             .push(format!("host{}", self.hosts.len() - 1).into());
+        self.add_socket_draws(self.hosts.len() - 1);
         (self.hosts.len() - 1, woken)
     }
 
@@ -140,10 +141,7 @@ impl World {
     pub(super) fn stream(&self, host: HostId, fd: Fd) -> io::Result<(ConnId, usize)> {
         match self.socket(host, fd)? {
             Socket::Stream { conn, side } => Ok((*conn, *side)),
-            Socket::Listener { .. } => Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                format!("fd {fd} is a listening socket: accept connections from it"),
-            )),
+            Socket::Listener { .. } => Err(listener_not_stream(fd)),
             // A datagram of 0 bytes would read as the end of a stream.
             Socket::Datagram(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -389,4 +387,15 @@ impl World {
             )),
         }
     }
+}
+
+/// A stream operation on a listener (out of line: `stream` is on every
+/// read and write).
+#[cold]
+#[inline(never)]
+fn listener_not_stream(fd: Fd) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        format!("fd {fd} is a listening socket: accept connections from it"),
+    )
 }
