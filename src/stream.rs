@@ -346,12 +346,14 @@ impl<S> fmt::Debug for StreamHandle<S> {
 /// [`closed`](Self::closed) turns `true` and the close callback runs, once
 /// — when both directions are done:
 ///
-/// - **reading is done** once the peer's end of stream has been read and no
-///   read is pending. A read pending at that moment completes or fails
-///   first: `read_until_close` with what arrived, `read_bytes` and
-///   `read_until` with what the buffer can give, else
-///   [`StreamError::Closed`] with the unread bytes. A stream learns of the
-///   end of stream by reading: keep a read pending to notice it.
+/// - **reading is done** once a read has met the peer's end of stream and
+///   no read is pending. The read that meets it completes or fails first:
+///   `read_until_close` with what arrived, `read_bytes` and `read_until`
+///   with what the buffer can give, else [`StreamError::Closed`] with the
+///   unread bytes; bytes its callback leaves unread with no new read are
+///   dropped with the stream. A stream meets the end of stream by reading:
+///   keep a read pending to notice it. A reader that pauses gets every
+///   byte, then the end of stream, when it reads again.
 /// - **writing is done** once `shutdown_write` was called and its FIN went
 ///   out, after every byte written before it; without `allow_half_close`
 ///   (the default), also once the write buffer is empty — the peer's end of
@@ -967,6 +969,11 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         progressed
     }
 
+    /// One direction is shut: ours, or (read) the peer's.
+    fn half_closed(&self) -> bool {
+        self.eof || self.write_side != WriteSide::Open
+    }
+
     /// The write direction is done, for closing once reading is done too:
     /// its FIN went out; or, on a stream that does not allow half-close,
     /// nothing waits to be written.
@@ -1147,12 +1154,17 @@ impl<P: Poller, S: 'static> FdHandler<P> for IOStream<P, S> {
         }
         if self.connecting.is_some() {
             self.finish_connect(io);
-        } else if events.contains(Events::ERROR) && self.read.is_none() && !self.eof {
+        } else if events.contains(Events::ERROR) && !self.half_closed() && self.read.is_none() {
             // Nobody reads: a read finds the error (or the hang-up) anyway.
             self.fill(io);
-        } else if events.contains(Events::ERROR) && self.eof && self.write_buffer.is_empty() {
-            // Half-closed, with nothing to read or write that would find it:
-            // a reset would go unnoticed until the next write.
+        } else if events.contains(Events::ERROR)
+            && self.read.is_none()
+            && self.write_buffer.is_empty()
+        {
+            // Half-closed, with nothing to read or write that would find an
+            // error: look for one. A hang-up is no error here (the other
+            // direction was already shut); the end of stream waits for the
+            // next read, so a paused reader gets every byte, then it.
             match io.take_error(self.fd) {
                 Ok(Some(e)) | Err(e) => self.close_with(io, Some(StreamError::io(&e))),
                 Ok(None) => {}

@@ -50,6 +50,7 @@ on_mio!(
     the_close_callback_runs_when_both_directions_are_done,
     the_idle_timeout_closes_a_half_closed_stream,
     a_reset_reaches_an_idle_half_closed_stream,
+    a_paused_reader_loses_no_byte_to_the_peers_end_of_stream,
 );
 
 #[test]

@@ -1042,3 +1042,63 @@ pub fn a_reset_reaches_an_idle_half_closed_stream<P: Poller>(mut io: IOLoop<P>, 
     run(&mut io, &got, 1);
     assert_eq!(*got.borrow(), ["server closed: reset"]);
 }
+
+/// A stream that shut down its write side and pauses between reads loses
+/// no byte when the peer's end of stream arrives meanwhile (as a hang-up,
+/// both directions now shut): the bytes wait for its next read, then it
+/// closes.
+pub fn a_paused_reader_loses_no_byte_to_the_peers_end_of_stream<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        half_close(stream);
+        let _ = stream.read_until_close(io, |io, stream, _| {
+            stream.write(io, b"abcdef").unwrap();
+            // The end of stream later, while the client's reader pauses.
+            let handle = stream.handle();
+            io.call_later(Duration::from_millis(5), move |io| {
+                IOStream::with(io, handle, |io, stream: &mut IOStream<P>| {
+                    stream.shutdown_write(io).unwrap();
+                });
+            });
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        log_close(stream, &for_client, "client");
+        stream.write(io, b"request").unwrap();
+        stream.shutdown_write(io).unwrap();
+        let got = Rc::clone(&for_client);
+        stream
+            .read_bytes(io, 2, false, move |io, stream, first| {
+                got.borrow_mut().push(read_step("first", stream, first));
+                let handle = stream.handle();
+                io.call_later(Duration::from_millis(20), move |io| {
+                    let reached = IOStream::with(io, handle, |io, stream: &mut IOStream<P>| {
+                        let got = Rc::clone(&got);
+                        let _ = stream.read_until_close(io, move |_, stream, rest| {
+                            got.borrow_mut().push(read_step("rest", stream, rest));
+                        });
+                    });
+                    got.borrow_mut().push(format!("client later {reached:?}"));
+                });
+            })
+            .unwrap();
+    })
+    .unwrap();
+    run(&mut io, &got, 4);
+    assert_eq!(
+        *got.borrow(),
+        [
+            "first Ok(\"ab\") closed=false",
+            "rest Ok(\"cdef\") closed=false",
+            "client closed: None",
+            "client later Some(())",
+        ]
+    );
+}
