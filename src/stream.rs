@@ -6,6 +6,12 @@
 //! needed for it. To reach a stream from elsewhere (a timeout, another
 //! connection), keep its [`StreamHandle`] and call [`IOStream::with`].
 //!
+//! A stream may be half-closed: [`IOStream::shutdown_write`] sends a FIN
+//! after the buffered bytes and keeps reading, and
+//! [`StreamConfig::allow_half_close`] keeps the stream open for writing
+//! after the peer's FIN. [`IOStream`] documents exactly when such a stream
+//! closes.
+//!
 //! Every read verb funnels into one read path ([`IOStream::process`]'s
 //! loop): fill the buffer from the socket while a read is pending and the
 //! socket may have data, then complete the pending read if the buffer
@@ -17,7 +23,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 use crate::{Events, Fd, FdHandler, IOLoop, Instant, Poller, TimeoutHandle, Token};
@@ -34,9 +40,11 @@ thread_local! {
 /// Why a stream operation failed, or why the stream closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StreamError {
-    /// The stream is closed (by us, or the peer closed it). For a read that
-    /// was pending when the peer closed: the bytes that arrived without
-    /// completing it.
+    /// The stream is closed (by us, or the peer closed it). For a read:
+    /// the peer's end of stream came before the read could complete, and
+    /// `unread` holds the bytes that arrived without completing it — on a
+    /// stream with [`StreamConfig::allow_half_close`] the stream itself may
+    /// still be open for writing ([`IOStream::closed`] says).
     Closed {
         /// Bytes received that the read did not consume.
         unread: Vec<u8>,
@@ -48,6 +56,10 @@ pub enum StreamError {
         /// The error, as the OS (or the simulator) put it.
         message: String,
     },
+    /// A write after [`IOStream::shutdown_write`]: the write direction is
+    /// shut down. Nothing was written; the stream is as it was (still
+    /// readable, if the peer has not finished).
+    WriteClosed,
     /// A read was asked for while another is pending (at most one, as in
     /// Tornado). Nothing changed.
     ReadPending,
@@ -95,6 +107,7 @@ impl fmt::Display for StreamError {
                 write!(f, "stream closed with {} unread bytes", unread.len())
             }
             StreamError::Io { message, .. } => write!(f, "socket error: {message}"),
+            StreamError::WriteClosed => f.write_str("the stream's write direction is shut down"),
             StreamError::ReadPending => f.write_str("a read is already pending on this stream"),
             StreamError::Unsatisfiable { max_bytes } => {
                 write!(f, "delimiter not found within {max_bytes} bytes")
@@ -138,6 +151,22 @@ pub struct StreamConfig {
     /// Above this many buffered bytes, [`IOStream::is_backpressured`] says
     /// to stop producing until a flush callback runs.
     pub write_high_water_bytes: usize,
+    /// Keep the stream open after the peer's end of stream (its FIN), so
+    /// that it can go on writing: an answer to a client that sent its
+    /// request and shut down its write side (`nc -N`, HTTP/1.0,
+    /// `shutdown(SHUT_WR)`), or a proxy passing a half-close on. Default
+    /// `false`: the peer's end of stream closes the stream once its write
+    /// buffer is flushed, as in Tornado.
+    ///
+    /// With it, the peer's end of stream fails a pending `read_bytes` or
+    /// `read_until` that the buffer cannot complete with
+    /// [`StreamError::Closed`] and the unread bytes, exactly as without it,
+    /// but the stream stays open; `read_until_close` completes with what
+    /// arrived. The stream closes once its own write side is shut down too
+    /// ([`IOStream::shutdown_write`]), or on [`IOStream::close`], an error
+    /// or its idle timeout. Set it before the peer can finish: first thing
+    /// in `on_stream` or the connect callback.
+    pub allow_half_close: bool,
 }
 
 impl Default for StreamConfig {
@@ -146,6 +175,7 @@ impl Default for StreamConfig {
             max_buffer_bytes: 16 * 1024 * 1024,
             max_write_buffer_bytes: 16 * 1024 * 1024,
             write_high_water_bytes: 64 * 1024,
+            allow_half_close: false,
         }
     }
 }
@@ -161,6 +191,18 @@ enum ReadTarget {
         partial: bool,
     },
     UntilClose,
+}
+
+/// How far the write direction is shut down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriteSide {
+    /// Writes are taken.
+    Open,
+    /// [`IOStream::shutdown_write`] was called: writes are refused, and the
+    /// FIN goes out once the buffer is flushed.
+    Draining,
+    /// The FIN went out.
+    Shut,
 }
 
 struct PendingRead<P: Poller, S> {
@@ -294,6 +336,78 @@ impl<S> fmt::Debug for StreamHandle<S> {
 /// # let _ = server;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Half-close
+///
+/// TCP ends each direction on its own. [`shutdown_write`](Self::shutdown_write)
+/// ends ours: a FIN once every buffered byte is written, while reading goes
+/// on. [`StreamConfig::allow_half_close`] lets the peer end theirs without
+/// closing the stream, so that it can still write. A stream closes —
+/// [`closed`](Self::closed) turns `true` and the close callback runs, once
+/// — when both directions are done:
+///
+/// - **reading is done** once a read has met the peer's end of stream and
+///   no read is pending. The read that meets it completes or fails first:
+///   `read_until_close` with what arrived, `read_bytes` and `read_until`
+///   with what the buffer can give, else [`StreamError::Closed`] with the
+///   unread bytes; bytes its callback leaves unread with no new read are
+///   dropped with the stream. A stream meets the end of stream by reading:
+///   keep a read pending to notice it. A reader that pauses gets every
+///   byte, then the end of stream, when it reads again.
+/// - **writing is done** once `shutdown_write` was called and its FIN went
+///   out, after every byte written before it; without `allow_half_close`
+///   (the default), also once the write buffer is empty — the peer's end of
+///   stream closes a default stream after its writes are flushed, as it
+///   always has.
+///
+/// [`close`](Self::close), a socket error, an unsatisfiable read and the
+/// idle timeout close a stream at once, whatever its directions. While one
+/// direction is done and the other is not, `closed()` is `false` and
+/// [`error`](Self::error) `None`; [`read_closed`](Self::read_closed) and
+/// [`write_closed`](Self::write_closed) say which side is done; the idle
+/// timeout still runs (a byte either way counts as activity);
+/// [`is_backpressured`](Self::is_backpressured) and flush callbacks count
+/// the bytes still to go out before the FIN; the stream's
+/// [`StreamHandle`] reaches it until it closes.
+///
+/// A server that answers only once the client has sent everything and
+/// shut down its write side (`nc -N`, HTTP/1.0), the answer coming later
+/// (from a timer here; from another connection in a proxy):
+///
+/// ```
+/// use ioloop::{IOLoop, IOStream, MioPoller, StreamConfig, TcpClient, TcpServer};
+/// use std::time::Duration;
+///
+/// let mut io = IOLoop::new(MioPoller::new()?);
+/// let server = TcpServer::bind(&mut io, "127.0.0.1:0".parse()?, |io, stream: &mut IOStream<MioPoller>| {
+///     stream.set_config(StreamConfig { allow_half_close: true, ..StreamConfig::default() });
+///     let _ = stream.read_until_close(io, |io, stream, request| {
+///         let Ok(request) = request else { return };
+///         // The client is done sending; the stream is still open, and writable.
+///         let handle = stream.handle();
+///         io.call_later(Duration::from_millis(10), move |io| {
+///             IOStream::with(io, handle, |io, stream: &mut IOStream<MioPoller>| {
+///                 let _ = stream.write(io, format!("{} bytes\n", request.len()).as_bytes());
+///                 let _ = stream.shutdown_write(io); // both sides done: it closes
+///             });
+///         });
+///     });
+/// })?;
+///
+/// let answer = std::rc::Rc::new(std::cell::RefCell::new(None));
+/// let got = answer.clone();
+/// let addr = server.local_addr(&io)?;
+/// TcpClient::connect(&mut io, addr, Duration::from_secs(5), (), move |io, stream, connected| {
+///     connected.expect("connected");
+///     stream.write(io, b"hello").unwrap();
+///     stream.shutdown_write(io).unwrap(); // FIN after "hello"
+///     assert!(stream.write(io, b"more").is_err());
+///     stream.read_until_close(io, move |_, _, all| *got.borrow_mut() = Some(all)).unwrap();
+/// })?;
+/// io.run_until(Duration::from_secs(5), |_| answer.borrow().is_some())?;
+/// assert_eq!(answer.borrow_mut().take(), Some(Ok(b"5 bytes\n".to_vec())));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct IOStream<P: Poller, S = ()> {
     fd: Fd,
     token: Option<Token>,
@@ -323,6 +437,7 @@ pub struct IOStream<P: Poller, S = ()> {
     writable: bool,
     /// The peer closed its side: reads end once the buffer is used up.
     eof: bool,
+    write_side: WriteSide,
     closed: bool,
     error: Option<StreamError>,
     /// Inside the processing loop: new work is picked up by it.
@@ -353,6 +468,7 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
             readable: connected,
             writable: connected,
             eof: false,
+            write_side: WriteSide::Open,
             closed: false,
             error: None,
             processing: false,
@@ -450,8 +566,9 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         self.start_read(io, target, Box::new(callback))
     }
 
-    /// Read everything until the peer closes (bounded by the read buffer's
-    /// limit).
+    /// Read everything until the peer's end of stream (bounded by the read
+    /// buffer's limit). Once that has arrived (on a half-closed stream),
+    /// it completes at once with what is buffered, perhaps nothing.
     pub fn read_until_close<F>(
         &mut self,
         io: &mut IOLoop<P>,
@@ -494,11 +611,15 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     // ----- writing ------------------------------------------------------------
 
     /// Write `data`: at once as far as the socket takes it, the rest
-    /// buffered. Fails, writing nothing, on a closed stream or if the write
-    /// buffer would exceed its limit.
+    /// buffered. Fails, writing nothing, on a closed stream, after
+    /// [`shutdown_write`](Self::shutdown_write) ([`StreamError::WriteClosed`]),
+    /// or if the write buffer would exceed its limit.
     pub fn write(&mut self, io: &mut IOLoop<P>, data: &[u8]) -> Result<(), StreamError> {
         if self.closed {
             return Err(self.error.clone().unwrap_or_else(StreamError::closed));
+        }
+        if self.write_side != WriteSide::Open {
+            return Err(StreamError::WriteClosed);
         }
         if self.write_buffer.len() + data.len() > self.config.max_write_buffer_bytes {
             return Err(StreamError::BufferFull {
@@ -518,7 +639,8 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     }
 
     /// [`write`](Self::write) `data`, then run `callback` once everything
-    /// written so far is flushed to the socket (or the stream fails).
+    /// written so far is flushed to the socket (or the stream fails). Fails
+    /// as `write` does, and then `callback` never runs.
     pub fn write_then<F>(
         &mut self,
         io: &mut IOLoop<P>,
@@ -536,6 +658,51 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         self.flush_callbacks.push_back((target, Box::new(callback)));
         self.process(io);
         Ok(())
+    }
+
+    /// Shut down the write direction (`shutdown(SHUT_WR)`; asyncio's
+    /// `write_eof`): the peer reads every byte written so far, then end of
+    /// stream. The FIN goes out once the write buffer is flushed; flush
+    /// callbacks still run as it drains. From now on writes fail with
+    /// [`StreamError::WriteClosed`], changing nothing, while reads go on
+    /// until the peer finishes too — then the stream closes (see
+    /// [Half-close](Self#half-close)). Calling it again does nothing. Fails
+    /// only on a closed stream, with the error writes get there.
+    ///
+    /// A client that sends its request, then waits for the whole answer:
+    ///
+    /// ```
+    /// # use ioloop::{IOLoop, IOStream, MioPoller, StreamError};
+    /// fn request(io: &mut IOLoop<MioPoller>, stream: &mut IOStream<MioPoller>) -> Result<(), StreamError> {
+    ///     stream.write(io, b"GET / HTTP/1.0\r\n\r\n")?;
+    ///     stream.shutdown_write(io)?;
+    ///     stream.read_until_close(io, |_, _, answer| println!("{answer:?}"))
+    /// }
+    /// ```
+    #[doc(alias = "write_eof")]
+    pub fn shutdown_write(&mut self, io: &mut IOLoop<P>) -> Result<(), StreamError> {
+        if self.closed {
+            return Err(self.error.clone().unwrap_or_else(StreamError::closed));
+        }
+        if self.write_side == WriteSide::Open {
+            self.write_side = WriteSide::Draining;
+            self.process(io);
+        }
+        Ok(())
+    }
+
+    /// `true` once no more bytes can be written: after
+    /// [`shutdown_write`](Self::shutdown_write) (even while the buffer
+    /// still drains before the FIN), or once the stream is closed.
+    pub fn write_closed(&self) -> bool {
+        self.closed || self.write_side != WriteSide::Open
+    }
+
+    /// `true` once no more bytes will arrive: the peer's end of stream has
+    /// been read (bytes before it may still wait in the read buffer,
+    /// [`read_buffer_len`](Self::read_buffer_len)), or the stream is closed.
+    pub fn read_closed(&self) -> bool {
+        self.closed || self.eof
     }
 
     /// Bytes written but not yet taken by the socket.
@@ -585,6 +752,8 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     /// Waiting on the loop's clock, it runs on virtual time under the
     /// simulator. Bytes that sit in a buffer do not count as activity: a
     /// peer that stopped reading while a write is buffered times out too.
+    /// A half-closed stream keeps its timeout: one that neither reads nor
+    /// writes for that long is closed like any other.
     pub fn set_idle_timeout(&mut self, io: &mut IOLoop<P>, timeout: Option<Duration>) {
         if let Some(timer) = self.idle_timer.take() {
             io.remove_timeout(timer);
@@ -676,7 +845,9 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     }
 
     /// Run `callback` when the stream closes, for whatever reason (after
-    /// the pending read's and flush callbacks have been told).
+    /// the pending read's and flush callbacks have been told): once, and
+    /// for a half-closed stream only when both directions are done (see
+    /// [Half-close](Self#half-close)).
     pub fn set_close_callback<F>(&mut self, callback: F)
     where
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>) + 'static,
@@ -684,7 +855,10 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         self.close_callback = Some(Box::new(callback));
     }
 
-    /// `true` once the stream is closed.
+    /// `true` once the stream is closed. A half-closed stream, one
+    /// direction done and the other not, is not closed:
+    /// [`read_closed`](Self::read_closed) and
+    /// [`write_closed`](Self::write_closed) tell the directions apart.
     pub fn closed(&self) -> bool {
         self.closed
     }
@@ -694,7 +868,9 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         self.error.as_ref()
     }
 
-    /// Close the stream and its socket now; unflushed writes are dropped.
+    /// Close the stream and its socket now; unflushed writes (and the FIN
+    /// of a [`shutdown_write`](Self::shutdown_write) still draining) are
+    /// dropped.
     /// The pending read gets [`StreamError::Closed`] with the unread bytes,
     /// flush callbacks get `Closed`, then the close callback runs.
     pub fn close(&mut self, io: &mut IOLoop<P>) {
@@ -786,11 +962,27 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
                 return true;
             }
         }
-        if self.eof && self.read.is_none() && self.write_buffer.is_empty() && !self.closed {
+        if self.eof && self.read.is_none() && self.writing_done() && !self.closed {
             self.close_with(io, None);
             return true;
         }
         progressed
+    }
+
+    /// One direction is shut: ours, or (read) the peer's.
+    fn half_closed(&self) -> bool {
+        self.eof || self.write_side != WriteSide::Open
+    }
+
+    /// The write direction is done, for closing once reading is done too:
+    /// its FIN went out; or, on a stream that does not allow half-close,
+    /// nothing waits to be written.
+    fn writing_done(&self) -> bool {
+        match self.write_side {
+            WriteSide::Shut => true,
+            WriteSide::Draining => false,
+            WriteSide::Open => !self.config.allow_half_close && self.write_buffer.is_empty(),
+        }
     }
 
     /// How many buffered bytes complete the pending read, if it can be.
@@ -888,14 +1080,21 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         }
     }
 
-    /// Write the buffer as far as the socket takes it, then run the flush
-    /// callbacks it satisfied; `true` if a callback ran.
+    /// Write the buffer as far as the socket takes it, send the FIN of a
+    /// `shutdown_write` once it is empty, then run the flush callbacks it
+    /// satisfied; `true` if a callback ran.
     fn flush(&mut self, io: &mut IOLoop<P>) -> bool {
         if !self.write_buffer.is_empty() && self.writable {
             let data = std::mem::take(&mut self.write_buffer);
             let written = self.write_some(io, data.data());
             self.write_buffer = data;
             self.write_buffer.consume(written);
+        }
+        if self.write_side == WriteSide::Draining && self.write_buffer.is_empty() && !self.closed {
+            match io.shutdown(self.fd, Shutdown::Write) {
+                Ok(()) => self.write_side = WriteSide::Shut,
+                Err(e) => self.close_with(io, Some(StreamError::io(&e))),
+            }
         }
         let mut ran = false;
         while !self.closed {
@@ -955,9 +1154,21 @@ impl<P: Poller, S: 'static> FdHandler<P> for IOStream<P, S> {
         }
         if self.connecting.is_some() {
             self.finish_connect(io);
-        } else if events.contains(Events::ERROR) && self.read.is_none() && !self.eof {
+        } else if events.contains(Events::ERROR) && !self.half_closed() && self.read.is_none() {
             // Nobody reads: a read finds the error (or the hang-up) anyway.
             self.fill(io);
+        } else if events.contains(Events::ERROR)
+            && self.read.is_none()
+            && self.write_buffer.is_empty()
+        {
+            // Half-closed, with nothing to read or write that would find an
+            // error: look for one. A hang-up is no error here (the other
+            // direction was already shut); the end of stream waits for the
+            // next read, so a paused reader gets every byte, then it.
+            match io.take_error(self.fd) {
+                Ok(Some(e)) | Err(e) => self.close_with(io, Some(StreamError::io(&e))),
+                Ok(None) => {}
+            }
         }
         self.process(io);
     }
@@ -975,6 +1186,7 @@ impl<P: Poller, S> fmt::Debug for IOStream<P, S> {
             .field("write_buffer", &self.write_buffer.len())
             .field("reading", &self.read.is_some())
             .field("eof", &self.eof)
+            .field("write_side", &self.write_side)
             .field("closed", &self.closed)
             .finish()
     }

@@ -45,6 +45,15 @@ on_the_simulator!(
     state_and_handles_reach_a_stream_from_outside,
     streams_send_at_once_with_nodelay,
     idle_streams_are_closed_after_their_last_activity,
+    shutdown_write_sends_end_of_stream_after_the_buffered_bytes,
+    writes_after_shutdown_write_fail_and_change_nothing,
+    with_half_close_an_answer_after_the_peers_end_of_stream_arrives_whole,
+    with_half_close_reads_after_the_peers_end_of_stream_drain_the_buffer,
+    without_half_close_the_peers_end_of_stream_closes_the_stream,
+    the_close_callback_runs_when_both_directions_are_done,
+    the_idle_timeout_closes_a_half_closed_stream,
+    a_reset_reaches_an_idle_half_closed_stream,
+    a_paused_reader_loses_no_byte_to_the_peers_end_of_stream,
 );
 
 #[test]

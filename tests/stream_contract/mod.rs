@@ -6,11 +6,12 @@
 #![allow(dead_code)]
 
 use std::cell::RefCell;
+use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use ioloop::{IOLoop, IOStream, Poller, StreamError, TcpClient, TcpServer};
+use ioloop::{IOLoop, IOStream, Poller, StreamConfig, StreamError, TcpClient, TcpServer};
 
 /// How long a check may take on the loop's clock.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -528,4 +529,576 @@ pub fn idle_streams_are_closed_after_their_last_activity<P: Poller>(
         "{got:?}"
     );
     assert!(got.contains(&"client: Ok(0)".to_string()), "{got:?}");
+}
+
+// ----- half-close ------------------------------------------------------------------
+
+/// Let the stream stay open after the peer's end of stream.
+fn half_close<P: Poller>(stream: &mut IOStream<P>) {
+    stream.set_config(StreamConfig {
+        allow_half_close: true,
+        ..StreamConfig::default()
+    });
+}
+
+/// Log the close, and how the stream stood, under `name`.
+fn log_close<P: Poller>(stream: &mut IOStream<P>, log: &Log, name: &'static str) {
+    let log = Rc::clone(log);
+    stream.set_close_callback(move |_, stream| {
+        log.borrow_mut()
+            .push(format!("{name} closed: {:?}", stream.error()));
+    });
+}
+
+/// `shutdown_write` after a write larger than the socket takes at once:
+/// the peer reads every byte, then end of stream; the stream that shut
+/// down stays readable and gets the peer's answer, then closes.
+pub fn shutdown_write_sends_end_of_stream_after_the_buffered_bytes<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    const TOTAL: usize = 4 * 1024 * 1024;
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        let got = Rc::clone(&for_server);
+        let _ = stream.read_until_close(io, move |io, stream, all| {
+            let all = all.unwrap();
+            let whole = all.len() == TOTAL && all.iter().enumerate().all(|(i, &b)| b == i as u8);
+            got.borrow_mut()
+                .push(format!("server read {} whole={whole}", all.len()));
+            let _ = stream.write(io, format!("got {}", all.len()).as_bytes());
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        log_close(stream, &for_client, "client");
+        let data: Vec<u8> = (0..TOTAL).map(|i| i as u8).collect();
+        stream.write(io, &data).unwrap();
+        stream.shutdown_write(io).unwrap();
+        for_client.borrow_mut().push(format!(
+            "client shut: write_closed={} read_closed={} closed={}",
+            stream.write_closed(),
+            stream.read_closed(),
+            stream.closed()
+        ));
+        let got = Rc::clone(&for_client);
+        stream
+            .read_until_close(io, move |_, _, answer| {
+                got.borrow_mut().push(format!(
+                    "client read {:?}",
+                    answer.map(|a| String::from_utf8(a).unwrap())
+                ));
+            })
+            .unwrap();
+    })
+    .unwrap();
+    run(&mut io, &got, 4);
+    assert_eq!(
+        *got.borrow(),
+        [
+            "client shut: write_closed=true read_closed=false closed=false".to_string(),
+            format!("server read {TOTAL} whole=true"),
+            format!("client read Ok(\"got {TOTAL}\")"),
+            "client closed: None".to_string(),
+        ]
+    );
+}
+
+/// After `shutdown_write`, `write` and `write_then` fail with
+/// `WriteClosed` and change nothing (the peer never sees their bytes, the
+/// callback never runs); a second `shutdown_write` is harmless; the stream
+/// stays open.
+pub fn writes_after_shutdown_write_fail_and_change_nothing<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    // The server stays open, so that the client's read side does too.
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        half_close(stream);
+        let got = Rc::clone(&for_server);
+        let _ = stream.read_until_close(io, move |_, _, all| {
+            got.borrow_mut().push(format!(
+                "server read {:?}",
+                all.map(|a| String::from_utf8(a).unwrap())
+            ));
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        stream.write(io, b"abc").unwrap();
+        stream.shutdown_write(io).unwrap();
+        let buffered = stream.write_buffer_len();
+        assert_eq!(stream.write(io, b"x"), Err(StreamError::WriteClosed));
+        let refused = stream.write_then(io, b"y", |_, _, _| panic!("never called"));
+        assert_eq!(refused, Err(StreamError::WriteClosed));
+        assert_eq!(stream.write_buffer_len(), buffered, "nothing buffered");
+        assert_eq!(stream.shutdown_write(io), Ok(()), "twice is harmless");
+        let handle = stream.handle();
+        let got = Rc::clone(&for_client);
+        // Later, once the FIN is out: still refused, still open.
+        io.call_later(Duration::from_millis(20), move |io| {
+            let seen = IOStream::with(io, handle, |io, stream: &mut IOStream<P>| {
+                format!(
+                    "client later: {:?} closed={} error={:?}",
+                    stream.write(io, b"z"),
+                    stream.closed(),
+                    stream.error()
+                )
+            });
+            got.borrow_mut()
+                .push(seen.unwrap_or_else(|| "client gone".into()));
+        });
+    })
+    .unwrap();
+    run(&mut io, &got, 2);
+    let mut got = got.borrow().clone();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "client later: Err(WriteClosed) closed=false error=None",
+            "server read Ok(\"abc\")",
+        ]
+    );
+}
+
+/// With `allow_half_close`, the peer's end of stream leaves the stream
+/// open and writable: an answer written well after it (and larger than
+/// the socket takes at once) arrives whole, then end of stream; the close
+/// callback runs once the stream shut down its own write side, not before.
+pub fn with_half_close_an_answer_after_the_peers_end_of_stream_arrives_whole<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    const ANSWER: usize = 1024 * 1024;
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        half_close(stream);
+        log_close(stream, &for_server, "server");
+        let got = Rc::clone(&for_server);
+        let _ = stream.read_until_close(io, move |io, stream, request| {
+            got.borrow_mut().push(format!(
+                "server read {:?} closed={} read_closed={} write_closed={}",
+                request.map(|r| String::from_utf8(r).unwrap()),
+                stream.closed(),
+                stream.read_closed(),
+                stream.write_closed(),
+            ));
+            let handle = stream.handle();
+            let got = Rc::clone(&got);
+            io.call_later(Duration::from_millis(5), move |io| {
+                IOStream::with(io, handle, |io, stream: &mut IOStream<P>| {
+                    let answer: Vec<u8> = (0..ANSWER).map(|i| (i % 251) as u8).collect();
+                    stream.write(io, &answer).unwrap();
+                    got.borrow_mut().push("server answered".into());
+                    stream.shutdown_write(io).unwrap();
+                })
+                .expect("still open after the peer's end of stream");
+            });
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        stream.write(io, b"request").unwrap();
+        stream.shutdown_write(io).unwrap();
+        let got = Rc::clone(&for_client);
+        stream
+            .read_until_close(io, move |_, _, answer| {
+                let answer = answer.unwrap();
+                let whole = answer.len() == ANSWER
+                    && answer
+                        .iter()
+                        .enumerate()
+                        .all(|(i, &b)| b == (i % 251) as u8);
+                got.borrow_mut()
+                    .push(format!("client read {} whole={whole}", answer.len()));
+            })
+            .unwrap();
+    })
+    .unwrap();
+    run(&mut io, &got, 4);
+    let got = got.borrow();
+    assert_eq!(
+        got[..2],
+        [
+            "server read Ok(\"request\") closed=false read_closed=true write_closed=false",
+            "server answered",
+        ]
+    );
+    let mut rest = got[2..].to_vec();
+    rest.sort();
+    assert_eq!(
+        rest,
+        [
+            format!("client read {ANSWER} whole=true"),
+            "server closed: None".to_string(),
+        ]
+    );
+}
+
+/// How a read went, and whether the stream was closed then.
+fn read_step<P: Poller>(
+    what: &str,
+    stream: &IOStream<P>,
+    result: Result<Vec<u8>, StreamError>,
+) -> String {
+    format!(
+        "{what} {:?} closed={}",
+        result.map(|r| String::from_utf8(r).unwrap()),
+        stream.closed()
+    )
+}
+
+/// With `allow_half_close`, reads after the peer's end of stream complete
+/// from the buffer while they can, then fail with `Closed` and the unread
+/// bytes, the stream still open; `read_until_close` then completes with
+/// nothing.
+pub fn with_half_close_reads_after_the_peers_end_of_stream_drain_the_buffer<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        half_close(stream);
+        let got = Rc::clone(&for_server);
+        // Wait until everything is there, end of stream included.
+        let handle = stream.handle();
+        io.call_later(Duration::from_millis(20), move |io| {
+            IOStream::with(io, handle, |io, stream: &mut IOStream<P>| {
+                let got = Rc::clone(&got);
+                let _ = stream.read_until(io, b"\n", 1024, move |io, stream, line| {
+                    got.borrow_mut().push(read_step("line", stream, line));
+                    let got = Rc::clone(&got);
+                    let _ = stream.read_until(io, b"\n", 1024, move |io, stream, line| {
+                        got.borrow_mut().push(read_step("line", stream, line));
+                        let got = Rc::clone(&got);
+                        let _ = stream.read_until_close(io, move |io, stream, rest| {
+                            got.borrow_mut().push(read_step("rest", stream, rest));
+                            // Still open later: answer and finish then.
+                            let handle = stream.handle();
+                            io.call_later(Duration::from_millis(5), move |io| {
+                                IOStream::with(io, handle, |io, stream: &mut IOStream<P>| {
+                                    stream.write(io, b"bye").unwrap();
+                                    stream.shutdown_write(io).unwrap();
+                                });
+                            });
+                        });
+                    });
+                });
+            });
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        stream.write(io, b"one\npartial").unwrap();
+        stream.shutdown_write(io).unwrap();
+        let got = Rc::clone(&for_client);
+        stream
+            .read_until_close(io, move |_, _, answer| {
+                got.borrow_mut().push(format!(
+                    "client read {:?}",
+                    answer.map(|a| String::from_utf8(a).unwrap())
+                ));
+            })
+            .unwrap();
+    })
+    .unwrap();
+    run(&mut io, &got, 4);
+    let closed = StreamError::Closed {
+        unread: b"partial".to_vec(),
+    };
+    assert_eq!(
+        *got.borrow(),
+        [
+            "line Ok(\"one\\n\") closed=false".to_string(),
+            format!("line {:?} closed=false", Err::<String, _>(closed)),
+            "rest Ok(\"\") closed=false".to_string(),
+            "client read Ok(\"bye\")".to_string(),
+        ]
+    );
+}
+
+/// Without `allow_half_close`, a peer that shuts down its write side
+/// closes the stream as before: the pending read fails with the unread
+/// bytes, the close callback runs, the handle reaches nothing, and the
+/// peer (which is still reading) sees end of stream.
+pub fn without_half_close_the_peers_end_of_stream_closes_the_stream<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        assert!(!stream.config().allow_half_close, "off by default");
+        log_close(stream, &for_server, "server");
+        let got = Rc::clone(&for_server);
+        let handle = stream.handle();
+        let _ = stream.read_until(io, b"\n", 1024, move |io, _, line| {
+            got.borrow_mut().push(format!("server read {line:?}"));
+            let got = Rc::clone(&got);
+            io.call_later(Duration::from_millis(5), move |io| {
+                let reached = IOStream::with(io, handle, |_, _: &mut IOStream<P>| ());
+                got.borrow_mut().push(format!("server later {reached:?}"));
+            });
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        stream.write(io, b"partial").unwrap();
+        stream.shutdown_write(io).unwrap();
+        let got = Rc::clone(&for_client);
+        stream
+            .read_until_close(io, move |_, _, answer| {
+                got.borrow_mut().push(format!("client read {answer:?}"));
+            })
+            .unwrap();
+    })
+    .unwrap();
+    run(&mut io, &got, 4);
+    let closed = StreamError::Closed {
+        unread: b"partial".to_vec(),
+    };
+    let got = got.borrow();
+    assert_eq!(
+        got[..2],
+        [
+            format!("server read {:?}", Err::<Vec<u8>, _>(closed)),
+            "server closed: None".to_string(),
+        ]
+    );
+    let mut rest = got[2..].to_vec();
+    rest.sort();
+    assert_eq!(rest, ["client read Ok([])", "server later None"]);
+}
+
+/// A stream that shuts down its write side first closes only once the
+/// peer's end of stream is read too — the close callback runs then, once,
+/// after the last read.
+pub fn the_close_callback_runs_when_both_directions_are_done<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        half_close(stream);
+        log_close(stream, &for_server, "server");
+        stream.write(io, b"hi").unwrap();
+        stream.shutdown_write(io).unwrap();
+        let got = Rc::clone(&for_server);
+        let _ = stream.read_until_close(io, move |_, stream, all| {
+            got.borrow_mut().push(format!(
+                "server read {:?} closed={}",
+                all.map(|a| String::from_utf8(a).unwrap()),
+                stream.closed()
+            ));
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        half_close(stream);
+        let got = Rc::clone(&for_client);
+        // Read the server's whole message (its end of stream included),
+        // wait, then answer and finish.
+        stream
+            .read_until_close(io, move |io, stream, all| {
+                got.borrow_mut().push(format!(
+                    "client read {:?}",
+                    all.map(|a| String::from_utf8(a).unwrap())
+                ));
+                let handle = stream.handle();
+                io.call_later(Duration::from_millis(10), move |io| {
+                    IOStream::with(io, handle, |io, stream: &mut IOStream<P>| {
+                        stream.write(io, b"bye").unwrap();
+                        stream.shutdown_write(io).unwrap();
+                    });
+                });
+            })
+            .unwrap();
+    })
+    .unwrap();
+    run(&mut io, &got, 3);
+    io.run_until(Duration::from_millis(50), |_| false).unwrap();
+    assert_eq!(
+        *got.borrow(),
+        [
+            "client read Ok(\"hi\")",
+            "server read Ok(\"bye\") closed=false",
+            "server closed: None",
+        ]
+    );
+}
+
+/// The idle timeout closes a half-closed stream that goes quiet, with
+/// `StreamError::Idle`; the peer sees end of stream.
+pub fn the_idle_timeout_closes_a_half_closed_stream<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    const IDLE: Duration = Duration::from_millis(20);
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        half_close(stream);
+        stream.set_idle_timeout(io, Some(IDLE));
+        log_close(stream, &for_server, "server");
+        let got = Rc::clone(&for_server);
+        let _ = stream.read_until_close(io, move |_, stream, all| {
+            got.borrow_mut().push(format!(
+                "server read {:?} closed={}",
+                all.map(|a| String::from_utf8(a).unwrap()),
+                stream.closed()
+            ));
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        stream.write(io, b"x").unwrap();
+        stream.shutdown_write(io).unwrap();
+        let got = Rc::clone(&for_client);
+        stream
+            .read_until_close(io, move |_, _, all| {
+                got.borrow_mut().push(format!("client read {all:?}"));
+            })
+            .unwrap();
+    })
+    .unwrap();
+    run(&mut io, &got, 3);
+    assert_eq!(
+        *got.borrow(),
+        [
+            "server read Ok(\"x\") closed=false".to_string(),
+            format!(
+                "server closed: {:?}",
+                Some(StreamError::Idle { timeout: IDLE })
+            ),
+            "client read Ok([])".to_string(),
+        ]
+    );
+}
+
+/// A reset reaches a half-closed stream that neither reads nor writes:
+/// it closes with the error instead of waiting for a write to fail.
+pub fn a_reset_reaches_an_idle_half_closed_stream<P: Poller>(mut io: IOLoop<P>, addr: SocketAddr) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        half_close(stream);
+        let got = Rc::clone(&for_server);
+        stream.set_close_callback(move |_, stream| {
+            // Linux says EPIPE for a reset after the peer's FIN (CLOSE_WAIT).
+            let why = match stream.error() {
+                Some(StreamError::Io {
+                    kind: io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe,
+                    ..
+                }) => "reset".to_string(),
+                other => format!("{other:?}"),
+            };
+            got.borrow_mut().push(format!("server closed: {why}"));
+        });
+        let _ = stream.read_until_close(io, move |io, stream, _| {
+            // An answer the client never reads: its close resets.
+            stream.write(io, b"unread").unwrap();
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        stream.write(io, b"request").unwrap();
+        stream.shutdown_write(io).unwrap();
+        let handle = stream.handle();
+        io.call_later(Duration::from_millis(50), move |io| {
+            IOStream::with(io, handle, |io, stream: &mut IOStream<P>| stream.close(io));
+        });
+    })
+    .unwrap();
+    run(&mut io, &got, 1);
+    assert_eq!(*got.borrow(), ["server closed: reset"]);
+}
+
+/// A stream that shut down its write side and pauses between reads loses
+/// no byte when the peer's end of stream arrives meanwhile (as a hang-up,
+/// both directions now shut): the bytes wait for its next read, then it
+/// closes.
+pub fn a_paused_reader_loses_no_byte_to_the_peers_end_of_stream<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        half_close(stream);
+        let _ = stream.read_until_close(io, |io, stream, _| {
+            stream.write(io, b"abcdef").unwrap();
+            // The end of stream later, while the client's reader pauses.
+            let handle = stream.handle();
+            io.call_later(Duration::from_millis(5), move |io| {
+                IOStream::with(io, handle, |io, stream: &mut IOStream<P>| {
+                    stream.shutdown_write(io).unwrap();
+                });
+            });
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        log_close(stream, &for_client, "client");
+        stream.write(io, b"request").unwrap();
+        stream.shutdown_write(io).unwrap();
+        let got = Rc::clone(&for_client);
+        stream
+            .read_bytes(io, 2, false, move |io, stream, first| {
+                got.borrow_mut().push(read_step("first", stream, first));
+                let handle = stream.handle();
+                io.call_later(Duration::from_millis(20), move |io| {
+                    let reached = IOStream::with(io, handle, |io, stream: &mut IOStream<P>| {
+                        let got = Rc::clone(&got);
+                        let _ = stream.read_until_close(io, move |_, stream, rest| {
+                            got.borrow_mut().push(read_step("rest", stream, rest));
+                        });
+                    });
+                    got.borrow_mut().push(format!("client later {reached:?}"));
+                });
+            })
+            .unwrap();
+    })
+    .unwrap();
+    run(&mut io, &got, 4);
+    assert_eq!(
+        *got.borrow(),
+        [
+            "first Ok(\"ab\") closed=false",
+            "rest Ok(\"cdef\") closed=false",
+            "client closed: None",
+            "client later Some(())",
+        ]
+    );
 }
