@@ -38,7 +38,11 @@ thread_local! {
 }
 
 /// Why a stream operation failed, or why the stream closed.
+///
+/// More variants may come (hence `#[non_exhaustive]`): match the ones you
+/// handle and treat the rest as the stream being unusable.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StreamError {
     /// The stream is closed (by us, or the peer closed it). For a read:
     /// the peer's end of stream came before the read could complete, and
@@ -518,6 +522,14 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     /// Run `f` with the stream `handle` names. `None` if it is closed, or
     /// if it is the stream whose callback is running now — inside its own
     /// callbacks, use the `&mut IOStream` they receive.
+    ///
+    /// The other stream's callbacks may run inside `f`: a read started
+    /// there completes at once if its bytes are already buffered, and its
+    /// callback is called before `f` returns. If that callback reaches
+    /// back for the stream whose callback called `with` (a proxy pumping
+    /// bytes between two streams does), it gets `None`: defer such work
+    /// with [`IOLoop::add_callback`], which runs it once both callbacks
+    /// have returned (as `examples/proxy` does).
     pub fn with<R, F>(io: &mut IOLoop<P>, handle: StreamHandle<S>, f: F) -> Option<R>
     where
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>) -> R,
