@@ -37,8 +37,10 @@ impl Events {
     /// write returns the error (or end of stream).
     ///
     /// It comes with `READ` and `WRITE` in the same call, as epoll reports
-    /// them, on both backends: a failed connect is `READ | WRITE | ERROR`
-    /// (a connect that succeeds is `WRITE` alone), and so is a reset or a
+    /// them, on both backends — those of the two the handler is registered
+    /// for: a failed connect is `READ | WRITE | ERROR` to a handler
+    /// interested in both, `WRITE | ERROR` to one waiting for `WRITE` (a
+    /// connect that succeeds is `WRITE` alone), and so is a reset or a
     /// hang-up. Bytes the peer sent before it may still be waiting: to keep
     /// them (a proxy does), read until the read returns `0` or an error
     /// before closing. [`IOLoop::take_error`](crate::IOLoop::take_error)

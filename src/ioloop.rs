@@ -533,8 +533,9 @@ impl<P: Poller> IOLoop<P> {
     }
 
     /// Start connecting to `addr`; the new fd reports `WRITE` when connected,
-    /// and `ERROR` (with `READ` and `WRITE`, as epoll reports it) if the
-    /// connect fails: [`take_error`](Self::take_error) then says why
+    /// and `ERROR` if the connect fails — with `WRITE` (and `READ`) too, as
+    /// epoll reports it, to a handler registered for them:
+    /// [`take_error`](Self::take_error) then says why
     /// (`ConnectionRefused`, ...).
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<Fd> {
         self.poller.connect(addr)

@@ -45,8 +45,10 @@
 //! let client = std::thread::spawn(move || {
 //!     use std::io::Read;
 //!     let mut reply = String::new();
-//!     let read = std::net::TcpStream::connect(addr)
-//!         .and_then(|mut stream| stream.read_to_string(&mut reply));
+//!     let read = std::net::TcpStream::connect(addr).and_then(|mut stream| {
+//!         stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+//!         stream.read_to_string(&mut reply)
+//!     });
 //!     stopper.stop();
 //!     read.map(|_| reply)
 //! });

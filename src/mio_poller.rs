@@ -294,9 +294,10 @@ impl Poller for MioPoller {
     }
 
     fn shutdown(&mut self, fd: Fd, how: Shutdown) -> io::Result<()> {
-        match self.stream(fd) {
-            Some(stream) => stream.shutdown(how),
-            None => Err(not_ours(fd, "connected socket")),
+        match self.state(fd).map(|s| s.socket.as_ref()) {
+            Some(Some(Socket::Stream(stream))) => stream.shutdown(how),
+            Some(Some(Socket::Listener(_))) => Err(listener_not_stream(fd)),
+            _ => Err(not_ours(fd, "connected socket")),
         }
     }
 

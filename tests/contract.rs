@@ -152,12 +152,15 @@ fn a_refused_connect_is_read_write_and_error_at_once_and_take_error_says_why<B: 
     }
 }
 
-fn a_listener_is_neither_read_nor_written<B: Backend>() {
+fn a_listener_is_neither_read_written_nor_shut_down<B: Backend>() {
     let (mut io, _script) = new_loop::<B>();
     let listener = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let read = io.read(listener, &mut [0; 8]).unwrap_err();
     let written = io.write(listener, b"x").unwrap_err();
-    for error in [read, written] {
+    let shut = io
+        .shutdown(listener, std::net::Shutdown::Write)
+        .unwrap_err();
+    for error in [read, written, shut] {
         assert_eq!(error.kind(), std::io::ErrorKind::NotConnected, "{error}");
         assert!(
             error.to_string().contains("is a listening socket"),
@@ -1285,7 +1288,7 @@ contract!(
     eof_is_delivered_as_read_and_the_read_returns_zero,
     reset_is_delivered_as_error_even_with_empty_interest,
     a_refused_connect_is_read_write_and_error_at_once_and_take_error_says_why,
-    a_listener_is_neither_read_nor_written,
+    a_listener_is_neither_read_written_nor_shut_down,
     error_is_delivered_once_per_report,
     one_byte_reader_receives_a_1_mib_message,
     handler_that_does_not_read_is_called_again_next_iteration,

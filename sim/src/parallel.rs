@@ -40,7 +40,8 @@ pub(crate) fn for_each_outcome<T: Send>(
 ) {
     let run = |seed: u64| panic::catch_unwind(AssertUnwindSafe(|| one(seed)));
     // No more threads than seeds.
-    let jobs = usize::try_from(seeds.end - seeds.start).map_or(jobs, |count| jobs.min(count));
+    let count = seeds.end.saturating_sub(seeds.start);
+    let jobs = usize::try_from(count).map_or(jobs, |count| jobs.min(count));
     if jobs <= 1 {
         for seed in seeds {
             if !take(seed, run(seed)) {
@@ -120,7 +121,6 @@ pub(crate) fn for_each_outcome<T: Send>(
 mod tests {
     use super::*;
     use crate::sim::panic_message;
-    use std::sync::atomic::{AtomicU64, Ordering};
 
     /// Every outcome `take` sees, for `jobs` threads, stopping after
     /// `stop_at` if given.
@@ -195,24 +195,33 @@ mod tests {
     #[test]
     fn seeds_run_at_most_four_per_job_ahead_of_the_one_awaited() {
         let jobs = 3;
-        let started_max = AtomicU64::new(0);
+        // The highest seed started so far, and a signal when it grows.
+        let started = (Mutex::new(0u64), Condvar::new());
+        let started_max = || *started.0.lock().unwrap();
         let one = |seed: u64| {
-            started_max.fetch_max(seed, Ordering::SeqCst);
+            {
+                let mut max = started.0.lock().unwrap();
+                *max = (*max).max(seed);
+                started.1.notify_all();
+            }
             if seed == 0 {
                 // Hold seed 0 until the others ran as far ahead as they
-                // may (bounded: a spin on what the others do, no sleep).
-                for _ in 0..50_000_000u64 {
-                    if started_max.load(Ordering::SeqCst) >= 4 * jobs as u64 - 1 {
-                        break;
-                    }
-                    std::hint::spin_loop();
-                }
+                // may (a minute at most; no sleep, no count of spins).
+                let guard = started.0.lock().unwrap();
+                let ahead = 4 * jobs as u64 - 1;
+                let (guard, _) = started
+                    .1
+                    .wait_timeout_while(guard, std::time::Duration::from_secs(60), |max| {
+                        *max < ahead
+                    })
+                    .unwrap();
+                assert!(*guard >= ahead, "the other threads never ran ahead");
             }
             seed
         };
         let mut worst = 0;
         let mut take = |seed: u64, _: Result<u64, Panic>| {
-            worst = worst.max(started_max.load(Ordering::SeqCst) - seed);
+            worst = worst.max(started_max() - seed);
             true
         };
         for_each_outcome(0..500, jobs, one, &mut take);

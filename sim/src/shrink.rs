@@ -230,7 +230,7 @@ pub fn draw_name(draw: u64) -> String {
     } else if let Some((kind, host, index)) = socket_draw_parts(draw) {
         format!("{kind}:{host}:{index}")
     } else {
-        // Not a number this version makes; written so that it reads back.
+        // Not a number this version makes (no schedule of it can be read).
         format!("socket{draw}")
     }
 }

@@ -296,9 +296,14 @@ impl Builder {
         self
     }
 
-    /// Fire exactly these fault decisions (by index; see
-    /// [`Schedule`](crate::shrink::Schedule)), whatever the plan's
+    /// Fire exactly these fault decisions, whatever the plan's
     /// probabilities say; every other decision still comes from the seed.
+    /// A decision is named by its `draw` number, as [`FiredFault::draw`](crate::net::FiredFault::draw)
+    /// reports it: [`socket_draw`](crate::world::socket_draw) for a socket
+    /// fault, [`NEMESIS_DRAW`](crate::world::NEMESIS_DRAW) or
+    /// [`DATAGRAM_DRAW`](crate::world::DATAGRAM_DRAW) plus an index for the
+    /// others (a [`Schedule`](crate::shrink::Schedule) file writes them
+    /// `kind:host:N`, `nN`, `dN`).
     pub fn schedule(mut self, fire: BTreeSet<u64>) -> Builder {
         self.schedule = Some(fire);
         self
@@ -673,6 +678,9 @@ enum Step {
     Advanced,
     /// Nothing is pending anywhere, and nothing ever will be.
     Quiescent,
+    /// Every host is idle at the deadline to settle by, and the clock may
+    /// go no further: the run has not settled.
+    Deadline,
 }
 
 /// A simulation: hosts on one seeded network, stepped by a scheduler that
@@ -1463,8 +1471,9 @@ impl Sim {
             self.check_time_limit()?;
             // Before its duration is up a run goes on, however idle.
             let until = self.run_until.filter(|until| self.now() < *until);
-            match self.step(until)? {
+            match self.step(until, true)? {
                 Step::Ran | Step::Advanced => {}
+                Step::Deadline => return Err(self.liveness_failure()),
                 Step::Quiescent => {
                     if let Some(until) = until {
                         self.net.world_mut().advance_to(until);
@@ -1519,7 +1528,9 @@ impl Sim {
                 self.check_every_host()?;
                 return Ok(false);
             }
-            if let Step::Quiescent = self.step(Some(until))? {
+            // No settle deadline here: `run_for` and `run_until` end at
+            // their own time, whatever a liveness phase would ask of `run`.
+            if let Step::Quiescent | Step::Deadline = self.step(Some(until), false)? {
                 // Nothing will ever happen: the clock may as well jump.
                 self.net.world_mut().advance_to(until);
             }
@@ -1557,9 +1568,9 @@ impl Sim {
 
     /// One step: every host with work runs one iteration; if none had work,
     /// time advances to the next thing scheduled anywhere (no further than
-    /// `until`, nor than [`clock_stop`](Self::clock_stop) if there is a
-    /// next thing at all).
-    fn step(&mut self, until: Option<Instant>) -> Result<Step, Failure> {
+    /// `until`, nor than [`clock_stop`](Self::clock_stop) — the settle
+    /// deadline included if `settle` — if there is a next thing at all).
+    fn step(&mut self, until: Option<Instant>, settle: bool) -> Result<Step, Failure> {
         let now = self.now();
         let mut ran = false;
         for index in 0..self.hosts.len() {
@@ -1585,10 +1596,14 @@ impl Sim {
         let Some(next) = next else {
             return Ok(Step::Quiescent);
         };
-        let next = until.map_or(next, |until| next.min(until));
-        let next = self
-            .clock_stop()
-            .map_or(next, |stop| next.min(stop.max(now)));
+        let mut next = until.map_or(next, |until| next.min(until));
+        if let Some(stop) = self.clock_stop(settle).filter(|stop| next > *stop) {
+            if stop <= now {
+                // Idle at the deadline, what was due then has run.
+                return Ok(Step::Deadline);
+            }
+            next = stop;
+        }
         self.net.world_mut().advance_to(next);
         self.spin.round(&self.net.world());
         Ok(Step::Advanced)
@@ -1779,27 +1794,36 @@ impl Sim {
                 return Some(Err(self.leak_failure()));
             }
         }
-        // The clock never jumps past the deadline (see `run`): a run that
-        // has not settled by then fails at it, not at whatever came next.
-        if let Some(settle_by) = self.settle_by().filter(|settle_by| now >= *settle_by) {
-            let stopped = self.faults_stopped_at.unwrap_or(now);
-            let message = format!(
-                "not settled {:?} after faults stopped at {stopped:?} (by {settle_by:?}): {}",
-                self.settle_within,
-                self.describe_unsettled()
-            );
-            return Some(Err(self.fail(FailureKind::Liveness, None, message)));
+        // The clock stops at the deadline (see `step`): a run that has not
+        // settled once what was due then has run fails there, not at
+        // whatever came next. Past it only if a step ran past it.
+        if self.settle_by().is_some_and(|settle_by| now > settle_by) {
+            return Some(Err(self.liveness_failure()));
         }
         None
     }
 
+    /// The failure of a run that did not settle by its deadline.
+    fn liveness_failure(&mut self) -> Failure {
+        let now = self.now();
+        let stopped = self.faults_stopped_at.unwrap_or(now);
+        let settle_by = self.settle_by().unwrap_or(now);
+        let message = format!(
+            "not settled {:?} after faults stopped at {stopped:?} (by {settle_by:?}): {}",
+            self.settle_within,
+            self.describe_unsettled()
+        );
+        self.fail(FailureKind::Liveness, None, message)
+    }
+
     /// The next instant the clock must stop at, whatever comes after it:
-    /// the start of the liveness phase (faults stop exactly then), then
-    /// the deadline to settle by.
-    fn clock_stop(&self) -> Option<Instant> {
+    /// the start of the liveness phase (faults stop exactly then), then,
+    /// if `settle`, the deadline to settle by.
+    fn clock_stop(&self, settle: bool) -> Option<Instant> {
         match (self.liveness_after, self.faults_stopped_at) {
             (Some(after), None) => Some(Instant::from_epoch(after)),
-            _ => self.settle_by(),
+            _ if settle => self.settle_by(),
+            _ => None,
         }
     }
 

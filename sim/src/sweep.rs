@@ -321,7 +321,7 @@ fn parse_shard(text: &str) -> Result<(u64, u64), String> {
 
 /// The part `index` of `count` equal parts of `seeds`.
 fn shard_of(seeds: &Range<u64>, (index, count): (u64, u64)) -> Range<u64> {
-    let len = u128::from(seeds.end - seeds.start);
+    let len = u128::from(seeds.end.saturating_sub(seeds.start));
     let at = |i: u64| seeds.start + (len * u128::from(i) / u128::from(count)) as u64;
     at(index)..at(index + 1)
 }
@@ -384,8 +384,11 @@ impl Sweep {
     /// ([`SweepError::Config`]). Called twice, both apply, in order.
     /// What the simulation's services survive is declared in the
     /// description instead ([`Sim::survives`]), as a replay runs the same.
-    /// The knobs are `Send + Sync`: each seed's thread applies them
-    /// ([`jobs`](Self::jobs)).
+    /// The knobs are `Send + Sync`, whatever way the sweep runs, so that
+    /// the threads of [`run_parallel`](Self::run_parallel) can apply them
+    /// ([`jobs`](Self::jobs)): a closure that captures an `Rc` or a `Cell`
+    /// does not compile here; capture plain values (they are knobs), or
+    /// an `Arc`.
     ///
     /// ```no_run
     /// use ioloop_sim::{AtRest, Sweep};
@@ -490,6 +493,13 @@ impl Sweep {
             )));
         }
         let (env, plan) = self.prepare()?;
+        if let Some(jobs) = env.jobs.filter(|&jobs| jobs != 1) {
+            // Not an error: the same CI variable serves every sweep.
+            eprintln!(
+                "{}: IOLOOP_SIM_JOBS={jobs} ignored: this sweep runs on one thread (Sweep::run or run_for; run_parallel and run_for_parallel use threads)",
+                self.name
+            );
+        }
         if let Some(path) = &env.schedule {
             return self.replay_schedule(&env, path, &mut describe);
         }
@@ -539,7 +549,9 @@ impl Sweep {
     /// builds its own [`Sim`] for each seed). A panic in `describe` — or
     /// anywhere in a seed's run the harness does not catch — ends the sweep
     /// as on one thread: once every seed before it passed, it propagates
-    /// from here.
+    /// from here. (Seeds run ahead of the one awaited, at most four per
+    /// thread: one past the first failure may still print a panic message
+    /// to stderr before its outcome is dropped; the result is the same.)
     ///
     /// ```no_run
     /// use ioloop_sim::Sweep;
@@ -1047,6 +1059,12 @@ impl Sweep {
     /// Refuse the knobs of [`configure`](Self::configure) that would make a
     /// seed's replay run something else.
     fn check_configure(&self) -> Result<(), SweepError> {
+        if self.seeds.is_empty() {
+            return Err(SweepError::Config(format!(
+                "Sweep::seeds({}..{}) is empty: a sweep of no seeds would pass having tested nothing",
+                self.seeds.start, self.seeds.end
+            )));
+        }
         let Some(Configure(knobs)) = &self.configure else {
             return Ok(());
         };

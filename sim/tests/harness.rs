@@ -246,6 +246,16 @@ fn a_run_that_has_not_settled_fails_at_its_deadline_not_when_a_late_timer_fires(
         "{failure}"
     );
     assert!(failure.message.contains("(by t+10.005s)"), "{failure}");
+    // Work due at the deadline itself runs before the run is judged.
+    let mut sim = Sim::builder(3)
+        .liveness_after(Duration::from_millis(5))
+        .build();
+    sim.client("on_time", "10.0.0.2", move |io, done| {
+        io.call_later(deadline, move |_| done.ok());
+        Ok(())
+    });
+    let report = sim.run().unwrap();
+    assert_eq!(report.virtual_time.since_epoch(), deadline);
     // With the deadline after the timer, the same client settles.
     let mut sim = Sim::builder(3)
         .liveness_after(Duration::from_millis(5))
@@ -256,6 +266,47 @@ fn a_run_that_has_not_settled_fails_at_its_deadline_not_when_a_late_timer_fires(
         Ok(())
     });
     sim.run().unwrap();
+}
+
+#[test]
+fn an_empty_seed_range_is_refused_not_passed() {
+    #[allow(clippy::reversed_empty_ranges)]
+    for seeds in [5..3, 7..7] {
+        let one_thread = Sweep::new("an_empty_seed_range_is_refused_not_passed")
+            .seeds(seeds.clone())
+            .try_run(|sim| counter(sim, Flaw::None));
+        let threads = Sweep::new("an_empty_seed_range_is_refused_not_passed")
+            .seeds(seeds.clone())
+            .jobs(2)
+            .try_run_parallel(|sim| counter(sim, Flaw::None));
+        for result in [one_thread, threads] {
+            match result {
+                Err(SweepError::Config(message)) => {
+                    assert!(message.contains("is empty"), "{message}")
+                }
+                other => panic!("{seeds:?}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn run_for_goes_past_the_settle_deadline_of_a_liveness_phase() {
+    // The deadline is `run`'s to judge; `run_for` runs to its own end.
+    let mut sim = Sim::builder(1)
+        .liveness_after(Duration::from_millis(5))
+        .build();
+    let ticks = Rc::new(Cell::new(0u32));
+    let for_host = Rc::clone(&ticks);
+    sim.host("ticker", "10.0.0.1", move |io| {
+        let ticks = Rc::clone(&for_host);
+        let tick = move |_: &mut IOLoop<SimPoller>| ticks.set(ticks.get() + 1);
+        PeriodicCallback::new(tick, Duration::from_secs(1))?.start(io);
+        Ok(())
+    });
+    sim.run_for(Duration::from_secs(60)).unwrap();
+    assert_eq!(sim.now().since_epoch(), Duration::from_secs(60));
+    assert_eq!(ticks.get(), 59, "a tick a second, the 60th at the very end");
 }
 
 #[test]

@@ -164,3 +164,35 @@ fn setting_the_clock_of_a_host_that_does_not_exist_fails_the_run_by_name() {
         "{failure}"
     );
 }
+
+#[test]
+fn a_crash_while_busy_does_not_set_the_wall_clock_back() {
+    // The host spends 800 ms of simulated CPU at 100 ms, so its clocks run
+    // 800 ms ahead of the world's; a crash at 300 ms ends that work, and
+    // its clock falls back to the world's. Its wall clock must not.
+    let mut sim = Sim::new(7, FaultPreset::None);
+    let read: Stamps = Rc::default();
+    let for_host = Rc::clone(&read);
+    sim.host("node", "10.0.0.1", move |io| {
+        let read = Rc::clone(&for_host);
+        read.borrow_mut()
+            .push((io.time().since_epoch().as_millis(), io.system_time()));
+        io.call_later(Duration::from_millis(100), move |io| {
+            io.poller().consume(Duration::from_millis(800));
+            read.borrow_mut()
+                .push((io.time().since_epoch().as_millis(), io.system_time()));
+        });
+        Ok(())
+    });
+    sim.run_for(Duration::from_millis(300)).unwrap();
+    sim.crash("node", CrashMode::Process);
+    sim.restart("node");
+    let read = read.borrow();
+    let walls: Vec<SystemTime> = read.iter().map(|(_, wall)| *wall).collect();
+    assert_eq!(walls.len(), 3, "{read:?}");
+    // 0 ms; 900 ms (100 ms, plus 800 ms of work); the restart's, at
+    // 300 ms of world time, goes on from the 900 ms the host had reached.
+    assert_eq!(walls[0], wall_clock_start());
+    assert_eq!(walls[1], wall_clock_start() + Duration::from_millis(900));
+    assert!(walls[2] >= walls[1], "the wall clock went back: {walls:?}");
+}

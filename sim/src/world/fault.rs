@@ -167,8 +167,9 @@ const SOCKET_INDEX_LIMIT: u64 = 1 << SOCKET_HOST_SHIFT;
 /// removing one fault renumbers no decision of another kind or another
 /// host, and a schedule's number can only ever fire a fault of the kind,
 /// on the host, that it fired in the run it came from. Hosts from the
-/// 255th on share one numbering, and a host's decisions of one kind past
-/// the 2<sup>35</sup>th share the last number.
+/// 256th on (index 255 and up) share one numbering — a number then names
+/// the kind, not the host among them — and a host's decisions of one kind
+/// past the 2<sup>35</sup>th share the last number.
 pub fn socket_draw(kind: FaultKind, host: HostId, index: u64) -> u64 {
     let bucket = host.min(SOCKET_HOST_BUCKETS - 1) as u64;
     u64::from(kind.id()) << SOCKET_KIND_SHIFT
@@ -177,7 +178,7 @@ pub fn socket_draw(kind: FaultKind, host: HostId, index: u64) -> u64 {
 }
 
 /// A socket fault decision's kind, host (255 for every host from the
-/// 255th on) and index, if `draw` is one: [`socket_draw`] inverted.
+/// 256th on) and index, if `draw` is one: [`socket_draw`] inverted.
 pub fn socket_draw_parts(draw: u64) -> Option<(FaultKind, HostId, u64)> {
     if draw >= NEMESIS_DRAW {
         return None;
@@ -519,7 +520,7 @@ mod tests {
                 }
             }
         }
-        // Hosts from the 255th share a numbering; indices past 2^35 share
+        // Hosts from the 256th share a numbering; indices past 2^35 share
         // the last number.
         let last = socket_draw(FaultKind::Reset, 255, 5);
         assert_eq!(socket_draw(FaultKind::Reset, 9_000, 5), last);

@@ -175,7 +175,12 @@ impl World {
     /// Forget every fd, registration and pending edge of `host`, as a
     /// crash does.
     pub(super) fn clear_host(&mut self, host: HostId) {
+        // The host's clock falls back to the world's (it was ahead while
+        // busy); its wall clock does not go back with it: it goes on from
+        // what it read, as a machine's clock does through a crash.
+        let (wall, now) = (self.system_time(host), self.now);
         let h = &mut self.hosts[host];
+        (h.wall_clock_set, h.wall_clock_set_at) = (wall, now);
         h.sockets.clear();
         h.registrations.clear();
         h.registration_count = 0;
