@@ -258,6 +258,29 @@ impl Instant {
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
         self.0.saturating_sub(earlier.0)
     }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later: the same
+    /// as [`saturating_duration_since`](Self::saturating_duration_since),
+    /// and as `std::time::Instant::duration_since` does.
+    ///
+    /// ```
+    /// use ioloop::Instant;
+    /// use std::time::Duration;
+    ///
+    /// let (start, end) = (Instant::from_epoch(Duration::from_millis(5)), Instant::from_epoch(Duration::from_millis(12)));
+    /// assert_eq!(end.duration_since(start), Duration::from_millis(7));
+    /// assert_eq!(start.duration_since(end), Duration::ZERO);
+    /// ```
+    #[inline]
+    pub fn duration_since(self, earlier: Instant) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+
+    /// Time from `earlier` to `self`, or `None` if `earlier` is later.
+    #[inline]
+    pub fn checked_duration_since(self, earlier: Instant) -> Option<Duration> {
+        self.0.checked_sub(earlier.0)
+    }
 }
 
 impl Add<Duration> for Instant {

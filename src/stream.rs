@@ -162,6 +162,12 @@ pub struct StreamConfig {
     /// `false`: the peer's end of stream closes the stream once its write
     /// buffer is flushed, as in Tornado.
     ///
+    /// It matters when the answer is written *after* the read callback
+    /// that met the end of stream returns — later, from a timer, or once
+    /// another host answered (a proxy's upstream). An answer written inside
+    /// that callback is in the write buffer when it returns, and is flushed
+    /// before the stream closes, with or without it.
+    ///
     /// With it, the peer's end of stream fails a pending `read_bytes` or
     /// `read_until` that the buffer cannot complete with
     /// [`StreamError::Closed`] and the unread bytes, exactly as without it,
@@ -713,6 +719,12 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     /// `true` once no more bytes will arrive: the peer's end of stream has
     /// been read (bytes before it may still wait in the read buffer,
     /// [`read_buffer_len`](Self::read_buffer_len)), or the stream is closed.
+    ///
+    /// A stream meets the end of stream by reading: with no read pending it
+    /// does not notice the peer's FIN, and this stays `false`. Keep a read
+    /// pending (`read_until_close`, or the next `read_until`) to learn of it;
+    /// the read's callback then sees it (`Ok` from `read_until_close`, or
+    /// [`StreamError::Closed`] with the bytes that came).
     pub fn read_closed(&self) -> bool {
         self.closed || self.eof
     }

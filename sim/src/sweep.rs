@@ -151,6 +151,38 @@ pub struct SweepFailure {
     pub summary: SweepSummary,
 }
 
+impl SweepFailure {
+    /// The environment [`replay`](Self::replay) sets: its leading
+    /// `IOLOOP_SIM_*=VALUE` words, as pairs — to replay the failure from a
+    /// test of your own (a child `cargo test`, or
+    /// `std::process::Command::new(std::env::current_exe()?)` with these
+    /// variables and the test's name).
+    ///
+    /// ```
+    /// # use ioloop_sim::{FaultPreset, Sweep, SweepError};
+    /// let failure = match Sweep::new("doc_replay_vars")
+    ///     .seeds(3..4)
+    ///     .faults(FaultPreset::None)
+    ///     .try_run(|sim| {
+    ///         sim.client("c", "10.0.0.2", |_, done| Ok(done.fail("planted")));
+    ///     }) {
+    ///     Err(SweepError::Failed(failure)) => failure,
+    ///     other => panic!("{other:?}"),
+    /// };
+    /// assert_eq!(
+    ///     failure.replay_vars(),
+    ///     [("IOLOOP_SIM_SEED", "0x3"), ("IOLOOP_SIM_FAULTS", "none")]
+    /// );
+    /// ```
+    pub fn replay_vars(&self) -> Vec<(&str, &str)> {
+        self.replay
+            .split_whitespace()
+            .map_while(|word| word.split_once('='))
+            .filter(|(name, _)| name.starts_with("IOLOOP_SIM_"))
+            .collect()
+    }
+}
+
 impl fmt::Display for SweepFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let report = &self.failure.report;
