@@ -1516,6 +1516,22 @@ mod mio_only {
     }
 
     #[test]
+    fn a_user_fd_reads_its_end_of_stream_as_zero_and_writes_nothing_as_zero() {
+        let mut io = mio_loop();
+        let (ours, peer) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let fd = Fd(ours.as_raw_fd());
+        assert_eq!(io.write(fd, b"").unwrap(), 0);
+        drop(peer);
+        assert_eq!(io.read(fd, &mut [0; 8]).unwrap(), 0, "end of stream");
+        // The poller says what it holds, not what it does not.
+        assert_eq!(
+            format!("{:?}", io.poller()),
+            "MioPoller { registrations: 0 }"
+        );
+    }
+
+    #[test]
     fn close_fd_of_a_user_fd_fails_and_changes_nothing() {
         let mut io = mio_loop();
         let (reader, mut writer) = UnixStream::pair().unwrap();

@@ -233,10 +233,23 @@ fn keepalive_is_set_read_back_and_turned_off() {
     assert_eq!(io.keepalive(fd).unwrap(), None);
     io.set_keepalive(fd, Some(Duration::from_secs(30))).unwrap();
     assert_eq!(io.keepalive(fd).unwrap(), Some(Duration::from_secs(30)));
-    // Below a second: refused, the setting stays.
+    // Below a second: refused by the loop (not by the kernel, whose
+    // EINVAL says less), the setting stays.
     let refused = io.set_keepalive(fd, Some(Duration::from_millis(500)));
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|error| error.to_string().contains("at least one second")),
+        "{refused:?}"
+    );
     assert_eq!(kind_of(refused), io::ErrorKind::InvalidInput);
     assert_eq!(io.keepalive(fd).unwrap(), Some(Duration::from_secs(30)));
+    // One second is the least it takes; fractions are dropped.
+    io.set_keepalive(fd, Some(Duration::from_secs(1))).unwrap();
+    assert_eq!(io.keepalive(fd).unwrap(), Some(Duration::from_secs(1)));
+    io.set_keepalive(fd, Some(Duration::from_millis(2_900)))
+        .unwrap();
+    assert_eq!(io.keepalive(fd).unwrap(), Some(Duration::from_secs(2)));
     io.set_keepalive(fd, None).unwrap();
     assert_eq!(io.keepalive(fd).unwrap(), None);
 }
