@@ -49,7 +49,7 @@ use crate::{Builder, Failure, FaultCoverage, FaultPreset, Report, Sim};
 /// | `IOLOOP_SIM_SHARD=i/n` | run only the i-th of n equal parts of the seeds (0 ≤ i < n) |
 /// | `IOLOOP_SIM_SUMMARY=FILE` | append a JSON line per sweep (and per failure) to FILE |
 /// | `IOLOOP_SIM_REQUIRE_FAULTS=1` | fail if a fault kind some seed enabled never fired |
-/// | `IOLOOP_SIM_SHRINK=1` or `=FILE` | shrink a failure to a schedule file |
+/// | `IOLOOP_SIM_SHRINK=1` or `=FILE` | shrink a failure to a schedule file (`1`: in `target/ioloop-sim/`) |
 /// | `IOLOOP_SIM_SCHEDULE=FILE` | replay a schedule file written by a shrink |
 /// | `IOLOOP_SIM_SCHEDULE_ANY_NAME=1` | replay it even if it names another test (a planted twin's schedule against the fixed service) |
 /// | `IOLOOP_SIM_JOBS=N` | run N seeds at once in a [`run_parallel`](Self::run_parallel) sweep (0: one per CPU); the same result |
@@ -903,7 +903,7 @@ impl Sweep {
         let replay = format!("{vars} {}", self.test_command());
         let schedule_file = env.shrink.as_ref().map(|target| {
             let path = match target.as_str() {
-                "1" => PathBuf::from(format!("{}-{:#x}.schedule", self.name, schedule.seed)),
+                "1" => schedules_dir().join(format!("{}-{:#x}.schedule", self.name, schedule.seed)),
                 path => PathBuf::from(path),
             };
             self.shrink_to(&path, schedule.clone(), &failure, describe);
@@ -976,6 +976,21 @@ impl Sweep {
             "cargo test -p {package} {target} {} -- --exact --nocapture",
             self.name
         )
+    }
+}
+
+/// Where `IOLOOP_SIM_SHRINK=1` writes a schedule: `ioloop-sim/` in the
+/// target directory the test was built in (`target/debug/deps/TEST` →
+/// `target/ioloop-sim/`), not the crate's sources; the current directory
+/// if that cannot be told or made.
+fn schedules_dir() -> PathBuf {
+    let target = std::env::current_exe().ok().and_then(|exe| {
+        let deps = exe.parent()?;
+        (deps.file_name()? == "deps").then(|| deps.parent()?.parent().map(PathBuf::from))?
+    });
+    match target.map(|target| target.join("ioloop-sim")) {
+        Some(dir) if std::fs::create_dir_all(&dir).is_ok() => dir,
+        _ => PathBuf::new(),
     }
 }
 

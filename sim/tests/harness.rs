@@ -425,6 +425,26 @@ fn planted_bug_is_caught_and_replays_in_a_new_process() {
         this_test("counter_with_whole_reads", &[("IOLOOP_SIM_SCHEDULE", path)]);
     std::fs::remove_file(&schedule).unwrap();
     assert!(!passed && replayed.contains("stall"), "{replayed}");
+    // `IOLOOP_SIM_SHRINK=1` writes into the target directory, not the
+    // crate's sources, and says where.
+    let (_, shrunk) = this_test(
+        "counter_with_whole_reads",
+        &[("IOLOOP_SIM_SEED", seed), ("IOLOOP_SIM_SHRINK", "1")],
+    );
+    let written = shrunk
+        .lines()
+        .find_map(|line| line.split_once("; wrote ").map(|(_, path)| path.trim()))
+        .unwrap_or_else(|| panic!("no path written:\n{shrunk}"));
+    let written = std::path::Path::new(written);
+    let target = std::env::current_exe().unwrap();
+    let target = target.ancestors().nth(3).unwrap();
+    assert_eq!(
+        written.parent(),
+        Some(target.join("ioloop-sim").as_path()),
+        "{shrunk}"
+    );
+    assert!(written.ends_with(format!("counter_with_whole_reads-{seed}.schedule")));
+    std::fs::remove_file(written).unwrap();
 }
 
 #[test]
