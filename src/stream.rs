@@ -1358,7 +1358,9 @@ impl TcpClient {
     /// `state`) and `Ok(())`, or the stream, closed, and the error:
     /// refused, reset, or [`StreamError::TimedOut`] after `timeout`. A
     /// connect the poller refuses at once is an `Err` here, and
-    /// `on_connect` never runs.
+    /// `on_connect` never runs: `state` and `on_connect` are dropped with
+    /// it, so a client that retries keeps what it needs to build them
+    /// again (a clone, or a closure that makes them).
     pub fn connect<P, S, F>(
         io: &mut IOLoop<P>,
         addr: SocketAddr,
