@@ -253,10 +253,15 @@ fn parse_draw(text: &str) -> Result<u64, String> {
     if let Some((kind, rest)) = text.split_once(':') {
         let (host, index) = rest.split_once(':').ok_or_else(bad)?;
         let kind: FaultKind = kind.parse()?;
-        if !SOCKET_KINDS.contains(&kind) {
+        if !kind.is_socket_fault() {
+            let socket: Vec<&str> = FaultKind::ALL
+                .into_iter()
+                .filter(|kind| kind.is_socket_fault())
+                .map(FaultKind::name)
+                .collect();
             return Err(format!(
                 "{text:?}: {kind} is not a socket fault (those are {})",
-                SOCKET_KINDS.map(FaultKind::name).join(", ")
+                socket.join(", ")
             ));
         }
         let host = digits(host, 256).ok_or_else(bad)? as usize;
@@ -279,22 +284,6 @@ fn parse_draw(text: &str) -> Result<u64, String> {
         .map(|index| base + index)
         .ok_or_else(bad)
 }
-
-/// The kinds a socket fault decision may be of (the others are the
-/// nemesis's, a datagram's, or observed).
-const SOCKET_KINDS: [FaultKind; 11] = [
-    FaultKind::PartialRead,
-    FaultKind::PartialWrite,
-    FaultKind::EintrRead,
-    FaultKind::EintrWrite,
-    FaultKind::EintrWait,
-    FaultKind::WouldblockRead,
-    FaultKind::SpuriousEvent,
-    FaultKind::Reset,
-    FaultKind::RefuseConnect,
-    FaultKind::AcceptEmfile,
-    FaultKind::AcceptAborted,
-];
 
 /// What one run of a schedule gave, as far as shrinking cares.
 #[derive(Clone, Debug)]

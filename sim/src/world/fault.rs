@@ -98,6 +98,36 @@ impl FaultKind {
         self as u8
     }
 
+    /// `true` for the kinds a socket operation decides (numbered by
+    /// [`socket_draw`]); the others are the nemesis's, a datagram's, or
+    /// observed.
+    pub fn is_socket_fault(self) -> bool {
+        use FaultKind as K;
+        // No wildcard: a new kind must say which it is.
+        match self {
+            K::PartialRead
+            | K::PartialWrite
+            | K::EintrRead
+            | K::EintrWrite
+            | K::EintrWait
+            | K::WouldblockRead
+            | K::SpuriousEvent
+            | K::Reset
+            | K::RefuseConnect
+            | K::AcceptEmfile
+            | K::AcceptAborted => true,
+            K::Partition
+            | K::Clog
+            | K::Pause
+            | K::Crash
+            | K::DatagramLoss
+            | K::DatagramDuplicate
+            | K::DatagramReorder
+            | K::DatagramDelay
+            | K::DatagramTruncate => false,
+        }
+    }
+
     /// The kind's name (`partial-write`, `reset`, ...).
     pub fn name(self) -> &'static str {
         match self {
