@@ -421,3 +421,91 @@ fn is_retryable(error: &io::Error) -> bool {
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MioPoller;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    fn server(io: &mut IOLoop<MioPoller>) -> EchoServer {
+        EchoServer::bind(io, "127.0.0.1:0".parse().unwrap(), EchoConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn bind_refuses_a_zero_read_or_a_zero_queue_and_listens_on_nothing() {
+        let mut io = IOLoop::new(MioPoller::new().unwrap());
+        let addr = "127.0.0.1:0".parse().unwrap();
+        for config in [
+            EchoConfig {
+                read_chunk_bytes: 0,
+                ..EchoConfig::default()
+            },
+            EchoConfig {
+                queue_high_water_bytes: 0,
+                ..EchoConfig::default()
+            },
+        ] {
+            let error = EchoServer::bind(&mut io, addr, config).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{error}");
+        }
+        assert_eq!(io.handler_count(), 0);
+    }
+
+    #[test]
+    fn a_stalled_reader_shows_in_queued_bytes_and_close_ends_everything() {
+        let mut io = IOLoop::new(MioPoller::new().unwrap());
+        let server = server(&mut io);
+        let addr = server.local_addr(&io).unwrap();
+        assert_eq!(
+            format!("{server:?}"),
+            format!(
+                "EchoServer {{ listener: {:?}, connections: 0, stats: {:?} }}",
+                server.listener(),
+                server.stats()
+            )
+        );
+        // A client that writes 4 MiB and reads nothing: once the socket
+        // buffers are full, the server holds what it read and cannot echo.
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut sent = 0;
+        let held = io
+            .run_until(TIMEOUT, |_| {
+                if let Ok(n) = client.write(&chunk) {
+                    sent += n;
+                }
+                server.queued_bytes() > 0 && sent >= 4 << 20
+            })
+            .unwrap();
+        assert!(
+            held,
+            "queued {} after sending {sent}",
+            server.queued_bytes()
+        );
+        assert_eq!(server.connection_count(), 1);
+        // Nothing failed to accept: no pause (a `WouldBlock` ends a batch
+        // of accepts, it does not pause them).
+        assert_eq!(server.stats().accept_pauses, 0);
+        server.close(&mut io);
+        assert_eq!(io.handler_count(), 0, "listener and connection closed");
+        // The client sees the connection end: a reset or end of stream,
+        // once what was echoed is read.
+        client.set_nonblocking(false).unwrap();
+        client.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let ended = loop {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => break true,
+                Ok(_) => {}
+            }
+        };
+        assert!(ended);
+        assert!(TcpStream::connect(addr).is_err(), "still listening");
+    }
+}
