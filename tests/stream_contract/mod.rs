@@ -75,6 +75,30 @@ fn run<P: Poller>(io: &mut IOLoop<P>, log: &Log, entries: usize) {
     assert!(done, "not done: {:?}", log.borrow());
 }
 
+/// A client that connects to `addr`, writes `request`, shuts down its
+/// write side, and logs `client read RESULT` once its read until close
+/// completes.
+fn half_closing_client<P: Poller>(
+    io: &mut IOLoop<P>,
+    addr: SocketAddr,
+    request: &'static [u8],
+    log: &Log,
+) {
+    let log = Rc::clone(log);
+    TcpClient::connect(io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        stream.write(io, request).unwrap();
+        stream.shutdown_write(io).unwrap();
+        let log = Rc::clone(&log);
+        stream
+            .read_until_close(io, move |_, _, answer| {
+                log.borrow_mut().push(format!("client read {answer:?}"));
+            })
+            .unwrap();
+    })
+    .unwrap();
+}
+
 /// A line split across writes (and so, often, across reads) arrives whole,
 /// delimiter included, and the next line after it.
 pub fn read_until_joins_a_delimiter_split_across_reads<P: Poller>(
@@ -861,19 +885,7 @@ pub fn without_half_close_the_peers_end_of_stream_closes_the_stream<P: Poller>(
     };
     let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
     let addr = server.local_addr(&io).unwrap();
-    let for_client = Rc::clone(&got);
-    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
-        connected.unwrap();
-        stream.write(io, b"partial").unwrap();
-        stream.shutdown_write(io).unwrap();
-        let got = Rc::clone(&for_client);
-        stream
-            .read_until_close(io, move |_, _, answer| {
-                got.borrow_mut().push(format!("client read {answer:?}"));
-            })
-            .unwrap();
-    })
-    .unwrap();
+    half_closing_client(&mut io, addr, b"partial", &got);
     run(&mut io, &got, 4);
     let closed = StreamError::Closed {
         unread: b"partial".to_vec(),
@@ -976,19 +988,7 @@ pub fn the_idle_timeout_closes_a_half_closed_stream<P: Poller>(
     };
     let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
     let addr = server.local_addr(&io).unwrap();
-    let for_client = Rc::clone(&got);
-    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
-        connected.unwrap();
-        stream.write(io, b"x").unwrap();
-        stream.shutdown_write(io).unwrap();
-        let got = Rc::clone(&for_client);
-        stream
-            .read_until_close(io, move |_, _, all| {
-                got.borrow_mut().push(format!("client read {all:?}"));
-            })
-            .unwrap();
-    })
-    .unwrap();
+    half_closing_client(&mut io, addr, b"x", &got);
     run(&mut io, &got, 3);
     assert_eq!(
         *got.borrow(),
