@@ -143,17 +143,35 @@ pub type CloseCallback<P, S> = Box<dyn FnOnce(&mut IOLoop<P>, &mut IOStream<P, S
 pub type ConnectCallback<P, S> =
     Box<dyn FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<(), StreamError>)>;
 
-/// Limits and sizes of a stream.
+/// Limits and sizes of a stream. The defaults, which every stream starts
+/// with:
+///
+/// ```
+/// use ioloop::StreamConfig;
+///
+/// let config = StreamConfig::default();
+/// assert_eq!(config.max_buffer_bytes, 16 * 1024 * 1024);
+/// assert_eq!(config.max_write_buffer_bytes, 16 * 1024 * 1024);
+/// assert_eq!(config.write_high_water_bytes, 64 * 1024);
+/// assert!(!config.allow_half_close);
+/// ```
+///
+/// A server of many clients bounds what one slow reader may cost it with
+/// `max_write_buffer_bytes`: by default, a peer that never reads may leave
+/// up to 16 MiB queued for it before a write fails with
+/// [`StreamError::BufferFull`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamConfig {
     /// Most bytes the read buffer may hold (Tornado's `max_buffer_size`);
     /// a read that needs more fails with [`StreamError::BufferFull`].
+    /// Default 16 MiB.
     pub max_buffer_bytes: usize,
     /// Most bytes the write buffer may hold (Tornado's
-    /// `max_write_buffer_size`); a write past it fails, writing nothing.
+    /// `max_write_buffer_size`); a write past it fails, writing nothing,
+    /// and the stream stays open. Default 16 MiB.
     pub max_write_buffer_bytes: usize,
     /// Above this many buffered bytes, [`IOStream::is_backpressured`] says
-    /// to stop producing until a flush callback runs.
+    /// to stop producing until a flush callback runs. Default 64 KiB.
     pub write_high_water_bytes: usize,
     /// Keep the stream open after the peer's end of stream (its FIN), so
     /// that it can go on writing: an answer to a client that sent its
@@ -363,7 +381,9 @@ impl<S> fmt::Debug for StreamHandle<S> {
 ///   unread bytes; bytes its callback leaves unread with no new read are
 ///   dropped with the stream. A stream meets the end of stream by reading:
 ///   keep a read pending to notice it. A reader that pauses gets every
-///   byte, then the end of stream, when it reads again.
+///   byte, then the end of stream, when it reads again: a stream reads
+///   from its socket only while a read is pending, so with none, what
+///   arrives waits in the kernel, and TCP's flow control slows the peer.
 /// - **writing is done** once `shutdown_write` was called and its FIN went
 ///   out, after every byte written before it; without `allow_half_close`
 ///   (the default), also once the write buffer is empty — the peer's end of
@@ -1420,6 +1440,52 @@ mod tests {
         assert!(buffer.is_empty());
         buffer.extend(b"again");
         assert_eq!(buffer.data(), b"again");
+    }
+
+    #[test]
+    fn every_stream_error_says_what_happened() {
+        let io_error = io::Error::new(io::ErrorKind::ConnectionReset, "reset by peer");
+        let cases = [
+            (StreamError::closed(), "stream closed"),
+            (
+                StreamError::Closed { unread: vec![1; 3] },
+                "stream closed with 3 unread bytes",
+            ),
+            (StreamError::io(&io_error), "socket error: reset by peer"),
+            (
+                StreamError::WriteClosed,
+                "the stream's write direction is shut down",
+            ),
+            (
+                StreamError::ReadPending,
+                "a read is already pending on this stream",
+            ),
+            (
+                StreamError::Unsatisfiable { max_bytes: 7 },
+                "delimiter not found within 7 bytes",
+            ),
+            (
+                StreamError::BufferFull { limit: 9 },
+                "buffer full (9 bytes)",
+            ),
+            (StreamError::TimedOut, "connect timed out"),
+            (
+                StreamError::Idle {
+                    timeout: Duration::from_secs(2),
+                },
+                "no bytes read or written for 2s: idle stream closed",
+            ),
+        ];
+        for (error, message) in cases {
+            assert_eq!(error.to_string(), message, "{error:?}");
+        }
+        assert!(matches!(
+            StreamError::io(&io_error),
+            StreamError::Io {
+                kind: io::ErrorKind::ConnectionReset,
+                ..
+            }
+        ));
     }
 
     #[test]

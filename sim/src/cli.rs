@@ -326,6 +326,9 @@ fn shrink(config: &RunConfig, path: Option<std::path::PathBuf>, out: &mut dyn Wr
         param(after, "messages"),
         param(before, "messages"),
     );
+    if let Some(note) = report.note() {
+        let _ = writeln!(out, "{note}");
+    }
     let _ = write!(out, "{text}");
     let _ = writeln!(out, "wrote {}\nreplay: {replay}", path.display());
     0

@@ -326,6 +326,18 @@ pub struct ShrinkReport {
     pub runs: usize,
 }
 
+impl ShrinkReport {
+    /// What to tell a reader of the shrink whom "0 of N faults remain"
+    /// would mislead: no fault is needed to fail the same way.
+    pub(crate) fn note(&self) -> Option<&'static str> {
+        self.schedule.fire.is_empty().then_some(
+            "no fault is needed to fail this way: the seed's plan (its latency, window, ...) and \
+             the workload are enough, and the schedule keeps them (the failure may now show on \
+             another host or later: the same kind, not always the same message)",
+        )
+    }
+}
+
 /// Shrink the failing schedule `first` (which fired what `attempt` says):
 /// fewer faults, and smaller values of the numeric parameters named in
 /// `shrinkable` (down to 1), keeping each step only if `run` still fails
@@ -491,6 +503,26 @@ mod tests {
         assert!(text.contains("fire n7\n"), "{text}");
         assert!(text.contains("fire d13\n"), "{text}");
         assert_eq!(Schedule::parse(&text), Ok(schedule));
+    }
+
+    #[test]
+    fn a_shrink_down_to_no_fault_says_the_plan_is_enough() {
+        let mut report = ShrinkReport {
+            schedule: Schedule::new("t", 3, FaultPreset::Swarm),
+            failure: "stall".into(),
+            fired: Vec::new(),
+            faults_before: 127,
+            params_before: Vec::new(),
+            runs: 40,
+        };
+        assert!(report
+            .note()
+            .is_some_and(|note| note.contains("no fault is needed")));
+        report
+            .schedule
+            .fire
+            .insert(socket_draw(FaultKind::PartialWrite, 0, 4));
+        assert_eq!(report.note(), None);
     }
 
     #[test]

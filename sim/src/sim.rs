@@ -51,6 +51,7 @@ const CHECK_FULL_EVERY: u64 = 64;
 type Setup = Box<dyn FnMut(&mut IOLoop<SimPoller>) -> Result<(), BoxError>>;
 type ClientSetup = Box<dyn FnMut(&mut IOLoop<SimPoller>, Done) -> Result<(), BoxError>>;
 type Invariant = Box<dyn FnMut(&Sim) -> Result<(), String>>;
+type EndCheck = Box<dyn FnOnce(&Sim) -> Result<(), String>>;
 type Action = Box<dyn FnOnce(&mut Sim)>;
 
 /// Builds a [`Sim`]: the seed, the fault plan, and the run's limits.
@@ -373,6 +374,7 @@ impl Builder {
             run_until: self.duration.map(|d| Instant::ZERO + d),
             hosts: Vec::new(),
             invariants: Vec::new(),
+            end_checks: Vec::new(),
             setup_error: None,
             spin: SpinDetector::new(),
             rounds: 0,
@@ -574,7 +576,8 @@ pub enum FailureKind {
     HandlerMap,
     /// A handler was called after its removal or outside its interest.
     Dispatch,
-    /// A user invariant failed.
+    /// A user invariant failed ([`Sim::invariant`]), or a check at the end
+    /// ([`Sim::check_at_end`]).
     Invariant,
     /// Nothing is pending anywhere, but a client is not done.
     Stall,
@@ -732,6 +735,8 @@ pub struct Sim {
     run_until: Option<Instant>,
     hosts: Vec<Host>,
     invariants: Vec<(String, Invariant)>,
+    /// Checks for the end of a run that ends well ([`Sim::check_at_end`]).
+    end_checks: Vec<(String, EndCheck)>,
     setup_error: Option<(Option<String>, String)>,
     spin: SpinDetector,
     rounds: u64,
@@ -798,6 +803,47 @@ impl Sim {
     {
         self.invariants
             .push((name.to_string(), Box::new(invariant)));
+        self
+    }
+
+    /// Check `check` once, when [`run`](Self::run) ends well — every
+    /// client done, the [`duration`](Builder::duration) up, every host
+    /// back to what it held after setup (and, under a liveness phase,
+    /// settled), the invariants held once more — and fail the run with
+    /// [`FailureKind::Invariant`] if it returns an `Err`. For what only
+    /// the end can tell: that every subscriber got every message it was
+    /// owed, that the replicas agree. Checks run in the order added, and
+    /// the first `Err` is the failure. Not run if the run fails otherwise,
+    /// nor by [`run_for`](Self::run_for) and [`run_until`](Self::run_until),
+    /// after which a test may go on.
+    ///
+    /// ```
+    /// use ioloop_sim::{FaultPreset, Sim};
+    /// use std::{cell::Cell, rc::Rc, time::Duration};
+    ///
+    /// let ticks = Rc::new(Cell::new(0));
+    /// // Ticks at 100 ms, 200 ms, ... 1 s: the run ends at 1.05 s.
+    /// let run_for = Duration::from_millis(1050);
+    /// let mut sim = Sim::builder(1).faults(FaultPreset::None).duration(run_for).build();
+    /// let counted = ticks.clone();
+    /// sim.host("a", "10.0.0.1", move |io| {
+    ///     let counted = counted.clone();
+    ///     ioloop::PeriodicCallback::new(move |_| counted.set(counted.get() + 1), Duration::from_millis(100))?
+    ///         .start(io);
+    ///     Ok(())
+    /// });
+    /// sim.check_at_end("ten ticks in a second", move |_| match ticks.get() {
+    ///     10 => Ok(()),
+    ///     n => Err(format!("{n} ticks")),
+    /// });
+    /// sim.run()?;
+    /// # Ok::<(), ioloop_sim::Failure>(())
+    /// ```
+    pub fn check_at_end<F>(&mut self, name: &str, check: F) -> &mut Sim
+    where
+        F: FnOnce(&Sim) -> Result<(), String> + 'static,
+    {
+        self.end_checks.push((name.to_string(), Box::new(check)));
         self
     }
 
@@ -1731,6 +1777,19 @@ impl Sim {
         }
     }
 
+    /// The end of a run that ended well: the invariants once more, then
+    /// the checks for the end, and the report.
+    fn end_well(&mut self) -> Result<Report, Failure> {
+        self.check_invariants()?;
+        for (name, check) in std::mem::take(&mut self.end_checks) {
+            if let Err(why) = check(self) {
+                let message = format!("check at end {name:?}: {why}");
+                return Err(self.fail(FailureKind::Invariant, None, message));
+            }
+        }
+        Ok(self.report())
+    }
+
     #[inline]
     fn maybe_stop_faults(&mut self) {
         let Some(after) = self.liveness_after else {
@@ -1788,7 +1847,7 @@ impl Sim {
         if self.has_goal() && self.goal_met() {
             let done_at = *self.goal_met_at.get_or_insert(now);
             if self.settled() {
-                return Some(self.check_invariants().map(|()| self.report()));
+                return Some(self.end_well());
             }
             if self.liveness_after.is_none() && now > done_at + self.settle_within {
                 return Some(Err(self.leak_failure()));
@@ -1848,8 +1907,7 @@ impl Sim {
             return Err(self.fail(FailureKind::Stall, None, message));
         }
         if !self.has_goal() || self.settled() {
-            self.check_invariants()?;
-            return Ok(self.report());
+            return self.end_well();
         }
         Err(self.leak_failure())
     }

@@ -68,6 +68,8 @@ pub struct Sweep {
     configure: Option<Configure>,
     /// Threads running seeds ([`Sweep::jobs`]); unset, one.
     jobs: Option<usize>,
+    /// Words the replay line adds to its `cargo test` ([`Sweep::cargo_args`]).
+    cargo_args: String,
 }
 
 /// The [`Builder`] knobs a sweep passes to every seed ([`Sweep::configure`]),
@@ -382,6 +384,7 @@ impl Sweep {
             duration: None,
             configure: None,
             jobs: None,
+            cargo_args: String::new(),
         }
     }
 
@@ -771,6 +774,32 @@ impl Sweep {
         Ok(summary)
     }
 
+    /// Words the replay line passes to its `cargo test`, for what the
+    /// running test cannot see of how it was built: features above all
+    /// (`--features planted-bug`), or a `--target`. Without them a replay
+    /// line would rebuild the test without its features, and the seed
+    /// pass. What the test can see, the line has already: the package, the
+    /// test target and name, the profile (`--release`, or `--profile
+    /// NAME`, from the directory the test binary runs from), and
+    /// `--include-ignored`, so that an `#[ignore]`d sweep replays too.
+    ///
+    /// ```no_run
+    /// use ioloop_sim::Sweep;
+    ///
+    /// #[test]
+    /// fn service_survives_faults() {
+    ///     Sweep::new("service_survives_faults")
+    ///         .cargo_args(if cfg!(feature = "planted-bug") { "--features planted-bug" } else { "" })
+    ///         .run(|sim| {
+    ///             // sim.host(...); sim.client(...);
+    ///         });
+    /// }
+    /// ```
+    pub fn cargo_args(mut self, args: &str) -> Sweep {
+        self.cargo_args = args.split_whitespace().collect::<Vec<_>>().join(" ");
+        self
+    }
+
     /// Fail the sweep if a fault kind that some seed enabled never fired in
     /// any (`IOLOOP_SIM_REQUIRE_FAULTS=1` does the same): a sweep that
     /// asked for faults must have tested them.
@@ -940,13 +969,19 @@ impl Sweep {
                     .schedule
                     .to_text(&replay, Some(&report.failure), &report.fired);
                 match std::fs::write(path, text) {
-                    Ok(()) => eprintln!(
-                        "shrunk in {} runs: {} of {} faults remain; wrote {}\n  replay: {replay}",
-                        report.runs,
-                        report.schedule.fire.len(),
-                        report.faults_before,
-                        path.display()
-                    ),
+                    Ok(()) => {
+                        eprintln!(
+                            "shrunk in {} runs: {} of {} faults remain; wrote {}",
+                            report.runs,
+                            report.schedule.fire.len(),
+                            report.faults_before,
+                            path.display()
+                        );
+                        if let Some(note) = report.note() {
+                            eprintln!("  {note}");
+                        }
+                        eprintln!("  fails with: {}\n  replay: {replay}", report.failure);
+                    }
                     Err(error) => eprintln!("cannot write {}: {error}", path.display()),
                 }
             }
@@ -954,12 +989,22 @@ impl Sweep {
         }
     }
 
-    /// `cargo test -p PACKAGE --test TARGET NAME -- --exact`, from what
-    /// cargo tells a running test.
+    /// `cargo test -p PACKAGE [PROFILE] [ARGS] --test TARGET NAME -- --exact
+    /// --include-ignored --nocapture`, from what cargo tells a running test
+    /// and [`cargo_args`](Self::cargo_args).
     fn test_command(&self) -> String {
         let package = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "PACKAGE".into());
-        let target = std::env::current_exe()
-            .ok()
+        let exe = std::env::current_exe().ok();
+        let mut options = String::new();
+        if let Some(profile) = exe.as_deref().and_then(profile_option) {
+            options.push(' ');
+            options.push_str(&profile);
+        }
+        if !self.cargo_args.is_empty() {
+            options.push(' ');
+            options.push_str(&self.cargo_args);
+        }
+        let target = exe
             .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
             .map(|stem| match stem.rsplit_once('-') {
                 Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => {
@@ -973,9 +1018,24 @@ impl Sweep {
             None => "--test TARGET".into(),
         };
         format!(
-            "cargo test -p {package} {target} {} -- --exact --nocapture",
+            "cargo test -p {package}{options} {target} {} -- --exact --include-ignored --nocapture",
             self.name
         )
+    }
+}
+
+/// The `cargo test` option that builds the profile a test binary at `exe`
+/// was built in, from its directory (`target/PROFILE/deps/TEST`): none
+/// for `debug` (the default), `--release`, or `--profile NAME`.
+fn profile_option(exe: &std::path::Path) -> Option<String> {
+    let deps = exe.parent()?;
+    if deps.file_name()? != "deps" {
+        return None;
+    }
+    match deps.parent()?.file_name()?.to_str()? {
+        "debug" => None,
+        "release" => Some("--release".into()),
+        name => Some(format!("--profile {name}")),
     }
 }
 
@@ -1340,6 +1400,38 @@ mod tests {
         send::<SweepError>();
         sync::<Sweep>();
         sync::<Env>();
+    }
+
+    #[test]
+    fn the_replay_line_builds_the_profile_the_test_ran_in() {
+        use std::path::Path;
+        let option = |exe: &str| profile_option(Path::new(exe));
+        assert_eq!(option("/w/target/debug/deps/sim-0123abcd"), None);
+        assert_eq!(
+            option("/w/target/release/deps/sim-0123abcd").as_deref(),
+            Some("--release")
+        );
+        assert_eq!(
+            option("/w/target/ci/deps/sim-0123abcd").as_deref(),
+            Some("--profile ci")
+        );
+        // Not a test binary cargo built: nothing to say.
+        assert_eq!(option("/usr/local/bin/sim"), None);
+    }
+
+    #[test]
+    fn the_replay_line_carries_the_cargo_args_and_runs_ignored_tests() {
+        let command = Sweep::new("some_test")
+            .cargo_args("  --features   planted-bug ")
+            .test_command();
+        assert!(command.contains(" --features planted-bug --"), "{command}");
+        assert!(
+            command.ends_with(" some_test -- --exact --include-ignored --nocapture"),
+            "{command}"
+        );
+        assert!(!Sweep::new("some_test")
+            .test_command()
+            .contains("--features"));
     }
 
     #[test]

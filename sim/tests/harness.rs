@@ -392,9 +392,11 @@ fn planted_bug_is_caught_and_replays_in_a_new_process() {
         .lines()
         .find_map(|l| l.trim().strip_prefix("replay: "))
         .unwrap();
+    // (`--release` after `-p ioloop-sim` when the suite runs in release.)
+    assert!(replay.contains(" cargo test -p ioloop-sim "), "{replay}");
     assert!(
         replay.ends_with(
-            "cargo test -p ioloop-sim --test harness counter_with_whole_reads -- --exact --nocapture"
+            " --test harness counter_with_whole_reads -- --exact --include-ignored --nocapture"
         ),
         "{replay}"
     );
@@ -931,6 +933,82 @@ fn a_user_invariant_is_checked_after_every_step() {
     let failure = failure_of(&mut sim);
     assert_eq!(failure.kind, FailureKind::Invariant, "{failure}");
     assert!(failure.message.contains("3 fds open"), "{failure}");
+}
+
+/// The counter's simulation with a check at the end that counts its
+/// calls and says whether the server was back to its listener alone.
+fn counter_checked_at_end(sim: &mut Sim, verdict: Result<(), String>) -> Rc<Cell<(u32, bool)>> {
+    let seen = Rc::new(Cell::new((0, false)));
+    let record = seen.clone();
+    sim.check_at_end("the end", move |sim| {
+        let (calls, _) = record.get();
+        record.set((calls + 1, sim.open_fds("server").len() == 1));
+        verdict
+    });
+    seen
+}
+
+#[test]
+fn a_check_at_end_runs_once_when_the_run_has_ended_and_its_err_fails_it() {
+    let mut sim = Sim::new(5, FaultPreset::Swarm);
+    counter(&mut sim, Flaw::None);
+    let seen = counter_checked_at_end(&mut sim, Ok(()));
+    sim.run().unwrap();
+    // Once, with the clients done and the server back to its listener.
+    assert_eq!(seen.get(), (1, true));
+
+    // The wrong case: its `Err` is the run's failure.
+    let mut sim = Sim::new(5, FaultPreset::Swarm);
+    counter(&mut sim, Flaw::None);
+    let seen = counter_checked_at_end(&mut sim, Err("owed 3 messages".into()));
+    let failure = failure_of(&mut sim);
+    assert_eq!(failure.kind, FailureKind::Invariant, "{failure}");
+    assert!(
+        failure
+            .message
+            .contains("check at end \"the end\": owed 3 messages"),
+        "{failure}"
+    );
+    assert_eq!(seen.get(), (1, true));
+}
+
+#[test]
+fn a_check_at_end_is_not_run_when_the_run_fails_otherwise_or_has_not_ended() {
+    let mut sim = Sim::new(5, FaultPreset::None);
+    counter(&mut sim, Flaw::None);
+    doomed_client(&mut sim);
+    let seen = counter_checked_at_end(&mut sim, Ok(()));
+    assert_eq!(failure_of(&mut sim).kind, FailureKind::Client);
+    assert_eq!(seen.get().0, 0);
+
+    let mut sim = Sim::new(5, FaultPreset::None);
+    counter(&mut sim, Flaw::None);
+    let seen = counter_checked_at_end(&mut sim, Ok(()));
+    sim.run_for(Duration::from_millis(1)).unwrap();
+    assert_eq!(seen.get().0, 0, "run_for is not the end");
+    sim.run().unwrap();
+    assert_eq!(seen.get(), (1, true));
+}
+
+#[test]
+fn a_sweep_runs_the_check_at_the_end_of_each_seed_of_run_for() {
+    let ends = Rc::new(Cell::new(0u32));
+    let counted = ends.clone();
+    Sweep::new("a_sweep_runs_the_check_at_the_end_of_each_seed_of_run_for")
+        .seeds(0..5)
+        .faults(FaultPreset::None)
+        .run_for(Duration::from_secs(2), |sim| {
+            sim.host("idle", "10.0.0.1", |_| Ok(()));
+            let counted = counted.clone();
+            sim.check_at_end("the duration is up", move |sim| {
+                counted.set(counted.get() + 1);
+                match sim.now().since_epoch() {
+                    t if t >= Duration::from_secs(2) => Ok(()),
+                    t => Err(format!("ended at {t:?}")),
+                }
+            });
+        });
+    assert_eq!(ends.get(), 5);
 }
 
 /// A listener that counts the connections it accepted (and closes them),
