@@ -1489,6 +1489,36 @@ mod tests {
     }
 
     #[test]
+    fn a_buffer_read_as_it_fills_stays_bounded() {
+        // Each round leaves one byte unread: without compaction the
+        // consumed front would stay in memory, 10 MB of it.
+        let mut buffer = Buffer::default();
+        for _ in 0..10_000 {
+            buffer.extend(&[5; 1_000]);
+            buffer.consume(999);
+            assert_eq!(buffer.len(), buffer.data().len());
+        }
+        assert_eq!(buffer.len(), 10_000);
+        assert!(
+            buffer.bytes.len() < 30_000,
+            "{} bytes kept",
+            buffer.bytes.len()
+        );
+        assert_eq!(buffer.take(10_000), vec![5; 10_000]);
+    }
+
+    #[test]
+    fn handles_are_equal_when_they_name_the_same_stream() {
+        use crate::{Fd, Token};
+        let one = StreamHandle::<()>::new(Token::new(Fd(7), 1));
+        let copy = one;
+        let reused_fd = StreamHandle::<()>::new(Token::new(Fd(7), 2));
+        assert_eq!(one, copy);
+        assert_ne!(one, reused_fd);
+        assert_eq!(format!("{one:?}"), format!("StreamHandle({:?})", one.token));
+    }
+
+    #[test]
     fn find_locates_single_and_multi_byte_delimiters() {
         assert_eq!(find(b"abc\n", b"\n"), Some(3));
         assert_eq!(find(b"ab\r\n\r\nx", b"\r\n\r\n"), Some(2));

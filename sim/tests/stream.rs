@@ -54,6 +54,9 @@ on_the_simulator!(
     the_idle_timeout_closes_a_half_closed_stream,
     a_reset_reaches_an_idle_half_closed_stream,
     a_paused_reader_loses_no_byte_to_the_peers_end_of_stream,
+    the_read_buffer_and_a_pending_read_can_be_seen,
+    a_write_up_to_the_limit_is_taken_and_one_byte_more_is_not,
+    a_flush_callback_waits_for_every_earlier_write,
 );
 
 #[test]

@@ -1102,3 +1102,148 @@ pub fn a_paused_reader_loses_no_byte_to_the_peers_end_of_stream<P: Poller>(
         ]
     );
 }
+
+/// What a read leaves in the buffer is counted there, and `reading` says
+/// whether a read is pending: not inside a read's own callback, until
+/// it starts the next.
+pub fn the_read_buffer_and_a_pending_read_can_be_seen<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        let got = Rc::clone(&for_server);
+        let _ = stream.read_until(io, b"\n", 64, move |io, stream, first| {
+            let seen = |stream: &IOStream<P>| {
+                format!(
+                    "buffered {} reading {}",
+                    stream.read_buffer_len(),
+                    stream.reading()
+                )
+            };
+            let first = String::from_utf8(first.unwrap()).unwrap();
+            got.borrow_mut().push(format!("{first:?} {}", seen(stream)));
+            let got = Rc::clone(&got);
+            let _ = stream.read_until(io, b"\n", 64, move |io, stream, second| {
+                let second = String::from_utf8(second.unwrap()).unwrap();
+                got.borrow_mut()
+                    .push(format!("{second:?} {}", seen(stream)));
+                let last = Rc::clone(&got);
+                let _ = stream.read_bytes(io, 100, false, move |_, _, rest| {
+                    last.borrow_mut().push(format!("{rest:?}"));
+                });
+                got.borrow_mut().push(seen(stream));
+            });
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    TcpClient::connect(&mut io, addr, LIMIT, (), |io, stream, connected| {
+        connected.unwrap();
+        // One write: the three lines arrive together.
+        let _ = stream.write_then(io, b"one\ntwo\nthree", |io, stream, _| stream.close(io));
+    })
+    .unwrap();
+    run(&mut io, &got, 4);
+    assert_eq!(
+        *got.borrow(),
+        [
+            "\"one\\n\" buffered 9 reading false",
+            "\"two\\n\" buffered 5 reading false",
+            "buffered 5 reading true",
+            "Err(Closed { unread: [116, 104, 114, 101, 101] })",
+        ]
+    );
+}
+
+/// The write buffer's limit takes a write that reaches it exactly; one
+/// byte more fails and writes nothing, with the buffer empty too.
+pub fn a_write_up_to_the_limit_is_taken_and_one_byte_more_is_not<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        let got = Rc::clone(&for_server);
+        let _ = stream.read_until_close(io, move |_, _, all| {
+            got.borrow_mut().push(format!("server read {all:?}"));
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        stream.set_config(StreamConfig {
+            max_write_buffer_bytes: 4,
+            ..stream.config()
+        });
+        let too_much = stream.write(io, b"12345");
+        let exactly = stream.write(io, b"abcd");
+        for_client
+            .borrow_mut()
+            .push(format!("{too_much:?} then {exactly:?}"));
+        let _ = stream.write_then(io, b"", |io, stream, _| stream.close(io));
+    })
+    .unwrap();
+    run(&mut io, &got, 2);
+    assert_eq!(
+        *got.borrow(),
+        [
+            "Err(BufferFull { limit: 4 }) then Ok(())",
+            "server read Ok([97, 98, 99, 100])",
+        ]
+    );
+}
+
+/// A flush callback runs once every byte written before it is out, those
+/// of earlier plain writes included, and not before.
+pub fn a_flush_callback_waits_for_every_earlier_write<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    // More than the socket takes at once: most of it waits in the buffer.
+    const TOTAL: usize = 4 * 1024 * 1024;
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        let got = Rc::clone(&for_server);
+        let _ = stream.read_bytes(io, TOTAL + 1, false, move |_, _, all| {
+            got.borrow_mut()
+                .push(format!("server read {}", all.unwrap().len()));
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        stream.set_config(StreamConfig {
+            max_write_buffer_bytes: TOTAL + 1,
+            ..stream.config()
+        });
+        stream.write(io, &vec![7u8; TOTAL]).unwrap();
+        let got = Rc::clone(&for_client);
+        stream
+            .write_then(io, b"x", move |_, stream, flushed| {
+                got.borrow_mut().push(format!(
+                    "flushed {flushed:?}, {} bytes left",
+                    stream.write_buffer_len()
+                ));
+            })
+            .unwrap();
+    })
+    .unwrap();
+    run(&mut io, &got, 2);
+    let got = got.borrow();
+    assert!(
+        got.contains(&"flushed Ok(()), 0 bytes left".to_string()),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&format!("server read {}", TOTAL + 1)),
+        "{got:?}"
+    );
+}
