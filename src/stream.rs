@@ -556,11 +556,49 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     /// bytes between two streams does), it gets `None`: defer such work
     /// with [`IOLoop::add_callback`], which runs it once both callbacks
     /// have returned (as `examples/proxy` does).
+    ///
+    /// From a stream's own callback, [`with_stream`](Self::with_stream)
+    /// reaches any stream, that one included.
     pub fn with<R, F>(io: &mut IOLoop<P>, handle: StreamHandle<S>, f: F) -> Option<R>
     where
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>) -> R,
     {
         io.with_handler(handle.token, f)
+    }
+
+    /// Run `f` with the stream `handle` names, from the callback of this
+    /// one: this stream itself if `handle` is its own (which
+    /// [`IOStream::with`] cannot reach from here), else as `with` does.
+    /// `None` if that stream is closed. For a broadcast from one
+    /// connection to many, the sender among them:
+    ///
+    /// ```
+    /// # use ioloop::{IOLoop, IOStream, Poller, StreamHandle};
+    /// fn publish<P: Poller>(
+    ///     io: &mut IOLoop<P>,
+    ///     sender: &mut IOStream<P>,
+    ///     subscribers: &[StreamHandle<()>],
+    ///     line: &[u8],
+    /// ) {
+    ///     for &subscriber in subscribers {
+    ///         // The sender's own copy too, if it subscribed.
+    ///         sender.with_stream(io, subscriber, |io, stream| stream.write(io, line));
+    ///     }
+    /// }
+    /// ```
+    pub fn with_stream<R, F>(
+        &mut self,
+        io: &mut IOLoop<P>,
+        handle: StreamHandle<S>,
+        f: F,
+    ) -> Option<R>
+    where
+        F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>) -> R,
+    {
+        if self.token == Some(handle.token) {
+            return Some(f(io, self));
+        }
+        IOStream::with(io, handle, f)
     }
 
     // ----- reading ------------------------------------------------------------

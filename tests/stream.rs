@@ -54,6 +54,7 @@ on_mio!(
     the_read_buffer_and_a_pending_read_can_be_seen,
     a_write_up_to_the_limit_is_taken_and_one_byte_more_is_not,
     a_flush_callback_waits_for_every_earlier_write,
+    a_broadcast_from_a_callback_reaches_every_stream_its_own_included,
 );
 
 #[test]

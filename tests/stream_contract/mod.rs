@@ -1247,3 +1247,54 @@ pub fn a_flush_callback_waits_for_every_earlier_write<P: Poller>(
         "{got:?}"
     );
 }
+
+/// From a stream's callback, `with_stream` reaches every stream, that one
+/// included, where `IOStream::with` cannot reach that one: a broadcast to
+/// every connection, the one that triggered it among them.
+pub fn a_broadcast_from_a_callback_reaches_every_stream_its_own_included<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let streams: Rc<RefCell<Vec<ioloop::StreamHandle<()>>>> = Rc::default();
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        streams.borrow_mut().push(stream.handle());
+        if streams.borrow().len() < 2 {
+            return;
+        }
+        let own = IOStream::with(io, stream.handle(), |_, _: &mut IOStream<P>| ());
+        for_server
+            .borrow_mut()
+            .push(format!("with reaches its own: {}", own.is_some()));
+        for &handle in streams.borrow().iter() {
+            let wrote = stream.with_stream(io, handle, |io, other| other.write(io, b"go\n"));
+            for_server.borrow_mut().push(format!("{wrote:?}"));
+        }
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    for name in ["first", "second"] {
+        let got = Rc::clone(&got);
+        TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+            connected.unwrap();
+            let _ = stream.read_until(io, b"\n", 64, move |_, _, line| {
+                got.borrow_mut().push(format!("{name} read {line:?}"));
+            });
+        })
+        .unwrap();
+    }
+    run(&mut io, &got, 5);
+    let mut got = got.borrow().clone();
+    got[3..].sort();
+    assert_eq!(
+        got,
+        [
+            "with reaches its own: false",
+            "Some(Ok(()))",
+            "Some(Ok(()))",
+            "first read Ok([103, 111, 10])",
+            "second read Ok([103, 111, 10])",
+        ]
+    );
+}
