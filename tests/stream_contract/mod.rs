@@ -489,6 +489,7 @@ pub fn idle_streams_are_closed_after_their_last_activity<P: Poller>(
     let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
         assert_eq!(stream.idle_timeout(), None, "no idle timeout by default");
         stream.set_idle_timeout(io, Some(IDLE));
+        assert_eq!(stream.idle_timeout(), Some(IDLE));
         let got = Rc::clone(&for_server);
         let last_read = Rc::clone(&for_reads);
         stream.set_close_callback(move |io, stream| {
@@ -1180,6 +1181,7 @@ pub fn a_write_up_to_the_limit_is_taken_and_one_byte_more_is_not<P: Poller>(
             max_write_buffer_bytes: 4,
             ..stream.config()
         });
+        assert_eq!(stream.config().max_write_buffer_bytes, 4);
         let too_much = stream.write(io, b"12345");
         let exactly = stream.write(io, b"abcd");
         for_client
@@ -1225,12 +1227,29 @@ pub fn a_flush_callback_waits_for_every_earlier_write<P: Poller>(
             ..stream.config()
         });
         stream.write(io, &vec![7u8; TOTAL]).unwrap();
+        // The high-water mark is a bound: at it, no backpressure; past it,
+        // backpressure.
+        let buffered = stream.write_buffer_len();
+        assert!(buffered > 0, "{TOTAL} bytes went out at once");
+        let config = stream.config();
+        stream.set_config(StreamConfig {
+            write_high_water_bytes: buffered,
+            ..config
+        });
+        assert!(!stream.is_backpressured());
+        stream.set_config(StreamConfig {
+            write_high_water_bytes: buffered - 1,
+            ..config
+        });
+        assert!(stream.is_backpressured());
+        stream.set_config(config);
         let got = Rc::clone(&for_client);
         stream
             .write_then(io, b"x", move |_, stream, flushed| {
                 got.borrow_mut().push(format!(
-                    "flushed {flushed:?}, {} bytes left",
-                    stream.write_buffer_len()
+                    "flushed {flushed:?}, {} bytes left, backpressured {}",
+                    stream.write_buffer_len(),
+                    stream.is_backpressured()
                 ));
             })
             .unwrap();
@@ -1239,7 +1258,7 @@ pub fn a_flush_callback_waits_for_every_earlier_write<P: Poller>(
     run(&mut io, &got, 2);
     let got = got.borrow();
     assert!(
-        got.contains(&"flushed Ok(()), 0 bytes left".to_string()),
+        got.contains(&"flushed Ok(()), 0 bytes left, backpressured false".to_string()),
         "{got:?}"
     );
     assert!(
@@ -1297,4 +1316,73 @@ pub fn a_broadcast_from_a_callback_reaches_every_stream_its_own_included<P: Poll
             "second read Ok([103, 111, 10])",
         ]
     );
+}
+
+/// Bytes written count as activity for the idle timeout, as bytes read
+/// do: a stream that only writes is closed once it stops writing, not
+/// before. A closed stream arms no idle timer.
+pub fn writes_keep_a_stream_from_idling_until_they_stop<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    const IDLE: Duration = Duration::from_millis(20);
+    const GAP: Duration = Duration::from_millis(10);
+    const BYTES: u32 = 5;
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        stream.set_idle_timeout(io, Some(IDLE));
+        let last_write = Rc::new(RefCell::new(io.time()));
+        let got = Rc::clone(&for_server);
+        let last = Rc::clone(&last_write);
+        stream.set_close_callback(move |io, stream| {
+            let quiet = io.time().saturating_duration_since(*last.borrow());
+            let timers = io.timeout_count();
+            stream.set_idle_timeout(io, Some(IDLE));
+            got.borrow_mut().push(format!(
+                "server: {:?}, {} after the last write; {} timers armed once closed",
+                stream.error(),
+                if quiet >= IDLE {
+                    "not sooner than the timeout"
+                } else {
+                    "TOO SOON"
+                },
+                io.timeout_count() - timers
+            ));
+        });
+        let handle = stream.handle();
+        for i in 0..BYTES {
+            let last_write = Rc::clone(&last_write);
+            io.call_later(GAP * i, move |io| {
+                IOStream::with(io, handle, |io, stream: &mut IOStream<P>| {
+                    stream.write(io, b"x").unwrap();
+                    *last_write.borrow_mut() = io.time();
+                });
+            });
+        }
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.unwrap();
+        let got = Rc::clone(&for_client);
+        stream
+            .read_until_close(io, move |_, _, all| {
+                got.borrow_mut()
+                    .push(format!("client: {:?}", all.map(|a| a.len())));
+            })
+            .unwrap();
+    })
+    .unwrap();
+    run(&mut io, &got, 2);
+    let got = got.borrow();
+    assert!(
+        got.contains(&format!(
+            "server: {:?}, not sooner than the timeout after the last write; 0 timers armed once closed",
+            Some(StreamError::Idle { timeout: IDLE })
+        )),
+        "{got:?}"
+    );
+    assert!(got.contains(&format!("client: Ok({BYTES})")), "{got:?}");
 }
