@@ -558,7 +558,8 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     /// have returned (as `examples/proxy` does).
     ///
     /// From a stream's own callback, [`with_stream`](Self::with_stream)
-    /// reaches any stream, that one included.
+    /// reaches that stream too (but not one further up the call stack:
+    /// the proxy's case above).
     pub fn with<R, F>(io: &mut IOLoop<P>, handle: StreamHandle<S>, f: F) -> Option<R>
     where
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>) -> R,
@@ -581,8 +582,13 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     ///     line: &[u8],
     /// ) {
     ///     for &subscriber in subscribers {
-    ///         // The sender's own copy too, if it subscribed.
-    ///         sender.with_stream(io, subscriber, |io, stream| stream.write(io, line));
+    ///         // The sender's own copy too, if it subscribed. A subscriber
+    ///         // too slow to take it (`BufferFull`) is let go.
+    ///         sender.with_stream(io, subscriber, |io, stream| {
+    ///             if stream.write(io, line).is_err() {
+    ///                 stream.close(io);
+    ///             }
+    ///         });
     ///     }
     /// }
     /// ```
@@ -596,7 +602,7 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>) -> R,
     {
         if self.token == Some(handle.token) {
-            return Some(f(io, self));
+            return (!self.closed).then(|| f(io, self));
         }
         IOStream::with(io, handle, f)
     }

@@ -173,7 +173,8 @@ impl fmt::Display for FaultCoverage {
             writeln!(f)?;
         }
         let never = self.enabled_never_fired();
-        // One seed (a replay) tests what it tests: the marks say enough.
+        // One seed (a replay, above all) cannot try every kind it enables:
+        // the marks say enough.
         if !never.is_empty() && self.seeds > 1 {
             let names: Vec<&str> = never.iter().map(|k| k.name()).collect();
             writeln!(

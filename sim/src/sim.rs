@@ -560,8 +560,10 @@ pub enum LinkState {
     Clogged,
 }
 
-/// What ended a run unsuccessfully.
+/// What ended a run unsuccessfully. New kinds may come: match with a
+/// wildcard arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum FailureKind {
     /// A host's setup failed, or the simulation was described wrongly
     /// (a malformed address, a name or address used twice).
@@ -576,8 +578,8 @@ pub enum FailureKind {
     HandlerMap,
     /// A handler was called after its removal or outside its interest.
     Dispatch,
-    /// A user invariant failed ([`Sim::invariant`]), or a check at the end
-    /// ([`Sim::check_at_end`]).
+    /// A user invariant failed (returned `Err`, or panicked):
+    /// [`Sim::invariant`].
     Invariant,
     /// Nothing is pending anywhere, but a client is not done.
     Stall,
@@ -592,6 +594,9 @@ pub enum FailureKind {
     Hung,
     /// The same seed ran twice and the runs parted.
     Nondeterminism,
+    /// A check for the end of a run failed (returned `Err`, or panicked):
+    /// [`Sim::check_at_end`].
+    EndCheck,
 }
 
 impl FailureKind {
@@ -612,6 +617,7 @@ impl FailureKind {
             FailureKind::Liveness => "liveness",
             FailureKind::Hung => "hung",
             FailureKind::Nondeterminism => "nondeterminism",
+            FailureKind::EndCheck => "end-check",
         }
     }
 }
@@ -792,8 +798,8 @@ impl Sim {
         self
     }
 
-    /// Check `invariant` after every step of every host; an `Err` fails the
-    /// run with [`FailureKind::Invariant`]. It sees the whole simulation
+    /// Check `invariant` after every step of every host; an `Err` (or a
+    /// panic) fails the run with [`FailureKind::Invariant`]. It sees the whole simulation
     /// (read-only): [`now`](Self::now), [`io`](Self::io), and the ground
     /// truth by host name — [`host_state`](Self::host_state),
     /// [`link`](Self::link) — ...
@@ -807,14 +813,17 @@ impl Sim {
     }
 
     /// Check `check` once, when [`run`](Self::run) ends well — every
-    /// client done, the [`duration`](Builder::duration) up, every host
-    /// back to what it held after setup (and, under a liveness phase,
-    /// settled), the invariants held once more — and fail the run with
-    /// [`FailureKind::Invariant`] if it returns an `Err`. For what only
-    /// the end can tell: that every subscriber got every message it was
-    /// owed, that the replicas agree. Checks run in the order added, and
-    /// the first `Err` is the failure. Not run if the run fails otherwise,
-    /// nor by [`run_for`](Self::run_for) and [`run_until`](Self::run_until),
+    /// client done, the [`duration`](Builder::duration) up, the hosts
+    /// back to what they held after setup (unless
+    /// [`leak_check`](Builder::leak_check) is off) and, under a liveness
+    /// phase, settled; the handler tables and the invariants checked once
+    /// more — and fail the run with [`FailureKind::EndCheck`] if it
+    /// returns an `Err` or panics (an `assert!` in it is fine: the failure
+    /// still names the seed and its replay). For what only the end can
+    /// tell: that every subscriber got every message it was owed, that
+    /// the replicas agree. Checks run in the order added, and the first
+    /// that fails is the failure. Not run if the run fails otherwise, nor
+    /// by [`run_for`](Self::run_for) and [`run_until`](Self::run_until),
     /// after which a test may go on.
     ///
     /// ```
@@ -823,8 +832,8 @@ impl Sim {
     ///
     /// let ticks = Rc::new(Cell::new(0));
     /// // Ticks at 100 ms, 200 ms, ... 1 s: the run ends at 1.05 s.
-    /// let run_for = Duration::from_millis(1050);
-    /// let mut sim = Sim::builder(1).faults(FaultPreset::None).duration(run_for).build();
+    /// let duration = Duration::from_millis(1050);
+    /// let mut sim = Sim::builder(1).faults(FaultPreset::None).duration(duration).build();
     /// let counted = ticks.clone();
     /// sim.host("a", "10.0.0.1", move |io| {
     ///     let counted = counted.clone();
@@ -1499,8 +1508,9 @@ impl Sim {
     /// [`duration`](Builder::duration), if one was set) and every host holds
     /// no more fds, handlers and timeouts than after its setup; with neither
     /// clients nor a duration, until nothing is pending anywhere. Checks
-    /// the contract after every step, and the invariants once more at the
-    /// end.
+    /// the contract after every step, and at the end the handler tables
+    /// and the invariants once more, then the checks for the end
+    /// ([`check_at_end`](Self::check_at_end)).
     pub fn run(&mut self) -> Result<Report, Failure> {
         self.check_setup()?;
         for _ in 0..ROUNDS_MAX {
@@ -1765,7 +1775,7 @@ impl Sim {
         let mut invariants = std::mem::take(&mut self.invariants);
         let mut failed = None;
         for (name, invariant) in &mut invariants {
-            if let Err(why) = invariant(self) {
+            if let Err(why) = checked(|| invariant(self)) {
                 failed = Some(format!("invariant {name:?}: {why}"));
                 break;
             }
@@ -1777,14 +1787,15 @@ impl Sim {
         }
     }
 
-    /// The end of a run that ended well: the invariants once more, then
-    /// the checks for the end, and the report.
+    /// The end of a run that ended well: the handler tables and the
+    /// invariants once more, then the checks for the end, and the report.
     fn end_well(&mut self) -> Result<Report, Failure> {
+        self.check_every_host()?;
         self.check_invariants()?;
         for (name, check) in std::mem::take(&mut self.end_checks) {
-            if let Err(why) = check(self) {
+            if let Err(why) = checked(|| check(self)) {
                 let message = format!("check at end {name:?}: {why}");
-                return Err(self.fail(FailureKind::Invariant, None, message));
+                return Err(self.fail(FailureKind::EndCheck, None, message));
             }
         }
         Ok(self.report())
@@ -2093,6 +2104,12 @@ impl fmt::Debug for Sim {
 }
 
 /// The message a panic carried, from its payload.
+/// A user's check's verdict, a panic in it (an `assert!`) as an `Err`.
+fn checked<F: FnOnce() -> Result<(), String>>(check: F) -> Result<(), String> {
+    panic::catch_unwind(AssertUnwindSafe(check))
+        .unwrap_or_else(|payload| Err(format!("panicked: {}", panic_message(payload.as_ref()))))
+}
+
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         message.to_string()

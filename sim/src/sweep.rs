@@ -780,8 +780,10 @@ impl Sweep {
     /// line would rebuild the test without its features, and the seed
     /// pass. What the test can see, the line has already: the package, the
     /// test target and name, the profile (`--release`, or `--profile
-    /// NAME`, from the directory the test binary runs from), and
-    /// `--include-ignored`, so that an `#[ignore]`d sweep replays too.
+    /// NAME`, from the directory the test binary is in; not if `args`
+    /// name one themselves), and `--include-ignored`, so that an
+    /// `#[ignore]`d sweep replays too. Called again, it replaces the
+    /// words given before.
     ///
     /// ```no_run
     /// use ioloop_sim::Sweep;
@@ -996,9 +998,15 @@ impl Sweep {
         let package = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "PACKAGE".into());
         let exe = std::env::current_exe().ok();
         let mut options = String::new();
+        let names_profile = self
+            .cargo_args
+            .split_whitespace()
+            .any(|word| word == "--release" || word == "-r" || word.starts_with("--profile"));
         if let Some(profile) = exe.as_deref().and_then(profile_option) {
-            options.push(' ');
-            options.push_str(&profile);
+            if !names_profile {
+                options.push(' ');
+                options.push_str(&profile);
+            }
         }
         if !self.cargo_args.is_empty() {
             options.push(' ');
@@ -1024,15 +1032,18 @@ impl Sweep {
     }
 }
 
+/// The profile directory cargo built the test binary at `exe` in
+/// (`target/PROFILE/deps/TEST` → `target/PROFILE`), if it is one.
+fn profile_dir(exe: &std::path::Path) -> Option<&std::path::Path> {
+    let deps = exe.parent()?;
+    (deps.file_name()? == "deps").then_some(deps.parent()?)
+}
+
 /// The `cargo test` option that builds the profile a test binary at `exe`
 /// was built in, from its directory (`target/PROFILE/deps/TEST`): none
 /// for `debug` (the default), `--release`, or `--profile NAME`.
 fn profile_option(exe: &std::path::Path) -> Option<String> {
-    let deps = exe.parent()?;
-    if deps.file_name()? != "deps" {
-        return None;
-    }
-    match deps.parent()?.file_name()?.to_str()? {
+    match profile_dir(exe)?.file_name()?.to_str()? {
         "debug" => None,
         "release" => Some("--release".into()),
         name => Some(format!("--profile {name}")),
@@ -1044,10 +1055,9 @@ fn profile_option(exe: &std::path::Path) -> Option<String> {
 /// `target/ioloop-sim/`), not the crate's sources; the current directory
 /// if that cannot be told or made.
 fn schedules_dir() -> PathBuf {
-    let target = std::env::current_exe().ok().and_then(|exe| {
-        let deps = exe.parent()?;
-        (deps.file_name()? == "deps").then(|| deps.parent()?.parent().map(PathBuf::from))?
-    });
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(profile_dir(&exe)?.parent()?.to_path_buf()));
     match target.map(|target| target.join("ioloop-sim")) {
         Some(dir) if std::fs::create_dir_all(&dir).is_ok() => dir,
         _ => PathBuf::new(),
@@ -1432,6 +1442,11 @@ mod tests {
         assert!(!Sweep::new("some_test")
             .test_command()
             .contains("--features"));
+        // A profile the words name is not named twice.
+        let command = Sweep::new("some_test")
+            .cargo_args("--release --features x")
+            .test_command();
+        assert_eq!(command.matches("--release").count(), 1, "{command}");
     }
 
     #[test]

@@ -962,7 +962,7 @@ fn a_check_at_end_runs_once_when_the_run_has_ended_and_its_err_fails_it() {
     counter(&mut sim, Flaw::None);
     let seen = counter_checked_at_end(&mut sim, Err("owed 3 messages".into()));
     let failure = failure_of(&mut sim);
-    assert_eq!(failure.kind, FailureKind::Invariant, "{failure}");
+    assert_eq!(failure.kind, FailureKind::EndCheck, "{failure}");
     assert!(
         failure
             .message
@@ -970,6 +970,41 @@ fn a_check_at_end_runs_once_when_the_run_has_ended_and_its_err_fails_it() {
         "{failure}"
     );
     assert_eq!(seen.get(), (1, true));
+}
+
+#[test]
+fn a_check_that_panics_fails_the_run_and_names_itself() {
+    let mut sim = Sim::new(5, FaultPreset::None);
+    counter(&mut sim, Flaw::None);
+    sim.check_at_end("asserts", |_| {
+        assert_eq!(1 + 1, 3, "owed 3 messages");
+        Ok(())
+    });
+    let failure = failure_of(&mut sim);
+    assert_eq!(failure.kind, FailureKind::EndCheck, "{failure}");
+    assert!(
+        failure
+            .message
+            .contains("check at end \"asserts\": panicked: ")
+            && failure.message.contains("owed 3 messages"),
+        "{failure}"
+    );
+
+    let mut sim = Sim::new(5, FaultPreset::None);
+    counter(&mut sim, Flaw::None);
+    sim.invariant("asserts", |sim| {
+        assert!(sim.open_fds("server").len() < 3, "too many fds");
+        Ok(())
+    });
+    let failure = failure_of(&mut sim);
+    assert_eq!(failure.kind, FailureKind::Invariant, "{failure}");
+    assert!(
+        failure
+            .message
+            .contains("invariant \"asserts\": panicked: ")
+            && failure.message.contains("too many fds"),
+        "{failure}"
+    );
 }
 
 #[test]
@@ -992,9 +1027,9 @@ fn a_check_at_end_is_not_run_when_the_run_fails_otherwise_or_has_not_ended() {
 
 #[test]
 fn a_sweep_runs_the_check_at_the_end_of_each_seed_of_run_for() {
-    let ends = Rc::new(Cell::new(0u32));
+    let ends = Rc::new(Cell::new(0u64));
     let counted = ends.clone();
-    Sweep::new("a_sweep_runs_the_check_at_the_end_of_each_seed_of_run_for")
+    let summary = Sweep::new("a_sweep_runs_the_check_at_the_end_of_each_seed_of_run_for")
         .seeds(0..5)
         .faults(FaultPreset::None)
         .run_for(Duration::from_secs(2), |sim| {
@@ -1008,7 +1043,13 @@ fn a_sweep_runs_the_check_at_the_end_of_each_seed_of_run_for() {
                 }
             });
         });
-    assert_eq!(ends.get(), 5);
+    // Once a run (a determinism check runs each seed twice).
+    let runs = if std::env::var_os("IOLOOP_SIM_CHECK_DETERMINISM").is_some() {
+        2
+    } else {
+        1
+    };
+    assert_eq!(ends.get(), summary.ran * runs);
 }
 
 /// A listener that counts the connections it accepted (and closes them),
