@@ -583,3 +583,27 @@ pub(crate) fn unsupported(call: &str) -> io::Error {
         format!("{call} is not supported by this poller"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fds_and_tokens_print_the_number_and_the_generation() {
+        assert_eq!(format!("{:?} {}", Fd(7), Fd(7)), "fd7 7");
+        assert_eq!(format!("{:?}", Token::new(Fd(7), 3)), "fd7#3");
+    }
+
+    #[test]
+    fn ready_sets_test_and_encode_their_bits() {
+        let read_closed = Ready::READABLE | Ready::READ_CLOSED;
+        assert!(Ready::empty().is_empty());
+        assert!(!Ready::ERROR.is_empty());
+        assert!(read_closed.contains(Ready::READ_CLOSED));
+        assert!(read_closed.contains(Ready::empty()));
+        assert!(!read_closed.contains(Ready::READ_CLOSED | Ready::WRITABLE));
+        assert_eq!(read_closed.bits(), 0b0_0101);
+        assert_eq!(Ready::ERROR.bits(), 0b1_0000);
+        assert_eq!(Ready::empty().bits(), 0);
+    }
+}
