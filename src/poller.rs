@@ -606,4 +606,125 @@ mod tests {
         assert_eq!(Ready::ERROR.bits(), 0b1_0000);
         assert_eq!(Ready::empty().bits(), 0);
     }
+
+    #[test]
+    fn instants_and_readiness_print_and_measure() {
+        let (start, end) = (
+            Instant::from_epoch(Duration::from_millis(5)),
+            Instant::from_epoch(Duration::from_millis(12)),
+        );
+        assert_eq!(end.duration_since(start), Duration::from_millis(7));
+        assert_eq!(
+            end.checked_duration_since(start),
+            Some(Duration::from_millis(7))
+        );
+        assert_eq!(start.checked_duration_since(end), None);
+        assert_eq!(format!("{end:?}"), "t+12ms");
+        let both = Ready::READABLE | Ready::ERROR;
+        assert_eq!(format!("{both:?}"), "{READABLE, ERROR}");
+    }
+
+    /// A poller of a user's that writes only what it must: every default
+    /// of the trait is what its documentation says.
+    struct Minimal {
+        closed: Vec<Fd>,
+    }
+
+    impl Poller for Minimal {
+        fn add(&mut self, _: Fd, _: Token, _: Events) -> io::Result<()> {
+            Ok(())
+        }
+        fn modify(&mut self, _: Fd, _: Token, _: Events) -> io::Result<()> {
+            Ok(())
+        }
+        fn delete(&mut self, _: Fd) -> io::Result<()> {
+            Ok(())
+        }
+        fn wait(&mut self, _: &mut Readiness, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+        fn now(&self) -> Instant {
+            Instant::ZERO
+        }
+        fn system_time(&self) -> SystemTime {
+            SystemTime::UNIX_EPOCH
+        }
+        fn waker(&self) -> Arc<dyn Wake> {
+            struct Nothing;
+            impl Wake for Nothing {
+                fn wake(&self) -> io::Result<()> {
+                    Ok(())
+                }
+            }
+            Arc::new(Nothing)
+        }
+        fn registration(&self, _: Fd) -> Option<(Token, Events)> {
+            None
+        }
+        fn registration_count(&self) -> usize {
+            0
+        }
+        fn short_read_drains(&self, _: Fd) -> bool {
+            false
+        }
+        fn listen(&mut self, _: SocketAddr) -> io::Result<Fd> {
+            Ok(Fd(3))
+        }
+        fn accept(&mut self, _: Fd) -> io::Result<(Fd, SocketAddr)> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn connect(&mut self, _: SocketAddr) -> io::Result<Fd> {
+            Ok(Fd(4))
+        }
+        fn read(&mut self, _: Fd, _: &mut [u8]) -> io::Result<usize> {
+            Ok(0)
+        }
+        fn write(&mut self, _: Fd, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn shutdown(&mut self, _: Fd, _: Shutdown) -> io::Result<()> {
+            Ok(())
+        }
+        fn close(&mut self, fd: Fd) -> io::Result<()> {
+            self.closed.push(fd);
+            Ok(())
+        }
+        fn local_addr(&self, _: Fd) -> io::Result<SocketAddr> {
+            Ok("127.0.0.1:1".parse().unwrap())
+        }
+    }
+
+    #[test]
+    fn a_poller_gets_the_documented_defaults() {
+        let mut poller = Minimal { closed: Vec::new() };
+        poller.close_registered(Fd(9)).unwrap();
+        assert_eq!(poller.closed, [Fd(9)], "close_registered is close");
+        poller.before_dispatch(Token::new(Fd(9), 1), Events::READ);
+        let fd = Fd(4);
+        let addr: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let mut buf = [0u8; 4];
+        let results = [
+            ("set_nodelay", poller.set_nodelay(fd, true).err()),
+            ("nodelay", poller.nodelay(fd).err()),
+            ("set_keepalive", poller.set_keepalive(fd, None).err()),
+            ("keepalive", poller.keepalive(fd).err()),
+            ("peer_addr", poller.peer_addr(fd).err()),
+            ("take_error", poller.take_error(fd).err()),
+            ("udp_bind", poller.udp_bind(addr).err()),
+            ("udp_connect", poller.udp_connect(fd, addr).err()),
+            ("send_to", poller.send_to(fd, b"x", addr).err()),
+            ("recv_from", poller.recv_from(fd, &mut buf).err()),
+            ("send", poller.send(fd, b"x").err()),
+            ("recv", poller.recv(fd, &mut buf).err()),
+        ];
+        for (call, error) in results {
+            let error = error.unwrap_or_else(|| panic!("{call} succeeded"));
+            assert_eq!(error.kind(), io::ErrorKind::Unsupported, "{call}");
+            assert_eq!(
+                error.to_string(),
+                format!("{call} is not supported by this poller")
+            );
+        }
+        assert!(poller.closed == [Fd(9)], "no default closed anything");
+    }
 }
