@@ -59,6 +59,8 @@ on_the_simulator!(
     a_flush_callback_waits_for_every_earlier_write,
     a_broadcast_from_a_callback_reaches_every_stream_its_own_included,
     writes_keep_a_stream_from_idling_until_they_stop,
+    a_line_of_exactly_max_bytes_is_read,
+    pipelined_lines_are_read_one_after_another_not_nested,
 );
 
 #[test]

@@ -1395,3 +1395,88 @@ pub fn writes_keep_a_stream_from_idling_until_they_stop<P: Poller>(
     );
     assert!(got.contains(&format!("client: Ok({BYTES})")), "{got:?}");
 }
+
+/// `max_bytes` bounds a line delimiter included: a line of exactly that
+/// many bytes is read; one byte more fails the read.
+pub fn a_line_of_exactly_max_bytes_is_read<P: Poller>(mut io: IOLoop<P>, addr: SocketAddr) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        let got = Rc::clone(&for_server);
+        let _ = stream.read_until(io, b"\n", 4, move |io, stream, first| {
+            got.borrow_mut().push(format!("{first:?}"));
+            let got = Rc::clone(&got);
+            let _ = stream.read_until(io, b"\n", 4, move |_, _, second| {
+                got.borrow_mut().push(format!("{second:?}"));
+            });
+        });
+    };
+    serve_and_send(
+        &mut io,
+        addr,
+        on_stream,
+        vec![b"abc\ndefg\n".to_vec()],
+        |_, _| {},
+    );
+    run(&mut io, &got, 2);
+    assert_eq!(
+        *got.borrow(),
+        [
+            "Ok([97, 98, 99, 10])",
+            "Err(Unsatisfiable { max_bytes: 4 })"
+        ]
+    );
+}
+
+/// A read callback that starts the next read, with the next line already
+/// buffered, gets it after it returns, not inside itself: many pipelined
+/// lines take no stack.
+pub fn pipelined_lines_are_read_one_after_another_not_nested<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    // Deep enough to overflow a test thread's 2 MiB stack if each line
+    // nested its callback in the previous one.
+    const LINES: usize = 100_000;
+    let got = log();
+    let for_server = Rc::clone(&got);
+    fn read_lines<P: Poller>(
+        io: &mut IOLoop<P>,
+        stream: &mut IOStream<P>,
+        depth: Rc<RefCell<(usize, usize, usize)>>,
+        got: Log,
+    ) {
+        let _ = stream.read_until(io, b"\n", 16, move |io, stream, line| {
+            if line.is_err() {
+                return;
+            }
+            let (lines, nesting, deepest) = {
+                let mut depth = depth.borrow_mut();
+                depth.0 += 1;
+                depth.1 += 1;
+                depth.2 = depth.2.max(depth.1);
+                *depth
+            };
+            if lines == LINES {
+                got.borrow_mut()
+                    .push(format!("{lines} lines, nested at most {deepest}"));
+            } else {
+                read_lines(io, stream, Rc::clone(&depth), Rc::clone(&got));
+            }
+            depth.borrow_mut().1 = nesting - 1;
+        });
+    }
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        let depth = Rc::new(RefCell::new((0, 0, 0)));
+        read_lines(io, stream, depth, Rc::clone(&for_server));
+    };
+    serve_and_send(
+        &mut io,
+        addr,
+        on_stream,
+        vec![b"x\n".repeat(LINES)],
+        |_, _| {},
+    );
+    run(&mut io, &got, 1);
+    assert_eq!(*got.borrow(), [format!("{LINES} lines, nested at most 1")]);
+}
