@@ -605,6 +605,7 @@ mod tests {
         assert_eq!(read_closed.bits(), 0b0_0101);
         assert_eq!(Ready::ERROR.bits(), 0b1_0000);
         assert_eq!(Ready::empty().bits(), 0);
+        assert_eq!(Ready::READABLE | Ready::READABLE, Ready::READABLE);
     }
 
     #[test]
