@@ -61,6 +61,8 @@ on_the_simulator!(
     writes_keep_a_stream_from_idling_until_they_stop,
     a_line_of_exactly_max_bytes_is_read,
     pipelined_lines_are_read_one_after_another_not_nested,
+    a_full_read_is_not_taken_for_a_drained_socket,
+    read_bytes_up_to_the_buffer_limit_waits_and_past_it_fails_at_once,
 );
 
 #[test]

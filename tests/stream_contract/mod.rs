@@ -1480,3 +1480,79 @@ pub fn pipelined_lines_are_read_one_after_another_not_nested<P: Poller>(
     run(&mut io, &got, 1);
     assert_eq!(*got.borrow(), [format!("{LINES} lines, nested at most 1")]);
 }
+
+/// A full read leaves the socket readable: with a small read buffer, what
+/// arrived in one go is read in pieces without waiting for a new edge
+/// (none comes: the peer sent everything at once and waits).
+pub fn a_full_read_is_not_taken_for_a_drained_socket<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    fn read_fours<P: Poller>(io: &mut IOLoop<P>, stream: &mut IOStream<P>, got: Log) {
+        let _ = stream.read_bytes(io, 4, false, move |io, stream, four| {
+            got.borrow_mut()
+                .push(String::from_utf8(four.unwrap()).unwrap());
+            if got.borrow().len() < 3 {
+                read_fours(io, stream, got);
+            }
+        });
+    }
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        stream.set_config(StreamConfig {
+            max_buffer_bytes: 4,
+            ..stream.config()
+        });
+        read_fours(io, stream, Rc::clone(&for_server));
+    };
+    serve_and_send(
+        &mut io,
+        addr,
+        on_stream,
+        vec![b"abcdefghijkl".to_vec()],
+        |_, _| {},
+    );
+    run(&mut io, &got, 3);
+    assert_eq!(*got.borrow(), ["abcd", "efgh", "ijkl"]);
+}
+
+/// A `read_bytes` the read buffer can hold exactly waits for its bytes;
+/// one that needs more than the buffer may hold fails at once.
+pub fn read_bytes_up_to_the_buffer_limit_waits_and_past_it_fails_at_once<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        stream.set_config(StreamConfig {
+            max_buffer_bytes: 8,
+            ..stream.config()
+        });
+        let got = Rc::clone(&for_server);
+        let _ = stream.read_bytes(io, 8, false, move |io, stream, eight| {
+            got.borrow_mut().push(format!("{eight:?}"));
+            let got = Rc::clone(&got);
+            // Nothing more comes: only the limit can fail this one.
+            let _ = stream.read_bytes(io, 9, false, move |_, _, nine| {
+                got.borrow_mut().push(format!("{nine:?}"));
+            });
+        });
+    };
+    serve_and_send(
+        &mut io,
+        addr,
+        on_stream,
+        vec![b"12345678".to_vec()],
+        |_, _| {},
+    );
+    run(&mut io, &got, 2);
+    assert_eq!(
+        *got.borrow(),
+        [
+            "Ok([49, 50, 51, 52, 53, 54, 55, 56])",
+            "Err(BufferFull { limit: 8 })"
+        ]
+    );
+}
