@@ -60,6 +60,7 @@ on_mio!(
     pipelined_lines_are_read_one_after_another_not_nested,
     a_full_read_is_not_taken_for_a_drained_socket,
     read_bytes_up_to_the_buffer_limit_waits_and_past_it_fails_at_once,
+    a_server_accepts_late_clients_at_once_and_none_once_stopped,
 );
 
 #[test]

@@ -1556,3 +1556,59 @@ pub fn read_bytes_up_to_the_buffer_limit_waits_and_past_it_fails_at_once<P: Poll
         ]
     );
 }
+
+/// A server accepts a client that comes after the others at once, not
+/// after a pause: running out of connections to accept is no failure.
+/// Once stopped, it accepts nobody.
+pub fn a_server_accepts_late_clients_at_once_and_none_once_stopped<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let connect_started = Rc::new(RefCell::new(io.time()));
+    let for_server = Rc::clone(&got);
+    let started = Rc::clone(&connect_started);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        let waited = io.time().saturating_duration_since(*started.borrow());
+        let when = if waited < TcpServer::ACCEPT_BACKOFF {
+            "at once"
+        } else {
+            "LATE"
+        };
+        for_server.borrow_mut().push(format!("accepted {when}"));
+        assert!(format!("{stream:?}").starts_with("IOStream { fd: "));
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let connect = |io: &mut IOLoop<P>, got: &Log, name: &'static str| {
+        *connect_started.borrow_mut() = io.time();
+        let got = Rc::clone(got);
+        TcpClient::connect(io, addr, LIMIT, (), move |io, stream, connected| {
+            let connected = connected.map_err(|e| e.to_string());
+            got.borrow_mut().push(format!("{name}: {connected:?}"));
+            stream.close(io);
+        })
+        .unwrap();
+    };
+    connect(&mut io, &got, "first");
+    run(&mut io, &got, 2);
+    // The first batch of accepts has ended, with `WouldBlock`.
+    connect(&mut io, &got, "second");
+    run(&mut io, &got, 4);
+    let mut seen = got.borrow().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "accepted at once",
+            "accepted at once",
+            "first: Ok(())",
+            "second: Ok(())"
+        ]
+    );
+    server.stop(&mut io).unwrap();
+    connect(&mut io, &got, "after stop");
+    run(&mut io, &got, 5);
+    let last = got.borrow().last().cloned().unwrap();
+    assert!(last.starts_with("after stop: Err("), "{:?}", got.borrow());
+}
