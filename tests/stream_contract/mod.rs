@@ -1396,31 +1396,63 @@ pub fn writes_keep_a_stream_from_idling_until_they_stop<P: Poller>(
     assert!(got.contains(&format!("client: Ok({BYTES})")), "{got:?}");
 }
 
-/// `max_bytes` bounds a line delimiter included: a line of exactly that
-/// many bytes is read; one byte more fails the read.
-pub fn a_line_of_exactly_max_bytes_is_read<P: Poller>(mut io: IOLoop<P>, addr: SocketAddr) {
+/// A read of a contract check: `read_until` or `read_bytes` (whole).
+#[derive(Clone, Copy)]
+enum Read {
+    Until(&'static [u8], usize),
+    Bytes(usize),
+}
+
+/// Start `read` on `stream`, its result to `callback`.
+fn start<P, F>(io: &mut IOLoop<P>, stream: &mut IOStream<P>, read: Read, callback: F)
+where
+    P: Poller,
+    F: FnOnce(&mut IOLoop<P>, &mut IOStream<P>, Result<Vec<u8>, StreamError>) + 'static,
+{
+    let _ = match read {
+        Read::Until(delimiter, max_bytes) => stream.read_until(io, delimiter, max_bytes, callback),
+        Read::Bytes(count) => stream.read_bytes(io, count, false, callback),
+    };
+}
+
+/// The results of two reads in a row (the second started in the first's
+/// callback) on a stream whose read buffer holds `buffer_bytes`, of what
+/// a client sends in one write, `sent`.
+fn two_reads<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+    buffer_bytes: usize,
+    [first, second]: [Read; 2],
+    sent: &[u8],
+) -> Vec<String> {
     let got = log();
     let for_server = Rc::clone(&got);
     let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        stream.set_config(StreamConfig {
+            max_buffer_bytes: buffer_bytes,
+            ..stream.config()
+        });
         let got = Rc::clone(&for_server);
-        let _ = stream.read_until(io, b"\n", 4, move |io, stream, first| {
-            got.borrow_mut().push(format!("{first:?}"));
+        start(io, stream, first, move |io, stream, result| {
+            got.borrow_mut().push(format!("{result:?}"));
             let got = Rc::clone(&got);
-            let _ = stream.read_until(io, b"\n", 4, move |_, _, second| {
-                got.borrow_mut().push(format!("{second:?}"));
+            start(io, stream, second, move |_, _, result| {
+                got.borrow_mut().push(format!("{result:?}"));
             });
         });
     };
-    serve_and_send(
-        &mut io,
-        addr,
-        on_stream,
-        vec![b"abc\ndefg\n".to_vec()],
-        |_, _| {},
-    );
+    serve_and_send(&mut io, addr, on_stream, vec![sent.to_vec()], |_, _| {});
     run(&mut io, &got, 2);
+    let got = got.borrow().clone();
+    got
+}
+
+/// `max_bytes` bounds a line delimiter included: a line of exactly that
+/// many bytes is read; one byte more fails the read.
+pub fn a_line_of_exactly_max_bytes_is_read<P: Poller>(io: IOLoop<P>, addr: SocketAddr) {
+    let line = Read::Until(b"\n", 4);
     assert_eq!(
-        *got.borrow(),
+        two_reads(io, addr, 1024, [line, line], b"abc\ndefg\n"),
         [
             "Ok([97, 98, 99, 10])",
             "Err(Unsatisfiable { max_bytes: 4 })"
@@ -1518,38 +1550,14 @@ pub fn a_full_read_is_not_taken_for_a_drained_socket<P: Poller>(
 }
 
 /// A `read_bytes` the read buffer can hold exactly waits for its bytes;
-/// one that needs more than the buffer may hold fails at once.
+/// one that needs more than the buffer may hold fails at once (nothing
+/// more comes: only the limit can fail it).
 pub fn read_bytes_up_to_the_buffer_limit_waits_and_past_it_fails_at_once<P: Poller>(
-    mut io: IOLoop<P>,
+    io: IOLoop<P>,
     addr: SocketAddr,
 ) {
-    let got = log();
-    let for_server = Rc::clone(&got);
-    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
-        stream.set_config(StreamConfig {
-            max_buffer_bytes: 8,
-            ..stream.config()
-        });
-        let got = Rc::clone(&for_server);
-        let _ = stream.read_bytes(io, 8, false, move |io, stream, eight| {
-            got.borrow_mut().push(format!("{eight:?}"));
-            let got = Rc::clone(&got);
-            // Nothing more comes: only the limit can fail this one.
-            let _ = stream.read_bytes(io, 9, false, move |_, _, nine| {
-                got.borrow_mut().push(format!("{nine:?}"));
-            });
-        });
-    };
-    serve_and_send(
-        &mut io,
-        addr,
-        on_stream,
-        vec![b"12345678".to_vec()],
-        |_, _| {},
-    );
-    run(&mut io, &got, 2);
     assert_eq!(
-        *got.borrow(),
+        two_reads(io, addr, 8, [Read::Bytes(8), Read::Bytes(9)], b"12345678"),
         [
             "Ok([49, 50, 51, 52, 53, 54, 55, 56])",
             "Err(BufferFull { limit: 8 })"
