@@ -1333,7 +1333,8 @@ pub fn writes_keep_a_stream_from_idling_until_they_stop<P: Poller>(
     mut io: IOLoop<P>,
     addr: SocketAddr,
 ) {
-    // The last write is at 4 × GAP, well before IDLE (see the check above).
+    // The last write is at 4 × GAP, well before IDLE (as in
+    // `idle_streams_are_closed_after_their_last_activity`).
     const IDLE: Duration = Duration::from_millis(100);
     const GAP: Duration = Duration::from_millis(10);
     const BYTES: u32 = 5;
