@@ -117,6 +117,69 @@ fn reset_is_delivered_as_error_even_with_empty_interest<B: Backend>() {
     assert_eq!(*log.borrow(), vec![(fd, Events::ERROR)]);
 }
 
+/// What a reset does to an end that has already read the peer's FIN
+/// (`CLOSE_WAIT`), as Linux's `tcp_reset` has it: reads still say end of
+/// stream, and the error is `EPIPE` (`BrokenPipe`), not `ECONNRESET`. An
+/// end that had not read a FIN gets `ConnectionReset` (the test above and
+/// `take_error_reads_a_reset_once` in the simulator's tests).
+fn a_reset_after_the_peers_fin_reads_end_of_stream_and_the_error_is_broken_pipe<B: Backend>() {
+    use std::io::ErrorKind;
+    let (mut io, _script) = new_loop::<B>();
+    let (fd, peer) = pair(&mut io);
+    // The peer sends its FIN; the end reads it.
+    io.shutdown(peer, Shutdown::Write).unwrap();
+    let mut buf = [0; 16];
+    let mut eof = false;
+    assert!(io
+        .run_until(TIMEOUT, |io| {
+            eof = matches!(io.read(fd, &mut buf), Ok(0));
+            eof
+        })
+        .unwrap());
+    // The end writes what the peer never reads; the peer closes with it
+    // unread: a reset, which finds the end in CLOSE_WAIT.
+    io.write(fd, b"unread").unwrap();
+    let landed = Rc::new(Cell::new(false));
+    let for_peer = Rc::clone(&landed);
+    io.add_handler(peer, move |_, _, _| for_peer.set(true), Events::READ)
+        .unwrap();
+    assert!(io.run_until(TIMEOUT, |_| landed.get()).unwrap());
+    io.close_fd(peer).unwrap();
+    type Seen = Vec<(
+        Events,
+        std::io::Result<usize>,
+        Option<ErrorKind>,
+        Option<ErrorKind>,
+    )>;
+    let seen: Rc<RefCell<Seen>> = Rc::default();
+    let for_handler = Rc::clone(&seen);
+    io.add_handler(
+        fd,
+        move |io, fd, events| {
+            let mut buf = [0; 16];
+            let read = io.read(fd, &mut buf);
+            let error = io.take_error(fd).unwrap().map(|e| e.kind());
+            let again = io.take_error(fd).unwrap().map(|e| e.kind());
+            for_handler.borrow_mut().push((events, read, error, again));
+            io.remove_handler(fd);
+        },
+        Events::empty(),
+    )
+    .unwrap();
+    assert!(io.run_until(TIMEOUT, |io| io.handler_count() == 0).unwrap());
+    let seen = seen.borrow();
+    let [(events, read, error, again)] = &seen[..] else {
+        panic!("one call expected: {seen:?}");
+    };
+    assert_eq!(*events, Events::ERROR);
+    assert_eq!(read.as_ref().ok(), Some(&0), "{read:?}");
+    assert_eq!(*error, Some(ErrorKind::BrokenPipe));
+    assert_eq!(*again, None, "SO_ERROR is read once");
+    let write = io.write(fd, b"more").map_err(|e| e.kind());
+    assert_eq!(write, Err(ErrorKind::BrokenPipe));
+    io.close_fd(fd).unwrap();
+}
+
 fn a_refused_connect_is_read_write_and_error_at_once_and_take_error_says_why<B: Backend>() {
     let (mut io, _script) = new_loop::<B>();
     // A port nobody listens on any more.
@@ -1287,6 +1350,7 @@ contract!(
     read_only_registration_never_reports_write,
     eof_is_delivered_as_read_and_the_read_returns_zero,
     reset_is_delivered_as_error_even_with_empty_interest,
+    a_reset_after_the_peers_fin_reads_end_of_stream_and_the_error_is_broken_pipe,
     a_refused_connect_is_read_write_and_error_at_once_and_take_error_says_why,
     a_listener_is_neither_read_written_nor_shut_down,
     error_is_delivered_once_per_report,

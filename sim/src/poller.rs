@@ -99,7 +99,14 @@ impl SimNet {
 /// `set_keepalive` are read back but change nothing (the simulated network
 /// has no Nagle algorithm and no idle probes); the listen backlog is
 /// honoured (capped at 128); `take_error` reads a reset or a refused connect
-/// once. Real sockets cannot enter a simulated host: `adopt_*` and
+/// once.
+///
+/// A reset is reported as Linux reports it: `ConnectionReset` to the next
+/// read or write (or `take_error`), then end of stream to reads and
+/// `BrokenPipe` to writes; but to an end that had received the peer's FIN
+/// and not sent its own (`CLOSE_WAIT`), reads stay at end of stream and the
+/// error is `BrokenPipe`. Closing with unread bytes sends a reset. Real
+/// sockets cannot enter a simulated host: `adopt_*` and
 /// `release_*` answer `Unsupported`.
 pub struct SimPoller {
     world: Rc<RefCell<World>>,

@@ -235,7 +235,13 @@ impl World {
                     return;
                 }
                 end.reset = true;
-                end.error = Some(io::ErrorKind::ConnectionReset);
+                // Linux's `tcp_reset`: `EPIPE` in CLOSE_WAIT (the peer's
+                // FIN received, this end's not sent), `ECONNRESET` otherwise.
+                end.error = Some(if end.recv_fin && !end.write_shut {
+                    io::ErrorKind::BrokenPipe
+                } else {
+                    io::ErrorKind::ConnectionReset
+                });
                 self.progress += 1;
                 let (host, fd) = (end.host, end.fd);
                 self.raise(

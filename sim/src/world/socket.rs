@@ -179,10 +179,16 @@ impl World {
             return Ok(n);
         }
         let end = &mut self.conns[conn].ends[side];
+        if end.recv_fin {
+            // A FIN received is the end of the stream for good, as on Linux
+            // (`SOCK_DONE`): a reset that came after it leaves its error
+            // for a write or `take_error`.
+            return Ok(0);
+        }
         if let Some(kind) = end.error.take() {
             return Err(io::Error::from(kind));
         }
-        if end.recv_fin || end.reset || buf.is_empty() {
+        if end.reset || buf.is_empty() {
             return Ok(0);
         }
         Err(io::Error::from(io::ErrorKind::WouldBlock))
