@@ -281,7 +281,13 @@ impl<P: Poller> IOLoop<P> {
             .modify(fd, token, events)
             .map_err(|source| Error::Os { fd, source })?;
         if let Some(slot) = self.readiness.slot_mut(token) {
+            #[cfg(feature = "planted-bugs")]
+            let old = slot.interest();
             slot.set_interest(events);
+            #[cfg(feature = "planted-bugs")]
+            if self.planted == Some(crate::planted::PlantedBug::UpdateNeverNarrows) {
+                slot.widen_deliverable(old);
+            }
         }
         self.note_change(fd);
         self.readiness.queue_if_due(token);

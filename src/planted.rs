@@ -13,4 +13,8 @@ pub enum PlantedBug {
     RemoveIsNoop,
     /// A duplicate `add_handler` replaces the handler instead of failing.
     DuplicateAddReplaces,
+    /// `update_handler` records the new interest but only ever widens what
+    /// the handler is called with: an event of the old interest still
+    /// reaches it after the update took it away.
+    UpdateNeverNarrows,
 }

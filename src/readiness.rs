@@ -78,6 +78,13 @@ impl Slot {
         self.deliverable = (interest - Events::ERROR) | error;
     }
 
+    /// Call the handler with `events` too, whatever its interest (the
+    /// planted bug [`UpdateNeverNarrows`](crate::planted::PlantedBug::UpdateNeverNarrows)).
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) fn widen_deliverable(&mut self, events: Events) {
+        self.deliverable |= events - Events::ERROR;
+    }
+
     /// `true` if `ERROR` was delivered since the poller last reported it.
     pub(crate) fn error_delivered(&self) -> bool {
         !self.deliverable.contains(Events::ERROR)

@@ -9,6 +9,11 @@
 //! one poll batch, in a known order, injects them (`Script::inject`); one
 //! that needs time to pass sets the clock (`Script::set_time`); one that
 //! needs a loop blocked in `wait` hooks the wait (`Script::on_blocking_wait`).
+//!
+//! The loops propagate panics (`PanicPolicy::Propagate`, set by `new_loop`):
+//! an `assert!` inside a handler or callback fails its test rather than
+//! being contained by the loop under test. The tests of containment set
+//! `PanicPolicy::Contain` themselves.
 
 mod common;
 
@@ -683,8 +688,12 @@ fn handler_closing_its_fd_is_dropped_after_its_call_and_the_reused_fd_keeps_its_
             io.close_fd(fd).unwrap();
             // Still alive: it is dropped when this call returns.
             assert_eq!(dropped.0.get(), 0);
-            // The lowest free number: the one just closed.
+            // The lowest free number is the one just closed: `pair` closed
+            // its listener, whose number is lower, so take that one first.
+            let lower = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
             let listener = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+            assert_eq!(listener, fd, "the closed fd's number is reused");
+            io.close_fd(lower).unwrap();
             io.add_handler(listener, |_, _, _| {}, Events::READ)
                 .unwrap();
             for_reused.set(Some(listener));
@@ -1074,6 +1083,7 @@ fn socket_operations_on_bad_fds_return_errors<B: Backend>() {
 
 fn panicking_handler_is_removed_and_the_loop_goes_on<B: Backend>() {
     let (mut io, _script) = new_loop::<B>();
+    io.set_panic_policy(PanicPolicy::Contain);
     let (bad, bad_peer) = pair(&mut io);
     let (good, good_peer) = pair(&mut io);
     io.add_handler(bad, |_, _, _| panic!("planted handler panic"), Events::READ)
@@ -1105,6 +1115,7 @@ fn panicking_handler_is_removed_and_the_loop_goes_on<B: Backend>() {
 
 fn panicking_handler_that_replaced_itself_keeps_its_replacement<B: Backend>() {
     let (mut io, script) = new_loop::<B>();
+    io.set_panic_policy(PanicPolicy::Contain);
     let (fd, _peer) = pair(&mut io);
     io.add_handler(
         fd,
@@ -1305,7 +1316,13 @@ fn re_entrant_start_from_run_once_is_an_error<B: Backend>() {
 fn run_until_returns_on_stop_and_at_its_deadline<B: Backend>() {
     let (mut io, _script) = new_loop::<B>();
     io.add_callback(|io| io.stop());
+    // Stopped in its first iteration: no time passes, no second iteration
+    // (a loop that ignored the stop would run on to the deadline, and
+    // return the same `false`).
+    let (start, iterations) = (io.time(), io.iterations());
     assert!(!io.run_until(TIMEOUT, |_| false).unwrap());
+    assert_eq!(io.iterations(), iterations + 1);
+    assert!(io.time() < start + TIMEOUT);
     let start = io.time();
     assert!(!io.run_until(Duration::from_millis(10), |_| false).unwrap());
     assert!(io.time() >= start + Duration::from_millis(10));
@@ -1433,6 +1450,7 @@ mod mio_only {
         let _ = log::set_logger(&ERROR_LOG);
         log::set_max_level(log::LevelFilter::Error);
         let mut io = mio_loop();
+        io.set_panic_policy(PanicPolicy::Contain);
         io.add_callback(|_| panic!("planted callback panic 7f3a"));
         io.add_callback(|_| panic!("{}", String::from("planted string panic 7f3b")));
         io.run_once(Some(Duration::ZERO)).unwrap();

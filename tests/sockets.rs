@@ -292,8 +292,9 @@ fn take_error_reports_a_refused_connect_once() {
         Events::WRITE,
     )
     .unwrap();
-    io.run_until(TEST_TIMEOUT, |io| io.interest(fd) == Some(Events::empty()))
-        .unwrap();
+    assert!(io
+        .run_until(TEST_TIMEOUT, |io| io.interest(fd) == Some(Events::empty()))
+        .unwrap());
     let error = io.take_error(fd).unwrap().expect("a pending error");
     assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
     assert!(

@@ -92,3 +92,59 @@ pub fn describe_pending_readiness<P: Poller>(io: &IOLoop<P>) -> String {
         .collect();
     fds.join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use ioloop::{Events, IOLoop};
+
+    use super::*;
+    use crate::{FaultPreset, SimNet};
+
+    #[test]
+    fn check_loop_passes_a_consistent_loop_and_names_what_differs() {
+        let net = SimNet::new(1, FaultPreset::None, false);
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let mut io = IOLoop::new(net.host(ip));
+        let fd = io.listen(SocketAddr::new(ip, 80)).unwrap();
+        io.add_handler(fd, |_, _, _| {}, Events::READ).unwrap();
+        assert_eq!(check_loop("server", &io, Vec::new), Ok(()));
+        assert_eq!(describe_handlers(&io), format!("[{fd:?}:READ]"));
+        assert_eq!(describe_pending_readiness(&io), "");
+        // A connection the handler never accepts: the listener stays due.
+        let mut client = IOLoop::new(net.host(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))));
+        client.connect(SocketAddr::new(ip, 80)).unwrap();
+        let mut pending = String::new();
+        for _ in 0..100 {
+            let next = net.world().next_delivery();
+            if let Some(at) = next {
+                net.world_mut().advance_to(at);
+            }
+            io.run_once(Some(std::time::Duration::ZERO)).unwrap();
+            client.run_once(Some(std::time::Duration::ZERO)).unwrap();
+            pending = describe_pending_readiness(&io);
+            if !pending.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(
+            pending,
+            format!("{fd:?}: due READ, interest READ, ready {{READABLE}}")
+        );
+        // The dispatch checks' violations: the first, and how many.
+        let violations = || vec!["first".to_string(), "second".to_string()];
+        assert_eq!(
+            check_loop("server", &io, violations),
+            Err("server: first (2 violations)".to_string())
+        );
+        // Closed behind the loop's back: the poller forgot the fd.
+        let host = io.poller().host_id();
+        net.world_mut().close(host, fd).unwrap();
+        let error = check_loop("server", &io, Vec::new).unwrap_err();
+        assert!(
+            error.starts_with("server: handler map and registrations differ: "),
+            "{error}"
+        );
+    }
+}

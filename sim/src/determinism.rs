@@ -63,7 +63,9 @@ pub fn check_in_process(config: &RunConfig) -> Result<(), Divergence> {
 }
 
 /// Run `config` twice, each in a new process of the `sim` binary `exe`
-/// (`replay --trace`), and compare their whole output.
+/// (`replay --trace`), and compare their whole output. A process that
+/// prints no trace hash (it crashed, or was not the `sim` binary) is an
+/// `Err`, not a match: two runs that both print nothing agree on nothing.
 pub fn check_in_processes(
     exe: &std::path::Path,
     config: &RunConfig,
@@ -75,10 +77,22 @@ pub fn check_in_processes(
             .args(&args)
             .output()
             .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
-        Ok(String::from_utf8_lossy(&output.stdout)
+        let lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
             .lines()
             .map(String::from)
-            .collect())
+            .collect();
+        if !lines.iter().any(|line| line.contains("trace_hash=")) {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            return Err(format!(
+                "{} {} printed no trace hash ({}): {}",
+                exe.display(),
+                args.join(" "),
+                output.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            ));
+        }
+        Ok(lines)
     };
     let first = run()?;
     let second = run()?;
@@ -91,6 +105,22 @@ mod tests {
 
     fn lines(text: &[&str]) -> Vec<String> {
         text.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn processes_that_print_no_trace_hash_are_an_error_not_a_match() {
+        // `true` prints nothing and exits 0: two such runs "agree".
+        let config = RunConfig {
+            scenario: scenario::Scenario::Echo,
+            seed: 1,
+            faults: crate::FaultPreset::None,
+            workload: scenario::Workload::random(1, 1, 8),
+            trace_full: false,
+            liveness_after: None,
+        };
+        let error = check_in_processes(std::path::Path::new("true"), &config)
+            .expect_err("no trace hash, no verdict");
+        assert!(error.contains("printed no trace hash"), "{error}");
     }
 
     #[test]

@@ -76,6 +76,41 @@ pub enum Op {
 /// `ioloop`'s test-only feature `planted-bugs`).
 pub type Setup = fn(&mut IOLoop<SimPoller>);
 
+/// What a [`check_ops`] run exercised, so that a property that passes can
+/// show it checked something: handlers added and called, each refusal the
+/// model predicts, removals and interest changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exercised {
+    /// Handlers added.
+    pub added: u64,
+    /// Handler calls, each checked against the registration the model holds.
+    pub calls: u64,
+    /// Calls refused as the model predicted, by error (`InvalidFd`,
+    /// `AlreadyRegistered`, `NotRegistered`, `Os`).
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Handlers removed (`remove_handler`, or `close_fd` of an fd with one).
+    pub removed: u64,
+    /// Interest changes (`update_handler` that succeeded).
+    pub updated: u64,
+}
+
+impl Exercised {
+    /// Add `other`'s counts to these.
+    pub fn absorb(&mut self, other: &Exercised) {
+        self.added += other.added;
+        self.calls += other.calls;
+        for (error, n) in &other.refused {
+            *self.refused.entry(error).or_default() += n;
+        }
+        self.removed += other.removed;
+        self.updated += other.updated;
+    }
+
+    fn refused(&mut self, error: &'static str) {
+        *self.refused.entry(error).or_default() += 1;
+    }
+}
+
 /// What the model believes.
 #[derive(Default)]
 struct Model {
@@ -85,6 +120,7 @@ struct Model {
     open: Vec<Fd>,
     handler_id_next: u64,
     failure: Option<String>,
+    exercised: Exercised,
 }
 
 impl Model {
@@ -171,8 +207,9 @@ fn draw_op(entropy: &mut Entropy) -> Op {
 }
 
 /// Run `ops` against a fresh loop (prepared by `setup`, if any) and the
-/// model; `Err` names the first step where they disagree.
-pub fn check_ops(ops: &[Op], setup: Option<Setup>) -> Result<(), String> {
+/// model; `Err` names the first step where they disagree, `Ok` tells what
+/// the run exercised.
+pub fn check_ops(ops: &[Op], setup: Option<Setup>) -> Result<Exercised, String> {
     let mut harness = Harness::new();
     if let Some(setup) = setup {
         setup(&mut harness.io);
@@ -190,7 +227,8 @@ pub fn check_ops(ops: &[Op], setup: Option<Setup>) -> Result<(), String> {
             .compare()
             .map_err(|why| format!("final run {step}: {why}"))?;
     }
-    Ok(())
+    let exercised = harness.model.borrow().exercised.clone();
+    Ok(exercised)
 }
 
 impl Harness {
@@ -357,8 +395,11 @@ fn add(
         m.fail(format!(
             "add_handler({fd:?}): got {got:?}, model expects {expected:?}"
         ));
-    } else if got.is_ok() {
+    } else if let Err(error) = got {
+        m.exercised.refused(error);
+    } else {
         m.registered.insert(fd, (id, events));
+        m.exercised.added += 1;
     }
 }
 
@@ -373,6 +414,7 @@ fn check_call(
     added_at: Option<u64>,
 ) {
     let mut m = model.borrow_mut();
+    m.exercised.calls += 1;
     match m.registered.get(&fd).copied() {
         Some((registered_id, interest)) if registered_id == id => {
             if !(interest | Events::ERROR).contains(fired) {
@@ -406,16 +448,22 @@ fn update(io: &mut IOLoop<SimPoller>, model: &Shared, fd: Fd, events: Events) {
         ));
     } else if let Some(entry) = m.registered.get_mut(&fd) {
         entry.1 = events;
+        m.exercised.updated += 1;
+    } else {
+        m.exercised.refused("NotRegistered");
     }
 }
 
 fn remove(io: &mut IOLoop<SimPoller>, model: &Shared, fd: Fd) {
     let expected = model.borrow_mut().registered.remove(&fd).is_some();
     let got = io.remove_handler(fd);
+    let mut m = model.borrow_mut();
     if got != expected {
-        model.borrow_mut().fail(format!(
+        m.fail(format!(
             "remove_handler({fd:?}) returned {got}, model expects {expected}"
         ));
+    } else if got {
+        m.exercised.removed += 1;
     }
 }
 
@@ -426,8 +474,8 @@ fn close(io: &mut IOLoop<SimPoller>, model: &Shared, fd: Fd) {
         let mut m = model.borrow_mut();
         let position = m.open.iter().position(|&open| open == fd);
         let was_open = position.map(|p| m.open.remove(p)).is_some();
-        if was_open {
-            m.registered.remove(&fd);
+        if was_open && m.registered.remove(&fd).is_some() {
+            m.exercised.removed += 1;
         }
         was_open
     };
@@ -482,5 +530,93 @@ fn perform(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every kind of step the generator can draw, named.
+    fn kinds(ops: &[Op]) -> BTreeSet<String> {
+        let mut kinds = BTreeSet::new();
+        let fd = |kinds: &mut BTreeSet<String>, fd: &FdRef| {
+            kinds.insert(match fd {
+                FdRef::Open(_) => "fd open".to_string(),
+                FdRef::Raw(raw) if *raw < 0 => "fd negative".to_string(),
+                FdRef::Raw(_) => "fd not open".to_string(),
+            });
+        };
+        let actions = |kinds: &mut BTreeSet<String>, actions: &[Action]| {
+            for action in actions {
+                let name = format!("{action:?}");
+                kinds.insert(format!(
+                    "action {}",
+                    &name[..name.find('(').unwrap_or(name.len())]
+                ));
+                match action {
+                    Action::Remove(f) | Action::Add(f, _) | Action::CloseAndReopen(f) => {
+                        fd(kinds, f)
+                    }
+                    _ => {}
+                }
+            }
+        };
+        for op in ops {
+            let name = format!("{op:?}");
+            kinds.insert(name[..name.find('(').unwrap_or(name.len())].to_string());
+            match op {
+                Op::Add(f, events, acts) => {
+                    fd(&mut kinds, f);
+                    kinds.insert(format!("events {:?}", events.bits()));
+                    actions(&mut kinds, acts);
+                }
+                Op::Update(f, _) | Op::Remove(f) | Op::Close(f) | Op::Send(f) => fd(&mut kinds, f),
+                Op::Callback(acts) | Op::Timeout(_, acts) => actions(&mut kinds, acts),
+                Op::Open | Op::Run => {}
+            }
+        }
+        kinds
+    }
+
+    #[test]
+    fn the_generator_draws_every_kind_of_step() {
+        let ops = ops_from_entropy(&mut Entropy::seeded(0), 5_000);
+        let drawn = kinds(&ops);
+        let mut expected: BTreeSet<String> = [
+            "Open",
+            "Add",
+            "Update",
+            "Remove",
+            "Close",
+            "Send",
+            "Callback",
+            "Timeout",
+            "Run",
+            "action RemoveSelf",
+            "action ReplaceSelf",
+            "action UpdateSelf",
+            "action Remove",
+            "action Add",
+            "action CloseAndReopen",
+            "fd open",
+            "fd negative",
+            "fd not open",
+        ]
+        .map(String::from)
+        .into();
+        // Every interest, ERROR included, and none.
+        expected.extend((0..8).map(|bits| format!("events {bits}")));
+        let missing: Vec<_> = expected.difference(&drawn).collect();
+        assert!(missing.is_empty(), "never drawn: {missing:?}");
+    }
+
+    #[test]
+    fn the_generator_is_a_function_of_its_entropy() {
+        let draw = |seed| ops_from_entropy(&mut Entropy::seeded(seed), 200);
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
     }
 }

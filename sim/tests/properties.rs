@@ -6,11 +6,13 @@
 //! longer sweep is `PROPTEST_CASES=2000 cargo test --release -p ioloop-sim
 //! --test properties`).
 
+use std::cell::RefCell;
+
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 
 use ioloop::planted::PlantedBug;
-use ioloop_sim::model::{check_ops, ops_from_entropy, Setup};
+use ioloop_sim::model::{check_ops, ops_from_entropy, Exercised, Setup};
 use ioloop_sim::scenario::planted::Bug;
 use ioloop_sim::scenario::{run, RunConfig, Scenario, Workload};
 use ioloop_sim::{Entropy, FaultPreset};
@@ -215,7 +217,7 @@ fn echo_case_encoding_round_trips() {
 
 /// A model-based case: the operations are drawn from `seed`, `count` long;
 /// proptest shrinks both toward small.
-fn check_map(seed: u64, count: usize, setup: Option<Setup>) -> Result<(), TestCaseError> {
+fn check_map(seed: u64, count: usize, setup: Option<Setup>) -> Result<Exercised, TestCaseError> {
     let ops = ops_from_entropy(&mut Entropy::seeded(seed), count);
     check_ops(&ops, setup).map_err(|why| {
         TestCaseError::fail(format!(
@@ -247,11 +249,26 @@ fn handler_map_matches_the_model() {
         return;
     }
     let mut runner = TestRunner::new(cases(256));
+    let total = RefCell::new(Exercised::default());
     let result = runner.run(&(any::<u64>(), 1..120usize), |(seed, count)| {
-        check_map(seed, count, None)
+        total.borrow_mut().absorb(&check_map(seed, count, None)?);
+        Ok(())
     });
     if let Err(error) = result {
         panic!("{error}");
+    }
+    // A pass means something only if the cases did what the model checks:
+    // added, called, updated and removed handlers, and met every refusal.
+    let total = total.into_inner();
+    assert!(
+        total.added > 0 && total.calls > 0 && total.updated > 0 && total.removed > 0,
+        "the cases exercised too little: {total:?}"
+    );
+    for error in ["InvalidFd", "AlreadyRegistered", "NotRegistered", "Os"] {
+        assert!(
+            total.refused.get(error).is_some_and(|&n| n > 0),
+            "no case was refused with {error}: {total:?}"
+        );
     }
 }
 
@@ -259,28 +276,46 @@ fn handler_map_matches_the_model() {
 // `ioloop`'s feature `planted-bugs`, which only this crate's dev-dependency
 // turns on): the harness and the model are the very ones the property uses.
 
-#[test]
-fn handler_map_property_catches_a_reactor_whose_remove_does_nothing() {
+/// Run the handler-map property on a loop with `bug` planted; the first
+/// failure must come from the check named `caught_by` (so each of the
+/// model's checks is shown to catch a bug of its own, not just some check).
+fn twin_of_handler_map(bug: PlantedBug, caught_by: &str) {
+    let setup: Setup = match bug {
+        PlantedBug::RemoveIsNoop => |io| io.plant_bug(PlantedBug::RemoveIsNoop),
+        PlantedBug::DuplicateAddReplaces => |io| io.plant_bug(PlantedBug::DuplicateAddReplaces),
+        PlantedBug::UpdateNeverNarrows => |io| io.plant_bug(PlantedBug::UpdateNeverNarrows),
+        other => panic!("no twin for {other:?}"),
+    };
     let mut runner = TestRunner::new(twin_cases(256));
     let result = runner.run(&(any::<u64>(), 1..120usize), |(seed, count)| {
-        check_map(
-            seed,
-            count,
-            Some(|io| io.plant_bug(PlantedBug::RemoveIsNoop)),
-        )
+        check_map(seed, count, Some(setup)).map(drop)
     });
-    assert!(result.is_err(), "the planted bug went unnoticed");
+    match result {
+        Err(TestError::Fail(why, _)) => assert!(
+            why.message().contains(caught_by),
+            "{bug:?} was caught, but not by {caught_by:?}: {why}"
+        ),
+        other => panic!("the planted bug {bug:?} went unnoticed: {other:?}"),
+    }
+}
+
+#[test]
+fn handler_map_property_catches_a_reactor_whose_remove_does_nothing() {
+    // The table comparison after the step.
+    twin_of_handler_map(PlantedBug::RemoveIsNoop, "loop table");
 }
 
 #[test]
 fn handler_map_property_catches_a_reactor_whose_duplicate_add_replaces() {
-    let mut runner = TestRunner::new(twin_cases(256));
-    let result = runner.run(&(any::<u64>(), 1..120usize), |(seed, count)| {
-        check_map(
-            seed,
-            count,
-            Some(|io| io.plant_bug(PlantedBug::DuplicateAddReplaces)),
-        )
-    });
-    assert!(result.is_err(), "the planted bug went unnoticed");
+    // The error the model expects from `add_handler`.
+    twin_of_handler_map(
+        PlantedBug::DuplicateAddReplaces,
+        "got Ok(()), model expects Err(\"AlreadyRegistered\")",
+    );
+}
+
+#[test]
+fn handler_map_property_catches_a_reactor_whose_update_never_narrows() {
+    // The interest each handler call is checked against.
+    twin_of_handler_map(PlantedBug::UpdateNeverNarrows, "outside its interest");
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ioloop::{
-    Event, Events, Fd, IOLoop, Instant, MioPoller, Poller, Readiness, Ready, Token, Wake,
+    Event, Events, Fd, IOLoop, Instant, MioPoller, PanicPolicy, Poller, Readiness, Ready, Token,
+    Wake,
 };
 use ioloop_sim::{FaultPreset, SimNet, SimPoller};
 
@@ -56,7 +57,15 @@ pub type TestLoop<B> = IOLoop<Scripted<<B as Backend>::P>>;
 /// A fresh loop on backend `B`, and the script that steers its poller.
 pub fn new_loop<B: Backend>() -> (TestLoop<B>, Script) {
     let (poller, script) = Scripted::new(B::poller());
-    (IOLoop::new(poller), script)
+    (propagating(IOLoop::new(poller)), script)
+}
+
+/// `loop_` with panics propagated: an `assert!` inside a handler, callback
+/// or timeout fails the test instead of being contained by the loop under
+/// test. A test of containment itself sets `PanicPolicy::Contain`.
+fn propagating<P: Poller>(mut loop_: IOLoop<P>) -> IOLoop<P> {
+    loop_.set_panic_policy(PanicPolicy::Propagate);
+    loop_
 }
 
 /// A fresh loop on backend `B` whose clock the test sets by hand, starting
@@ -65,12 +74,12 @@ pub fn new_loop<B: Backend>() -> (TestLoop<B>, Script) {
 pub fn new_clocked_loop<B: Backend>() -> (TestLoop<B>, Script) {
     let (poller, script) = Scripted::new(B::poller());
     script.set_time(Instant::ZERO);
-    (IOLoop::new(poller), script)
+    (propagating(IOLoop::new(poller)), script)
 }
 
 /// A fresh loop on the real backend (no scripting needed).
 pub fn mio_loop() -> IOLoop<MioPoller> {
-    IOLoop::new(Mio::poller())
+    propagating(IOLoop::new(Mio::poller()))
 }
 
 // ----- the scripted poller ------------------------------------------------------------
