@@ -484,6 +484,11 @@ struct Host {
     baseline: Holdings,
     /// Stopped by a pause until then (a crash ends a pause).
     paused_until: Instant,
+    /// Crashes so far, scripted or drawn, a crash of a host already down
+    /// included: the nemesis restarts a host it crashed only if no crash
+    /// came since (a scripted crash takes the host over until the script
+    /// restarts it).
+    crashes: u64,
     /// Run again when the host restarts.
     setup: Setup,
     client_setup: Option<ClientSetup>,
@@ -898,6 +903,7 @@ impl Sim {
                 timeouts: 0,
             },
             paused_until: Instant::ZERO,
+            crashes: 0,
             setup,
             client_setup,
         };
@@ -1070,6 +1076,13 @@ impl Sim {
     /// every fd vanishes; `mode` says whether its kernel still answers
     /// (peers reset) or the machine is gone (silence until
     /// [`restart`](Self::restart)).
+    ///
+    /// A host is down until the script restarts it, even if the nemesis
+    /// (a seed's drawn crashes, under [`Survives::ProcessCrashes`] or
+    /// [`Survives::MachineCrashes`]) had crashed it first: it stays down as
+    /// it went down, and the restart the nemesis had planned is called
+    /// off. So a scripted crash and restart mix with drawn ones, and the
+    /// nemesis never crashes a host while it is down.
     pub fn crash(&mut self, name: &str, mode: CrashMode) -> &mut Sim {
         if let Some(index) = self.index_of(name) {
             let id = self.hosts[index].id;
@@ -1085,6 +1098,7 @@ impl Sim {
 
     fn crash_index(&mut self, index: usize, mode: CrashMode) {
         let host = &mut self.hosts[index];
+        host.crashes += 1;
         if let Some(io) = host.io.take() {
             drop(io);
             self.net.world_mut().crash_host(host.id, mode);
@@ -1097,8 +1111,11 @@ impl Sim {
         }
     }
 
-    fn restart_index(&mut self, index: usize) {
-        if self.hosts[index].io.is_some() {
+    /// The nemesis's restart of host `index`, which it crashed as crash
+    /// number `crash`: called off if the host crashed again since (the
+    /// script took it over) or is already up.
+    fn restart_index(&mut self, index: usize, crash: u64) {
+        if self.hosts[index].io.is_some() || self.hosts[index].crashes != crash {
             return;
         }
         let poller = self.net.restart(self.hosts[index].id);
@@ -1109,7 +1126,8 @@ impl Sim {
     }
 
     /// Restart host `name` after a crash: same address, a fresh loop, fds
-    /// from the lowest again, and its setup closure run again.
+    /// from the lowest again, and its setup closure run again. Restarting a
+    /// host that is running fails the run (a setup failure naming it).
     pub fn restart(&mut self, name: &str) -> &mut Sim {
         let Some(index) = self.index_of(name) else {
             return self;
@@ -1275,7 +1293,8 @@ impl Sim {
             );
             if crashed {
                 self.crash_index(index, mode);
-                self.at(down, move |sim| sim.restart_index(index));
+                let crash = self.hosts[index].crashes;
+                self.at(down, move |sim| sim.restart_index(index, crash));
             }
         }
     }
