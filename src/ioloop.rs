@@ -129,6 +129,14 @@ pub struct FdReadiness {
 ///    pending, else until the next timeout;
 /// 4. the handlers of the ready fds.
 ///
+/// Timeouts run before the poll: after the process stalled (a pause, a long
+/// GC, a suspended VM), the timeouts that came due meanwhile run before the
+/// handlers hear of the bytes that arrived meanwhile. A timeout that judges
+/// a peer dead for its silence should give its verdict from a callback it
+/// queues ([`add_callback`](Self::add_callback)), which runs after this
+/// iteration's poll and handlers — as [`IOStream`](crate::IOStream)'s idle
+/// timeout does.
+///
 /// ```
 /// use ioloop::{Events, IOLoop, MioPoller};
 ///

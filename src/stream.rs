@@ -842,6 +842,15 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     /// peer that stopped reading while a write is buffered times out too.
     /// A half-closed stream keeps its timeout: one that neither reads nor
     /// writes for that long is closed like any other.
+    ///
+    /// A stream found idle is closed only after one more poll: timeouts
+    /// run before the poll in an iteration, so after the process stalled
+    /// (a pause, a long GC, a suspended VM) the timeout would otherwise
+    /// fire before the bytes that arrived meanwhile are read. The stream
+    /// looks again after that poll and its handlers (in the same instant)
+    /// and stays open if they read or wrote. Your own timeouts that judge
+    /// a peer dead can do the same: from the timeout, `io.add_callback`
+    /// the verdict (see [`IOLoop`]'s iteration order).
     pub fn set_idle_timeout(&mut self, io: &mut IOLoop<P>, timeout: Option<Duration>) {
         if let Some(timer) = self.idle_timer.take() {
             io.remove_timeout(timer);
@@ -869,19 +878,27 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     /// its last activity: activity meanwhile moves no timer, the wake-up
     /// looks at `last_active` and sleeps again if need be.
     fn arm_idle_timer(&mut self, io: &mut IOLoop<P>) {
-        let (Some(timeout), Some(token)) = (self.idle_timeout, self.token) else {
+        let Some(timeout) = self.idle_timeout else {
+            return;
+        };
+        self.idle_timer_at(io, self.last_active + timeout, false);
+    }
+
+    /// Call [`on_idle_timer`](Self::on_idle_timer) at `due`; `confirming`:
+    /// the stream was found idle, and this looks again after a poll.
+    fn idle_timer_at(&mut self, io: &mut IOLoop<P>, due: Instant, confirming: bool) {
+        let Some(token) = self.token else {
             return;
         };
         let handle = StreamHandle::<S>::new(token);
-        let due = self.last_active + timeout;
         self.idle_timer = Some(io.call_at(due, move |io| {
             IOStream::with(io, handle, |io, stream: &mut IOStream<P, S>| {
-                stream.on_idle_timer(io)
+                stream.on_idle_timer(io, confirming)
             });
         }));
     }
 
-    fn on_idle_timer(&mut self, io: &mut IOLoop<P>) {
+    fn on_idle_timer(&mut self, io: &mut IOLoop<P>, confirming: bool) {
         self.idle_timer = None;
         let Some(timeout) = self.idle_timeout else {
             return;
@@ -889,10 +906,15 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         if self.closed {
             return;
         }
-        if io.time().saturating_duration_since(self.last_active) >= timeout {
+        let now = io.time();
+        if now.saturating_duration_since(self.last_active) < timeout {
+            self.arm_idle_timer(io);
+        } else if confirming {
             self.close_with(io, Some(StreamError::Idle { timeout }));
         } else {
-            self.arm_idle_timer(io);
+            // Due now: it runs in the next iteration, after this one's poll
+            // and handlers have read what waited in the socket.
+            self.idle_timer_at(io, now, true);
         }
     }
 

@@ -690,9 +690,14 @@ fn handler_closing_its_fd_is_dropped_after_its_call_and_the_reused_fd_keeps_its_
             assert_eq!(dropped.0.get(), 0);
             // The lowest free number is the one just closed: `pair` closed
             // its listener, whose number is lower, so take that one first.
+            // (On mio another test's thread may take either number first:
+            // there the reuse is likely, not certain.)
             let lower = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
             let listener = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
-            assert_eq!(listener, fd, "the closed fd's number is reused");
+            assert!(
+                listener == fd || B::SHARED_FD_TABLE,
+                "the closed fd's number is reused"
+            );
             io.close_fd(lower).unwrap();
             io.add_handler(listener, |_, _, _| {}, Events::READ)
                 .unwrap();

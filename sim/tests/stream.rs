@@ -129,6 +129,95 @@ fn spurious_write_events_do_not_keep_a_stuck_stream_alive() {
     assert_eq!(spurious, quiet);
 }
 
+/// A host paused for longer than a stream's idle timeout, whose peer kept
+/// writing (`talking`) or fell silent before the pause: what closed the
+/// stream, when, and how many bytes it had read by then.
+fn idle_timeout_across_a_pause(talking: bool) -> Vec<String> {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let mut sim = Sim::new(1, FaultPreset::None);
+    sim.host("talker", "10.0.0.1", move |io| {
+        TcpServer::bind(
+            io,
+            "10.0.0.1:7".parse()?,
+            move |io, stream: &mut IOStream<SimPoller>| {
+                let handle = stream.handle();
+                // A byte every 100 ms, until 900 ms (the silent peer), or on.
+                let timer = ioloop::PeriodicCallback::new(
+                    move |io| {
+                        if talking || io.time() < ioloop::Instant::ZERO + Duration::from_millis(900)
+                        {
+                            IOStream::with(io, handle, |io, s: &mut IOStream<SimPoller>| {
+                                drop(s.write(io, b"x"))
+                            });
+                        }
+                    },
+                    Duration::from_millis(100),
+                )
+                .unwrap();
+                timer.start(io);
+            },
+        )?;
+        Ok(())
+    });
+    let for_listener = Rc::clone(&seen);
+    sim.host("listener", "10.0.0.2", move |io| {
+        let seen = Rc::clone(&for_listener);
+        let on_connect = move |io: &mut IOLoop<SimPoller>,
+                               stream: &mut IOStream<SimPoller, usize>,
+                               connected: Result<(), StreamError>| {
+            connected.unwrap();
+            stream.set_idle_timeout(io, Some(Duration::from_millis(500)));
+            let seen = Rc::clone(&seen);
+            stream.set_close_callback(move |io, s| {
+                seen.borrow_mut().push(format!(
+                    "{:?} at {:?} after {} bytes",
+                    s.error(),
+                    io.time(),
+                    s.state()
+                ));
+            });
+            fn read(io: &mut IOLoop<SimPoller>, s: &mut IOStream<SimPoller, usize>) {
+                let _ = s.read_bytes(io, 1, true, |io, s, bytes| {
+                    if let Ok(bytes) = bytes {
+                        *s.state_mut() += bytes.len();
+                        read(io, s);
+                    }
+                });
+            }
+            read(io, stream);
+        };
+        TcpClient::connect(
+            io,
+            "10.0.0.1:7".parse()?,
+            Duration::from_secs(1),
+            0,
+            on_connect,
+        )?;
+        Ok(())
+    });
+    sim.at(Duration::from_secs(1), |sim| {
+        sim.pause("listener", Duration::from_millis(800));
+    });
+    sim.run_for(Duration::from_secs(3)).unwrap();
+    let seen = seen.borrow().clone();
+    seen
+}
+
+/// After a pause longer than its idle timeout, a stream whose peer kept
+/// writing reads what waited in the socket before its idle timeout can
+/// judge it: it stays open. One whose peer fell silent is closed at the
+/// end of the pause, as idle.
+#[test]
+fn a_pause_longer_than_the_idle_timeout_does_not_close_a_talking_stream() {
+    assert_eq!(idle_timeout_across_a_pause(true), Vec::<String>::new());
+    let silent = idle_timeout_across_a_pause(false);
+    assert_eq!(silent.len(), 1, "{silent:?}");
+    assert!(
+        silent[0].starts_with("Some(Idle { timeout: 500ms }) at t+1.8"),
+        "{silent:?}"
+    );
+}
+
 // ----- line echo over streams, under faults ----------------------------------------
 
 /// Longest line the server accepts.

@@ -28,6 +28,10 @@ pub trait Backend: 'static {
     type P: Poller + 'static;
     /// A fresh poller.
     fn poller() -> Self::P;
+    /// Its fd numbers come from the process's table, which the other tests'
+    /// threads share: a number just closed may be taken by another test
+    /// before this one reuses it.
+    const SHARED_FD_TABLE: bool;
 }
 
 /// The real backend: mio over loopback.
@@ -35,6 +39,7 @@ pub struct Mio;
 
 impl Backend for Mio {
     type P = MioPoller;
+    const SHARED_FD_TABLE: bool = true;
     fn poller() -> MioPoller {
         MioPoller::new().expect("epoll instance")
     }
@@ -46,6 +51,7 @@ pub struct Sim;
 
 impl Backend for Sim {
     type P = SimPoller;
+    const SHARED_FD_TABLE: bool = false;
     fn poller() -> SimPoller {
         SimNet::new(0x5eed, FaultPreset::None, false).host("127.0.0.1".parse().unwrap())
     }
