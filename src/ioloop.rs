@@ -853,6 +853,37 @@ impl<P: Poller> IOLoop<P> {
         self.poller.system_time()
     }
 
+    /// 64 random bits from the poller ([`Poller::random_u64`]): from the OS
+    /// on mio, from the seed under the simulator. Take a service's
+    /// randomness (a backoff's jitter, a random peer) here rather than from
+    /// a generator of its own, and a simulated run that draws it still
+    /// replays from its seed. Not for cryptography.
+    pub fn random_u64(&self) -> u64 {
+        self.poller.random_u64()
+    }
+
+    /// A random number in `0..bound` ([`random_u64`](Self::random_u64)
+    /// scaled, without a draw for `bound` 0, which gives 0).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ioloop::{IOLoop, MioPoller};
+    ///
+    /// let io = IOLoop::new(MioPoller::new()?);
+    /// // A retry after 100 ms, plus up to 50 ms of jitter.
+    /// let backoff = Duration::from_millis(100 + io.random_below(50));
+    /// assert!(backoff < Duration::from_millis(150));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn random_below(&self, bound: u64) -> u64 {
+        if bound == 0 {
+            return 0;
+        }
+        // Multiply-shift: the high bits of the product, no modulo bias
+        // worth caring about, the same answer on every platform.
+        ((u128::from(self.random_u64()) * u128::from(bound)) >> 64) as u64
+    }
+
     /// `true` if the next iteration will not wait: callbacks are queued,
     /// handlers are due (level-triggered carry-over), or due timeouts were
     /// left unrun by a panic under [`PanicPolicy::Propagate`]. A simulator uses it to

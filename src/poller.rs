@@ -374,6 +374,25 @@ pub trait Poller: 'static {
     /// [`Poller::now`], it may jump backwards (a clock set back).
     fn system_time(&self) -> SystemTime;
 
+    /// 64 random bits, for what a service draws at random: a backoff's
+    /// jitter, a peer to try, a request id. Not for cryptography.
+    ///
+    /// The default — [`MioPoller`](crate::MioPoller)'s — comes from std's
+    /// randomly keyed `RandomState`: a different stream in every process. A
+    /// simulated poller draws them from its seed, so that a service which
+    /// takes its randomness only here (through
+    /// [`IOLoop::random_u64`](crate::IOLoop::random_u64)) replays bit for
+    /// bit.
+    fn random_u64(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        // Each `RandomState` has its own keys (the thread's random keys,
+        // the first one counted up): hashing nothing under them gives a
+        // new value every call.
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    }
+
     /// A handle that wakes this poller's `wait` from any thread.
     fn waker(&self) -> Arc<dyn Wake>;
 
@@ -727,5 +746,9 @@ mod tests {
             );
         }
         assert!(poller.closed == [Fd(9)], "no default closed anything");
+        // Random bits, a new value each call (64 equal draws in a row: a
+        // chance of 2^-4032).
+        let first = poller.random_u64();
+        assert!((0..64).any(|_| poller.random_u64() != first));
     }
 }

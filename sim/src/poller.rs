@@ -196,6 +196,12 @@ impl Poller for SimPoller {
     fn now(&self) -> Instant {
         self.world.borrow().host_now(self.host)
     }
+    /// From the simulation's one stream of decisions, as
+    /// [`random_below`](SimPoller::random_below): the seed replays it.
+    fn random_u64(&self) -> u64 {
+        self.world().entropy().next_u64()
+    }
+
     fn system_time(&self) -> SystemTime {
         self.world.borrow().system_time(self.host)
     }

@@ -1306,3 +1306,34 @@ fn a_registration_changed_behind_the_loops_back_is_caught() {
         assert!(caught, "{behind_the_back}: {failure}");
     }
 }
+
+/// What a service generic over its poller draws through `io.random_u64()`
+/// and `io.random_below(n)` replays with the seed on the simulator (and
+/// differs between seeds): backoff jitter that does not break a replay.
+#[test]
+fn randomness_taken_from_the_loop_replays_with_the_seed() {
+    fn jitter<P: Poller>(io: &IOLoop<P>) -> Vec<u64> {
+        let mut drawn: Vec<u64> = (0..4).map(|_| io.random_u64()).collect();
+        drawn.extend((0..4).map(|_| io.random_below(50)));
+        drawn.push(io.random_below(0));
+        drawn
+    }
+    let draws = |seed: u64| {
+        let drawn = Rc::new(RefCell::new(Vec::new()));
+        let for_setup = Rc::clone(&drawn);
+        let mut sim = Sim::new(seed, FaultPreset::Swarm);
+        sim.host("service", "10.0.0.1", move |io| {
+            for_setup.borrow_mut().extend(jitter(io));
+            Ok(())
+        });
+        sim.run_for(Duration::from_millis(1)).unwrap();
+        let drawn = drawn.borrow().clone();
+        drawn
+    };
+    let first = draws(7);
+    assert_eq!(first.len(), 9);
+    assert_eq!(first, draws(7), "the same seed draws the same numbers");
+    assert_ne!(first, draws(8), "another seed draws others");
+    assert!(first[4..8].iter().all(|&n| n < 50), "{first:?}");
+    assert_eq!(first[8], 0, "random_below(0) is 0");
+}

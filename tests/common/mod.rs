@@ -214,6 +214,9 @@ impl<P: Poller> Poller for Scripted<P> {
     fn system_time(&self) -> std::time::SystemTime {
         self.inner.system_time()
     }
+    fn random_u64(&self) -> u64 {
+        self.inner.random_u64()
+    }
     fn listen_with(&mut self, addr: SocketAddr, options: ioloop::ListenOptions) -> io::Result<Fd> {
         self.inner.listen_with(addr, options)
     }
