@@ -1442,7 +1442,11 @@ pub struct TcpClient;
 impl TcpClient {
     /// Connect to `addr`; `on_connect` gets the stream (with state
     /// `state`) and `Ok(())`, or the stream, closed, and the error:
-    /// refused, reset, or [`StreamError::TimedOut`] after `timeout`. A
+    /// refused, reset, or [`StreamError::TimedOut`] after `timeout`. Closing
+    /// the stream before it connects (through the returned handle and
+    /// [`IOStream::with`], say) runs `on_connect` at once, inside that
+    /// `close`, with [`StreamError::Closed`]: don't hold a `RefCell` borrow
+    /// that `on_connect` needs across the `close`. A
     /// connect the poller refuses at once is an `Err` here, and
     /// `on_connect` never runs: `state` and `on_connect` are dropped with
     /// it, so a client that retries keeps what it needs to build them

@@ -391,6 +391,29 @@ pub fn connect_errors_reach_the_callback<P: Poller>(mut io: IOLoop<P>, unused: S
     .unwrap();
     run(&mut io, &got, 2);
     assert_eq!(got.borrow()[1], "Some(TimedOut)");
+    // Closed before it connects: the callback runs inside the close, once.
+    let for_closed = Rc::clone(&got);
+    let handle = TcpClient::connect(
+        &mut io,
+        unused,
+        LIMIT,
+        (),
+        move |_, _: &mut IOStream<P>, connected| {
+            for_closed
+                .borrow_mut()
+                .push(format!("{:?}", connected.err()));
+        },
+    )
+    .unwrap();
+    IOStream::with(&mut io, handle, |io, stream: &mut IOStream<P>| {
+        stream.close(io)
+    })
+    .expect("a connecting stream is reachable");
+    assert_eq!(got.borrow()[2], "Some(Closed { unread: [] })");
+    for _ in 0..10 {
+        io.run_once(Some(Duration::ZERO)).unwrap();
+    }
+    assert_eq!(got.borrow().len(), 3, "{:?}", got.borrow());
     assert_eq!(
         io.handler_count(),
         0,
