@@ -312,6 +312,15 @@ impl<S> StreamHandle<S> {
     pub fn fd(self) -> Fd {
         self.token.fd()
     }
+
+    /// `true` while the stream is open in `io`, whether or not one of its
+    /// callbacks is running. Where [`IOStream::with`] answers `None`, it
+    /// tells a stream busy in its own callback (open: defer the work with
+    /// [`IOLoop::add_callback`], or reach it with
+    /// [`IOStream::with_stream`] from that callback) from a closed one.
+    pub fn is_open<P: Poller>(self, io: &IOLoop<P>) -> bool {
+        io.token(self.fd()) == Some(self.token)
+    }
 }
 
 impl<S> Clone for StreamHandle<S> {
@@ -547,7 +556,8 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
 
     /// Run `f` with the stream `handle` names. `None` if it is closed, or
     /// if it is the stream whose callback is running now — inside its own
-    /// callbacks, use the `&mut IOStream` they receive.
+    /// callbacks, use the `&mut IOStream` they receive;
+    /// [`StreamHandle::is_open`] tells the two apart.
     ///
     /// The other stream's callbacks may run inside `f`: a read started
     /// there completes at once if its bytes are already buffered, and its

@@ -432,11 +432,15 @@ pub fn state_and_handles_reach_a_stream_from_outside<P: Poller>(
     let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P, u32>| {
         *stream.state_mut() = 41;
         let handle = stream.handle();
+        // From its own callback: open, but not reachable through `with`.
+        let own = IOStream::with(io, handle, |_, _: &mut IOStream<P, u32>| ());
+        assert_eq!((own, handle.is_open(io)), (None, true));
         let got = Rc::clone(&for_server);
         io.call_later(Duration::from_millis(1), move |io| {
             let seen = IOStream::with(io, handle, |io, stream: &mut IOStream<P, u32>| {
                 *stream.state_mut() += 1;
                 let value = *stream.state();
+                assert!(handle.is_open(io), "open until closed");
                 stream.close(io);
                 value
             });
@@ -444,7 +448,8 @@ pub fn state_and_handles_reach_a_stream_from_outside<P: Poller>(
             let again = IOStream::with(io, handle, |_, stream: &mut IOStream<P, u32>| {
                 *stream.state()
             });
-            got.borrow_mut().push(format!("{again:?}"));
+            got.borrow_mut()
+                .push(format!("{again:?} {}", handle.is_open(io)));
         });
     };
     let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
@@ -460,7 +465,7 @@ pub fn state_and_handles_reach_a_stream_from_outside<P: Poller>(
     )
     .unwrap();
     run(&mut io, &got, 2);
-    assert_eq!(*got.borrow(), ["Some(42)", "None"]);
+    assert_eq!(*got.borrow(), ["Some(42)", "None false"]);
 }
 
 /// Streams of a `TcpServer` and a `TcpClient` have `TCP_NODELAY` set, so
