@@ -88,6 +88,13 @@ pub enum StreamError {
         /// The idle timeout that passed.
         timeout: Duration,
     },
+    /// No byte was read from the socket for the stream's read timeout
+    /// ([`IOStream::set_read_timeout`]): the peer fell silent. The stream
+    /// is closed.
+    ReadTimeout {
+        /// The read timeout that passed.
+        timeout: Duration,
+    },
 }
 
 impl StreamError {
@@ -122,6 +129,12 @@ impl fmt::Display for StreamError {
                 write!(
                     f,
                     "no bytes read or written for {timeout:?}: idle stream closed"
+                )
+            }
+            StreamError::ReadTimeout { timeout } => {
+                write!(
+                    f,
+                    "no bytes read for {timeout:?}: the peer is silent, stream closed"
                 )
             }
         }
@@ -290,6 +303,33 @@ impl Buffer {
         self.consume(count);
         taken
     }
+}
+
+/// Which silence a stream watches for: any byte read or written (the idle
+/// timeout), or a byte read (the read timeout).
+#[derive(Clone, Copy, Debug)]
+enum Silence {
+    Idle = 0,
+    Read = 1,
+}
+
+/// One of a stream's timeouts for silence.
+#[derive(Clone, Copy, Debug)]
+struct Watch {
+    /// Close after this long without the activity watched (`None`: never).
+    timeout: Option<Duration>,
+    /// Armed while `timeout` is set; checks `since` when due.
+    timer: Option<TimeoutHandle>,
+    /// When the activity was last seen (kept only with a timeout).
+    since: Instant,
+}
+
+impl Watch {
+    const OFF: Watch = Watch {
+        timeout: None,
+        timer: None,
+        since: Instant::ZERO,
+    };
 }
 
 /// A handle naming one stream for [`IOStream::with`]: its registration, so
@@ -464,12 +504,9 @@ pub struct IOStream<P: Poller, S = ()> {
     close_callback: Option<CloseCallback<P, S>>,
     connecting: Option<ConnectCallback<P, S>>,
     connect_timeout: Option<TimeoutHandle>,
-    /// Close after this long without a byte read or written.
-    idle_timeout: Option<Duration>,
-    /// Armed while `idle_timeout` is set; checks `last_active` when due.
-    idle_timer: Option<TimeoutHandle>,
-    /// When a byte was last read or written (kept only with an idle timeout).
-    last_active: Instant,
+    /// The idle timeout (any byte read or written) and the read timeout
+    /// (a byte read), indexed by [`Silence`].
+    watches: [Watch; 2],
     /// The socket may have data (an event said so; no read drained it yet).
     readable: bool,
     /// The socket may take data.
@@ -501,9 +538,7 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
             close_callback: None,
             connecting: None,
             connect_timeout: None,
-            idle_timeout: None,
-            idle_timer: None,
-            last_active: Instant::from_epoch(Duration::ZERO),
+            watches: [Watch::OFF; 2],
             readable: connected,
             writable: connected,
             eof: false,
@@ -851,7 +886,10 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     /// simulator. Bytes that sit in a buffer do not count as activity: a
     /// peer that stopped reading while a write is buffered times out too.
     /// A half-closed stream keeps its timeout: one that neither reads nor
-    /// writes for that long is closed like any other.
+    /// writes for that long is closed like any other. Your own writes count:
+    /// a client that sends heartbeats keeps the stream busy whatever the
+    /// peer does — [`set_read_timeout`](Self::set_read_timeout) watches the
+    /// peer alone.
     ///
     /// A stream found idle is closed only after one more poll: timeouts
     /// run before the poll in an iteration, so after the process stalled
@@ -862,69 +900,108 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     /// a peer dead can do the same: from the timeout, `io.add_callback`
     /// the verdict (see [`IOLoop`]'s iteration order).
     pub fn set_idle_timeout(&mut self, io: &mut IOLoop<P>, timeout: Option<Duration>) {
-        if let Some(timer) = self.idle_timer.take() {
-            io.remove_timeout(timer);
-        }
-        self.idle_timeout = timeout;
-        if self.closed || timeout.is_none() {
-            return;
-        }
-        self.last_active = io.time();
-        self.arm_idle_timer(io);
+        self.set_watch(io, Silence::Idle, timeout);
     }
 
     /// The idle timeout set by [`set_idle_timeout`](Self::set_idle_timeout).
     pub fn idle_timeout(&self) -> Option<Duration> {
-        self.idle_timeout
+        self.watches[Silence::Idle as usize].timeout
     }
 
+    /// Close the stream with [`StreamError::ReadTimeout`] once `timeout`
+    /// passes without a byte read from the socket, counted from now
+    /// (`None`, the default: never). Unlike the idle timeout, the stream's
+    /// own writes do not count: it tells a peer that stopped answering —
+    /// a crashed machine, a partition — from a quiet connection, for a
+    /// client that sends heartbeats and expects their answers. Bytes that
+    /// wait in the socket count once read, so a stream whose reads are
+    /// paused (no read pending) times out too. It looks once more after
+    /// the next poll before it closes, as the idle timeout does.
+    pub fn set_read_timeout(&mut self, io: &mut IOLoop<P>, timeout: Option<Duration>) {
+        self.set_watch(io, Silence::Read, timeout);
+    }
+
+    /// The read timeout set by [`set_read_timeout`](Self::set_read_timeout).
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.watches[Silence::Read as usize].timeout
+    }
+
+    fn set_watch(&mut self, io: &mut IOLoop<P>, silence: Silence, timeout: Option<Duration>) {
+        let watch = &mut self.watches[silence as usize];
+        if let Some(timer) = watch.timer.take() {
+            io.remove_timeout(timer);
+        }
+        watch.timeout = timeout;
+        if self.closed || timeout.is_none() {
+            return;
+        }
+        watch.since = io.time();
+        self.arm_watch(io, silence);
+    }
+
+    /// A byte was written: the idle timeout starts again.
     fn mark_active(&mut self, io: &IOLoop<P>) {
-        if self.idle_timeout.is_some() {
-            self.last_active = io.time();
+        if self.watches[Silence::Idle as usize].timeout.is_some() {
+            self.watches[Silence::Idle as usize].since = io.time();
         }
     }
 
-    /// Wake up when the stream would have been idle for its timeout since
-    /// its last activity: activity meanwhile moves no timer, the wake-up
-    /// looks at `last_active` and sleeps again if need be.
-    fn arm_idle_timer(&mut self, io: &mut IOLoop<P>) {
-        let Some(timeout) = self.idle_timeout else {
-            return;
-        };
-        self.idle_timer_at(io, self.last_active + timeout, false);
+    /// A byte was read: both timeouts start again.
+    fn mark_read(&mut self, io: &IOLoop<P>) {
+        for watch in &mut self.watches {
+            if watch.timeout.is_some() {
+                watch.since = io.time();
+            }
+        }
     }
 
-    /// Call [`on_idle_timer`](Self::on_idle_timer) at `due`; `confirming`:
-    /// the stream was found idle, and this looks again after a poll.
-    fn idle_timer_at(&mut self, io: &mut IOLoop<P>, due: Instant, confirming: bool) {
+    /// Wake up when the stream would have been silent for the watch's
+    /// timeout since it was last heard: activity meanwhile moves no timer,
+    /// the wake-up looks at `since` and sleeps again if need be.
+    fn arm_watch(&mut self, io: &mut IOLoop<P>, silence: Silence) {
+        let watch = &self.watches[silence as usize];
+        let Some(timeout) = watch.timeout else {
+            return;
+        };
+        self.watch_at(io, silence, watch.since + timeout, false);
+    }
+
+    /// Call [`on_watch`](Self::on_watch) at `due`; `confirming`: the stream
+    /// was found silent, and this looks again after a poll.
+    fn watch_at(&mut self, io: &mut IOLoop<P>, silence: Silence, due: Instant, confirming: bool) {
         let Some(token) = self.token else {
             return;
         };
         let handle = StreamHandle::<S>::new(token);
-        self.idle_timer = Some(io.call_at(due, move |io| {
+        self.watches[silence as usize].timer = Some(io.call_at(due, move |io| {
             IOStream::with(io, handle, |io, stream: &mut IOStream<P, S>| {
-                stream.on_idle_timer(io, confirming)
+                stream.on_watch(io, silence, confirming)
             });
         }));
     }
 
-    fn on_idle_timer(&mut self, io: &mut IOLoop<P>, confirming: bool) {
-        self.idle_timer = None;
-        let Some(timeout) = self.idle_timeout else {
+    fn on_watch(&mut self, io: &mut IOLoop<P>, silence: Silence, confirming: bool) {
+        let watch = &mut self.watches[silence as usize];
+        watch.timer = None;
+        let Some(timeout) = watch.timeout else {
             return;
         };
         if self.closed {
             return;
         }
         let now = io.time();
-        if now.saturating_duration_since(self.last_active) < timeout {
-            self.arm_idle_timer(io);
+        if now.saturating_duration_since(watch.since) < timeout {
+            self.arm_watch(io, silence);
         } else if confirming {
-            self.close_with(io, Some(StreamError::Idle { timeout }));
+            let error = match silence {
+                Silence::Idle => StreamError::Idle { timeout },
+                Silence::Read => StreamError::ReadTimeout { timeout },
+            };
+            self.close_with(io, Some(error));
         } else {
             // Due now: it runs in the next iteration, after this one's poll
             // and handlers have read what waited in the socket.
-            self.idle_timer_at(io, now, true);
+            self.watch_at(io, silence, now, true);
         }
     }
 
@@ -1006,8 +1083,10 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         if let Some(timeout) = self.connect_timeout.take() {
             io.remove_timeout(timeout);
         }
-        if let Some(timer) = self.idle_timer.take() {
-            io.remove_timeout(timer);
+        for watch in &mut self.watches {
+            if let Some(timer) = watch.timer.take() {
+                io.remove_timeout(timer);
+            }
         }
         if let Err(e) = io.close_fd(self.fd) {
             log::debug!("closing stream fd {}: {e}", self.fd);
@@ -1181,7 +1260,7 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
                 true
             }
             Ok(n) => {
-                self.mark_active(io);
+                self.mark_read(io);
                 // A short read drains a stream socket: new data raises an edge.
                 if n < want {
                     self.readable = false;
@@ -1554,6 +1633,12 @@ mod tests {
                     timeout: Duration::from_secs(2),
                 },
                 "no bytes read or written for 2s: idle stream closed",
+            ),
+            (
+                StreamError::ReadTimeout {
+                    timeout: Duration::from_secs(3),
+                },
+                "no bytes read for 3s: the peer is silent, stream closed",
             ),
         ];
         for (error, message) in cases {

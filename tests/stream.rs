@@ -55,6 +55,7 @@ on_mio!(
     a_write_up_to_the_limit_is_taken_and_one_byte_more_is_not,
     a_flush_callback_waits_for_every_earlier_write,
     a_broadcast_from_a_callback_reaches_every_stream_its_own_included,
+    a_read_timeout_closes_a_stream_whose_peer_falls_silent_despite_its_writes,
     writes_keep_a_stream_from_idling_until_they_stop,
     a_line_of_exactly_max_bytes_is_read,
     pipelined_lines_are_read_one_after_another_not_nested,

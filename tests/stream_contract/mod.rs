@@ -11,7 +11,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use ioloop::{IOLoop, IOStream, Poller, StreamConfig, StreamError, TcpClient, TcpServer};
+use ioloop::{
+    IOLoop, IOStream, Instant, Poller, StreamConfig, StreamError, StreamHandle, TcpClient,
+    TcpServer,
+};
 
 /// How long a check may take on the loop's clock.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -1648,4 +1651,101 @@ pub fn a_server_accepts_late_clients_at_once_and_none_once_stopped<P: Poller>(
     run(&mut io, &got, 5);
     let last = got.borrow().last().cloned().unwrap();
     assert!(last.starts_with("after stop: Err("), "{:?}", got.borrow());
+}
+
+/// The read timeout watches the peer alone: a client that sends a
+/// heartbeat every `GAP` stays open while the server answers (longer than
+/// the timeout), and is closed with `ReadTimeout` once the answers stop,
+/// not sooner than the timeout after the last one — its own heartbeats,
+/// which would keep an idle timeout going, do not count.
+pub fn a_read_timeout_closes_a_stream_whose_peer_falls_silent_despite_its_writes<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    const TIMEOUT: Duration = Duration::from_millis(100);
+    const GAP: Duration = Duration::from_millis(10);
+    /// Answered: 20 × GAP, twice the timeout.
+    const ANSWERED: u32 = 20;
+    const PINGS_MAX: u32 = 60;
+    fn answer<P: Poller>(io: &mut IOLoop<P>, stream: &mut IOStream<P, u32>) {
+        let _ = stream.read_until(io, b"\n", 64, |io, stream, line| {
+            if line.is_ok() {
+                *stream.state_mut() += 1;
+                if *stream.state() <= ANSWERED {
+                    let _ = stream.write(io, b"pong\n");
+                }
+                answer(io, stream);
+            }
+        });
+    }
+    fn pongs<P: Poller>(io: &mut IOLoop<P>, stream: &mut IOStream<P, (u32, Instant)>) {
+        let _ = stream.read_until(io, b"\n", 64, |io, stream, line| {
+            if line.is_ok() {
+                *stream.state_mut() = (stream.state().0 + 1, io.time());
+                pongs(io, stream);
+            }
+        });
+    }
+    type Handle = StreamHandle<(u32, Instant)>;
+    fn ping<P: Poller>(io: &mut IOLoop<P>, handle: Handle, sent: Rc<RefCell<u32>>) {
+        let ok = IOStream::with(
+            io,
+            handle,
+            |io, stream: &mut IOStream<P, (u32, Instant)>| stream.write(io, b"ping\n").is_ok(),
+        );
+        if ok == Some(true) {
+            *sent.borrow_mut() += 1;
+            if *sent.borrow() < PINGS_MAX {
+                io.call_later(GAP, move |io| ping(io, handle, sent));
+            }
+        }
+    }
+    let server = TcpServer::bind_with(&mut io, addr, |_| 0u32, answer).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let got = log();
+    let for_client = Rc::clone(&got);
+    let on_connect = move |io: &mut IOLoop<P>,
+                           stream: &mut IOStream<P, (u32, Instant)>,
+                           connected: Result<(), StreamError>| {
+        connected.unwrap();
+        stream.set_read_timeout(io, Some(TIMEOUT));
+        let got = Rc::clone(&for_client);
+        let sent = Rc::new(RefCell::new(1));
+        let pinged = Rc::clone(&sent);
+        stream.set_close_callback(move |io, stream| {
+            let (answers, last) = *stream.state();
+            let quiet = io.time().saturating_duration_since(last);
+            got.borrow_mut().push(format!(
+                "{:?} after {answers} answers, {}, {}",
+                stream.error(),
+                if quiet >= TIMEOUT {
+                    "not sooner than the timeout after the last"
+                } else {
+                    "TOO SOON"
+                },
+                if *pinged.borrow() < PINGS_MAX {
+                    "while still sending heartbeats"
+                } else {
+                    "only once the heartbeats stopped"
+                }
+            ));
+        });
+        pongs(io, stream);
+        // From its own callback the stream is not reachable by handle:
+        // the first heartbeat from here, the rest from timeouts.
+        stream.write(io, b"ping\n").unwrap();
+        let handle = stream.handle();
+        io.call_later(GAP, move |io| ping(io, handle, sent));
+    };
+    let start = io.time();
+    TcpClient::connect(&mut io, addr, LIMIT, (0, start), on_connect).unwrap();
+    run(&mut io, &got, 1);
+    assert_eq!(
+        *got.borrow(),
+        [format!(
+            "{:?} after {ANSWERED} answers, not sooner than the timeout after the last, \
+             while still sending heartbeats",
+            Some(StreamError::ReadTimeout { timeout: TIMEOUT })
+        )]
+    );
 }
