@@ -862,6 +862,17 @@ impl<P: Poller> IOLoop<P> {
         self.poller.random_u64()
     }
 
+    /// Add a line of your own to what the run records: under the
+    /// simulator, to the readable trace of the run (`IOLOOP_SIM_TRACE`, a
+    /// failure's report), between the decisions it falls among, with the
+    /// host's name and time — a request id, a state change — and never to
+    /// its hash, so a note added to chase a bug leaves the run and its
+    /// seed as they were. On mio it is a log record at trace level (target
+    /// `ioloop::note`). `note` is called only if the line is kept.
+    pub fn note<F: Fn() -> String>(&self, note: F) {
+        self.poller.note(&note);
+    }
+
     /// A random number in `0..bound` ([`random_u64`](Self::random_u64)
     /// scaled, without a draw for `bound` 0, which gives 0).
     ///

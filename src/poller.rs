@@ -393,6 +393,17 @@ pub trait Poller: 'static {
             .finish()
     }
 
+    /// A line a service adds to what its run records
+    /// ([`IOLoop::note`](crate::IOLoop::note)). The default logs it at
+    /// trace level (target `ioloop::note`), calling `note` only if that
+    /// level is on; a simulated poller puts it in the run's readable trace
+    /// (never in its hash).
+    fn note(&self, note: &dyn Fn() -> String) {
+        if log::log_enabled!(target: "ioloop::note", log::Level::Trace) {
+            log::trace!(target: "ioloop::note", "{}", note());
+        }
+    }
+
     /// A handle that wakes this poller's `wait` from any thread.
     fn waker(&self) -> Arc<dyn Wake>;
 

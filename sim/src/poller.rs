@@ -202,6 +202,11 @@ impl Poller for SimPoller {
         self.world().entropy().next_u64()
     }
 
+    /// Into the run's readable trace, never its hash.
+    fn note(&self, note: &dyn Fn() -> String) {
+        self.world().note(self.host, note);
+    }
+
     fn system_time(&self) -> SystemTime {
         self.world.borrow().system_time(self.host)
     }

@@ -45,6 +45,17 @@ impl Trace {
         }
     }
 
+    /// A line for the readable trace only: no decision, so the hash and
+    /// the count stay as they were (a note added to find a bug does not
+    /// change the run it describes). `describe` is only called for a full
+    /// trace.
+    #[inline]
+    pub fn note(&mut self, describe: impl FnOnce() -> String) {
+        if self.lines.is_some() {
+            self.push_line(describe());
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn push_line(&mut self, description: String) {

@@ -1337,3 +1337,47 @@ fn randomness_taken_from_the_loop_replays_with_the_seed() {
     assert!(first[4..8].iter().all(|&n| n < 50), "{first:?}");
     assert_eq!(first[8], 0, "random_below(0) is 0");
 }
+
+/// `io.note(..)` puts a line of the service's own in the readable trace,
+/// with its host and time, and leaves the run alone: the same hash with
+/// and without the note, and the line not even made when the trace is not
+/// kept.
+#[test]
+fn a_note_reaches_the_readable_trace_and_not_the_hash() {
+    let made = Rc::new(Cell::new(0u32));
+    let run = |trace: bool, with_note: bool| {
+        let made = Rc::clone(&made);
+        let mut sim = Sim::builder(3)
+            .faults(FaultPreset::Swarm)
+            .trace(trace)
+            .duration(Duration::from_millis(5))
+            .build();
+        sim.host("service", "10.0.0.1", move |io| {
+            let made = Rc::clone(&made);
+            io.call_later(Duration::from_millis(1), move |io| {
+                if with_note {
+                    io.note(|| {
+                        made.set(made.get() + 1);
+                        "request 7 sent".to_string()
+                    });
+                }
+            });
+            Ok(())
+        });
+        sim.run().unwrap()
+    };
+    let noted = run(true, true);
+    assert_eq!(made.get(), 1);
+    let line = noted
+        .trace_lines
+        .iter()
+        .find(|line| line.contains("note:"))
+        .expect("the note is in the trace");
+    assert!(
+        line.ends_with("t+1ms service note: request 7 sent"),
+        "{line}"
+    );
+    assert_eq!(noted.trace_hash, run(true, false).trace_hash);
+    assert_eq!(noted.trace_hash, run(false, true).trace_hash);
+    assert_eq!(made.get(), 1, "not made for a run without a readable trace");
+}

@@ -140,6 +140,9 @@ fn trace_lines_name_hosts_and_say_what_a_scripted_fault_did() {
         "pause server for 20ms",
         "clog server <-> client",
         "crash server (process)",
+        // What the crash and the pause did, drawn ones too.
+        "t+10ms server crashes: its process (the kernel resets its peers)",
+        "t+10ms server paused until t+30ms",
     ] {
         assert!(has(text), "no line with {text:?} in:\n{}", lines.join("\n"));
     }

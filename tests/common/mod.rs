@@ -217,6 +217,9 @@ impl<P: Poller> Poller for Scripted<P> {
     fn random_u64(&self) -> u64 {
         self.inner.random_u64()
     }
+    fn note(&self, note: &dyn Fn() -> String) {
+        self.inner.note(note)
+    }
     fn listen_with(&mut self, addr: SocketAddr, options: ioloop::ListenOptions) -> io::Result<Fd> {
         self.inner.listen_with(addr, options)
     }

@@ -56,6 +56,15 @@ impl World {
         }
         self.clear_host(host);
         self.hosts[host].down = !answers;
+        let now = self.now;
+        self.trace.note(|| {
+            let how = if answers {
+                "its process (the kernel resets its peers)"
+            } else {
+                "the whole machine (silence until it restarts)"
+            };
+            format!("{now:?} {} crashes: {how}", self.names[host])
+        });
     }
 
     /// Bring `host` back up with an empty fd table (fds from the lowest
@@ -79,6 +88,17 @@ impl World {
     pub fn pause_host(&mut self, host: HostId, duration: Duration) {
         let until = self.host_now(host) + duration;
         self.hosts[host].busy_until = until;
+        let now = self.now;
+        self.trace
+            .note(|| format!("{now:?} {} paused until {until:?}", self.names[host]));
+    }
+
+    /// A line of `host`'s own for the readable trace (not part of the
+    /// hash): see [`IOLoop::note`](ioloop::IOLoop::note).
+    pub fn note(&mut self, host: HostId, describe: &dyn Fn() -> String) {
+        let now = self.host_now(host);
+        self.trace
+            .note(|| format!("{now:?} {} note: {}", self.names[host], describe()));
     }
 
     /// `true` while `host` is down after a machine crash.
