@@ -1197,6 +1197,16 @@ impl<P: Poller> IOLoop<P> {
             // Panicked: the handler was removed, and is dropped here.
             return None;
         }
+        #[cfg(feature = "planted-bugs")]
+        if self.planted == Some(crate::planted::PlantedBug::PutBackByFd)
+            && self.readiness.slot(token).is_none()
+            && self.readiness.token(fd).is_some()
+        {
+            if let Some(cell) = self.handlers.get_mut(index_of(token)) {
+                *cell = Some(handler);
+            }
+            return None;
+        }
         // Removed (or replaced) from inside: drop it.
         let slot = self.readiness.slot_mut(token)?;
         // Still registered, so still in the table, and nothing else can

@@ -17,4 +17,8 @@ pub enum PlantedBug {
     /// the handler is called with: an event of the old interest still
     /// reaches it after the update took it away.
     UpdateNeverNarrows,
+    /// After a handler's call, it goes back into its fd number's cell even
+    /// if it was removed meanwhile and the number registered again: the
+    /// old handler then runs for the new registration.
+    PutBackByFd,
 }

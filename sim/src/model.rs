@@ -92,6 +92,8 @@ pub struct Exercised {
     pub removed: u64,
     /// Interest changes (`update_handler` that succeeded).
     pub updated: u64,
+    /// Actions done from inside a handler, a callback or a timeout.
+    pub from_inside: u64,
 }
 
 impl Exercised {
@@ -104,6 +106,7 @@ impl Exercised {
         }
         self.removed += other.removed;
         self.updated += other.updated;
+        self.from_inside += other.from_inside;
     }
 
     fn refused(&mut self, error: &'static str) {
@@ -496,6 +499,7 @@ fn perform(
     server: SocketAddr,
 ) {
     for action in actions {
+        model.borrow_mut().exercised.from_inside += 1;
         match (*action, own) {
             (Action::RemoveSelf, Some(fd)) => remove(io, model, fd),
             (Action::ReplaceSelf(events), Some(fd)) => {

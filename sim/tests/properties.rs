@@ -261,7 +261,11 @@ fn handler_map_matches_the_model() {
     // added, called, updated and removed handlers, and met every refusal.
     let total = total.into_inner();
     assert!(
-        total.added > 0 && total.calls > 0 && total.updated > 0 && total.removed > 0,
+        total.added > 0
+            && total.calls > 0
+            && total.updated > 0
+            && total.removed > 0
+            && total.from_inside > 0,
         "the cases exercised too little: {total:?}"
     );
     for error in ["InvalidFd", "AlreadyRegistered", "NotRegistered", "Os"] {
@@ -284,6 +288,7 @@ fn twin_of_handler_map(bug: PlantedBug, caught_by: &str) {
         PlantedBug::RemoveIsNoop => |io| io.plant_bug(PlantedBug::RemoveIsNoop),
         PlantedBug::DuplicateAddReplaces => |io| io.plant_bug(PlantedBug::DuplicateAddReplaces),
         PlantedBug::UpdateNeverNarrows => |io| io.plant_bug(PlantedBug::UpdateNeverNarrows),
+        PlantedBug::PutBackByFd => |io| io.plant_bug(PlantedBug::PutBackByFd),
         other => panic!("no twin for {other:?}"),
     };
     let mut runner = TestRunner::new(twin_cases(256));
@@ -312,6 +317,12 @@ fn handler_map_property_catches_a_reactor_whose_duplicate_add_replaces() {
         PlantedBug::DuplicateAddReplaces,
         "got Ok(()), model expects Err(\"AlreadyRegistered\")",
     );
+}
+
+#[test]
+fn handler_map_property_catches_a_reactor_that_puts_a_handler_back_by_fd_number() {
+    // The registration each handler call is checked against.
+    twin_of_handler_map(PlantedBug::PutBackByFd, "ran, but the model holds Some");
 }
 
 #[test]
