@@ -132,10 +132,11 @@ pub struct FdReadiness {
 /// Timeouts run before the poll: after the process stalled (a pause, a long
 /// GC, a suspended VM), the timeouts that came due meanwhile run before the
 /// handlers hear of the bytes that arrived meanwhile. A timeout that judges
-/// a peer dead for its silence should give its verdict from a callback it
-/// queues ([`add_callback`](Self::add_callback)), which runs after this
-/// iteration's poll and handlers — as [`IOStream`](crate::IOStream)'s idle
-/// timeout does.
+/// a peer dead for its silence should give its verdict after the next
+/// poll: from a callback it queues ([`add_callback`](Self::add_callback)),
+/// or a timeout due at once, either of which runs after this iteration's
+/// poll and handlers — as [`IOStream`](crate::IOStream)'s idle and read
+/// timeouts do.
 ///
 /// ```
 /// use ioloop::{Events, IOLoop, MioPoller};

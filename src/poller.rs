@@ -382,7 +382,9 @@ pub trait Poller: 'static {
     /// simulated poller draws them from its seed, so that a service which
     /// takes its randomness only here (through
     /// [`IOLoop::random_u64`](crate::IOLoop::random_u64)) replays bit for
-    /// bit.
+    /// bit. A poller that wraps another must forward it, as it forwards
+    /// [`Poller::now`]: the default would draw from the OS instead of the
+    /// inner poller's seed.
     fn random_u64(&self) -> u64 {
         use std::hash::{BuildHasher, Hasher};
         // Each `RandomState` has its own keys (the thread's random keys,
@@ -397,7 +399,7 @@ pub trait Poller: 'static {
     /// ([`IOLoop::note`](crate::IOLoop::note)). The default logs it at
     /// trace level (target `ioloop::note`), calling `note` only if that
     /// level is on; a simulated poller puts it in the run's readable trace
-    /// (never in its hash).
+    /// (never in its hash). A poller that wraps another must forward it.
     fn note(&self, note: &dyn Fn() -> String) {
         if log::log_enabled!(target: "ioloop::note", log::Level::Trace) {
             log::trace!(target: "ioloop::note", "{}", note());

@@ -439,12 +439,14 @@ impl<S> fmt::Debug for StreamHandle<S> {
 ///   stream closes a default stream after its writes are flushed, as it
 ///   always has.
 ///
-/// [`close`](Self::close), a socket error, an unsatisfiable read and the
-/// idle timeout close a stream at once, whatever its directions. While one
+/// [`close`](Self::close), a socket error, an unsatisfiable read, the
+/// idle timeout and the read timeout close a stream whatever its
+/// directions. While one
 /// direction is done and the other is not, `closed()` is `false` and
 /// [`error`](Self::error) `None`; [`read_closed`](Self::read_closed) and
 /// [`write_closed`](Self::write_closed) say which side is done; the idle
-/// timeout still runs (a byte either way counts as activity);
+/// timeout still runs (a byte either way counts as activity), the read
+/// timeout ends with the peer's end of stream;
 /// [`is_backpressured`](Self::is_backpressured) and flush callbacks count
 /// the bytes still to go out before the FIN; the stream's
 /// [`StreamHandle`] reaches it until it closes.
@@ -917,6 +919,12 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     /// wait in the socket count once read, so a stream whose reads are
     /// paused (no read pending) times out too. It looks once more after
     /// the next poll before it closes, as the idle timeout does.
+    ///
+    /// It ends at the peer's end of stream, when nothing more can be read
+    /// (a half-closed stream that still writes keeps its idle timeout);
+    /// set after it, it is off. Set on a stream still connecting, it (as
+    /// the idle timeout) counts from the connect: the connect has its own
+    /// timeout.
     pub fn set_read_timeout(&mut self, io: &mut IOLoop<P>, timeout: Option<Duration>) {
         self.set_watch(io, Silence::Read, timeout);
     }
@@ -927,12 +935,13 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     }
 
     fn set_watch(&mut self, io: &mut IOLoop<P>, silence: Silence, timeout: Option<Duration>) {
+        let over = matches!(silence, Silence::Read) && self.eof;
         let watch = &mut self.watches[silence as usize];
         if let Some(timer) = watch.timer.take() {
             io.remove_timeout(timer);
         }
-        watch.timeout = timeout;
-        if self.closed || timeout.is_none() {
+        watch.timeout = if over { None } else { timeout };
+        if self.closed || watch.timeout.is_none() {
             return;
         }
         watch.since = io.time();
@@ -990,7 +999,12 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
             return;
         }
         let now = io.time();
-        if now.saturating_duration_since(watch.since) < timeout {
+        if self.connecting.is_some() {
+            // Not connected yet: the connect has a timeout of its own, and
+            // the silence counts once connected.
+            watch.since = now;
+            self.arm_watch(io, silence);
+        } else if now.saturating_duration_since(watch.since) < timeout {
             self.arm_watch(io, silence);
         } else if confirming {
             let error = match silence {
@@ -1089,7 +1103,12 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
             }
         }
         if let Err(e) = io.close_fd(self.fd) {
+            // The poller refused the close (the fd was closed behind the
+            // loop's back): the stream lets go of its registration anyway.
             log::debug!("closing stream fd {}: {e}", self.fd);
+            if self.token.is_some() && io.token(self.fd) == self.token {
+                io.remove_handler(self.fd);
+            }
         }
         let failure = self.error.clone().unwrap_or_else(StreamError::closed);
         if let Some(connect) = self.connecting.take() {
@@ -1257,6 +1276,13 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         match result {
             Ok(0) => {
                 self.eof = true;
+                // Nothing more can be read: the read timeout is over (a
+                // half-closed stream still writing keeps its idle timeout).
+                let watch = &mut self.watches[Silence::Read as usize];
+                watch.timeout = None;
+                if let Some(timer) = watch.timer.take() {
+                    io.remove_timeout(timer);
+                }
                 true
             }
             Ok(n) => {
@@ -1331,6 +1357,9 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
                 }
                 self.writable = true;
                 self.readable = true;
+                // Connected: the peer was heard from; a timeout for silence
+                // set while connecting counts from now.
+                self.mark_read(io);
                 let callback = self.connecting.take().expect("connecting");
                 self.processing = true;
                 callback(io, self, Ok(()));

@@ -81,7 +81,10 @@ pub fn check_in_processes(
             .lines()
             .map(String::from)
             .collect();
-        if !lines.iter().any(|line| line.contains("trace_hash=")) {
+        if !lines
+            .last()
+            .is_some_and(|line| line.starts_with("trace_hash="))
+        {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
             return Err(format!(

@@ -103,9 +103,11 @@ impl SimNet {
 ///
 /// A reset is reported as Linux reports it: `ConnectionReset` to the next
 /// read or write (or `take_error`), then end of stream to reads and
-/// `BrokenPipe` to writes; but to an end that had received the peer's FIN
-/// and not sent its own (`CLOSE_WAIT`), reads stay at end of stream and the
-/// error is `BrokenPipe`. Closing with unread bytes sends a reset. Real
+/// `BrokenPipe` to writes. To an end that had received the peer's FIN,
+/// reads stay at end of stream, and the error goes to the next write (or
+/// `take_error`): `BrokenPipe` if the end had not sent its own FIN
+/// (`CLOSE_WAIT`), `ConnectionReset` if it had. Closing with unread bytes
+/// sends a reset. Real
 /// sockets cannot enter a simulated host: `adopt_*` and
 /// `release_*` answer `Unsupported`.
 pub struct SimPoller {
@@ -202,9 +204,15 @@ impl Poller for SimPoller {
         self.world().entropy().next_u64()
     }
 
-    /// Into the run's readable trace, never its hash.
+    /// Into the run's readable trace, never its hash. The line is made
+    /// with the world not borrowed: `note` may read the loop (its time, an
+    /// fd's address).
     fn note(&self, note: &dyn Fn() -> String) {
-        self.world().note(self.host, note);
+        if !self.world.borrow().trace().is_full() {
+            return;
+        }
+        let line = note();
+        self.world().note(self.host, line);
     }
 
     fn system_time(&self) -> SystemTime {

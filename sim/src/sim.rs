@@ -1108,6 +1108,11 @@ impl Sim {
                 handlers: 0,
                 timeouts: 0,
             };
+        } else {
+            self.net.world_mut().trace_note(
+                host.id,
+                "is already down: it stays down as it went down, until restarted",
+            );
         }
     }
 

@@ -45,6 +45,11 @@ impl Trace {
         }
     }
 
+    /// `true` if this trace keeps a readable line per decision.
+    pub fn is_full(&self) -> bool {
+        self.lines.is_some()
+    }
+
     /// A line for the readable trace only: no decision, so the hash and
     /// the count stay as they were (a note added to find a bug does not
     /// change the run it describes). `describe` is only called for a full

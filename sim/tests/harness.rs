@@ -1356,9 +1356,10 @@ fn a_note_reaches_the_readable_trace_and_not_the_hash() {
             let made = Rc::clone(&made);
             io.call_later(Duration::from_millis(1), move |io| {
                 if with_note {
+                    // The note may read the loop.
                     io.note(|| {
                         made.set(made.get() + 1);
-                        "request 7 sent".to_string()
+                        format!("request 7 sent at {:?}", io.time())
                     });
                 }
             });
@@ -1374,7 +1375,7 @@ fn a_note_reaches_the_readable_trace_and_not_the_hash() {
         .find(|line| line.contains("note:"))
         .expect("the note is in the trace");
     assert!(
-        line.ends_with("t+1ms service note: request 7 sent"),
+        line.ends_with("t+1ms service note: request 7 sent at t+1ms"),
         "{line}"
     );
     assert_eq!(noted.trace_hash, run(true, false).trace_hash);

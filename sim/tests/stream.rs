@@ -219,6 +219,151 @@ fn a_pause_longer_than_the_idle_timeout_does_not_close_a_talking_stream() {
     );
 }
 
+/// A read timeout set while the stream connects counts from the connect:
+/// a connect held 300 ms by a partition, under a 100 ms read timeout,
+/// succeeds, and the silent server's stream closes 100 ms after it.
+#[test]
+fn a_read_timeout_counts_from_the_connect() {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let mut sim = Sim::new(1, FaultPreset::None);
+    sim.host("silent", "10.0.0.1", |io| {
+        TcpServer::bind(
+            io,
+            "10.0.0.1:7".parse()?,
+            |_, _: &mut IOStream<SimPoller>| {},
+        )?;
+        Ok(())
+    });
+    let for_client = Rc::clone(&seen);
+    sim.host("client", "10.0.0.2", move |io| {
+        let seen = Rc::clone(&for_client);
+        let on_connect = move |io: &mut IOLoop<SimPoller>,
+                               stream: &mut IOStream<SimPoller>,
+                               connected: Result<(), StreamError>| {
+            seen.borrow_mut()
+                .push(format!("connect {:?} at {:?}", connected, io.time()));
+            let seen = Rc::clone(&seen);
+            stream.set_close_callback(move |io, stream| {
+                seen.borrow_mut()
+                    .push(format!("{:?} at {:?}", stream.error(), io.time()));
+            });
+        };
+        let handle = TcpClient::connect(
+            io,
+            "10.0.0.1:7".parse()?,
+            Duration::from_secs(1),
+            (),
+            on_connect,
+        )?;
+        IOStream::with(io, handle, |io, stream: &mut IOStream<SimPoller>| {
+            stream.set_read_timeout(io, Some(Duration::from_millis(100)))
+        });
+        Ok(())
+    });
+    sim.partition("client", "silent");
+    sim.at(Duration::from_millis(300), |sim| {
+        sim.repair("client", "silent");
+    });
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let connected_at = seen[0]
+        .strip_prefix("connect Ok(()) at t+")
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    let connected_ms: f64 = connected_at.trim_end_matches("ms").parse().unwrap();
+    let closed_at = seen[1]
+        .strip_prefix("Some(ReadTimeout { timeout: 100ms }) at t+")
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    let closed_ms: f64 = closed_at.trim_end_matches("ms").parse().unwrap();
+    assert!(connected_ms >= 300.0, "{seen:?}");
+    assert!(
+        closed_ms >= connected_ms + 100.0 && closed_ms < connected_ms + 110.0,
+        "{seen:?}"
+    );
+}
+
+/// The read timeout ends at the peer's end of stream: a half-closed
+/// stream that goes on writing for far longer is not closed for silence.
+#[test]
+fn a_read_timeout_ends_at_the_peers_end_of_stream() {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let mut sim = Sim::new(1, FaultPreset::None);
+    let for_server = Rc::clone(&seen);
+    sim.host("server", "10.0.0.1", move |io| {
+        let seen = Rc::clone(&for_server);
+        let on_stream = move |io: &mut IOLoop<SimPoller>, stream: &mut IOStream<SimPoller>| {
+            stream.set_config(ioloop::StreamConfig {
+                allow_half_close: true,
+                ..stream.config()
+            });
+            stream.set_read_timeout(io, Some(Duration::from_millis(100)));
+            let seen = Rc::clone(&seen);
+            stream.set_close_callback(move |io, stream| {
+                seen.borrow_mut().push(format!(
+                    "server closed: {:?} at {:?}",
+                    stream.error(),
+                    io.time()
+                ));
+            });
+            // The request is the whole stream; the answer takes 500 ms.
+            let _ = stream.read_until_close(io, |io, stream, request| {
+                assert_eq!(request.unwrap(), b"request");
+                let handle = stream.handle();
+                for i in 1..=5u64 {
+                    io.call_later(Duration::from_millis(100 * i), move |io| {
+                        IOStream::with(io, handle, |io, stream: &mut IOStream<SimPoller>| {
+                            stream.write(io, b"part ").unwrap();
+                            if i == 5 {
+                                stream.shutdown_write(io).unwrap();
+                            }
+                        });
+                    });
+                }
+            });
+        };
+        TcpServer::bind(io, "10.0.0.1:7".parse()?, on_stream)?;
+        Ok(())
+    });
+    let for_client = Rc::clone(&seen);
+    sim.host("client", "10.0.0.2", move |io| {
+        let seen = Rc::clone(&for_client);
+        let on_connect = move |io: &mut IOLoop<SimPoller>,
+                               stream: &mut IOStream<SimPoller>,
+                               connected: Result<(), StreamError>| {
+            connected.unwrap();
+            stream.write(io, b"request").unwrap();
+            stream.shutdown_write(io).unwrap();
+            let seen = Rc::clone(&seen);
+            let _ = stream.read_until_close(io, move |_, _, answer| {
+                seen.borrow_mut()
+                    .push(format!("client read {:?}", answer.map(|a| a.len())));
+            });
+        };
+        let config = ioloop::StreamConfig {
+            allow_half_close: true,
+            ..Default::default()
+        };
+        let handle = TcpClient::connect(
+            io,
+            "10.0.0.1:7".parse()?,
+            Duration::from_secs(1),
+            (),
+            on_connect,
+        )?;
+        IOStream::with(io, handle, |_, stream: &mut IOStream<SimPoller>| {
+            stream.set_config(config)
+        });
+        Ok(())
+    });
+    sim.run_for(Duration::from_secs(2)).unwrap();
+    let seen = seen.borrow();
+    assert!(seen.contains(&"client read Ok(25)".to_string()), "{seen:?}");
+    assert!(
+        seen.iter().all(|line| !line.contains("ReadTimeout")),
+        "{seen:?}"
+    );
+}
+
 // ----- line echo over streams, under faults ----------------------------------------
 
 /// Longest line the server accepts.

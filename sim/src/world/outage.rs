@@ -93,12 +93,20 @@ impl World {
             .note(|| format!("{now:?} {} paused until {until:?}", self.names[host]));
     }
 
+    /// A line of the simulator's about `host` for the readable trace (not
+    /// part of the hash): what a decision did, beyond what it was.
+    pub(crate) fn trace_note(&mut self, host: HostId, what: &str) {
+        let now = self.now;
+        self.trace
+            .note(|| format!("{now:?} {} {what}", self.names[host]));
+    }
+
     /// A line of `host`'s own for the readable trace (not part of the
     /// hash): see [`IOLoop::note`](ioloop::IOLoop::note).
-    pub fn note(&mut self, host: HostId, describe: &dyn Fn() -> String) {
+    pub fn note(&mut self, host: HostId, line: String) {
         let now = self.host_now(host);
         self.trace
-            .note(|| format!("{now:?} {} note: {}", self.names[host], describe()));
+            .note(|| format!("{now:?} {} note: {line}", self.names[host]));
     }
 
     /// `true` while `host` is down after a machine crash.
