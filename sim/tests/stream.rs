@@ -308,6 +308,9 @@ fn a_read_timeout_ends_at_the_peers_end_of_stream() {
             // The request is the whole stream; the answer takes 500 ms.
             let _ = stream.read_until_close(io, |io, stream, request| {
                 assert_eq!(request.unwrap(), b"request");
+                assert_eq!(stream.read_timeout(), None, "over at end of stream");
+                stream.set_read_timeout(io, Some(Duration::from_millis(100)));
+                assert_eq!(stream.read_timeout(), None, "off once set after it");
                 let handle = stream.handle();
                 for i in 1..=5u64 {
                     io.call_later(Duration::from_millis(100 * i), move |io| {

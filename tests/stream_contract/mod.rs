@@ -1710,7 +1710,12 @@ pub fn a_read_timeout_closes_a_stream_whose_peer_falls_silent_despite_its_writes
                            stream: &mut IOStream<P, (u32, Instant)>,
                            connected: Result<(), StreamError>| {
         connected.unwrap();
+        assert_eq!(stream.read_timeout(), None, "off by default");
         stream.set_read_timeout(io, Some(TIMEOUT));
+        assert_eq!(
+            (stream.read_timeout(), stream.idle_timeout()),
+            (Some(TIMEOUT), None)
+        );
         let got = Rc::clone(&for_client);
         let sent = Rc::new(RefCell::new(1));
         let pinged = Rc::clone(&sent);
