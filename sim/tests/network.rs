@@ -399,6 +399,59 @@ fn a_scripted_crash_takes_over_a_host_the_nemesis_crashed_first() {
     );
 }
 
+/// Every crash the nemesis draws ends with the restart it planned: the
+/// host is down just before the crash's time plus its drawn duration, and
+/// up just after.
+#[test]
+fn a_drawn_crash_ends_with_a_restart_after_its_drawn_duration() {
+    const RUN_MS: u64 = 3_000;
+    let mut restarts_checked = 0;
+    for seed in 0..40 {
+        let mut sim = Sim::new(seed, FaultPreset::All);
+        sim.survives(Survives::ProcessCrashes);
+        sim.host("server", "10.0.0.1", |io| {
+            io.listen(server())?;
+            Ok(())
+        });
+        // Whether the host is up, each millisecond.
+        let up = Rc::new(RefCell::new(Vec::new()));
+        for ms in 0..RUN_MS {
+            let up = Rc::clone(&up);
+            sim.at(Duration::from_millis(ms), move |sim| {
+                up.borrow_mut().push(sim.is_up("server"))
+            });
+        }
+        sim.run_for(Duration::from_millis(RUN_MS)).unwrap();
+        let up = up.borrow();
+        for crash in sim
+            .report()
+            .fired
+            .iter()
+            .filter(|f| f.kind == FaultKind::Crash)
+        {
+            let back = crash.at + crash.lasting.expect("a drawn crash lasts");
+            let ms = back.since_epoch().as_millis() as usize;
+            if ms + 1 >= up.len() {
+                continue;
+            }
+            assert!(
+                !up[ms - 1] && up[ms + 1],
+                "seed {seed}: crash at {:?} for {:?}: up at {}..={} ms: {:?}",
+                crash.at,
+                crash.lasting,
+                ms - 1,
+                ms + 1,
+                &up[ms - 1..=ms + 1]
+            );
+            restarts_checked += 1;
+        }
+    }
+    assert!(
+        restarts_checked > 5,
+        "only {restarts_checked} restarts checked"
+    );
+}
+
 #[test]
 fn scripted_faults_run_on_virtual_time_and_name_unknown_hosts() {
     let (seen, events) = (log(), log());
