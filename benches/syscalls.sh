@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # System calls per echoed message, counted exactly with perf on the server
-# process only: ioloop (64 KiB reads, as shipped: 1 KiB reads, and over
-# IOStream), raw mio
-# and tokio, same load, same run.
+# process only: ioloop (with 64 KiB reads; as shipped, with 1 KiB first
+# reads; and over IOStream), raw mio and tokio, same load, same run.
 # Usage: benches/syscalls.sh [CONNECTIONS] [BYTES] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -16,7 +16,7 @@ use ioloop::{IOLoop, MioPoller};
 
 const USAGE: &str = "usage: echo [ADDR] [--read-chunk BYTES] [--nagle] [-v]
   ADDR               address to listen on (default 127.0.0.1:10000; port 0: any free port)
-  --read-chunk BYTES size of one read (default 1024, as Tornado's example)
+  --read-chunk BYTES size of the first read (default 1024, as Tornado's example)
   --nagle            leave TCP_NODELAY off (an echo in several writes then stalls ~40 ms)
   -v                 log connections";
 
