@@ -197,3 +197,33 @@ fn check_determinism_passes_echo_and_pinpoints_the_planted_hashmap() {
     );
     assert!(output.contains("server"), "{output}");
 }
+
+/// The in-process determinism check (`check-determinism --in-process`):
+/// it passes the echo server, and catches the planted `HashMap` order —
+/// two `HashMap`s in one process are keyed apart, so two runs of a seed
+/// in the same process diverge too.
+#[test]
+fn the_in_process_determinism_check_passes_echo_and_catches_the_planted_hashmap() {
+    use ioloop_sim::determinism::check_in_process;
+    use ioloop_sim::scenario::{RunConfig, Scenario, Workload};
+    use ioloop_sim::FaultPreset;
+    let config = |scenario: Scenario, seed| RunConfig {
+        scenario,
+        seed,
+        faults: FaultPreset::Swarm,
+        workload: Workload::random(10, 10, 4096),
+        trace_full: false,
+        liveness_after: None,
+    };
+    for seed in 0..3 {
+        check_in_process(&config(Scenario::Echo, seed)).unwrap();
+    }
+    let planted = Scenario::all()
+        .into_iter()
+        .find(|s| s.name() == "planted-hash-order")
+        .expect("the planted scenario");
+    let divergence = (0..300)
+        .find_map(|seed| check_in_process(&config(planted, seed)).err())
+        .expect("the planted HashMap order diverges within 300 seeds");
+    assert!(divergence.to_string().contains("server"), "{divergence}");
+}
