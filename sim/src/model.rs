@@ -618,6 +618,18 @@ mod tests {
     }
 
     #[test]
+    fn an_fd_ref_names_an_open_socket_modulo_how_many_or_a_raw_number() {
+        let mut model = Model::default();
+        assert_eq!(model.resolve(FdRef::Open(3)), Fd(900), "none open");
+        model.open = vec![Fd(5), Fd(6)];
+        assert_eq!(model.resolve(FdRef::Open(0)), Fd(5));
+        assert_eq!(model.resolve(FdRef::Open(3)), Fd(6));
+        assert_eq!(model.resolve(FdRef::Raw(-1)), Fd(-1));
+        assert_eq!(FdRef::Open(3).to_string(), "open[3]");
+        assert_eq!(FdRef::Raw(-1).to_string(), "fd-1");
+    }
+
+    #[test]
     fn the_generator_is_a_function_of_its_entropy() {
         let draw = |seed| ops_from_entropy(&mut Entropy::seeded(seed), 200);
         assert_eq!(draw(7), draw(7));
