@@ -88,8 +88,10 @@ pub struct Exercised {
     /// Calls refused as the model predicted, by error (`InvalidFd`,
     /// `AlreadyRegistered`, `NotRegistered`, `Os`).
     pub refused: BTreeMap<&'static str, u64>,
-    /// Handlers removed (`remove_handler`, or `close_fd` of an fd with one).
+    /// Handlers removed by `remove_handler`.
     pub removed: u64,
+    /// Handlers dropped by `close_fd` of their fd.
+    pub closed: u64,
     /// Interest changes (`update_handler` that succeeded).
     pub updated: u64,
     /// Actions done from inside a handler, a callback or a timeout.
@@ -105,6 +107,7 @@ impl Exercised {
             *self.refused.entry(error).or_default() += n;
         }
         self.removed += other.removed;
+        self.closed += other.closed;
         self.updated += other.updated;
         self.from_inside += other.from_inside;
     }
@@ -478,7 +481,7 @@ fn close(io: &mut IOLoop<SimPoller>, model: &Shared, fd: Fd) {
         let position = m.open.iter().position(|&open| open == fd);
         let was_open = position.map(|p| m.open.remove(p)).is_some();
         if was_open && m.registered.remove(&fd).is_some() {
-            m.exercised.removed += 1;
+            m.exercised.closed += 1;
         }
         was_open
     };

@@ -265,6 +265,7 @@ fn handler_map_matches_the_model() {
             && total.calls > 0
             && total.updated > 0
             && total.removed > 0
+            && total.closed > 0
             && total.from_inside > 0,
         "the cases exercised too little: {total:?}"
     );
