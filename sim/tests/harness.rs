@@ -1316,6 +1316,7 @@ fn randomness_taken_from_the_loop_replays_with_the_seed() {
         let mut drawn: Vec<u64> = (0..4).map(|_| io.random_u64()).collect();
         drawn.extend((0..4).map(|_| io.random_below(50)));
         drawn.push(io.random_below(0));
+        drawn.extend((0..16).map(|_| io.random_below(1_000)));
         drawn
     }
     let draws = |seed: u64| {
@@ -1331,11 +1332,15 @@ fn randomness_taken_from_the_loop_replays_with_the_seed() {
         drawn
     };
     let first = draws(7);
-    assert_eq!(first.len(), 9);
+    assert_eq!(first.len(), 25);
     assert_eq!(first, draws(7), "the same seed draws the same numbers");
     assert_ne!(first, draws(8), "another seed draws others");
     assert!(first[4..8].iter().all(|&n| n < 50), "{first:?}");
     assert_eq!(first[8], 0, "random_below(0) is 0");
+    // Scaled from the random bits, not a constant: 16 draws below 1,000
+    // are all equal by chance once in 10^45 runs.
+    assert!(first[9..].iter().all(|&n| n < 1_000), "{first:?}");
+    assert!(first[9..].iter().any(|&n| n != first[9]), "{first:?}");
 }
 
 /// `io.note(..)` puts a line of the service's own in the readable trace,

@@ -128,6 +128,7 @@ fn trace_lines_name_hosts_and_say_what_a_scripted_fault_did() {
     sim.pause("server", Duration::from_millis(20));
     sim.clog("server", "client", Duration::from_millis(30));
     sim.crash("server", CrashMode::Process);
+    sim.crash("server", CrashMode::Machine);
     send(&mut sim, &handle, "one\n");
     sim.run_for(Duration::from_millis(100)).unwrap();
     let lines = sim.report().trace_lines;
@@ -143,6 +144,7 @@ fn trace_lines_name_hosts_and_say_what_a_scripted_fault_did() {
         // What the crash and the pause did, drawn ones too.
         "t+10ms server crashes: its process (the kernel resets its peers)",
         "t+10ms server paused until t+30ms",
+        "t+10ms server is already down: it stays down as it went down",
     ] {
         assert!(has(text), "no line with {text:?} in:\n{}", lines.join("\n"));
     }
@@ -156,6 +158,8 @@ fn trace_lines_name_hosts_and_say_what_a_scripted_fault_did() {
             "partition client -> server at t+10ms",
             "pause server for 20ms at t+10ms",
             "clog server <-> client for 30ms at t+10ms",
+            "crash server at t+10ms",
+            // The second, of a host already down: recorded, and a no-op.
             "crash server at t+10ms",
         ]
     );
