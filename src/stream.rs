@@ -24,6 +24,7 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::{Events, Fd, FdHandler, IOLoop, Instant, Poller, TimeoutHandle, Token};
@@ -1442,27 +1443,92 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// Accepts at most [`TcpServer::ACCEPT_BATCH_MAX`] connections per event;
 /// when an accept fails for lack of fds (`EMFILE`), it stops accepting for
 /// [`TcpServer::ACCEPT_BACKOFF`] instead of spinning.
-#[derive(Clone, Copy, Debug)]
-pub struct TcpServer {
+///
+/// The server keeps the handles of the streams it accepted while they are
+/// open: [`streams`](Self::streams) lists them, to reach each one with
+/// [`IOStream::with`] (a goodbye before a shutdown, a broadcast, a limit on
+/// connections); [`close_streams`](Self::close_streams) closes them all.
+/// A clone names the same server. Shutting down gracefully:
+///
+/// ```
+/// use ioloop::{IOLoop, IOStream, MioPoller, TcpServer};
+/// use std::time::Duration;
+///
+/// /// Stop accepting, say goodbye to every client and close each stream
+/// /// once its goodbye is written; after `grace`, close what is left.
+/// fn shut_down(io: &mut IOLoop<MioPoller>, server: &TcpServer, grace: Duration) {
+///     let _ = server.stop(io);
+///     for handle in server.streams(io) {
+///         IOStream::with(io, handle, |io, stream: &mut IOStream<MioPoller>| {
+///             let goodbye = stream.write_then(io, b"BYE\n", |io, stream, _| stream.close(io));
+///             if goodbye.is_err() {
+///                 stream.close(io); // its write side was shut already
+///             }
+///         });
+///     }
+///     let server = server.clone();
+///     io.call_later(grace, move |io| {
+///         server.close_streams(io);
+///     });
+/// }
+/// # let mut io = IOLoop::new(MioPoller::new()?);
+/// # let server = TcpServer::bind(&mut io, "127.0.0.1:0".parse()?, |_, _: &mut IOStream<MioPoller>| {})?;
+/// # shut_down(&mut io, &server, Duration::from_millis(1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct TcpServer<S = ()> {
     listener: Fd,
+    accepted: Rc<RefCell<Accepted>>,
+    state: PhantomData<fn() -> S>,
 }
 
-impl TcpServer {
+/// The registrations of the streams a server accepted, in the order it
+/// accepted them; closed ones are let go of now and then (see `prune`).
+#[derive(Debug, Default)]
+struct Accepted {
+    tokens: Vec<Token>,
+    /// Prune when `tokens` reaches this length: twice what was left open by
+    /// the last pruning, so that pruning costs O(1) per accept.
+    prune_at: usize,
+}
+
+impl Accepted {
+    /// The fewest tokens kept before pruning.
+    const PRUNE_MIN: usize = 64;
+
+    fn add<P: Poller>(&mut self, io: &IOLoop<P>, token: Token) {
+        self.tokens.push(token);
+        if self.tokens.len() >= self.prune_at.max(Accepted::PRUNE_MIN) {
+            self.prune(io);
+            self.prune_at = 2 * self.tokens.len();
+        }
+    }
+
+    /// Let go of the streams that closed.
+    fn prune<P: Poller>(&mut self, io: &IOLoop<P>) {
+        self.tokens
+            .retain(|&token| io.token(token.fd()) == Some(token));
+    }
+}
+
+impl TcpServer<()> {
     /// Connections accepted per event on the listener.
     pub const ACCEPT_BATCH_MAX: usize = 64;
     /// How long accepting pauses after an accept fails for lack of fds.
     pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+}
 
+impl<S: 'static> TcpServer<S> {
     /// Listen on `addr` and call `on_stream` with each new connection, its
     /// state `S::default()`.
-    pub fn bind<P, S, F>(
+    pub fn bind<P, F>(
         io: &mut IOLoop<P>,
         addr: SocketAddr,
         on_stream: F,
-    ) -> io::Result<TcpServer>
+    ) -> io::Result<TcpServer<S>>
     where
         P: Poller,
-        S: Default + 'static,
+        S: Default,
         F: FnMut(&mut IOLoop<P>, &mut IOStream<P, S>) + 'static,
     {
         TcpServer::bind_with(io, addr, |_| S::default(), on_stream)
@@ -1470,28 +1536,31 @@ impl TcpServer {
 
     /// Listen on `addr`; each new connection gets the state `new_state`
     /// makes from the peer's address, then goes to `on_stream`.
-    pub fn bind_with<P, S, N, F>(
+    pub fn bind_with<P, N, F>(
         io: &mut IOLoop<P>,
         addr: SocketAddr,
         mut new_state: N,
         mut on_stream: F,
-    ) -> io::Result<TcpServer>
+    ) -> io::Result<TcpServer<S>>
     where
         P: Poller,
-        S: 'static,
         N: FnMut(SocketAddr) -> S + 'static,
         F: FnMut(&mut IOLoop<P>, &mut IOStream<P, S>) + 'static,
     {
         let listener = io.listen(addr)?;
+        let accepted = Rc::new(RefCell::new(Accepted::default()));
+        let registry = Rc::clone(&accepted);
         let accept = move |io: &mut IOLoop<P>, fd: Fd, _: Events| {
             for _ in 0..TcpServer::ACCEPT_BATCH_MAX {
                 match io.accept(fd) {
                     Ok((conn, peer)) => {
                         nodelay(io, conn);
-                        if let Err(e) = IOStream::attach(io, conn, new_state(peer), &mut on_stream)
-                        {
-                            log::warn!("cannot watch accepted fd {conn}: {e}");
-                            let _ = io.close_fd(conn);
+                        match IOStream::attach(io, conn, new_state(peer), &mut on_stream) {
+                            Ok(handle) => registry.borrow_mut().add(io, handle.token),
+                            Err(e) => {
+                                log::warn!("cannot watch accepted fd {conn}: {e}");
+                                let _ = io.close_fd(conn);
+                            }
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -1514,22 +1583,99 @@ impl TcpServer {
             let _ = io.close_fd(listener);
             return Err(io::Error::other(error));
         }
-        Ok(TcpServer { listener })
+        Ok(TcpServer {
+            listener,
+            accepted,
+            state: PhantomData,
+        })
     }
 
     /// The listening socket.
-    pub fn listener(self) -> Fd {
+    pub fn listener(&self) -> Fd {
         self.listener
     }
 
     /// The address it listens on.
-    pub fn local_addr<P: Poller>(self, io: &IOLoop<P>) -> io::Result<SocketAddr> {
+    pub fn local_addr<P: Poller>(&self, io: &IOLoop<P>) -> io::Result<SocketAddr> {
         io.local_addr(self.listener)
     }
 
-    /// Stop accepting and close the listener; open streams go on.
-    pub fn stop<P: Poller>(self, io: &mut IOLoop<P>) -> io::Result<()> {
+    /// Stop accepting and close the listener. The streams it accepted go
+    /// on (as Tornado's do): [`streams`](Self::streams) still lists them,
+    /// [`close_streams`](Self::close_streams) closes them. Stopping a
+    /// stopped server is an error (the listener is closed) and changes
+    /// nothing.
+    pub fn stop<P: Poller>(&self, io: &mut IOLoop<P>) -> io::Result<()> {
         io.close_fd(self.listener)
+    }
+
+    /// The streams this server accepted that are still open, in the order
+    /// it accepted them; a stream whose callback is running now is among
+    /// them (reach it from that callback with
+    /// [`IOStream::with_stream`]).
+    pub fn streams<P: Poller>(&self, io: &IOLoop<P>) -> Vec<StreamHandle<S>> {
+        let mut accepted = self.accepted.borrow_mut();
+        accepted.prune(io);
+        accepted
+            .tokens
+            .iter()
+            .map(|&token| StreamHandle::new(token))
+            .collect()
+    }
+
+    /// How many of the streams this server accepted are still open (a
+    /// limit on connections closes a new stream in `on_stream` past it).
+    pub fn stream_count<P: Poller>(&self, io: &IOLoop<P>) -> usize {
+        let mut accepted = self.accepted.borrow_mut();
+        accepted.prune(io);
+        accepted.tokens.len()
+    }
+
+    /// Close every stream this server accepted that is still open, as
+    /// [`IOStream::close`] does: unflushed writes are dropped, a pending
+    /// read gets [`StreamError::Closed`], the close callback runs. Returns
+    /// how many it closes. A stream whose callback is running now (the
+    /// caller's own, when a command on one connection shuts the others
+    /// down) cannot be reached from here: it is closed as soon as that
+    /// callback returns, from a callback of the loop
+    /// ([`IOLoop::add_callback`]), unless it closed itself meanwhile. The
+    /// listener is not touched: [`stop`](Self::stop) it first, or new
+    /// connections go on arriving.
+    pub fn close_streams<P: Poller>(&self, io: &mut IOLoop<P>) -> usize {
+        let handles = self.streams(io);
+        for &handle in &handles {
+            let closed = IOStream::with(io, handle, |io, stream: &mut IOStream<P, S>| {
+                stream.close(io);
+            });
+            if closed.is_none() {
+                // Open (it was listed) but busy in its own callback.
+                io.add_callback(move |io| {
+                    IOStream::with(io, handle, |io, stream: &mut IOStream<P, S>| {
+                        stream.close(io);
+                    });
+                });
+            }
+        }
+        handles.len()
+    }
+}
+
+impl<S> Clone for TcpServer<S> {
+    fn clone(&self) -> Self {
+        TcpServer {
+            listener: self.listener,
+            accepted: Rc::clone(&self.accepted),
+            state: PhantomData,
+        }
+    }
+}
+
+impl<S> fmt::Debug for TcpServer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpServer")
+            .field("listener", &self.listener)
+            .field("accepted", &self.accepted.borrow().tokens.len())
+            .finish()
     }
 }
 

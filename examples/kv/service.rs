@@ -74,7 +74,7 @@ struct Conn {
 
 /// A running key-value server.
 pub struct KvServer {
-    server: TcpServer,
+    server: TcpServer<Conn>,
     shared: Rc<RefCell<Shared>>,
 }
 

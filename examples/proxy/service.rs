@@ -87,7 +87,7 @@ struct Side {
 
 /// A running proxy.
 pub struct Proxy {
-    server: TcpServer,
+    server: TcpServer<Side>,
     stats: Rc<RefCell<ProxyStats>>,
 }
 

@@ -65,6 +65,9 @@ on_the_simulator!(
     a_full_read_is_not_taken_for_a_drained_socket,
     read_bytes_up_to_the_buffer_limit_waits_and_past_it_fails_at_once,
     a_server_accepts_late_clients_at_once_and_none_once_stopped,
+    a_server_lists_its_open_streams_and_closes_them_all,
+    close_streams_from_a_streams_callback_closes_that_stream_once_it_returns,
+    a_server_keeps_no_trace_of_its_closed_streams,
 );
 
 #[test]

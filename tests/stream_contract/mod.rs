@@ -1756,3 +1756,211 @@ pub fn a_read_timeout_closes_a_stream_whose_peer_falls_silent_despite_its_writes
         )]
     );
 }
+
+/// Connect `count` clients to `addr`; each logs `"{i}: connected"`, then
+/// reads to the end of stream and logs what it got.
+fn connect_readers<P: Poller>(io: &mut IOLoop<P>, addr: SocketAddr, count: usize, got: &Log) {
+    for i in 0..count {
+        let got = Rc::clone(got);
+        TcpClient::connect(io, addr, LIMIT, (), move |io, stream, connected| {
+            connected.expect("connect");
+            got.borrow_mut().push(format!("{i}: connected"));
+            let _ = stream.read_until_close(io, move |_, _, all| {
+                let all = all.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+                got.borrow_mut().push(format!("{i}: end {all:?}"));
+            });
+        })
+        .expect("connect");
+    }
+}
+
+/// A server lists the streams it accepted while they are open, in the
+/// order it accepted them; a goodbye reaches each through its handle, and
+/// `close_streams` closes them all (their close callbacks run), stopped or
+/// not. A stream that closed is no longer listed.
+pub fn a_server_lists_its_open_streams_and_closes_them_all<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P, usize>| {
+        let number = for_server.borrow().len();
+        *stream.state_mut() = number;
+        for_server.borrow_mut().push("accepted".to_string());
+        let log = Rc::clone(&for_server);
+        stream.set_close_callback(move |_, stream| {
+            log.borrow_mut()
+                .push(format!("server closed stream {}", stream.state()));
+        });
+        // Nothing to read: the read notices the client's end of stream.
+        let _ = stream.read_until_close(io, |_, _, _| {});
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    assert!(server.streams(&io).is_empty());
+    connect_readers(&mut io, addr, 3, &got);
+    run(&mut io, &got, 6);
+    let streams = server.streams(&io);
+    assert_eq!(server.stream_count(&io), 3);
+    // In the order accepted: each stream's state is its place in the log.
+    let order: Vec<usize> = streams
+        .iter()
+        .map(|&handle| IOStream::with(&mut io, handle, |_, stream| *stream.state()).unwrap())
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "{:?}", got.borrow());
+    assert!(streams.iter().all(|handle| handle.is_open(&io)));
+
+    // The last one goes away on its own: no longer listed.
+    let last = *streams.last().unwrap();
+    IOStream::with(&mut io, last, |io, stream| stream.close(io)).unwrap();
+    assert_eq!(server.streams(&io), streams[..2]);
+    // A goodbye to the others, then every one closed at once.
+    for &handle in &server.streams(&io) {
+        IOStream::with(&mut io, handle, |io, stream| stream.write(io, b"BYE"))
+            .unwrap()
+            .unwrap();
+    }
+    server.stop(&mut io).unwrap();
+    assert!(server.stop(&mut io).is_err(), "stopped twice");
+    let before = got.borrow().len();
+    let copy = server.clone();
+    assert_eq!(copy.close_streams(&mut io), 2);
+    assert_eq!(server.stream_count(&io), 0);
+    assert_eq!(server.close_streams(&mut io), 0);
+    let closed_at_once: Vec<String> = got.borrow()[before..].to_vec();
+    // Closed before `close_streams` returned, in the order accepted.
+    assert_eq!(
+        closed_at_once,
+        order[..2]
+            .iter()
+            .map(|number| format!("server closed stream {number}"))
+            .collect::<Vec<_>>()
+    );
+    run(&mut io, &got, 12);
+    let mut seen = got.borrow()[6..].to_vec();
+    seen.sort();
+    // `close` drops unflushed writes: each client got the goodbye or
+    // nothing of it, then the end of stream — and the closed one its end
+    // of stream.
+    let (ends, closes): (Vec<String>, Vec<String>) =
+        seen.into_iter().partition(|line| line.contains(": end "));
+    assert_eq!(closes.len(), 3, "{closes:?}");
+    assert!(closes
+        .iter()
+        .all(|line| line.starts_with("server closed stream ")));
+    assert_eq!(ends.len(), 3, "{ends:?}");
+    for line in ends {
+        assert!(
+            line.ends_with(r#"end Ok("BYE")"#) || line.ends_with(r#"end Ok("")"#),
+            "{line}"
+        );
+    }
+}
+
+/// `close_streams` from the callback of one of the server's own streams
+/// (a `SHUTDOWN` command on one connection): the others close at once,
+/// the caller's stream is open until its callback returns, then closes.
+pub fn close_streams_from_a_streams_callback_closes_that_stream_once_it_returns<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let server_cell: Rc<RefCell<Option<TcpServer>>> = Rc::default();
+    let (for_server, server_ref) = (Rc::clone(&got), Rc::clone(&server_cell));
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        let log = Rc::clone(&for_server);
+        stream.set_close_callback(move |_, _| log.borrow_mut().push("closed".to_string()));
+        let (log, server) = (Rc::clone(&for_server), Rc::clone(&server_ref));
+        let _ = stream.read_until(io, b"\n", 64, move |io, stream, line| {
+            // The others' reads fail as they close.
+            let Ok(line) = line else { return };
+            assert_eq!(line, b"SHUTDOWN\n");
+            let server = server.borrow().clone().unwrap();
+            let closing = server.close_streams(io);
+            log.borrow_mut().push(format!(
+                "closing {closing}, own closed: {}, listed: {}",
+                stream.closed(),
+                server.stream_count(io)
+            ));
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    *server_cell.borrow_mut() = Some(server.clone());
+    let addr = server.local_addr(&io).unwrap();
+    connect_readers(&mut io, addr, 2, &got);
+    run(&mut io, &got, 2);
+    let for_admin = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.expect("connect");
+        stream.write(io, b"SHUTDOWN\n").unwrap();
+        let _ = stream.read_until_close(io, move |_, _, all| {
+            for_admin.borrow_mut().push(format!("admin: end {all:?}"));
+        });
+    })
+    .expect("connect");
+    run(&mut io, &got, 9);
+    let got = got.borrow().clone();
+    assert_eq!(
+        got[2..5],
+        [
+            "closed",
+            "closed",
+            "closing 3, own closed: false, listed: 1"
+        ],
+        "{got:?}"
+    );
+    assert_eq!(got[5], "closed", "{got:?}");
+    let mut ends = got[6..].to_vec();
+    ends.sort();
+    assert_eq!(
+        ends,
+        [r#"0: end Ok("")"#, r#"1: end Ok("")"#, "admin: end Ok([])"],
+        "{got:?}"
+    );
+    assert_eq!(server.stream_count(&io), 0);
+}
+
+/// The list of a server's streams does not grow with the connections it
+/// served: many short ones, one after another, leave at most a bounded
+/// number of closed entries behind, without anyone asking for the list.
+pub fn a_server_keeps_no_trace_of_its_closed_streams<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let for_server = Rc::clone(&got);
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        let log = Rc::clone(&for_server);
+        stream.set_close_callback(move |_, _| log.borrow_mut().push("server closed".into()));
+        let _ = stream.read_until_close(io, |_, _, _| {});
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let tracked = |server: &TcpServer| -> usize {
+        let debug = format!("{server:?}");
+        let count = debug
+            .split("accepted: ")
+            .nth(1)
+            .and_then(|rest| rest.trim_end_matches(" }").parse().ok());
+        count.unwrap_or_else(|| panic!("no count in {debug}"))
+    };
+    let mut most = 0;
+    for round in 0..300 {
+        let got_ = Rc::clone(&got);
+        TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+            connected.expect("connect");
+            stream.close(io);
+            got_.borrow_mut().push("client closed".into());
+        })
+        .unwrap();
+        run(&mut io, &got, 2 * (round + 1));
+        most = most.max(tracked(&server));
+    }
+    // Closed entries are let go of as new streams come: at most 64 here.
+    assert!((2..=64).contains(&most), "{most} entries at most");
+    assert_eq!(server.stream_count(&io), 0);
+    assert_eq!(tracked(&server), 0);
+}
