@@ -254,18 +254,35 @@ impl<P: Poller> IOLoop<P> {
     where
         H: FdHandler<P>,
     {
-        let index = fd.index().ok_or(Error::InvalidFd(fd))?;
+        self.add_or_give_back(fd, handler, events)
+            .map_err(|(error, _)| error)
+    }
+
+    /// [`add_fd_handler`](Self::add_fd_handler), handing the handler back
+    /// when it fails (a stream keeps its state and callbacks to report the
+    /// failure).
+    pub(crate) fn add_or_give_back<H>(
+        &mut self,
+        fd: Fd,
+        handler: H,
+        events: Events,
+    ) -> Result<(), (Error, H)>
+    where
+        H: FdHandler<P>,
+    {
+        let Some(index) = fd.index() else {
+            return Err((Error::InvalidFd(fd), handler));
+        };
         #[cfg(feature = "planted-bugs")]
         if self.planted(crate::planted::PlantedBug::DuplicateAddReplaces) {
             self.remove_handler(fd);
         }
-        let token = self
-            .readiness
-            .next_token(fd)
-            .ok_or(Error::AlreadyRegistered(fd))?;
-        self.poller
-            .add(fd, token, events)
-            .map_err(|source| Error::Os { fd, source })?;
+        let Some(token) = self.readiness.next_token(fd) else {
+            return Err((Error::AlreadyRegistered(fd), handler));
+        };
+        if let Err(source) = self.poller.add(fd, token, events) {
+            return Err((Error::Os { fd, source }, handler));
+        }
         // Grow the tables only once the poller has vouched for the fd; the
         // handler table first, so that a live registration always has its
         // cell (dispatch indexes it), even if growing the other fails.

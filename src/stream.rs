@@ -485,7 +485,7 @@ impl<S> fmt::Debug for StreamHandle<S> {
 ///     stream.shutdown_write(io).unwrap(); // FIN after "hello"
 ///     assert!(stream.write(io, b"more").is_err());
 ///     stream.read_until_close(io, move |_, _, all| *got.borrow_mut() = Some(all)).unwrap();
-/// })?;
+/// });
 /// io.run_until(Duration::from_secs(5), |_| answer.borrow().is_some())?;
 /// assert_eq!(answer.borrow_mut().take(), Some(Ok(b"5 bytes\n".to_vec())));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -567,7 +567,9 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>),
     {
         let stream = IOStream::new(fd, state, true);
-        let handle = stream.register(io, Events::empty())?;
+        let handle = stream
+            .register(io, Events::empty())
+            .map_err(|refused| refused.0)?;
         IOStream::<P, S>::with(io, handle, |io, stream: &mut IOStream<P, S>| {
             stream.processing = true;
             on_ready(io, stream);
@@ -577,14 +579,16 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
         Ok(handle)
     }
 
+    /// Hand the stream to the loop; if the loop refuses it, the error and
+    /// the stream come back.
     fn register(
         mut self,
         io: &mut IOLoop<P>,
         interest: Events,
-    ) -> Result<StreamHandle<S>, crate::Error> {
+    ) -> Result<StreamHandle<S>, Box<(crate::Error, Self)>> {
         let fd = self.fd;
         self.interest = interest;
-        io.add_fd_handler(fd, self, interest)?;
+        io.add_or_give_back(fd, self, interest).map_err(Box::new)?;
         let token = io.token(fd).expect("just registered");
         io.with_handler(token, |_, stream: &mut IOStream<P, S>| {
             stream.token = Some(token)
@@ -1103,12 +1107,19 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
                 io.remove_timeout(timer);
             }
         }
-        if let Err(e) = io.close_fd(self.fd) {
-            // The poller refused the close (the fd was closed behind the
-            // loop's back): the stream lets go of its registration anyway.
-            log::debug!("closing stream fd {}: {e}", self.fd);
-            if self.token.is_some() && io.token(self.fd) == self.token {
-                io.remove_handler(self.fd);
+        // A connect that failed before the loop took the stream was never
+        // registered (generation 0), and its fd number, if it had one, may
+        // be another socket's by now: nothing to close.
+        let registered = self.token.is_some_and(|token| token.generation() != 0);
+        if registered {
+            if let Err(e) = io.close_fd(self.fd) {
+                // The poller refused the close (the fd was closed behind
+                // the loop's back): the stream lets go of its registration
+                // anyway.
+                log::debug!("closing stream fd {}: {e}", self.fd);
+                if io.token(self.fd) == self.token {
+                    io.remove_handler(self.fd);
+                }
             }
         }
         let failure = self.error.clone().unwrap_or_else(StreamError::closed);
@@ -1478,6 +1489,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// ```
 pub struct TcpServer<S = ()> {
     listener: Fd,
+    /// The listener's registration: a stopped server's fd number may be
+    /// another socket's by now.
+    token: Token,
     accepted: Rc<RefCell<Accepted>>,
     state: PhantomData<fn() -> S>,
 }
@@ -1583,30 +1597,52 @@ impl<S: 'static> TcpServer<S> {
             let _ = io.close_fd(listener);
             return Err(io::Error::other(error));
         }
+        let token = io.token(listener).expect("just registered");
         Ok(TcpServer {
             listener,
+            token,
             accepted,
             state: PhantomData,
         })
     }
 
-    /// The listening socket.
+    /// The listening socket (once the server is stopped, its number may be
+    /// another socket's).
     pub fn listener(&self) -> Fd {
         self.listener
     }
 
-    /// The address it listens on.
+    /// `true` until the server is stopped (or its listener closed by
+    /// other means).
+    pub fn is_listening<P: Poller>(&self, io: &IOLoop<P>) -> bool {
+        io.token(self.listener) == Some(self.token)
+    }
+
+    /// The address it listens on; an error once it is stopped.
     pub fn local_addr<P: Poller>(&self, io: &IOLoop<P>) -> io::Result<SocketAddr> {
+        self.check_listening(io)?;
         io.local_addr(self.listener)
     }
 
     /// Stop accepting and close the listener. The streams it accepted go
     /// on (as Tornado's do): [`streams`](Self::streams) still lists them,
     /// [`close_streams`](Self::close_streams) closes them. Stopping a
-    /// stopped server is an error (the listener is closed) and changes
-    /// nothing.
+    /// stopped server (through this value or a clone) is an error and
+    /// changes nothing, whatever socket has the listener's fd number now.
     pub fn stop<P: Poller>(&self, io: &mut IOLoop<P>) -> io::Result<()> {
+        self.check_listening(io)?;
         io.close_fd(self.listener)
+    }
+
+    fn check_listening<P: Poller>(&self, io: &IOLoop<P>) -> io::Result<()> {
+        if self.is_listening(io) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("the server on fd {} is stopped", self.listener),
+            ))
+        }
     }
 
     /// The streams this server accepted that are still open, in the order
@@ -1664,6 +1700,7 @@ impl<S> Clone for TcpServer<S> {
     fn clone(&self) -> Self {
         TcpServer {
             listener: self.listener,
+            token: self.token,
             accepted: Rc::clone(&self.accepted),
             state: PhantomData,
         }
@@ -1704,41 +1741,56 @@ fn is_transient_accept_error(error: &io::Error) -> bool {
 pub struct TcpClient;
 
 impl TcpClient {
-    /// Connect to `addr`; `on_connect` gets the stream (with state
-    /// `state`) and `Ok(())`, or the stream, closed, and the error:
-    /// refused, reset, or [`StreamError::TimedOut`] after `timeout`. Closing
-    /// the stream before it connects (through the returned handle and
-    /// [`IOStream::with`], say) runs `on_connect` at once, inside that
-    /// `close`, with [`StreamError::Closed`]: don't hold a `RefCell` borrow
-    /// that `on_connect` needs across the `close`. A
-    /// connect the poller refuses at once is an `Err` here, and
-    /// `on_connect` never runs: `state` and `on_connect` are dropped with
-    /// it, so a client that retries keeps what it needs to build them
-    /// again (a clone, or a closure that makes them).
+    /// Connect to `addr`. `on_connect` runs once, with the stream (state
+    /// `state`) and the outcome: `Ok(())` once connected, or the stream,
+    /// closed, its state still yours, and the error — refused, reset,
+    /// [`StreamError::TimedOut`] after `timeout`, or a connect the system
+    /// refused at once (no fd left, no route), which reaches `on_connect`
+    /// from a callback of the loop, never from inside `connect`. Every
+    /// failure takes that one path, so a client that retries does so in
+    /// one place.
+    ///
+    /// The handle names the stream (for [`IOStream::with`], say) until it
+    /// closes; after a failure at once it names none, and the stream
+    /// `on_connect` gets has no socket: its fd is the number the connect
+    /// had, or `Fd(-1)` before it had one. Closing the stream before it
+    /// connects (through the handle and [`IOStream::with`]) runs
+    /// `on_connect` at once, inside that `close`, with
+    /// [`StreamError::Closed`]: don't hold a `RefCell` borrow that
+    /// `on_connect` needs across the `close`.
     pub fn connect<P, S, F>(
         io: &mut IOLoop<P>,
         addr: SocketAddr,
         timeout: Duration,
         state: S,
         on_connect: F,
-    ) -> Result<StreamHandle<S>, StreamError>
+    ) -> StreamHandle<S>
     where
         P: Poller,
         S: 'static,
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<(), StreamError>) + 'static,
     {
-        let fd = io.connect(addr).map_err(|e| StreamError::io(&e))?;
+        let fd = match io.connect(addr) {
+            Ok(fd) => fd,
+            Err(error) => {
+                let stream = IOStream::new(Fd(-1), state, false);
+                return TcpClient::fail_later(io, stream, on_connect, StreamError::io(&error));
+            }
+        };
         nodelay(io, fd);
         let mut stream = IOStream::new(fd, state, false);
         stream.connecting = Some(Box::new(on_connect));
         let handle = match stream.register(io, Events::WRITE) {
             Ok(handle) => handle,
-            Err(error) => {
+            Err(refused) => {
+                let (error, mut stream) = *refused;
                 let _ = io.close_fd(fd);
-                return Err(StreamError::Io {
+                let on_connect = stream.connecting.take().expect("set above");
+                let error = StreamError::Io {
                     kind: io::ErrorKind::Other,
                     message: error.to_string(),
-                });
+                };
+                return TcpClient::fail_later(io, stream, on_connect, error);
             }
         };
         let timer = io.call_later(timeout, move |io| {
@@ -1752,7 +1804,28 @@ impl TcpClient {
         IOStream::<P, S>::with(io, handle, |_, stream: &mut IOStream<P, S>| {
             stream.connect_timeout = Some(timer);
         });
-        Ok(handle)
+        handle
+    }
+
+    /// A connect that failed before the loop took its stream: `on_connect`
+    /// gets the stream, closed, from a callback. Its handle — generation 0,
+    /// which no registration has — names no stream.
+    fn fail_later<P, S, F>(
+        io: &mut IOLoop<P>,
+        mut stream: IOStream<P, S>,
+        on_connect: F,
+        error: StreamError,
+    ) -> StreamHandle<S>
+    where
+        P: Poller,
+        S: 'static,
+        F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<(), StreamError>) + 'static,
+    {
+        let token = Token::new(stream.fd, 0);
+        stream.token = Some(token);
+        stream.connecting = Some(Box::new(on_connect));
+        io.add_callback(move |io| stream.close_with(io, Some(error)));
+        StreamHandle::new(token)
     }
 }
 

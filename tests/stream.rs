@@ -72,3 +72,22 @@ fn connect_errors_reach_the_callback() {
     let (io, _) = fresh();
     stream_contract::connect_errors_reach_the_callback(io, unused_port());
 }
+
+#[test]
+fn a_stopped_server_leaves_the_socket_that_reuses_its_fd_alone() {
+    let (io, addr) = fresh();
+    // Whether the number was reused depends on the other tests' threads.
+    let _ = stream_contract::a_stopped_server_leaves_the_socket_that_reuses_its_fd_alone(io, addr);
+}
+
+/// Linux refuses a TCP connect to a multicast address at once
+/// (`ENETUNREACH`, before any packet is sent).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_connect_refused_at_once_reaches_on_connect_from_the_loop() {
+    let (io, _) = fresh();
+    stream_contract::a_connect_refused_at_once_reaches_on_connect_from_the_loop(
+        io,
+        "224.0.0.1:9".parse().unwrap(),
+    );
+}

@@ -134,21 +134,16 @@ fn on_client<P: Poller>(io: &mut IOLoop<P>, client: &mut IOStream<P, Side>) {
         shared: Rc::clone(&client.state().shared),
         config,
     };
-    let connecting = TcpClient::connect(
+    let upstream = TcpClient::connect(
         io,
         config.upstream,
         config.connect_timeout,
         upstream_side,
         on_upstream,
     );
-    let upstream = match connecting {
-        Ok(upstream) => upstream,
-        Err(_) => {
-            client.state().shared.borrow_mut().connect_failures += 1;
-            return client.close(io);
-        }
-    };
     client.state_mut().peer = Some(upstream);
+    // A connect refused at once names no stream: nothing to set up, and
+    // `on_upstream` hears of it from a callback.
     IOStream::with(io, upstream, set_up);
 }
 
@@ -168,8 +163,14 @@ fn on_upstream<P: Poller>(
     connected: Result<(), StreamError>,
 ) {
     if connected.is_err() {
-        // Closed already: its close callback closes the client.
         upstream.state().shared.borrow_mut().connect_failures += 1;
+        // Closed already. The client goes too (its close callback would
+        // see to it, but a connect refused at once never had one).
+        if let Some(client) = upstream.state().peer {
+            IOStream::with(io, client, |io, client: &mut IOStream<P, Side>| {
+                client.close(io)
+            });
+        }
         return;
     }
     pump(io, upstream);

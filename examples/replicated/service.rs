@@ -211,23 +211,19 @@ pub fn ask<P: Poller + 'static>(
             answer(io, result);
         }
     };
-    let on_failure = give.clone();
-    let connecting =
-        TcpClient::connect(
-            io,
-            addr,
-            timeout,
-            (),
-            move |io, stream, connected| match connected {
-                Ok(()) => exchange(io, stream, &line, timeout, give),
-                Err(StreamError::TimedOut) => give(io, Err(AskError::TimedOut)),
-                Err(error) => give(io, Err(AskError::Failed(error.to_string()))),
-            },
-        );
-    if let Err(error) = connecting {
-        // Refused at once: answer from a callback, never from inside `ask`.
-        io.add_callback(move |io| on_failure(io, Err(AskError::Failed(error.to_string()))));
-    }
+    // Every failure, a connect refused at once included, reaches the
+    // callback, from the loop: never from inside `ask`.
+    TcpClient::connect(
+        io,
+        addr,
+        timeout,
+        (),
+        move |io, stream, connected| match connected {
+            Ok(()) => exchange(io, stream, &line, timeout, give),
+            Err(StreamError::TimedOut) => give(io, Err(AskError::TimedOut)),
+            Err(error) => give(io, Err(AskError::Failed(error.to_string()))),
+        },
+    );
 }
 
 /// On a connected stream: write `line`, read one answer line, close.

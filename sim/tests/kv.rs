@@ -94,7 +94,7 @@ fn pipelined_client(
             }
             check_answers(io, stream, Rc::new(answers), done, may_break);
         },
-    )?;
+    );
     Ok(())
 }
 
@@ -201,7 +201,7 @@ fn a_client_that_sends_without_reading_cannot_make_the_server_buffer_without_bou
                     });
                 });
             },
-        )?;
+        );
         Ok(())
     });
     let for_invariant = Rc::clone(&server);
@@ -255,7 +255,7 @@ fn an_idle_connection_is_closed_after_the_timeout_on_virtual_time() {
                     }
                 });
             },
-        )?;
+        );
         Ok(())
     });
     sim.run().unwrap();

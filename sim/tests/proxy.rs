@@ -147,7 +147,7 @@ fn send_then_read(io: &mut IOLoop<SimPoller>, done: Done, may_break: bool) -> Re
                 Err(_) => stream.close(io),
             }
         },
-    )?;
+    );
     Ok(())
 }
 

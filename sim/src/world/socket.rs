@@ -138,6 +138,14 @@ impl World {
 
     /// Start connecting `host` to `addr`.
     pub fn connect(&mut self, host: HostId, addr: SocketAddr) -> io::Result<Fd> {
+        // Out of fds (after an `EMFILE` fault on accept): the socket for a
+        // connect cannot be made either, and the connect fails at once.
+        if self.hosts[host]
+            .emfile_until
+            .is_some_and(|until| until > self.now)
+        {
+            return Err(io::Error::from_raw_os_error(EMFILE));
+        }
         let conn = self.conns.id_next();
         let local = self.ephemeral_addr(host);
         let fd = self.allocate_fd(host, Socket::Stream { conn, side: 0 })?;
