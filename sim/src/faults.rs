@@ -15,7 +15,11 @@ pub struct FaultPlan {
     /// A read returns fewer bytes than are available (the rest raises a new
     /// edge, as data arriving during the read would).
     pub partial_read: Ppm,
-    /// A write accepts fewer bytes than the send window allows.
+    /// A write accepts fewer bytes than the send window allows, and the
+    /// send buffer is then full, as a short write on a real kernel means:
+    /// the writes after it take nothing (`WouldBlock`) until some of what
+    /// was sent lands, and a WRITE edge says so. A service's own buffered
+    /// output is what this exercises.
     pub partial_write: Ppm,
     /// A read, write or wait fails with `EINTR`.
     pub interrupt: Ppm,

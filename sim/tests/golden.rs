@@ -57,8 +57,11 @@ const FAULT_KIND_IDS: [(&str, u8); 20] = [
 /// not FNV-1a per byte).
 const ECHO_SEED_7_TRACE_HASH: u64 = 0x16da_d5f4_d439_40e6;
 /// Trace hash of [`planted_run`]. Re-pinned with the echo run's, for the
-/// network faults and the word-wise hash.
-const PLANTED_FULL_WRITE_SEED_0_TRACE_HASH: u64 = 0x4666_5c18_53f8_1da9;
+/// network faults and the word-wise hash; and again on its own when a
+/// short write (`partial-write`) began to fill the send buffer, as a short
+/// write on a real kernel means: later writes take nothing until what was
+/// sent lands (the echo run has no write after a short one).
+const PLANTED_FULL_WRITE_SEED_0_TRACE_HASH: u64 = 0x3c00_e8e3_dd36_a3a5;
 /// `NetworkFaults::swarm` drawn from `Entropy::seeded(42)`, as printed.
 const SWARM_NETWORK_FAULTS_SEED_42: &str =
     "partition=1.9068%/861ms clog=0.6661%/308ms crash=0.5723%/1019ms per 10ms (machine crashes 90.1804%)";

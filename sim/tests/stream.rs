@@ -81,6 +81,55 @@ fn a_stopped_server_leaves_the_socket_that_reuses_its_fd_alone() {
     );
 }
 
+/// A short write means the send buffer is full, as on a real kernel: the
+/// rest of a large write waits in the stream's own buffer (where a service
+/// that drops unflushed output loses it) until a WRITE edge, and arrives
+/// whole, in order.
+#[test]
+fn a_short_write_leaves_the_rest_in_the_streams_buffer_until_a_write_edge() {
+    let mut plan = ioloop_sim::FaultPlan::none();
+    plan.partial_write = 1_000_000;
+    let net = SimNet::with_plan(ioloop_sim::Entropy::seeded(5), plan, false);
+    let mut io = IOLoop::new(net.host("10.0.0.1".parse().unwrap()));
+    io.set_panic_policy(PanicPolicy::Propagate);
+    let sent: Vec<u8> = (0..1_000u32).map(|i| (i % 251) as u8).collect();
+    let buffered: Rc<RefCell<Vec<usize>>> = Rc::default();
+    let (to_send, for_server) = (sent.clone(), Rc::clone(&buffered));
+    let on_stream = move |io: &mut IOLoop<SimPoller>, stream: &mut IOStream<SimPoller>| {
+        stream.write(io, &to_send).unwrap();
+        for_server.borrow_mut().push(stream.write_buffer_len());
+        // A second write waits behind the first, in the buffer.
+        stream.write(io, b"!").unwrap();
+        for_server.borrow_mut().push(stream.write_buffer_len());
+    };
+    let server = TcpServer::bind(&mut io, "10.0.0.1:7".parse().unwrap(), on_stream).unwrap();
+    let addr = server.local_addr(&io).unwrap();
+    let got: Rc<RefCell<Option<Vec<u8>>>> = Rc::default();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(
+        &mut io,
+        addr,
+        Duration::from_secs(5),
+        (),
+        move |io, stream, connected| {
+            connected.unwrap();
+            let _ = stream.read_bytes(io, 1_001, false, move |_, _, data| {
+                *for_client.borrow_mut() = Some(data.unwrap());
+            });
+        },
+    );
+    let done = io
+        .run_until(Duration::from_secs(5), |_| got.borrow().is_some())
+        .unwrap();
+    assert!(done);
+    let buffered = buffered.borrow().clone();
+    assert!((1..1_000).contains(&buffered[0]), "{buffered:?}");
+    assert_eq!(buffered[1], buffered[0] + 1, "{buffered:?}");
+    let mut expected = sent;
+    expected.push(b'!');
+    assert_eq!(got.borrow().as_deref(), Some(&expected[..]));
+}
+
 /// Out of fds after an `EMFILE` on accept, a host cannot make the socket
 /// for a connect either: the connect fails at once, and `on_connect`
 /// hears of it from the loop.

@@ -159,6 +159,11 @@ pub(super) struct End {
     pub(super) in_flight: usize,
     /// A write hit the window: raise a WRITE edge when it frees.
     pub(super) write_blocked: bool,
+    /// A short write (a `PartialWrite` fault) filled the send buffer: as on
+    /// a real kernel, where a short write means there was no room for
+    /// more, writes take nothing (`WouldBlock`) until some of what this end
+    /// sent lands, and a WRITE edge says so.
+    pub(super) send_full: bool,
     /// Deliveries from this end keep their order.
     pub(super) last_delivery: Instant,
     /// `TCP_NODELAY`, recorded: the world sends every write at once (it has
@@ -183,6 +188,7 @@ impl End {
             error: None,
             in_flight: 0,
             write_blocked: false,
+            send_full: false,
             last_delivery: Instant::ZERO,
             nodelay: false,
             keepalive: None,
@@ -199,7 +205,10 @@ impl End {
             ready |= Ready::READ_CLOSED;
         }
         let used = self.in_flight + peer.recv.len();
-        if (self.connected && used < window_bytes) || self.reset || self.error.is_some() {
+        if (self.connected && !self.send_full && used < window_bytes)
+            || self.reset
+            || self.error.is_some()
+        {
             ready |= Ready::WRITABLE;
         }
         if self.reset || (self.write_shut && self.recv_fin) {
@@ -339,7 +348,7 @@ impl World {
     /// blocked on the window.
     pub(super) fn window_freed(&mut self, conn: ConnId, side: usize) {
         let writer = &mut self.conns[conn].ends[side];
-        if writer.write_blocked && !writer.closed {
+        if writer.write_blocked && !writer.closed && !writer.send_full {
             writer.write_blocked = false;
             let (host, fd) = (writer.host, writer.fd);
             self.raise(host, fd, Ready::WRITABLE);

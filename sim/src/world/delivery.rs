@@ -188,13 +188,25 @@ impl World {
                     &[3, conn.serial(), to as u64, len as u64],
                     || format!("{now:?} conn{conn} {len} bytes to side {to}"),
                 );
-                self.conns[conn].ends[1 - to].in_flight -= len;
+                let writer = &mut self.conns[conn].ends[1 - to];
+                writer.in_flight -= len;
+                let send_freed = std::mem::take(&mut writer.send_full);
                 let end = &mut self.conns[conn].ends[to];
                 if end.closed || end.reset {
                     end.recv.lose(len);
                 } else {
                     end.recv.land(len);
                 }
+                if send_freed {
+                    // The send buffer a short write filled has room again
+                    // (if the window has too).
+                    let [a, b] = &self.conns[conn].ends;
+                    let (writer, reader) = if to == 0 { (b, a) } else { (a, b) };
+                    if writer.in_flight + reader.recv.len() < self.plan.window_bytes {
+                        self.window_freed(conn, 1 - to);
+                    }
+                }
+                let end = &mut self.conns[conn].ends[to];
                 if end.closed {
                     // Data for a closed socket: the kernel answers with RST.
                     self.schedule(Some((conn, to)), Delivery::Reset { conn, to: 1 - to });

@@ -233,15 +233,18 @@ impl World {
             return Ok(0);
         }
         let room = window_bytes.saturating_sub(end.in_flight + peer.recv.len());
-        if room == 0 {
+        if room == 0 || end.send_full {
             end.write_blocked = true;
             return Err(io::Error::from(io::ErrorKind::WouldBlock));
         }
         let mut n = room.min(buf.len());
-        if n > 1 && self.fault(self.plan.partial_write, FaultKind::PartialWrite, host, fd) {
+        let short = n > 1 && self.fault(self.plan.partial_write, FaultKind::PartialWrite, host, fd);
+        if short {
             n = self.entropy.between(1, n as u64 - 1) as usize;
         }
-        self.conns[conn].ends[side].in_flight += n;
+        let end = &mut self.conns[conn].ends[side];
+        end.in_flight += n;
+        end.send_full = short;
         self.progress += 1;
         self.trace_io(host, fd, IoKind::Write, n);
         self.conns[conn].ends[1 - side].recv.send(&buf[..n]);
