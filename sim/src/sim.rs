@@ -2005,12 +2005,35 @@ impl Sim {
     }
 
     fn leak_failure(&self) -> Failure {
-        let message = format!(
+        let mut message = format!(
             "clients done {:?} ago, but {}",
             self.settle_within,
             self.describe_leaks().join("; ")
         );
+        message.push_str(&self.describe_deaf_handlers());
         self.fail(FailureKind::Leak, None, message)
+    }
+
+    /// A hint for a leak: the handlers that wait for no event, which only
+    /// the service's own code can wake.
+    fn describe_deaf_handlers(&self) -> String {
+        let deaf: Vec<String> = self
+            .hosts
+            .iter()
+            .flat_map(|host| {
+                let handlers = host.io.iter().flat_map(IOLoop::handlers);
+                handlers
+                    .filter(|(_, events)| events.is_empty())
+                    .map(move |(fd, _)| format!("{:?} {fd:?}", host.name))
+            })
+            .collect();
+        if deaf.is_empty() {
+            return String::new();
+        }
+        format!(
+            " (waiting for no event: {}; nothing the network does will wake them — an IOStream notices the peer's end of stream only while a read is pending)",
+            deaf.join(", ")
+        )
     }
 
     fn describe_leaks(&self) -> Vec<String> {

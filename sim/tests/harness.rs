@@ -918,6 +918,45 @@ fn a_service_that_keeps_a_closed_connection_open_is_a_leak() {
             .contains("host \"server\" holds fds [fd0, fd1]"),
         "{failure}"
     );
+    // Its accepted fd has no handler: no hint about one waiting for nothing.
+    assert!(
+        !failure.message.contains("waiting for no event"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn a_leak_names_the_streams_that_wait_for_no_event() {
+    let mut sim = Sim::new(3, FaultPreset::None);
+    let server: SocketAddr = "10.0.0.1:7".parse().unwrap();
+    sim.host("server", "10.0.0.1", move |io| {
+        // No read pending: the client's end of stream goes unnoticed.
+        ioloop::TcpServer::bind(io, server, |_, _: &mut ioloop::IOStream<SimPoller>| {})?;
+        Ok(())
+    });
+    sim.client("client", "10.0.0.2", move |io, done| {
+        ioloop::TcpClient::connect(
+            io,
+            server,
+            Duration::from_secs(5),
+            (),
+            move |io, stream, ok| {
+                ok.unwrap();
+                stream.close(io);
+                done.ok();
+            },
+        );
+        Ok(())
+    });
+    let failure = failure_of(&mut sim);
+    assert_eq!(failure.kind, FailureKind::Leak, "{failure}");
+    assert!(
+        failure.message.contains(
+            "(waiting for no event: \"server\" fd1; nothing the network does will wake them \
+             — an IOStream notices the peer's end of stream only while a read is pending)"
+        ),
+        "{failure}"
+    );
 }
 
 #[test]
