@@ -571,4 +571,127 @@ mod tests {
             .collect();
         assert!(Schedule::parse(&many).unwrap_err().contains("params"));
     }
+
+    /// A schedule of exactly `SCHEDULE_BYTES_MAX` bytes is read: the limit
+    /// is 16 MiB, not less, and a text at it is within it.
+    #[test]
+    fn a_schedule_at_the_byte_limit_is_read() {
+        let head = "name t\nseed 1\n#";
+        let mut text = String::with_capacity(SCHEDULE_BYTES_MAX);
+        text.push_str(head);
+        text.extend(std::iter::repeat_n('x', SCHEDULE_BYTES_MAX - head.len()));
+        assert_eq!(text.len(), 16 * 1024 * 1024);
+        assert_eq!(Schedule::parse(&text).map(|s| s.seed), Ok(1));
+    }
+
+    /// A fault that fired is written with what it was; one that did not,
+    /// bare.
+    #[test]
+    fn a_schedule_annotates_the_faults_that_fired() {
+        let (fired_draw, quiet_draw) = (
+            socket_draw(FaultKind::PartialWrite, 0, 4),
+            socket_draw(FaultKind::Reset, 1, 2),
+        );
+        let mut schedule = Schedule::new("t", 1, FaultPreset::Swarm);
+        schedule.fire.extend([fired_draw, quiet_draw]);
+        let fired = FiredFault {
+            draw: fired_draw,
+            kind: FaultKind::PartialWrite,
+            host: 0,
+            fd: ioloop::Fd(3),
+            at: ioloop::Instant::ZERO,
+            host_name: "ann".into(),
+            peer: None,
+            lasting: None,
+        };
+        let text = schedule.to_text("replay", None, std::slice::from_ref(&fired));
+        assert!(
+            text.contains(&format!("fire partial-write:0:4  # {fired}\n")),
+            "{text}"
+        );
+        assert!(text.contains("fire reset:1:2\n"), "{text}");
+    }
+
+    /// A `fire` line that is no number at all is a bad number, not a
+    /// schedule of an older version.
+    #[test]
+    fn a_fire_line_of_letters_is_a_bad_number() {
+        for line in ["x1", "+1", "zz"] {
+            let error = Schedule::parse(&format!("name t\nseed 1\nfire {line}\n")).unwrap_err();
+            assert!(error.contains("bad fault number"), "{line}: {error}");
+            assert!(!error.contains("shrink the seed again"), "{line}: {error}");
+        }
+    }
+
+    /// The shrinker against a model run: it fails (the same way) while
+    /// decision 0 fires and parameter `clients` is at least 3. Decisions 1
+    /// to 4 fire only while decision 8 does (a path that changed): once 8
+    /// is gone they are dropped too, unasked, which saves runs.
+    #[test]
+    fn the_shrinker_keeps_what_the_failure_needs_and_counts_its_runs() {
+        let draw = |index| socket_draw(FaultKind::PartialWrite, 0, index);
+        let needed = draw(0);
+        let fired_of = |schedule: &Schedule| -> Vec<FiredFault> {
+            let on_path = schedule.fire.contains(&draw(8));
+            schedule
+                .fire
+                .iter()
+                .filter(|&&d| on_path || !(draw(1)..=draw(4)).contains(&d))
+                .map(|&d| FiredFault {
+                    draw: d,
+                    kind: FaultKind::PartialWrite,
+                    host: 0,
+                    fd: ioloop::Fd(3),
+                    at: ioloop::Instant::ZERO,
+                    host_name: "ann".into(),
+                    peer: None,
+                    lasting: None,
+                })
+                .collect()
+        };
+        let mut first = Schedule::new("t", 1, FaultPreset::Swarm);
+        first.set_param("clients", "8".into());
+        first.from_seed = true;
+        let everything: BTreeSet<u64> = (0..16).map(draw).collect();
+        let mut calls = 0;
+        let run = |schedule: &Schedule| {
+            calls += 1;
+            // As `Schedule::configure` does: a schedule from the seed fires
+            // what the seed draws, whatever its `fire` says.
+            let fire = if schedule.from_seed {
+                everything.clone()
+            } else {
+                schedule.fire.clone()
+            };
+            let effective = Schedule {
+                fire,
+                ..schedule.clone()
+            };
+            let clients: u64 = schedule.param("clients").unwrap().parse().unwrap();
+            let fails = effective.fire.contains(&needed) && clients >= 3;
+            Attempt {
+                failure: fails.then(|| (FailureKind::Client, "wrong answer".to_string())),
+                fired: fired_of(&effective),
+            }
+        };
+        let attempt = Attempt {
+            failure: Some((FailureKind::Client, "wrong answer".into())),
+            fired: fired_of(&Schedule {
+                fire: everything.clone(),
+                ..first.clone()
+            }),
+        };
+        let report = shrink_schedule(first, attempt, &["clients"], run).unwrap();
+        assert_eq!(report.schedule.fire, BTreeSet::from([needed]));
+        assert!(!report.schedule.from_seed);
+        // Tried 1, 2, 4: the first that fails.
+        assert_eq!(report.schedule.param("clients"), Some("4"));
+        assert_eq!(report.faults_before, 16);
+        assert_eq!(report.fired.len(), 1);
+        // The first run (the sweep's) counts; every other was a call.
+        assert_eq!(report.runs, calls + 1);
+        // Pinned: delta debugging over 16 faults, then `clients` (1, 2,
+        // 4) twice. Keeping a path's unfired faults would take 15.
+        assert_eq!(report.runs, 13);
+    }
 }
