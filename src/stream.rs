@@ -566,10 +566,27 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     where
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>),
     {
+        IOStream::attach_noting(io, fd, state, |_, _| {}, on_ready)
+    }
+
+    /// [`attach`](Self::attach), calling `registered` with the new handle
+    /// before any of the stream's own code runs (a server lists it there).
+    fn attach_noting<N, F>(
+        io: &mut IOLoop<P>,
+        fd: Fd,
+        state: S,
+        registered: N,
+        on_ready: F,
+    ) -> Result<StreamHandle<S>, crate::Error>
+    where
+        N: FnOnce(&mut IOLoop<P>, StreamHandle<S>),
+        F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>),
+    {
         let stream = IOStream::new(fd, state, true);
         let handle = stream
             .register(io, Events::empty())
             .map_err(|refused| refused.0)?;
+        registered(io, handle);
         IOStream::<P, S>::with(io, handle, |io, stream: &mut IOStream<P, S>| {
             stream.processing = true;
             on_ready(io, stream);
@@ -1569,12 +1586,21 @@ impl<S: 'static> TcpServer<S> {
                 match io.accept(fd) {
                     Ok((conn, peer)) => {
                         nodelay(io, conn);
-                        match IOStream::attach(io, conn, new_state(peer), &mut on_stream) {
-                            Ok(handle) => registry.borrow_mut().add(io, handle.token),
-                            Err(e) => {
-                                log::warn!("cannot watch accepted fd {conn}: {e}");
-                                let _ = io.close_fd(conn);
-                            }
+                        // Listed before `on_stream` runs: the stream is
+                        // among the server's from its first callback.
+                        let list = |io: &mut IOLoop<P>, handle: StreamHandle<S>| {
+                            registry.borrow_mut().add(io, handle.token);
+                        };
+                        let attached = IOStream::attach_noting(
+                            io,
+                            conn,
+                            new_state(peer),
+                            list,
+                            &mut on_stream,
+                        );
+                        if let Err(e) = attached {
+                            log::warn!("cannot watch accepted fd {conn}: {e}");
+                            let _ = io.close_fd(conn);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -1646,7 +1672,9 @@ impl<S: 'static> TcpServer<S> {
     }
 
     /// The streams this server accepted that are still open, in the order
-    /// it accepted them; a stream whose callback is running now is among
+    /// it accepted them: a new one from the start of `on_stream`, a closed
+    /// one no longer in its close callback (the socket is closed before
+    /// the callback runs). A stream whose callback is running now is among
     /// them (reach it from that callback with
     /// [`IOStream::with_stream`]).
     pub fn streams<P: Poller>(&self, io: &IOLoop<P>) -> Vec<StreamHandle<S>> {
@@ -1659,8 +1687,10 @@ impl<S: 'static> TcpServer<S> {
             .collect()
     }
 
-    /// How many of the streams this server accepted are still open (a
-    /// limit on connections closes a new stream in `on_stream` past it).
+    /// How many of the streams this server accepted are still open, as
+    /// [`streams`](Self::streams) lists them: in `on_stream`, the new one
+    /// is counted (a limit of `n` connections closes the new stream there
+    /// when this is above `n`).
     pub fn stream_count<P: Poller>(&self, io: &IOLoop<P>) -> usize {
         let mut accepted = self.accepted.borrow_mut();
         accepted.prune(io);

@@ -65,6 +65,7 @@ on_mio!(
     a_server_lists_its_open_streams_and_closes_them_all,
     close_streams_from_a_streams_callback_closes_that_stream_once_it_returns,
     a_server_keeps_no_trace_of_its_closed_streams,
+    a_new_stream_is_listed_from_its_first_callback,
 );
 
 #[test]

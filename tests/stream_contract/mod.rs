@@ -2019,3 +2019,58 @@ pub fn a_stopped_server_leaves_the_socket_that_reuses_its_fd_alone<P: Poller>(
     assert_eq!(seen, ["accepted", "connected: Ok(())"]);
     reused
 }
+
+/// A new stream is among its server's from its first callback: listed and
+/// counted in `on_stream`, and reached by `close_streams` from a read
+/// that completes as the connection is accepted (the request came first).
+pub fn a_new_stream_is_listed_from_its_first_callback<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let server_cell: Rc<RefCell<Option<TcpServer>>> = Rc::default();
+    let (for_server, server_ref) = (Rc::clone(&got), Rc::clone(&server_cell));
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        let server = server_ref.borrow().clone().unwrap();
+        let listed = server.streams(io).contains(&stream.handle());
+        for_server.borrow_mut().push(format!(
+            "on_stream: listed {listed}, count {}",
+            server.stream_count(io)
+        ));
+        let log = Rc::clone(&for_server);
+        stream.set_close_callback(move |io, _| {
+            log.borrow_mut()
+                .push(format!("closed, count {}", server.stream_count(io)));
+        });
+        let (log, server) = (Rc::clone(&for_server), Rc::clone(&server_ref));
+        let _ = stream.read_until(io, b"\n", 64, move |io, _, line| {
+            let server = server.borrow().clone().unwrap();
+            log.borrow_mut().push(format!(
+                "{:?}: closing {}",
+                line.map(|line| String::from_utf8_lossy(&line).into_owned()),
+                server.close_streams(io)
+            ));
+        });
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    *server_cell.borrow_mut() = Some(server.clone());
+    let addr = server.local_addr(&io).unwrap();
+    let for_client = Rc::clone(&got);
+    TcpClient::connect(&mut io, addr, LIMIT, (), move |io, stream, connected| {
+        connected.expect("connect");
+        stream.write(io, b"SHUTDOWN\n").unwrap();
+        let _ = stream.read_until_close(io, move |_, _, all| {
+            for_client.borrow_mut().push(format!("client: end {all:?}"));
+        });
+    });
+    run(&mut io, &got, 4);
+    assert_eq!(
+        *got.borrow(),
+        [
+            "on_stream: listed true, count 1",
+            "Ok(\"SHUTDOWN\\n\"): closing 1",
+            "closed, count 0",
+            "client: end Ok([])",
+        ]
+    );
+}
