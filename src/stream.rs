@@ -1476,7 +1476,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// open: [`streams`](Self::streams) lists them, to reach each one with
 /// [`IOStream::with`] (a goodbye before a shutdown, a broadcast, a limit on
 /// connections); [`close_streams`](Self::close_streams) closes them all.
-/// A clone names the same server. Shutting down gracefully:
+/// From the callback of one of them (a `SHUTDOWN` command), reach each —
+/// that one included — with [`IOStream::with_stream`]. A clone names the
+/// same server. Shutting down gracefully:
 ///
 /// ```
 /// use ioloop::{IOLoop, IOStream, MioPoller, TcpServer};
