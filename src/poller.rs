@@ -617,55 +617,25 @@ pub(crate) fn unsupported(call: &str) -> io::Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod minimal {
+    //! A poller for unit tests.
     use super::*;
-
-    #[test]
-    fn fds_and_tokens_print_the_number_and_the_generation() {
-        assert_eq!(format!("{:?} {}", Fd(7), Fd(7)), "fd7 7");
-        assert_eq!(format!("{:?}", Token::new(Fd(7), 3)), "fd7#3");
-    }
-
-    #[test]
-    fn ready_sets_test_and_encode_their_bits() {
-        let read_closed = Ready::READABLE | Ready::READ_CLOSED;
-        assert!(Ready::empty().is_empty());
-        assert!(!Ready::ERROR.is_empty());
-        assert!(read_closed.contains(Ready::READ_CLOSED));
-        assert!(read_closed.contains(Ready::empty()));
-        assert!(!read_closed.contains(Ready::READ_CLOSED | Ready::WRITABLE));
-        assert_eq!(read_closed.bits(), 0b0_0101);
-        assert_eq!(Ready::ERROR.bits(), 0b1_0000);
-        assert_eq!(Ready::empty().bits(), 0);
-        assert_eq!(Ready::READABLE | Ready::READABLE, Ready::READABLE);
-    }
-
-    #[test]
-    fn instants_and_readiness_print_and_measure() {
-        let (start, end) = (
-            Instant::from_epoch(Duration::from_millis(5)),
-            Instant::from_epoch(Duration::from_millis(12)),
-        );
-        assert_eq!(end.duration_since(start), Duration::from_millis(7));
-        assert_eq!(
-            end.checked_duration_since(start),
-            Some(Duration::from_millis(7))
-        );
-        assert_eq!(start.checked_duration_since(end), None);
-        assert_eq!(format!("{end:?}"), "t+12ms");
-        let both = Ready::READABLE | Ready::ERROR;
-        assert_eq!(format!("{both:?}"), "{READABLE, ERROR}");
-    }
 
     /// A poller of a user's that writes only what it must: every default
     /// of the trait is what its documentation says.
-    struct Minimal {
-        closed: Vec<Fd>,
+    pub(crate) struct Minimal {
+        /// The fds it was asked to close.
+        pub(crate) closed: Vec<Fd>,
+        /// The error `add` answers with (an `errno`), if any.
+        pub(crate) refuse_add: Option<i32>,
     }
 
     impl Poller for Minimal {
         fn add(&mut self, _: Fd, _: Token, _: Events) -> io::Result<()> {
-            Ok(())
+            match self.refuse_add {
+                Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+                None => Ok(()),
+            }
         }
         fn modify(&mut self, _: Fd, _: Token, _: Events) -> io::Result<()> {
             Ok(())
@@ -726,10 +696,55 @@ mod tests {
             Ok("127.0.0.1:1".parse().unwrap())
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fds_and_tokens_print_the_number_and_the_generation() {
+        assert_eq!(format!("{:?} {}", Fd(7), Fd(7)), "fd7 7");
+        assert_eq!(format!("{:?}", Token::new(Fd(7), 3)), "fd7#3");
+    }
+
+    #[test]
+    fn ready_sets_test_and_encode_their_bits() {
+        let read_closed = Ready::READABLE | Ready::READ_CLOSED;
+        assert!(Ready::empty().is_empty());
+        assert!(!Ready::ERROR.is_empty());
+        assert!(read_closed.contains(Ready::READ_CLOSED));
+        assert!(read_closed.contains(Ready::empty()));
+        assert!(!read_closed.contains(Ready::READ_CLOSED | Ready::WRITABLE));
+        assert_eq!(read_closed.bits(), 0b0_0101);
+        assert_eq!(Ready::ERROR.bits(), 0b1_0000);
+        assert_eq!(Ready::empty().bits(), 0);
+        assert_eq!(Ready::READABLE | Ready::READABLE, Ready::READABLE);
+    }
+
+    #[test]
+    fn instants_and_readiness_print_and_measure() {
+        let (start, end) = (
+            Instant::from_epoch(Duration::from_millis(5)),
+            Instant::from_epoch(Duration::from_millis(12)),
+        );
+        assert_eq!(end.duration_since(start), Duration::from_millis(7));
+        assert_eq!(
+            end.checked_duration_since(start),
+            Some(Duration::from_millis(7))
+        );
+        assert_eq!(start.checked_duration_since(end), None);
+        assert_eq!(format!("{end:?}"), "t+12ms");
+        let both = Ready::READABLE | Ready::ERROR;
+        assert_eq!(format!("{both:?}"), "{READABLE, ERROR}");
+    }
 
     #[test]
     fn a_poller_gets_the_documented_defaults() {
-        let mut poller = Minimal { closed: Vec::new() };
+        let mut poller = super::minimal::Minimal {
+            closed: Vec::new(),
+            refuse_add: None,
+        };
         poller.close_registered(Fd(9)).unwrap();
         assert_eq!(poller.closed, [Fd(9)], "close_registered is close");
         poller.before_dispatch(Token::new(Fd(9), 1), Events::READ);

@@ -19,7 +19,7 @@
 //! recursively, so a buffer of many pipelined requests costs no stack.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -522,6 +522,19 @@ pub struct IOStream<P: Poller, S = ()> {
     /// Inside the processing loop: new work is picked up by it.
     processing: bool,
     interest: Events,
+    /// Told once when the stream closes, or is dropped unclosed (its
+    /// server's list lets go of it).
+    on_gone: Option<Box<dyn FnOnce()>>,
+}
+
+impl<P: Poller, S> Drop for IOStream<P, S> {
+    fn drop(&mut self) {
+        // A stream dropped without `close` (its handler removed from
+        // under it, or the loop dropped) is gone too.
+        if let Some(gone) = self.on_gone.take() {
+            gone();
+        }
+    }
 }
 
 impl<P: Poller, S: 'static> IOStream<P, S> {
@@ -550,6 +563,7 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
             error: None,
             processing: false,
             interest: Events::empty(),
+            on_gone: None,
         }
     }
 
@@ -566,27 +580,30 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     where
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>),
     {
-        IOStream::attach_noting(io, fd, state, |_, _| {}, on_ready)
+        IOStream::attach_noting(io, fd, state, None, |_| {}, on_ready)
     }
 
     /// [`attach`](Self::attach), calling `registered` with the new handle
-    /// before any of the stream's own code runs (a server lists it there).
+    /// before any of the stream's own code runs, and `on_gone` once the
+    /// stream closes or is dropped (a server's list of its streams).
     fn attach_noting<N, F>(
         io: &mut IOLoop<P>,
         fd: Fd,
         state: S,
+        on_gone: Option<Box<dyn FnOnce()>>,
         registered: N,
         on_ready: F,
     ) -> Result<StreamHandle<S>, crate::Error>
     where
-        N: FnOnce(&mut IOLoop<P>, StreamHandle<S>),
+        N: FnOnce(StreamHandle<S>),
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>),
     {
-        let stream = IOStream::new(fd, state, true);
+        let mut stream = IOStream::new(fd, state, true);
+        stream.on_gone = on_gone;
         let handle = stream
             .register(io, Events::empty())
             .map_err(|refused| refused.0)?;
-        registered(io, handle);
+        registered(handle);
         IOStream::<P, S>::with(io, handle, |io, stream: &mut IOStream<P, S>| {
             stream.processing = true;
             on_ready(io, stream);
@@ -1139,6 +1156,9 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
                 }
             }
         }
+        if let Some(gone) = self.on_gone.take() {
+            gone();
+        }
         let failure = self.error.clone().unwrap_or_else(StreamError::closed);
         if let Some(connect) = self.connecting.take() {
             connect(io, self, Err(failure.clone()));
@@ -1515,32 +1535,30 @@ pub struct TcpServer<S = ()> {
     state: PhantomData<fn() -> S>,
 }
 
-/// The registrations of the streams a server accepted, in the order it
-/// accepted them; closed ones are let go of now and then (see `prune`).
+/// The streams a server accepted and that are still open, by the order it
+/// accepted them. Each stream takes itself out as it closes (or is
+/// dropped), so the list is never longer than the open streams.
 #[derive(Debug, Default)]
 struct Accepted {
-    tokens: Vec<Token>,
-    /// Prune when `tokens` reaches this length: twice what was left open by
-    /// the last pruning, so that pruning costs O(1) per accept.
-    prune_at: usize,
+    open: BTreeMap<u64, Token>,
+    accepted: u64,
 }
 
 impl Accepted {
-    /// The fewest tokens kept before pruning.
-    const PRUNE_MIN: usize = 64;
-
-    fn add<P: Poller>(&mut self, io: &IOLoop<P>, token: Token) {
-        self.tokens.push(token);
-        if self.tokens.len() >= self.prune_at.max(Accepted::PRUNE_MIN) {
-            self.prune(io);
-            self.prune_at = 2 * self.tokens.len();
-        }
-    }
-
-    /// Let go of the streams that closed.
-    fn prune<P: Poller>(&mut self, io: &IOLoop<P>) {
-        self.tokens
-            .retain(|&token| io.token(token.fd()) == Some(token));
+    /// A number for the next stream, and what takes it out of the list.
+    fn next(registry: &Rc<RefCell<Accepted>>) -> (u64, Box<dyn FnOnce()>) {
+        let number = {
+            let mut accepted = registry.borrow_mut();
+            accepted.accepted += 1;
+            accepted.accepted
+        };
+        let registry = Rc::downgrade(registry);
+        let gone = move || {
+            if let Some(registry) = registry.upgrade() {
+                registry.borrow_mut().open.remove(&number);
+            }
+        };
+        (number, Box::new(gone))
     }
 }
 
@@ -1584,25 +1602,34 @@ impl<S: 'static> TcpServer<S> {
         let accepted = Rc::new(RefCell::new(Accepted::default()));
         let registry = Rc::clone(&accepted);
         let accept = move |io: &mut IOLoop<P>, fd: Fd, _: Events| {
+            let listening = io.token(fd);
             for _ in 0..TcpServer::ACCEPT_BATCH_MAX {
                 match io.accept(fd) {
                     Ok((conn, peer)) => {
                         nodelay(io, conn);
                         // Listed before `on_stream` runs: the stream is
                         // among the server's from its first callback.
-                        let list = |io: &mut IOLoop<P>, handle: StreamHandle<S>| {
-                            registry.borrow_mut().add(io, handle.token);
+                        let (number, gone) = Accepted::next(&registry);
+                        let list = |handle: StreamHandle<S>| {
+                            registry.borrow_mut().open.insert(number, handle.token);
                         };
+                        let state = new_state(peer);
                         let attached = IOStream::attach_noting(
                             io,
                             conn,
-                            new_state(peer),
+                            state,
+                            Some(gone),
                             list,
                             &mut on_stream,
                         );
                         if let Err(e) = attached {
                             log::warn!("cannot watch accepted fd {conn}: {e}");
                             let _ = io.close_fd(conn);
+                        }
+                        // `on_stream` may have stopped the server: its fd
+                        // number may be another socket's now.
+                        if io.token(fd) != listening {
+                            return;
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -1614,7 +1641,10 @@ impl<S: 'static> TcpServer<S> {
                         );
                         let _ = io.update_handler(fd, Events::empty());
                         io.call_later(TcpServer::ACCEPT_BACKOFF, move |io| {
-                            let _ = io.update_handler(fd, Events::READ);
+                            // Unless the server was stopped meanwhile.
+                            if io.token(fd) == listening {
+                                let _ = io.update_handler(fd, Events::READ);
+                            }
                         });
                         return;
                     }
@@ -1680,11 +1710,11 @@ impl<S: 'static> TcpServer<S> {
     /// them (reach it from that callback with
     /// [`IOStream::with_stream`]).
     pub fn streams<P: Poller>(&self, io: &IOLoop<P>) -> Vec<StreamHandle<S>> {
-        let mut accepted = self.accepted.borrow_mut();
-        accepted.prune(io);
+        let _ = io;
+        let accepted = self.accepted.borrow();
         accepted
-            .tokens
-            .iter()
+            .open
+            .values()
             .map(|&token| StreamHandle::new(token))
             .collect()
     }
@@ -1694,29 +1724,35 @@ impl<S: 'static> TcpServer<S> {
     /// is counted (a limit of `n` connections closes the new stream there
     /// when this is above `n`).
     pub fn stream_count<P: Poller>(&self, io: &IOLoop<P>) -> usize {
-        let mut accepted = self.accepted.borrow_mut();
-        accepted.prune(io);
-        accepted.tokens.len()
+        let _ = io;
+        self.accepted.borrow().open.len()
     }
 
     /// Close every stream this server accepted that is still open, as
     /// [`IOStream::close`] does: unflushed writes are dropped, a pending
     /// read gets [`StreamError::Closed`], the close callback runs. Returns
-    /// how many it closes. A stream whose callback is running now (the
+    /// how many it closes (a stream the close callback of another closes
+    /// first is not counted). A stream whose callback is running now (the
     /// caller's own, when a command on one connection shuts the others
-    /// down) cannot be reached from here: it is closed as soon as that
-    /// callback returns, from a callback of the loop
-    /// ([`IOLoop::add_callback`]), unless it closed itself meanwhile. The
-    /// listener is not touched: [`stop`](Self::stop) it first, or new
+    /// down) cannot be reached from here: it is closed after that callback
+    /// returns, from a callback of the loop ([`IOLoop::add_callback`]: once
+    /// the current batch of events is handled), unless it closed itself
+    /// meanwhile; to spare it (an answer still to go out), close the
+    /// others yourself: each of [`streams`](Self::streams) but its handle.
+    /// The listener is not touched: [`stop`](Self::stop) it first, or new
     /// connections go on arriving.
     pub fn close_streams<P: Poller>(&self, io: &mut IOLoop<P>) -> usize {
-        let handles = self.streams(io);
-        for &handle in &handles {
+        let mut closing = 0;
+        for handle in self.streams(io) {
             let closed = IOStream::with(io, handle, |io, stream: &mut IOStream<P, S>| {
                 stream.close(io);
             });
-            if closed.is_none() {
-                // Open (it was listed) but busy in its own callback.
+            if closed.is_some() {
+                closing += 1;
+            } else if handle.is_open(io) {
+                // Busy in its own callback (not closed meanwhile by the
+                // close callback of one before it).
+                closing += 1;
                 io.add_callback(move |io| {
                     IOStream::with(io, handle, |io, stream: &mut IOStream<P, S>| {
                         stream.close(io);
@@ -1724,7 +1760,7 @@ impl<S: 'static> TcpServer<S> {
                 });
             }
         }
-        handles.len()
+        closing
     }
 }
 
@@ -1743,7 +1779,7 @@ impl<S> fmt::Debug for TcpServer<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpServer")
             .field("listener", &self.listener)
-            .field("accepted", &self.accepted.borrow().tokens.len())
+            .field("open", &self.accepted.borrow().open.len())
             .finish()
     }
 }
@@ -1783,13 +1819,15 @@ impl TcpClient {
     /// one place.
     ///
     /// The handle names the stream (for [`IOStream::with`], say) until it
-    /// closes; after a failure at once it names none, and the stream
-    /// `on_connect` gets has no socket: its fd is the number the connect
-    /// had, or `Fd(-1)` before it had one. Closing the stream before it
-    /// connects (through the handle and [`IOStream::with`]) runs
-    /// `on_connect` at once, inside that `close`, with
-    /// [`StreamError::Closed`]: don't hold a `RefCell` borrow that
-    /// `on_connect` needs across the `close`.
+    /// closes. Closing the stream before it connects (through the handle
+    /// and [`IOStream::with`]) runs `on_connect` at once, inside that
+    /// `close`, with [`StreamError::Closed`]: don't hold a `RefCell` borrow
+    /// that `on_connect` needs across the `close`.
+    ///
+    /// After a failure at once the handle names no stream (it cannot
+    /// cancel; `on_connect` runs all the same, and all such handles are
+    /// equal), and the stream `on_connect` gets has no socket: its fd is
+    /// `Fd(-1)`.
     pub fn connect<P, S, F>(
         io: &mut IOLoop<P>,
         addr: SocketAddr,
@@ -1817,10 +1855,16 @@ impl TcpClient {
             Err(refused) => {
                 let (error, mut stream) = *refused;
                 let _ = io.close_fd(fd);
+                // Its number may be another socket's by the time
+                // `on_connect` runs.
+                stream.fd = Fd(-1);
                 let on_connect = stream.connecting.take().expect("set above");
-                let error = StreamError::Io {
-                    kind: io::ErrorKind::Other,
-                    message: error.to_string(),
+                let error = match error {
+                    crate::Error::Os { source, .. } => StreamError::io(&source),
+                    other => StreamError::Io {
+                        kind: io::ErrorKind::Other,
+                        message: other.to_string(),
+                    },
                 };
                 return TcpClient::fail_later(io, stream, on_connect, error);
             }
@@ -1961,6 +2005,47 @@ mod tests {
         assert_eq!(one, copy);
         assert_ne!(one, reused_fd);
         assert_eq!(format!("{one:?}"), format!("StreamHandle({:?})", one.token));
+    }
+
+    /// A connect whose socket the poller refuses to watch: the socket is
+    /// closed at once, and `on_connect` gets the poller's error (its kind
+    /// kept) later, from the loop, with a stream that names no fd.
+    #[test]
+    fn a_connect_the_poller_refuses_reports_later_and_closes_nothing_else() {
+        use crate::poller::minimal::Minimal;
+        const EPERM: i32 = 1;
+        let poller = Minimal {
+            closed: Vec::new(),
+            refuse_add: Some(EPERM),
+        };
+        let mut io = IOLoop::new(poller);
+        let got: std::rc::Rc<RefCell<Vec<String>>> = std::rc::Rc::default();
+        let for_connect = std::rc::Rc::clone(&got);
+        let handle = TcpClient::connect(
+            &mut io,
+            "127.0.0.1:1".parse().unwrap(),
+            Duration::from_secs(1),
+            7u32,
+            move |_, stream: &mut IOStream<Minimal, u32>, connected| {
+                for_connect.borrow_mut().push(format!(
+                    "{connected:?} fd {} state {}",
+                    stream.fd(),
+                    stream.state()
+                ));
+            },
+        );
+        assert_eq!(io.poller().closed, [Fd(4)], "its socket, closed at once");
+        assert!(got.borrow().is_empty(), "not from inside connect");
+        assert_eq!(handle.fd(), Fd(-1));
+        io.run_once(Some(Duration::ZERO)).unwrap();
+        let got = got.borrow();
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with("Err(Io { kind: PermissionDenied,")
+                && got[0].ends_with("fd -1 state 7"),
+            "{got:?}"
+        );
+        assert_eq!(io.poller().closed, [Fd(4)], "nothing else closed");
     }
 
     #[test]

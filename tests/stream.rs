@@ -81,6 +81,15 @@ fn a_stopped_server_leaves_the_socket_that_reuses_its_fd_alone() {
     let _ = stream_contract::a_stopped_server_leaves_the_socket_that_reuses_its_fd_alone(io, addr);
 }
 
+#[test]
+fn a_server_stopped_in_on_stream_leaves_the_socket_on_its_number_alone() {
+    let (io, addr) = fresh();
+    // Whether the number was reused depends on the other tests' threads.
+    let _ = stream_contract::a_server_stopped_in_on_stream_leaves_the_socket_on_its_number_alone(
+        io, addr,
+    );
+}
+
 /// Linux refuses a TCP connect to a multicast address at once
 /// (`ENETUNREACH`, before any packet is sent).
 #[cfg(target_os = "linux")]

@@ -2014,16 +2014,18 @@ impl Sim {
         self.fail(FailureKind::Leak, None, message)
     }
 
-    /// A hint for a leak: the handlers that wait for no event, which only
-    /// the service's own code can wake.
+    /// A hint for a leak: the handlers of leaking hosts, on fds they did
+    /// not hold after setup, that wait for no event — only an error wakes
+    /// them.
     fn describe_deaf_handlers(&self) -> String {
         let deaf: Vec<String> = self
             .hosts
             .iter()
+            .filter(|host| !self.holdings(host).within(&host.baseline))
             .flat_map(|host| {
                 let handlers = host.io.iter().flat_map(IOLoop::handlers);
                 handlers
-                    .filter(|(_, events)| events.is_empty())
+                    .filter(|(fd, events)| events.is_empty() && !host.baseline.fds.contains(fd))
                     .map(move |(fd, _)| format!("{:?} {fd:?}", host.name))
             })
             .collect();
@@ -2031,7 +2033,7 @@ impl Sim {
             return String::new();
         }
         format!(
-            " (waiting for no event: {}; nothing the network does will wake them — an IOStream notices the peer's end of stream only while a read is pending)",
+            " (waiting for no event: {}; only an error wakes them — an IOStream notices the peer's end of stream only while a read is pending)",
             deaf.join(", ")
         )
     }

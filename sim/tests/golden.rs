@@ -60,8 +60,9 @@ const ECHO_SEED_7_TRACE_HASH: u64 = 0x16da_d5f4_d439_40e6;
 /// network faults and the word-wise hash; and again on its own when a
 /// short write (`partial-write`) began to fill the send buffer, as a short
 /// write on a real kernel means: later writes take nothing until what was
-/// sent lands (the echo run has no write after a short one).
-const PLANTED_FULL_WRITE_SEED_0_TRACE_HASH: u64 = 0x3c00_e8e3_dd36_a3a5;
+/// sent lands, and a WRITE edge follows (the echo run has no write after a
+/// short one).
+const PLANTED_FULL_WRITE_SEED_0_TRACE_HASH: u64 = 0x10dc_fd0e_7209_7758;
 /// `NetworkFaults::swarm` drawn from `Entropy::seeded(42)`, as printed.
 const SWARM_NETWORK_FAULTS_SEED_42: &str =
     "partition=1.9068%/861ms clog=0.6661%/308ms crash=0.5723%/1019ms per 10ms (machine crashes 90.1804%)";

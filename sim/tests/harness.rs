@@ -952,7 +952,7 @@ fn a_leak_names_the_streams_that_wait_for_no_event() {
     assert_eq!(failure.kind, FailureKind::Leak, "{failure}");
     assert!(
         failure.message.contains(
-            "(waiting for no event: \"server\" fd1; nothing the network does will wake them \
+            "(waiting for no event: \"server\" fd1; only an error wakes them \
              — an IOStream notices the peer's end of stream only while a read is pending)"
         ),
         "{failure}"

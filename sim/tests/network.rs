@@ -338,6 +338,31 @@ fn a_machine_crash_is_silence_until_the_restart() {
     assert_eq!(*events.borrow(), ["ConnectionReset at 10010ms"]);
 }
 
+/// A short write to a machine that then crashes: what was sent is lost
+/// with the machine, and the writer's full send buffer does not hold it
+/// for ever (as retransmissions would not on Linux): it writes the rest,
+/// and what it writes once the machine is back meets a reset.
+#[test]
+fn a_short_write_to_a_machine_that_crashes_ends_in_a_reset_after_its_restart() {
+    let (seen, events) = (log(), log());
+    let mut plan = ioloop_sim::FaultPlan::none();
+    plan.partial_write = 1_000_000;
+    let mut sim = Sim::builder(1).plan(plan).build();
+    line_logger(&mut sim, &seen);
+    let handle = client(&mut sim, &events);
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    sim.crash("server", CrashMode::Machine);
+    send(&mut sim, &handle, "x".repeat(1_000).leak());
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    assert!(events.borrow().is_empty(), "{:?}", events.borrow());
+    sim.restart("server");
+    send(&mut sim, &handle, "again\n");
+    sim.run_for(Duration::from_millis(100)).unwrap();
+    // The new kernel does not know the old connection: it resets it.
+    assert_eq!(*events.borrow(), ["ConnectionReset at 1010ms"]);
+    assert!(seen.borrow().is_empty(), "{:?}", seen.borrow());
+}
+
 /// A scripted crash and restart in a run whose nemesis also crashes the
 /// host: the script takes the host over (it stays down until the scripted
 /// restart, and the nemesis's own restart is called off), so the restart

@@ -131,6 +131,51 @@ fn a_short_write_leaves_the_rest_in_the_streams_buffer_until_a_write_edge() {
     assert_eq!(got.borrow().as_deref(), Some(&expected[..]));
 }
 
+#[test]
+fn a_server_stopped_in_on_stream_leaves_the_socket_on_its_number_alone() {
+    let (io, addr) = fresh();
+    let reused =
+        stream_contract::a_server_stopped_in_on_stream_leaves_the_socket_on_its_number_alone(
+            io, addr,
+        );
+    assert!(
+        reused,
+        "the simulator gives the lowest free fd: the number is reused"
+    );
+}
+
+/// A server stopped while its accepts pause (after an `EMFILE`) leaves
+/// alone the socket that takes its listener's fd number: the pause's end
+/// does not change that socket's interest.
+#[test]
+fn the_end_of_an_accept_pause_after_stop_leaves_a_reused_fd_alone() {
+    let mut plan = ioloop_sim::FaultPlan::none();
+    plan.accept_emfile = 1_000_000;
+    let net = SimNet::with_plan(ioloop_sim::Entropy::seeded(3), plan, false);
+    let mut io = IOLoop::new(net.host("10.0.0.1".parse().unwrap()));
+    io.set_panic_policy(PanicPolicy::Propagate);
+    let on_stream = |_: &mut IOLoop<SimPoller>, _: &mut IOStream<SimPoller>| {};
+    let server = TcpServer::bind(&mut io, "10.0.0.1:7".parse().unwrap(), on_stream).unwrap();
+    let listener = server.listener();
+    io.connect("10.0.0.1:7".parse().unwrap()).unwrap();
+    let paused = io
+        .run_until(Duration::from_secs(1), |io| {
+            io.interest(listener) == Some(ioloop::Events::empty())
+        })
+        .unwrap();
+    assert!(paused, "the accept never failed");
+    server.stop(&mut io).unwrap();
+    // A quiet socket on the same number: a listener nobody connects to.
+    let reused = io.listen("10.0.0.1:9".parse().unwrap()).unwrap();
+    assert_eq!(reused, listener, "the lowest free fd");
+    io.add_handler(reused, |_, _, _| {}, ioloop::Events::empty())
+        .unwrap();
+    // Past the pause's end.
+    let _ = io.run_until(TcpServer::ACCEPT_BACKOFF * 2, |_| false);
+    assert!(io.time().since_epoch() > TcpServer::ACCEPT_BACKOFF);
+    assert_eq!(io.interest(reused), Some(ioloop::Events::empty()));
+}
+
 /// Out of fds after an `EMFILE` on accept, a host cannot make the socket
 /// for a connect either: the connect fails at once, and `on_connect`
 /// hears of it from the loop.
@@ -153,6 +198,14 @@ fn a_connect_refused_at_once_reaches_on_connect_from_the_loop() {
     assert!(out_of_fds);
     let refused = io.connect(addr).expect_err("out of fds");
     assert_eq!(refused.raw_os_error(), Some(24), "{refused}");
+    // No socket of any kind can be made meanwhile.
+    let other: std::net::SocketAddr = "10.0.0.1:8".parse().unwrap();
+    let listen = io.listen(other).expect_err("out of fds");
+    let bind = io.udp_bind(other).expect_err("out of fds");
+    assert_eq!(
+        (listen.raw_os_error(), bind.raw_os_error()),
+        (Some(24), Some(24))
+    );
     stream_contract::a_connect_refused_at_once_reaches_on_connect_from_the_loop(io, addr);
 }
 

@@ -253,6 +253,7 @@ impl World {
     /// A UDP socket on `addr`'s port (0: an ephemeral port) of `host`. The
     /// first UDP socket of a run puts its preset's datagram faults in force.
     pub fn udp_bind(&mut self, host: HostId, addr: SocketAddr) -> io::Result<Fd> {
+        self.check_fds_left(host)?;
         let ip = self.hosts[host].ip;
         if !addr.ip().is_unspecified() && addr.ip() != ip {
             return Err(io::Error::from(io::ErrorKind::AddrNotAvailable));

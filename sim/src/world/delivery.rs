@@ -118,7 +118,15 @@ impl World {
         };
         self.conns[conn].deliveries_in_flight -= 1;
         match delivery {
-            Delivery::Data { to, len, .. } if lost => self.conns[conn].ends[to].recv.lose(len),
+            Delivery::Data { to, len, .. } if lost => {
+                self.conns[conn].ends[to].recv.lose(len);
+                // A send buffer a short write filled: retransmissions
+                // would reach the host once it is back (and meet a reset
+                // there if it restarted); the writer may write again.
+                if std::mem::take(&mut self.conns[conn].ends[1 - to].send_full) {
+                    self.window_freed(conn, 1 - to);
+                }
+            }
             delivery if !lost => self.deliver(delivery),
             _ => {}
         }

@@ -50,6 +50,7 @@ impl World {
         addr: SocketAddr,
         options: ListenOptions,
     ) -> io::Result<Fd> {
+        self.check_fds_left(host)?;
         let ip = self.hosts[host].ip;
         if !addr.ip().is_unspecified() && addr.ip() != ip {
             return Err(io::Error::from(io::ErrorKind::AddrNotAvailable));
@@ -136,16 +137,23 @@ impl World {
         }
     }
 
-    /// Start connecting `host` to `addr`.
-    pub fn connect(&mut self, host: HostId, addr: SocketAddr) -> io::Result<Fd> {
-        // Out of fds (after an `EMFILE` fault on accept): the socket for a
-        // connect cannot be made either, and the connect fails at once.
+    /// `EMFILE` while `host` is out of fds (after an `EMFILE` fault on
+    /// accept): no socket can be made, so a connect, a listen or a UDP
+    /// bind fails at once, before anything else is looked at — as
+    /// `socket()` fails first on a real host.
+    pub(super) fn check_fds_left(&self, host: HostId) -> io::Result<()> {
         if self.hosts[host]
             .emfile_until
             .is_some_and(|until| until > self.now)
         {
             return Err(io::Error::from_raw_os_error(EMFILE));
         }
+        Ok(())
+    }
+
+    /// Start connecting `host` to `addr`.
+    pub fn connect(&mut self, host: HostId, addr: SocketAddr) -> io::Result<Fd> {
+        self.check_fds_left(host)?;
         let conn = self.conns.id_next();
         let local = self.ephemeral_addr(host);
         let fd = self.allocate_fd(host, Socket::Stream { conn, side: 0 })?;
@@ -245,6 +253,9 @@ impl World {
         let end = &mut self.conns[conn].ends[side];
         end.in_flight += n;
         end.send_full = short;
+        // As Linux's `SOCK_NOSPACE`: a WRITE edge follows a short write
+        // even if no write meets `WouldBlock` in between.
+        end.write_blocked |= short;
         self.progress += 1;
         self.trace_io(host, fd, IoKind::Write, n);
         self.conns[conn].ends[1 - side].recv.send(&buf[..n]);
