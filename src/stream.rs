@@ -1562,6 +1562,8 @@ impl Accepted {
     }
 }
 
+/// The constants are the same for every state type: write them
+/// `TcpServer::ACCEPT_BACKOFF`, whatever your server's `S`.
 impl TcpServer<()> {
     /// Connections accepted per event on the listener.
     pub const ACCEPT_BATCH_MAX: usize = 64;

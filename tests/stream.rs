@@ -66,6 +66,7 @@ on_mio!(
     close_streams_from_a_streams_callback_closes_that_stream_once_it_returns,
     a_server_keeps_no_trace_of_its_closed_streams,
     a_new_stream_is_listed_from_its_first_callback,
+    close_streams_counts_a_stream_another_close_closed_once,
 );
 
 #[test]

@@ -1820,8 +1820,9 @@ pub fn a_server_lists_its_open_streams_and_closes_them_all<P: Poller>(
     let mut seen = got.borrow()[6..].to_vec();
     seen.sort();
     // `close` drops unflushed writes: each client got the goodbye or
-    // nothing of it, then the end of stream — and the closed one its end
-    // of stream.
+    // nothing of it (this loop has no partial writes: a three-byte write
+    // goes whole), then the end of stream — and the closed one its end of
+    // stream.
     let (ends, closes): (Vec<String>, Vec<String>) =
         seen.into_iter().partition(|line| line.contains(": end "));
     assert_eq!(closes.len(), 3, "{closes:?}");
@@ -2120,4 +2121,50 @@ pub fn a_server_stopped_in_on_stream_leaves_the_socket_on_its_number_alone<P: Po
     assert_eq!(*got.borrow(), ["accepted", "upstream: Ok(())"]);
     let reused = reused.borrow().expect("on_stream ran");
     reused
+}
+
+/// `close_streams` when a close callback closes another stream of the
+/// server first: each closes once, and the count is what this call closed.
+pub fn close_streams_counts_a_stream_another_close_closed_once<P: Poller>(
+    mut io: IOLoop<P>,
+    addr: SocketAddr,
+) {
+    let got = log();
+    let server_cell: Rc<RefCell<Option<TcpServer>>> = Rc::default();
+    let (for_server, server_ref) = (Rc::clone(&got), Rc::clone(&server_cell));
+    let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
+        let (log, server) = (Rc::clone(&for_server), Rc::clone(&server_ref));
+        stream.set_close_callback(move |io, stream| {
+            log.borrow_mut().push(format!("closed {}", stream.fd()));
+            // The first to close takes the last one with it.
+            let server = server.borrow().clone().unwrap();
+            if let Some(&last) = server.streams(io).last() {
+                if log.borrow().len() == 4 {
+                    IOStream::with(io, last, |io, last| last.close(io));
+                }
+            }
+        });
+        let _ = stream.read_until_close(io, |_, _, _| {});
+    };
+    let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
+    *server_cell.borrow_mut() = Some(server.clone());
+    let addr = server.local_addr(&io).unwrap();
+    connect_readers(&mut io, addr, 3, &got);
+    let done = io
+        .run_until(LIMIT, |io| server.stream_count(io) == 3)
+        .unwrap();
+    assert!(done);
+    run(&mut io, &got, 3);
+    assert_eq!(server.close_streams(&mut io), 2, "{:?}", got.borrow());
+    let closes: Vec<String> = got
+        .borrow()
+        .iter()
+        .filter(|line| line.starts_with("closed "))
+        .cloned()
+        .collect();
+    assert_eq!(closes.len(), 3, "{closes:?}");
+    let mut unique = closes.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 3, "each once: {closes:?}");
+    assert_eq!(server.stream_count(&io), 0);
 }
