@@ -28,7 +28,7 @@ edition = "2021"
 ioloop = { path = "$here" }
 
 [dev-dependencies]
-ioloop-sim = { path = "$here/sim" }
+ioloop-sim = { path = "$here/sim", default-features = false }
 log = "0.4"
 
 [workspace]

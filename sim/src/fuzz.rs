@@ -4,10 +4,13 @@
 //! Each function panics on a finding: a checker violation, a wrong echo, or
 //! a panic inside the code under test.
 
+#[cfg(feature = "cli")]
 use crate::cli;
 use crate::model::{check_ops, ops_from_entropy};
 use crate::scenario::{self, RunConfig, Scenario, Workload};
-use crate::{DatagramFaults, Entropy, FaultPlan, FaultPreset};
+use crate::{Entropy, FaultPreset};
+#[cfg(feature = "cli")]
+use crate::{DatagramFaults, FaultPlan};
 
 /// Operations on a loop, decoded from `data`, checked against the model
 /// after every step.
@@ -42,7 +45,9 @@ pub fn sim_schedule(data: &[u8]) {
 
 /// `data` as a `sim` command line (before the first NUL byte) and a raw
 /// fault plan (after it). Bad input must give an error, never a panic or a
-/// hang; runs are bounded to a few small seeds.
+/// hang; runs are bounded to a few small seeds. (With the `cli` feature,
+/// the default.)
+#[cfg(feature = "cli")]
 pub fn sim_args(data: &[u8]) {
     let (line, rest) = match data.iter().position(|&b| b == 0) {
         Some(nul) => (&data[..nul], &data[nul + 1..]),
@@ -74,6 +79,7 @@ pub fn sim_args(data: &[u8]) {
 /// Keep a fuzzed command small: at most two seeds of a small workload.
 /// Returns `false` for commands that touch files (`shrink` writes one,
 /// `replay --schedule` reads one), which are parsed but not run.
+#[cfg(feature = "cli")]
 fn bound(parsed: &mut cli::Cli) -> bool {
     let common = match &mut parsed.command {
         cli::Command::Shrink { .. }
@@ -115,6 +121,7 @@ fn bound(parsed: &mut cli::Cli) -> bool {
 }
 
 /// A fault plan with every field drawn raw, out-of-range values included.
+#[cfg(feature = "cli")]
 fn raw_plan(entropy: &mut Entropy) -> FaultPlan {
     let mut ppm = || entropy.below(1_100_000) as u32;
     FaultPlan {

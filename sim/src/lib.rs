@@ -66,6 +66,7 @@
 #[doc(hidden)]
 pub mod check;
 #[doc(hidden)]
+#[cfg(feature = "cli")]
 pub mod cli;
 mod coverage;
 #[doc(hidden)]

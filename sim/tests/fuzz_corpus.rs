@@ -31,6 +31,7 @@ fn sim_schedule_corpus() {
     replay("sim_schedule", ioloop_sim::fuzz::sim_schedule);
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn sim_args_corpus() {
     replay("sim_args", ioloop_sim::fuzz::sim_args);
