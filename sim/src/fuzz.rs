@@ -8,9 +8,9 @@
 use crate::cli;
 use crate::model::{check_ops, ops_from_entropy};
 use crate::scenario::{self, RunConfig, Scenario, Workload};
-use crate::{Entropy, FaultPreset};
 #[cfg(feature = "cli")]
 use crate::{DatagramFaults, FaultPlan};
+use crate::{Entropy, FaultPreset};
 
 /// Operations on a loop, decoded from `data`, checked against the model
 /// after every step.
