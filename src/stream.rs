@@ -1482,7 +1482,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 // ----- servers and clients -------------------------------------------------------
 
 /// Accepts connections and hands each to the service as an [`IOStream`]
-/// with state `S::default()` (Tornado's `TCPServer.handle_stream`).
+/// with state `S` — `S::default()` with [`bind`](Self::bind), made from
+/// the peer's address with [`bind_with`](Self::bind_with) (Tornado's
+/// `TCPServer.handle_stream`).
 ///
 /// Its streams, like [`TcpClient`]'s, have `TCP_NODELAY` set: a reply
 /// written in pieces goes out at once instead of waiting ~40 ms on Nagle's
@@ -1512,7 +1514,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 ///         IOStream::with(io, handle, |io, stream: &mut IOStream<MioPoller>| {
 ///             let goodbye = stream.write_then(io, b"BYE\n", |io, stream, _| stream.close(io));
 ///             if goodbye.is_err() {
-///                 stream.close(io); // its write side was shut already
+///                 stream.close(io); // its write side was shut, or its buffer is full
 ///             }
 ///         });
 ///     }
@@ -1733,8 +1735,8 @@ impl<S: 'static> TcpServer<S> {
     /// Close every stream this server accepted that is still open, as
     /// [`IOStream::close`] does: unflushed writes are dropped, a pending
     /// read gets [`StreamError::Closed`], the close callback runs. Returns
-    /// how many it closes (a stream the close callback of another closes
-    /// first is not counted). A stream whose callback is running now (the
+    /// how many it closes or has queued to close (a stream the close
+    /// callback of another closes first is not counted). A stream whose callback is running now (the
     /// caller's own, when a command on one connection shuts the others
     /// down) cannot be reached from here: it is closed after that callback
     /// returns, from a callback of the loop ([`IOLoop::add_callback`]: once

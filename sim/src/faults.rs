@@ -18,7 +18,8 @@ pub struct FaultPlan {
     /// A write accepts fewer bytes than the send window allows, and the
     /// send buffer is then full, as a short write on a real kernel means:
     /// the writes after it take nothing (`WouldBlock`) until some of what
-    /// was sent lands, and a WRITE edge says so (sooner than on Linux,
+    /// was sent lands (or is lost to a machine that is down), and a WRITE
+    /// edge says so (sooner than on Linux,
     /// which waits for a third of the buffer). A service's own buffered
     /// output is what this exercises.
     pub partial_write: Ppm,

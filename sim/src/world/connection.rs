@@ -162,7 +162,8 @@ pub(super) struct End {
     /// A short write (a `PartialWrite` fault) filled the send buffer: as on
     /// a real kernel, where a short write means there was no room for
     /// more, writes take nothing (`WouldBlock`) until some of what this end
-    /// sent lands, and a WRITE edge says so.
+    /// sent lands (or is lost to a machine that is down), and a WRITE edge
+    /// says so.
     pub(super) send_full: bool,
     /// Deliveries from this end keep their order.
     pub(super) last_delivery: Instant,
@@ -344,8 +345,9 @@ impl World {
         self.conns.len()
     }
 
-    /// The reader of `conn` made room: wake the writer at `side` if it was
-    /// blocked on the window.
+    /// Room for the writer at `side` of `conn`: its reader read, or what
+    /// filled its send buffer after a short write landed (or was lost to
+    /// a machine that is down). Wake it if it was blocked and may write.
     pub(super) fn window_freed(&mut self, conn: ConnId, side: usize) {
         let writer = &mut self.conns[conn].ends[side];
         if writer.write_blocked && !writer.closed && !writer.send_full {
