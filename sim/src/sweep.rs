@@ -236,8 +236,17 @@ enum SeedsVar {
 
 impl Env {
     fn read() -> Result<Env, String> {
+        Env::from_lookup(|name| std::env::var(name))
+    }
+
+    /// The variables as `lookup` gives them (the process environment, or a
+    /// test's).
+    fn from_lookup<L>(lookup: L) -> Result<Env, String>
+    where
+        L: Fn(&str) -> Result<String, std::env::VarError>,
+    {
         let var = |name: &str| -> Result<Option<String>, String> {
-            match std::env::var(name) {
+            match lookup(name) {
                 Ok(value) if value.trim().is_empty() => Ok(None),
                 Ok(value) => Ok(Some(value.trim().to_string())),
                 Err(std::env::VarError::NotPresent) => Ok(None),
@@ -996,7 +1005,12 @@ impl Sweep {
     /// and [`cargo_args`](Self::cargo_args).
     fn test_command(&self) -> String {
         let package = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "PACKAGE".into());
-        let exe = std::env::current_exe().ok();
+        self.test_command_of(&package, std::env::current_exe().ok())
+    }
+
+    /// [`test_command`](Self::test_command) for package `package` and the
+    /// test binary at `exe`.
+    fn test_command_of(&self, package: &str, exe: Option<PathBuf>) -> String {
         let mut options = String::new();
         let names_profile = self
             .cargo_args
@@ -1376,6 +1390,106 @@ mod tests {
         assert_eq!(shard_of(&(0..3), (4, 5)), 2..3);
     }
 
+    /// `Env::from_lookup` over `vars`, as if they were the environment.
+    fn env_of(vars: &[(&str, &str)]) -> Result<Env, String> {
+        let vars: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        Env::from_lookup(|name| {
+            vars.get(name)
+                .cloned()
+                .ok_or(std::env::VarError::NotPresent)
+        })
+    }
+
+    #[test]
+    fn variables_are_read_blank_ones_as_unset() {
+        let env = env_of(&[
+            ("IOLOOP_SIM_SEED", " 0x1f "),
+            ("IOLOOP_SIM_FAULTS", "   "),
+            ("IOLOOP_SIM_LIVENESS_MS", "20"),
+            ("IOLOOP_SIM_TRACE", "1"),
+            ("IOLOOP_SIM_SHRINK", "0"),
+            ("IOLOOP_SIM_CHECK_DETERMINISM", "1"),
+        ])
+        .unwrap();
+        assert_eq!(env.seed, Some(31));
+        assert_eq!(env.faults, None, "blank is unset");
+        assert_eq!(env.liveness_ms, Some(20));
+        assert_eq!(env.trace.as_deref(), Some("1"));
+        assert_eq!(env.shrink, None, "0 is off");
+        assert!(env.check_determinism);
+        let off = env_of(&[("IOLOOP_SIM_TRACE", "0")]).unwrap();
+        assert_eq!(off.trace, None);
+        let longest = LIVENESS_MS_MAX.to_string();
+        let at_most = env_of(&[("IOLOOP_SIM_LIVENESS_MS", &longest)]).unwrap();
+        assert_eq!(at_most.liveness_ms, Some(LIVENESS_MS_MAX));
+        let too_long = (LIVENESS_MS_MAX + 1).to_string();
+        let error = env_of(&[("IOLOOP_SIM_LIVENESS_MS", &too_long)])
+            .err()
+            .unwrap();
+        assert!(
+            error.starts_with("IOLOOP_SIM_LIVENESS_MS: expected 0 to"),
+            "{error}"
+        );
+        let both = env_of(&[("IOLOOP_SIM_SEED", "3"), ("IOLOOP_SIM_SCHEDULE", "f")]);
+        assert!(both.err().unwrap().contains("both given"));
+        let not_utf8 = Env::from_lookup(|name| match name {
+            "IOLOOP_SIM_SEED" => Err(std::env::VarError::NotUnicode("\u{fffd}".into())),
+            _ => Err(std::env::VarError::NotPresent),
+        });
+        assert_eq!(not_utf8.err().unwrap(), "IOLOOP_SIM_SEED is not UTF-8");
+    }
+
+    /// A host with nothing to do, and a client that is done at once
+    /// after a timer (some events to count).
+    fn idle(sim: &mut Sim) {
+        sim.host("idle", "10.0.0.1", |_| Ok(()));
+        sim.client("quick", "10.0.0.2", |io, done| {
+            io.call_later(std::time::Duration::from_millis(5), move |_| done.ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn jobs_other_than_one_need_a_parallel_run_and_stay_under_the_limit() {
+        let sweep = || {
+            Sweep::new("jobs_other_than_one_need_a_parallel_run_and_stay_under_the_limit")
+                .seeds(0..1)
+                .faults(FaultPreset::None)
+        };
+        assert_eq!(sweep().jobs(1).try_run(idle).map(|s| s.ran).ok(), Some(1));
+        match sweep().jobs(2).try_run(idle) {
+            Err(SweepError::Config(message)) => {
+                assert!(message.contains("needs run_parallel"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let most = sweep().jobs(JOBS_MAX).try_run_parallel(idle);
+        assert_eq!(most.map(|s| s.ran).ok(), Some(1));
+        match sweep().jobs(JOBS_MAX + 1).try_run_parallel(idle) {
+            Err(SweepError::Config(message)) => {
+                assert!(message.contains("at most 256 threads"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_summary_adds_up_its_seeds_events() {
+        let events = |seeds: std::ops::Range<u64>| {
+            Sweep::new("a_summary_adds_up_its_seeds_events")
+                .seeds(seeds)
+                .faults(FaultPreset::None)
+                .run(idle)
+                .sim_events
+        };
+        let (first, second, both) = (events(0..1), events(1..2), events(0..2));
+        assert!(first > 0 && second > 0, "{first} {second}");
+        assert_eq!(both, first + second);
+    }
+
     #[test]
     fn malformed_variables_are_named_errors() {
         assert!(parse_shard("3/3").is_err());
@@ -1447,6 +1561,41 @@ mod tests {
             .cargo_args("--release --features x")
             .test_command();
         assert_eq!(command.matches("--release").count(), 1, "{command}");
+    }
+
+    #[test]
+    fn the_replay_line_names_the_package_profile_and_target_of_the_binary() {
+        let sweep = Sweep::new("kv_survives");
+        let command = |exe: Option<&str>, sweep: &Sweep| {
+            sweep.test_command_of("my-crate", exe.map(PathBuf::from))
+        };
+        let tail = "kv_survives -- --exact --include-ignored --nocapture";
+        assert_eq!(
+            command(Some("/w/target/release/deps/kv-0123abcd"), &sweep),
+            format!("cargo test -p my-crate --release --test kv {tail}")
+        );
+        assert_eq!(
+            command(Some("/w/target/debug/deps/my_crate-0123abcd"), &sweep),
+            format!("cargo test -p my-crate --lib {tail}"),
+            "the library's unit tests"
+        );
+        assert_eq!(
+            command(Some("/w/target/debug/deps/kv-zz"), &sweep),
+            format!("cargo test -p my-crate --test kv-zz {tail}"),
+            "no hash to strip"
+        );
+        assert_eq!(
+            command(None, &sweep),
+            format!("cargo test -p my-crate --test TARGET {tail}")
+        );
+        // A profile the cargo args name is not added again; any of them.
+        for named in ["--release", "-r", "--profile ci"] {
+            let with_args = Sweep::new("kv_survives").cargo_args(named);
+            assert_eq!(
+                command(Some("/w/target/release/deps/kv-0123abcd"), &with_args),
+                format!("cargo test -p my-crate {named} --test kv {tail}")
+            );
+        }
     }
 
     #[test]
