@@ -1510,7 +1510,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// /// once its goodbye is written; after `grace`, close what is left.
 /// fn shut_down(io: &mut IOLoop<MioPoller>, server: &TcpServer, grace: Duration) {
 ///     let _ = server.stop(io);
-///     for handle in server.streams(io) {
+///     for handle in server.streams() {
 ///         IOStream::with(io, handle, |io, stream: &mut IOStream<MioPoller>| {
 ///             let goodbye = stream.write_then(io, b"BYE\n", |io, stream, _| stream.close(io));
 ///             if goodbye.is_err() {
@@ -1713,8 +1713,7 @@ impl<S: 'static> TcpServer<S> {
     /// the callback runs). A stream whose callback is running now is among
     /// them (reach it from that callback with
     /// [`IOStream::with_stream`]).
-    pub fn streams<P: Poller>(&self, io: &IOLoop<P>) -> Vec<StreamHandle<S>> {
-        let _ = io;
+    pub fn streams(&self) -> Vec<StreamHandle<S>> {
         let accepted = self.accepted.borrow();
         accepted
             .open
@@ -1727,8 +1726,7 @@ impl<S: 'static> TcpServer<S> {
     /// [`streams`](Self::streams) lists them: in `on_stream`, the new one
     /// is counted (a limit of `n` connections closes the new stream there
     /// when this is above `n`).
-    pub fn stream_count<P: Poller>(&self, io: &IOLoop<P>) -> usize {
-        let _ = io;
+    pub fn stream_count(&self) -> usize {
         self.accepted.borrow().open.len()
     }
 
@@ -1747,7 +1745,7 @@ impl<S: 'static> TcpServer<S> {
     /// connections go on arriving.
     pub fn close_streams<P: Poller>(&self, io: &mut IOLoop<P>) -> usize {
         let mut closing = 0;
-        for handle in self.streams(io) {
+        for handle in self.streams() {
             let closed = IOStream::with(io, handle, |io, stream: &mut IOStream<P, S>| {
                 stream.close(io);
             });

@@ -1775,11 +1775,11 @@ pub fn a_server_lists_its_open_streams_and_closes_them_all<P: Poller>(
     };
     let server = TcpServer::bind(&mut io, addr, on_stream).unwrap();
     let addr = server.local_addr(&io).unwrap();
-    assert!(server.streams(&io).is_empty());
+    assert!(server.streams().is_empty());
     connect_readers(&mut io, addr, 3, &got);
     run(&mut io, &got, 6);
-    let streams = server.streams(&io);
-    assert_eq!(server.stream_count(&io), 3);
+    let streams = server.streams();
+    assert_eq!(server.stream_count(), 3);
     // In the order accepted: each stream's state is its place in the log.
     let order: Vec<usize> = streams
         .iter()
@@ -1793,9 +1793,9 @@ pub fn a_server_lists_its_open_streams_and_closes_them_all<P: Poller>(
     // The last one goes away on its own: no longer listed.
     let last = *streams.last().unwrap();
     IOStream::with(&mut io, last, |io, stream| stream.close(io)).unwrap();
-    assert_eq!(server.streams(&io), streams[..2]);
+    assert_eq!(server.streams(), streams[..2]);
     // A goodbye to the others, then every one closed at once.
-    for &handle in &server.streams(&io) {
+    for &handle in &server.streams() {
         IOStream::with(&mut io, handle, |io, stream| stream.write(io, b"BYE"))
             .unwrap()
             .unwrap();
@@ -1805,7 +1805,7 @@ pub fn a_server_lists_its_open_streams_and_closes_them_all<P: Poller>(
     let before = got.borrow().len();
     let copy = server.clone();
     assert_eq!(copy.close_streams(&mut io), 2);
-    assert_eq!(server.stream_count(&io), 0);
+    assert_eq!(server.stream_count(), 0);
     assert_eq!(server.close_streams(&mut io), 0);
     let closed_at_once: Vec<String> = got.borrow()[before..].to_vec();
     // Closed before `close_streams` returned, in the order accepted.
@@ -1861,7 +1861,7 @@ pub fn close_streams_from_a_streams_callback_closes_that_stream_once_it_returns<
             log.borrow_mut().push(format!(
                 "closing {closing}, own closed: {}, listed: {}",
                 stream.closed(),
-                server.stream_count(io)
+                server.stream_count()
             ));
         });
     };
@@ -1897,7 +1897,7 @@ pub fn close_streams_from_a_streams_callback_closes_that_stream_once_it_returns<
         [r#"0: end Ok("")"#, r#"1: end Ok("")"#, "admin: end Ok([])"],
         "{got:?}"
     );
-    assert_eq!(server.stream_count(&io), 0);
+    assert_eq!(server.stream_count(), 0);
 }
 
 /// The list of a server's streams holds the open ones and no more: many
@@ -1925,20 +1925,18 @@ pub fn a_server_keeps_no_trace_of_its_closed_streams<P: Poller>(
             got_.borrow_mut().push("client closed".into());
         });
         run(&mut io, &got, 2 * (round + 1));
-        assert_eq!(server.stream_count(&io), 0, "round {round}");
+        assert_eq!(server.stream_count(), 0, "round {round}");
         assert!(format!("{server:?}").contains("open: 0"), "{server:?}");
     }
     // Three open at once; one dropped from under the server.
     got.borrow_mut().clear();
     connect_readers(&mut io, addr, 3, &got);
-    let done = io
-        .run_until(LIMIT, |io| server.stream_count(io) == 3)
-        .unwrap();
+    let done = io.run_until(LIMIT, |_| server.stream_count() == 3).unwrap();
     assert!(done, "{server:?}");
-    let streams = server.streams(&io);
+    let streams = server.streams();
     assert!(io.remove_handler(streams[1].fd()));
-    assert_eq!(server.streams(&io), [streams[0], streams[2]]);
-    assert_eq!(server.stream_count(&io), 2);
+    assert_eq!(server.streams(), [streams[0], streams[2]]);
+    assert_eq!(server.stream_count(), 2);
     let _ = io.close_fd(streams[1].fd());
 }
 
@@ -2034,15 +2032,15 @@ pub fn a_new_stream_is_listed_from_its_first_callback<P: Poller>(
     let (for_server, server_ref) = (Rc::clone(&got), Rc::clone(&server_cell));
     let on_stream = move |io: &mut IOLoop<P>, stream: &mut IOStream<P>| {
         let server = server_ref.borrow().clone().unwrap();
-        let listed = server.streams(io).contains(&stream.handle());
+        let listed = server.streams().contains(&stream.handle());
         for_server.borrow_mut().push(format!(
             "on_stream: listed {listed}, count {}",
-            server.stream_count(io)
+            server.stream_count()
         ));
         let log = Rc::clone(&for_server);
-        stream.set_close_callback(move |io, _| {
+        stream.set_close_callback(move |_, _| {
             log.borrow_mut()
-                .push(format!("closed, count {}", server.stream_count(io)));
+                .push(format!("closed, count {}", server.stream_count()));
         });
         let (log, server) = (Rc::clone(&for_server), Rc::clone(&server_ref));
         let _ = stream.read_until(io, b"\n", 64, move |io, _, line| {
@@ -2138,7 +2136,7 @@ pub fn close_streams_counts_a_stream_another_close_closed_once<P: Poller>(
             log.borrow_mut().push(format!("closed {}", stream.fd()));
             // The first to close takes the last one with it.
             let server = server.borrow().clone().unwrap();
-            if let Some(&last) = server.streams(io).last() {
+            if let Some(&last) = server.streams().last() {
                 if log.borrow().len() == 4 {
                     IOStream::with(io, last, |io, last| last.close(io));
                 }
@@ -2150,9 +2148,7 @@ pub fn close_streams_counts_a_stream_another_close_closed_once<P: Poller>(
     *server_cell.borrow_mut() = Some(server.clone());
     let addr = server.local_addr(&io).unwrap();
     connect_readers(&mut io, addr, 3, &got);
-    let done = io
-        .run_until(LIMIT, |io| server.stream_count(io) == 3)
-        .unwrap();
+    let done = io.run_until(LIMIT, |_| server.stream_count() == 3).unwrap();
     assert!(done);
     run(&mut io, &got, 3);
     assert_eq!(server.close_streams(&mut io), 2, "{:?}", got.borrow());
@@ -2166,5 +2162,5 @@ pub fn close_streams_counts_a_stream_another_close_closed_once<P: Poller>(
     let mut unique = closes.clone();
     unique.dedup();
     assert_eq!(unique.len(), 3, "each once: {closes:?}");
-    assert_eq!(server.stream_count(&io), 0);
+    assert_eq!(server.stream_count(), 0);
 }
