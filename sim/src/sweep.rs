@@ -1069,9 +1069,12 @@ fn profile_option(exe: &std::path::Path) -> Option<String> {
 /// `target/ioloop-sim/`), not the crate's sources; the current directory
 /// if that cannot be told or made.
 fn schedules_dir() -> PathBuf {
-    let target = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(profile_dir(&exe)?.parent()?.to_path_buf()));
+    schedules_dir_for(std::env::current_exe().ok())
+}
+
+/// [`schedules_dir`] for the test binary at `exe`.
+fn schedules_dir_for(exe: Option<PathBuf>) -> PathBuf {
+    let target = exe.and_then(|exe| Some(profile_dir(&exe)?.parent()?.to_path_buf()));
     match target.map(|target| target.join("ioloop-sim")) {
         Some(dir) if std::fs::create_dir_all(&dir).is_ok() => dir,
         _ => PathBuf::new(),
@@ -1601,5 +1604,122 @@ mod tests {
     #[test]
     fn json_strings_escape_what_they_must() {
         assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+        assert_eq!(
+            json_string("a b\u{1f}"),
+            "\"a b\\u001f\"",
+            "a space is itself"
+        );
+    }
+
+    /// A file in the temporary directory, this process's own.
+    fn temp_file(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("ioloop-sim-unit-{name}-{}", std::process::id()))
+    }
+
+    fn run_once(describe: impl FnOnce(&mut Sim)) -> Result<Report, Failure> {
+        let mut sim = Sim::new(0, FaultPreset::None);
+        describe(&mut sim);
+        sim.run()
+    }
+
+    #[test]
+    fn a_trace_is_written_for_a_failure_or_for_the_seed_asked_for() {
+        let path = temp_file("trace");
+        let target = path.to_str().unwrap();
+        let plan = RunPlan {
+            seeds: 0..2,
+            to_run: 0..2,
+            faults: FaultPreset::None,
+            liveness_after: None,
+        };
+        let failing = |sim: &mut Sim| {
+            sim.client("c", "10.0.0.2", |_, done| {
+                done.fail("planted");
+                Ok(())
+            });
+        };
+        let env = env_of(&[("IOLOOP_SIM_TRACE", target)]).unwrap();
+        let mut tally = Tally::new("t", &plan, &env);
+        assert!(tally.take(&env, 0, run_once(idle)));
+        assert!(!path.exists(), "a passing seed of a sweep: no trace");
+        assert!(!tally.take(&env, 1, run_once(failing)));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.lines().last().unwrap().starts_with("trace_hash="),
+            "{text}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let env = env_of(&[("IOLOOP_SIM_TRACE", target), ("IOLOOP_SIM_SEED", "0")]).unwrap();
+        let mut tally = Tally::new("t", &plan, &env);
+        assert!(tally.take(&env, 0, run_once(idle)));
+        assert!(
+            path.exists(),
+            "the seed asked for is traced though it passed"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_first_run_that_hashed_apart_from_the_traced_ones_is_nondeterminism() {
+        let sweep =
+            Sweep::new("a_first_run_that_hashed_apart_from_the_traced_ones_is_nondeterminism")
+                .faults(FaultPreset::None);
+        let schedule = Schedule::new(&sweep.name, 0, FaultPreset::None);
+        let first = sweep.run_schedule(&schedule, false, &mut idle).unwrap();
+        let same = sweep.check_determinism(&schedule, &first, &mut idle);
+        assert_eq!(
+            same.map(|report| report.trace_hash).ok(),
+            Some(first.trace_hash)
+        );
+        // A first run unlike the two traced ones (whose runs agree).
+        let mut later = |sim: &mut Sim| {
+            sim.client("late", "10.0.0.3", |io, done| {
+                io.call_later(std::time::Duration::from_millis(9), move |_| done.ok());
+                Ok(())
+            });
+        };
+        match sweep.check_determinism(&schedule, &first, &mut later) {
+            Err(failure) => {
+                assert_eq!(failure.kind, crate::FailureKind::Nondeterminism);
+                assert!(failure.message.contains("hashed differently"), "{failure}");
+            }
+            Ok(_) => panic!("a different first run passed"),
+        }
+    }
+
+    #[test]
+    fn the_summary_line_lists_every_fault_that_fired() {
+        let path = temp_file("summary");
+        let env = env_of(&[("IOLOOP_SIM_SUMMARY", path.to_str().unwrap())]).unwrap();
+        let mut summary = SweepSummary::new("t", 0..2, None);
+        summary.faults_fired.insert("reset".into(), 2);
+        summary.faults_fired.insert("clog".into(), 1);
+        write_summary(&env, &summary, None, Duration::from_millis(5));
+        let line = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            line.contains(r#""faults_fired":{"clog":1,"reset":2}"#),
+            "{line}"
+        );
+        assert!(line.contains(r#""faults_scripted":{}"#), "{line}");
+    }
+
+    #[test]
+    fn schedules_go_to_the_target_directory_or_else_here() {
+        let root = temp_file("target-dir");
+        let exe = root.join("target/debug/deps/t-0123abcd");
+        assert_eq!(schedules_dir_for(Some(exe)), root.join("target/ioloop-sim"));
+        assert!(root.join("target/ioloop-sim").is_dir());
+        std::fs::remove_dir_all(&root).unwrap();
+        // Where the directory cannot be made: here.
+        let exe = PathBuf::from("/dev/null/target/debug/deps/t-0123abcd");
+        assert_eq!(schedules_dir_for(Some(exe)), PathBuf::new());
+        assert_eq!(schedules_dir_for(None), PathBuf::new());
+    }
+
+    #[test]
+    fn a_sweep_prints_its_knobs_without_their_closure() {
+        let sweep = Sweep::new("t").configure(|builder| builder);
+        assert!(format!("{sweep:?}").contains("configure: Some(Configure(..))"));
     }
 }
