@@ -694,4 +694,44 @@ mod tests {
         // 4) twice. Keeping a path's unfired faults would take 15.
         assert_eq!(report.runs, 13);
     }
+
+    /// Delta debugging where the failure needs two faults far apart: the
+    /// halves fail alone, so the chunks must grow (and shrink again after a
+    /// removal) before it ends at exactly the two. Pinned: 22 runs; the
+    /// arithmetic of the chunk count decides it.
+    #[test]
+    fn delta_debugging_narrows_to_two_faults_far_apart() {
+        let draw = |index| socket_draw(FaultKind::Reset, 1, index);
+        let needed = [draw(0), draw(11)];
+        let fired = |fire: &BTreeSet<u64>| -> Vec<FiredFault> {
+            fire.iter()
+                .map(|&d| FiredFault {
+                    draw: d,
+                    kind: FaultKind::Reset,
+                    host: 1,
+                    fd: ioloop::Fd(5),
+                    at: ioloop::Instant::ZERO,
+                    host_name: "ben".into(),
+                    peer: None,
+                    lasting: None,
+                })
+                .collect()
+        };
+        let everything: BTreeSet<u64> = (0..16).map(draw).collect();
+        let run = |schedule: &Schedule| {
+            let fails = needed.iter().all(|d| schedule.fire.contains(d));
+            Attempt {
+                failure: fails.then(|| (FailureKind::Stall, "stall".to_string())),
+                fired: fired(&schedule.fire),
+            }
+        };
+        let first = Schedule::new("t", 2, FaultPreset::Swarm);
+        let attempt = Attempt {
+            failure: Some((FailureKind::Stall, "stall".into())),
+            fired: fired(&everything),
+        };
+        let report = shrink_schedule(first, attempt, &[], run).unwrap();
+        assert_eq!(report.schedule.fire, BTreeSet::from(needed));
+        assert_eq!(report.runs, 22);
+    }
 }

@@ -1480,6 +1480,43 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_counts_each_fault_that_fired() {
+        // Every fault on, and sockets for them to strike (a sweep with no
+        // fault fired would prove nothing).
+        let connects = |sim: &mut Sim| {
+            let addr: std::net::SocketAddr = "10.0.0.1:7".parse().unwrap();
+            sim.host("server", "10.0.0.1", move |io| {
+                let on_stream =
+                    |io: &mut ioloop::IOLoop<crate::SimPoller>,
+                     stream: &mut ioloop::IOStream<crate::SimPoller>| {
+                        let _ = stream.read_until_close(io, |_, _, _| {});
+                    };
+                ioloop::TcpServer::bind(io, addr, on_stream)?;
+                Ok(())
+            });
+            sim.client("client", "10.0.0.2", move |io, done| {
+                let timeout = std::time::Duration::from_secs(1);
+                ioloop::TcpClient::connect(io, addr, timeout, (), move |io, stream, _| {
+                    stream.close(io);
+                    done.ok();
+                });
+                Ok(())
+            });
+        };
+        let summary = Sweep::new("a_summary_counts_each_fault_that_fired")
+            .seeds(0..8)
+            .faults(FaultPreset::All)
+            .run(connects);
+        let counted: u64 = summary.faults_fired.values().sum();
+        let fired: u64 = crate::FaultKind::ALL
+            .into_iter()
+            .map(|kind| summary.coverage.row(kind).fired)
+            .sum();
+        assert!(fired > 0);
+        assert_eq!(counted, fired, "{:?}", summary.faults_fired);
+    }
+
+    #[test]
     fn a_summary_adds_up_its_seeds_events() {
         let events = |seeds: std::ops::Range<u64>| {
             Sweep::new("a_summary_adds_up_its_seeds_events")
