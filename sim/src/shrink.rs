@@ -697,10 +697,12 @@ mod tests {
 
     /// Delta debugging where the failure needs two faults far apart: the
     /// halves fail alone, so the chunks must grow (and shrink again after a
-    /// removal) before it ends at exactly the two. Pinned: 22 runs; the
-    /// arithmetic of the chunk count decides it.
+    /// removal) before it ends at exactly the two; with one needed in each
+    /// quarter, they grow to eighths. The run counts are pinned: the
+    /// arithmetic of the chunk count decides them.
     #[test]
     fn delta_debugging_narrows_to_two_faults_far_apart() {
+        const RUNS_SPREAD: usize = 39;
         let draw = |index| socket_draw(FaultKind::Reset, 1, index);
         let needed = [draw(0), draw(11)];
         let fired = |fire: &BTreeSet<u64>| -> Vec<FiredFault> {
@@ -718,20 +720,26 @@ mod tests {
                 .collect()
         };
         let everything: BTreeSet<u64> = (0..16).map(draw).collect();
-        let run = |schedule: &Schedule| {
-            let fails = needed.iter().all(|d| schedule.fire.contains(d));
-            Attempt {
-                failure: fails.then(|| (FailureKind::Stall, "stall".to_string())),
-                fired: fired(&schedule.fire),
-            }
+        let shrink = |needed: &[u64]| {
+            let run = |schedule: &Schedule| {
+                let fails = needed.iter().all(|d| schedule.fire.contains(d));
+                Attempt {
+                    failure: fails.then(|| (FailureKind::Stall, "stall".to_string())),
+                    fired: fired(&schedule.fire),
+                }
+            };
+            let first = Schedule::new("t", 2, FaultPreset::Swarm);
+            let attempt = Attempt {
+                failure: Some((FailureKind::Stall, "stall".into())),
+                fired: fired(&everything),
+            };
+            let report = shrink_schedule(first, attempt, &[], run).unwrap();
+            let kept: Vec<u64> = report.schedule.fire.iter().copied().collect();
+            assert_eq!(kept, needed);
+            report.runs
         };
-        let first = Schedule::new("t", 2, FaultPreset::Swarm);
-        let attempt = Attempt {
-            failure: Some((FailureKind::Stall, "stall".into())),
-            fired: fired(&everything),
-        };
-        let report = shrink_schedule(first, attempt, &[], run).unwrap();
-        assert_eq!(report.schedule.fire, BTreeSet::from(needed));
-        assert_eq!(report.runs, 22);
+        assert_eq!(shrink(&needed), 22);
+        // One in each quarter: the chunks grow to eighths before any goes.
+        assert_eq!(shrink(&[draw(0), draw(5), draw(10), draw(15)]), RUNS_SPREAD);
     }
 }
