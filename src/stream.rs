@@ -1539,7 +1539,8 @@ pub struct TcpServer<S = ()> {
 
 /// The streams a server accepted and that are still open, by the order it
 /// accepted them. Each stream takes itself out as it closes (or is
-/// dropped), so the list is never longer than the open streams.
+/// dropped: one whose own callback removed its handler or closed its fd
+/// behind it leaves once that callback returns).
 #[derive(Debug, Default)]
 struct Accepted {
     open: BTreeMap<u64, Token>,

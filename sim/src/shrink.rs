@@ -695,8 +695,8 @@ mod tests {
         assert_eq!(report.runs, 13);
     }
 
-    /// Delta debugging where the failure needs two faults far apart: the
-    /// halves fail alone, so the chunks must grow (and shrink again after a
+    /// Delta debugging where the failure needs two faults far apart:
+    /// neither half fails alone, so the chunks must grow (and shrink again after a
     /// removal) before it ends at exactly the two; with one needed in each
     /// quarter, they grow to eighths. The run counts are pinned: the
     /// arithmetic of the chunk count decides them.

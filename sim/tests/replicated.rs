@@ -432,7 +432,7 @@ fn count_the_seeds_that_catch_the_last_store_wins_twin() {
         let failing = (0..10_000u64)
             .filter(|&seed| {
                 let off = off.clone();
-                Sweep::new("count_the_seeds_that_catch_the_last_store_wins_twin")
+                let result = Sweep::new("count_the_seeds_that_catch_the_last_store_wins_twin")
                     .seeds(seed..seed + 1)
                     .configure(move |builder| off.iter().copied().fold(builder, Builder::without))
                     .try_run(|sim| {
@@ -442,8 +442,18 @@ fn count_the_seeds_that_catch_the_last_store_wins_twin() {
                             Transport::Udp,
                             Survives::MachineCrashes,
                         );
-                    })
-                    .is_err()
+                    });
+                // Only the twin's own failure counts: not a setting
+                // refused, nor another failure.
+                match result {
+                    Ok(_) => false,
+                    Err(ioloop_sim::SweepError::Failed(failure)) => {
+                        let message = failure.failure.to_string();
+                        assert!(message.contains("every acknowledged write"), "{message}");
+                        true
+                    }
+                    Err(other) => panic!("{other}"),
+                }
             })
             .count();
         println!("LastStoreWins, {what}: {failing} of 10000 seeds fail");

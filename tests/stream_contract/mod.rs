@@ -2160,6 +2160,7 @@ pub fn close_streams_counts_a_stream_another_close_closed_once<P: Poller>(
         .collect();
     assert_eq!(closes.len(), 3, "{closes:?}");
     let mut unique = closes.clone();
+    unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 3, "each once: {closes:?}");
     assert_eq!(server.stream_count(), 0);
