@@ -572,6 +572,21 @@ mod tests {
         assert!(Schedule::parse(&many).unwrap_err().contains("params"));
     }
 
+    /// Decision `draw` fired: a fault of `kind` on host `host` (fd 3, at
+    /// the start).
+    fn fired_fault(draw: u64, kind: FaultKind, host: usize) -> FiredFault {
+        FiredFault {
+            draw,
+            kind,
+            host,
+            fd: ioloop::Fd(3),
+            at: ioloop::Instant::ZERO,
+            host_name: format!("host{host}").into(),
+            peer: None,
+            lasting: None,
+        }
+    }
+
     /// A schedule of exactly `SCHEDULE_BYTES_MAX` bytes is read: the limit
     /// is 16 MiB, not less, and a text at it is within it.
     #[test]
@@ -594,16 +609,7 @@ mod tests {
         );
         let mut schedule = Schedule::new("t", 1, FaultPreset::Swarm);
         schedule.fire.extend([fired_draw, quiet_draw]);
-        let fired = FiredFault {
-            draw: fired_draw,
-            kind: FaultKind::PartialWrite,
-            host: 0,
-            fd: ioloop::Fd(3),
-            at: ioloop::Instant::ZERO,
-            host_name: "ann".into(),
-            peer: None,
-            lasting: None,
-        };
+        let fired = fired_fault(fired_draw, FaultKind::PartialWrite, 0);
         let text = schedule.to_text("replay", None, std::slice::from_ref(&fired));
         assert!(
             text.contains(&format!("fire partial-write:0:4  # {fired}\n")),
@@ -637,16 +643,7 @@ mod tests {
                 .fire
                 .iter()
                 .filter(|&&d| on_path || !(draw(1)..=draw(4)).contains(&d))
-                .map(|&d| FiredFault {
-                    draw: d,
-                    kind: FaultKind::PartialWrite,
-                    host: 0,
-                    fd: ioloop::Fd(3),
-                    at: ioloop::Instant::ZERO,
-                    host_name: "ann".into(),
-                    peer: None,
-                    lasting: None,
-                })
+                .map(|&d| fired_fault(d, FaultKind::PartialWrite, 0))
                 .collect()
         };
         let mut first = Schedule::new("t", 1, FaultPreset::Swarm);
@@ -707,16 +704,7 @@ mod tests {
         let needed = [draw(0), draw(11)];
         let fired = |fire: &BTreeSet<u64>| -> Vec<FiredFault> {
             fire.iter()
-                .map(|&d| FiredFault {
-                    draw: d,
-                    kind: FaultKind::Reset,
-                    host: 1,
-                    fd: ioloop::Fd(5),
-                    at: ioloop::Instant::ZERO,
-                    host_name: "ben".into(),
-                    peer: None,
-                    lasting: None,
-                })
+                .map(|&d| fired_fault(d, FaultKind::Reset, 1))
                 .collect()
         };
         let everything: BTreeSet<u64> = (0..16).map(draw).collect();
