@@ -21,6 +21,17 @@ fn fresh() -> (IOLoop<SimPoller>, SocketAddr) {
     (io, "10.0.0.1:7".parse().unwrap())
 }
 
+/// A loop on host 10.0.0.1 of a world seeded `seed` whose only fault is
+/// the one `set` turns on (panics propagate).
+fn one_fault_loop(seed: u64, set: impl FnOnce(&mut ioloop_sim::FaultPlan)) -> IOLoop<SimPoller> {
+    let mut plan = ioloop_sim::FaultPlan::none();
+    set(&mut plan);
+    let net = SimNet::with_plan(ioloop_sim::Entropy::seeded(seed), plan, false);
+    let mut io = IOLoop::new(net.host("10.0.0.1".parse().unwrap()));
+    io.set_panic_policy(PanicPolicy::Propagate);
+    io
+}
+
 macro_rules! on_the_simulator {
     ($($check:ident),* $(,)?) => {
         $(
@@ -89,11 +100,7 @@ fn a_stopped_server_leaves_the_socket_that_reuses_its_fd_alone() {
 /// whole, in order.
 #[test]
 fn a_short_write_leaves_the_rest_in_the_streams_buffer_until_a_write_edge() {
-    let mut plan = ioloop_sim::FaultPlan::none();
-    plan.partial_write = 1_000_000;
-    let net = SimNet::with_plan(ioloop_sim::Entropy::seeded(5), plan, false);
-    let mut io = IOLoop::new(net.host("10.0.0.1".parse().unwrap()));
-    io.set_panic_policy(PanicPolicy::Propagate);
+    let mut io = one_fault_loop(5, |plan| plan.partial_write = 1_000_000);
     let sent: Vec<u8> = (0..1_000u32).map(|i| (i % 251) as u8).collect();
     let buffered: Rc<RefCell<Vec<usize>>> = Rc::default();
     let (to_send, for_server) = (sent.clone(), Rc::clone(&buffered));
@@ -150,11 +157,7 @@ fn a_server_stopped_in_on_stream_leaves_the_socket_on_its_number_alone() {
 /// does not change that socket's interest.
 #[test]
 fn the_end_of_an_accept_pause_after_stop_leaves_a_reused_fd_alone() {
-    let mut plan = ioloop_sim::FaultPlan::none();
-    plan.accept_emfile = 1_000_000;
-    let net = SimNet::with_plan(ioloop_sim::Entropy::seeded(3), plan, false);
-    let mut io = IOLoop::new(net.host("10.0.0.1".parse().unwrap()));
-    io.set_panic_policy(PanicPolicy::Propagate);
+    let mut io = one_fault_loop(3, |plan| plan.accept_emfile = 1_000_000);
     let on_stream = |_: &mut IOLoop<SimPoller>, _: &mut IOStream<SimPoller>| {};
     let server = TcpServer::bind(&mut io, "10.0.0.1:7".parse().unwrap(), on_stream).unwrap();
     let listener = server.listener();
@@ -182,11 +185,7 @@ fn the_end_of_an_accept_pause_after_stop_leaves_a_reused_fd_alone() {
 /// hears of it from the loop.
 #[test]
 fn a_connect_refused_at_once_reaches_on_connect_from_the_loop() {
-    let mut plan = ioloop_sim::FaultPlan::none();
-    plan.accept_emfile = 1_000_000;
-    let net = SimNet::with_plan(ioloop_sim::Entropy::seeded(3), plan, false);
-    let mut io = IOLoop::new(net.host("10.0.0.1".parse().unwrap()));
-    io.set_panic_policy(PanicPolicy::Propagate);
+    let mut io = one_fault_loop(3, |plan| plan.accept_emfile = 1_000_000);
     let addr: std::net::SocketAddr = "10.0.0.1:7".parse().unwrap();
     let listener = io.listen(addr).unwrap();
     io.connect(addr).unwrap();
