@@ -1015,12 +1015,15 @@ impl Sweep {
     /// and [`cargo_args`](Self::cargo_args).
     fn test_command(&self) -> String {
         let package = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "PACKAGE".into());
-        self.test_command_of(&package, std::env::current_exe().ok())
+        let targets = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(|dir| package_targets(std::path::Path::new(&dir), &package))
+            .unwrap_or_default();
+        self.test_command_of(&package, &targets, std::env::current_exe().ok())
     }
 
-    /// [`test_command`](Self::test_command) for package `package` and the
-    /// test binary at `exe`.
-    fn test_command_of(&self, package: &str, exe: Option<PathBuf>) -> String {
+    /// [`test_command`](Self::test_command) for package `package`, whose
+    /// targets are `targets`, and the test binary at `exe`.
+    fn test_command_of(&self, package: &str, targets: &[Target], exe: Option<PathBuf>) -> String {
         let mut options = String::new();
         let names_profile = self
             .cargo_args
@@ -1045,8 +1048,7 @@ impl Sweep {
                 _ => stem,
             });
         let target = match target {
-            Some(t) if t == package.replace('-', "_") => "--lib".to_string(),
-            Some(t) => format!("--test {t}"),
+            Some(stem) => target_option(&stem, package, targets),
             None => "--test TARGET".into(),
         };
         format!(
@@ -1054,6 +1056,116 @@ impl Sweep {
             self.name
         )
     }
+}
+
+/// A kind of cargo target whose tests a sweep may run in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TargetKind {
+    Lib,
+    Bin,
+    Test,
+}
+
+/// A target of the package under test: its kind and its name as `cargo
+/// test` takes it (`my-test`, which cargo builds as `my_test-HASH`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Target {
+    kind: TargetKind,
+    name: String,
+}
+
+/// The targets of the package whose manifest is in `dir` (named
+/// `package`), as cargo finds them: its `[lib]`, `[[bin]]` and `[[test]]`
+/// names, `src/main.rs`, `src/bin/`, and `tests/` (a file, or a directory
+/// with a `main.rs`). Only what is needed to tell a test binary's target
+/// from its file name: cargo writes `-` in a target's name as `_` there.
+/// Unreadable parts are skipped.
+fn package_targets(dir: &std::path::Path, package: &str) -> Vec<Target> {
+    let mut targets = Vec::new();
+    let target = |kind, name: &str| Target {
+        kind,
+        name: name.to_string(),
+    };
+    // A library is named after the package unless `[lib]` names it.
+    let mut library = dir.join("src/lib.rs").is_file();
+    if let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) {
+        let mut section = None;
+        for line in manifest.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = match line.split('#').next().unwrap_or("").trim() {
+                    "[lib]" => Some(TargetKind::Lib),
+                    "[[bin]]" => Some(TargetKind::Bin),
+                    "[[test]]" => Some(TargetKind::Test),
+                    _ => None,
+                };
+                library |= section == Some(TargetKind::Lib);
+                continue;
+            }
+            let Some(kind) = section else { continue };
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let value = value.trim();
+            if key.trim() == "name" && value.len() >= 2 {
+                let quote = &value[..1];
+                if let Some(name) = value[1..].split(quote).next() {
+                    targets.push(target(kind, name));
+                    library &= kind != TargetKind::Lib;
+                }
+            }
+        }
+    }
+    if library {
+        targets.push(target(TargetKind::Lib, package));
+    }
+    if dir.join("src/main.rs").is_file() {
+        targets.push(target(TargetKind::Bin, package));
+    }
+    for (folder, kind) in [("src/bin", TargetKind::Bin), ("tests", TargetKind::Test)] {
+        let Ok(entries) = std::fs::read_dir(dir.join(folder)) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let path = entry.path();
+                let name = entry.file_name().into_string().ok()?;
+                if path.is_dir() {
+                    path.join("main.rs").is_file().then_some(name)
+                } else {
+                    name.strip_suffix(".rs").map(str::to_string)
+                }
+            })
+            .collect();
+        names.sort();
+        targets.extend(names.iter().map(|name| target(kind, name)));
+    }
+    targets
+}
+
+/// The `cargo test` option that selects the target a test binary named
+/// `stem` (`my_test`, its hash taken off) was built from: `--lib`,
+/// `--bin NAME` or `--test NAME`, by the target of `targets` that cargo
+/// would have named so (the library first, then the tests, then the
+/// binaries). Without `targets`, a stem that is the package's name is its
+/// library; a stem no target explains is taken for a test's name.
+fn target_option(stem: &str, package: &str, targets: &[Target]) -> String {
+    let built_as = |name: &str| name.replace('-', "_") == stem;
+    let of_kind = |kind| {
+        targets
+            .iter()
+            .find(|target| target.kind == kind && built_as(&target.name))
+    };
+    if (targets.is_empty() && built_as(package)) || of_kind(TargetKind::Lib).is_some() {
+        return "--lib".into();
+    }
+    if let Some(test) = of_kind(TargetKind::Test) {
+        return format!("--test {}", test.name);
+    }
+    if let Some(bin) = of_kind(TargetKind::Bin) {
+        return format!("--bin {}", bin.name);
+    }
+    format!("--test {stem}")
 }
 
 /// The profile directory cargo built the test binary at `exe` in
@@ -1628,7 +1740,7 @@ mod tests {
     fn the_replay_line_names_the_package_profile_and_target_of_the_binary() {
         let sweep = Sweep::new("kv_survives");
         let command = |exe: Option<&str>, sweep: &Sweep| {
-            sweep.test_command_of("my-crate", exe.map(PathBuf::from))
+            sweep.test_command_of("my-crate", &[], exe.map(PathBuf::from))
         };
         let tail = "kv_survives -- --exact --include-ignored --nocapture";
         assert_eq!(
@@ -1657,6 +1769,71 @@ mod tests {
                 format!("cargo test -p my-crate {named} --test kv {tail}")
             );
         }
+    }
+
+    #[test]
+    fn the_replay_line_names_a_target_as_cargo_test_takes_it() {
+        // A package laid out as cargo finds its targets: cargo builds
+        // `tests/my-test.rs` as `my_test-HASH`, and `--test my_test` would
+        // find no such target.
+        let dir = temp_file("targets");
+        let _ = std::fs::remove_dir_all(&dir);
+        for folder in ["src/bin/admin-tool", "tests/big-suite"] {
+            std::fs::create_dir_all(dir.join(folder)).unwrap();
+        }
+        for file in [
+            "src/lib.rs",
+            "src/main.rs",
+            "src/bin/admin-tool/main.rs",
+            "src/bin/load-gen.rs",
+            "tests/my-test.rs",
+            "tests/plain.rs",
+            "tests/big-suite/main.rs",
+            "tests/notes.txt",
+        ] {
+            std::fs::write(dir.join(file), "").unwrap();
+        }
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            "[package]\nname = \"my-crate\"\n\n[[test]] # declared\nname = 'long-haul'\n\
+             path = \"soak/long.rs\"\n\n[dev-dependencies]\nname = \"not-a-target\"\n",
+        )
+        .unwrap();
+        let targets = package_targets(&dir, "my-crate");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let option = |stem: &str| target_option(stem, "my-crate", &targets);
+        assert_eq!(option("my_test"), "--test my-test");
+        assert_eq!(option("plain"), "--test plain");
+        assert_eq!(option("big_suite"), "--test big-suite");
+        assert_eq!(option("long_haul"), "--test long-haul", "named in [[test]]");
+        assert_eq!(option("my_crate"), "--lib", "the library before the binary");
+        assert_eq!(option("load_gen"), "--bin load-gen");
+        assert_eq!(option("admin_tool"), "--bin admin-tool");
+        assert_eq!(option("not_a_target"), "--test not_a_target");
+        assert_eq!(option("notes"), "--test notes", "not a target: the stem");
+
+        // A binary-only package: its unit tests are the binary's.
+        let bin_only = [Target {
+            kind: TargetKind::Bin,
+            name: "my-crate".into(),
+        }];
+        assert_eq!(
+            target_option("my_crate", "my-crate", &bin_only),
+            "--bin my-crate"
+        );
+        // A library `[lib]` renames.
+        let renamed = [Target {
+            kind: TargetKind::Lib,
+            name: "core-lib".into(),
+        }];
+        assert_eq!(target_option("core_lib", "my-crate", &renamed), "--lib");
+        assert_eq!(
+            target_option("my_crate", "my-crate", &renamed),
+            "--test my_crate"
+        );
+        // Nothing known of the package: its own name is its library.
+        assert_eq!(target_option("my_crate", "my-crate", &[]), "--lib");
+        assert_eq!(target_option("my_test", "my-crate", &[]), "--test my_test");
     }
 
     #[test]
