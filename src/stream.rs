@@ -225,7 +225,7 @@ impl Default for StreamConfig {
 /// What the pending read waits for.
 enum ReadTarget {
     Until {
-        delimiter: Vec<u8>,
+        delimiter: Delimiter,
         max_bytes: usize,
     },
     Bytes {
@@ -233,6 +233,41 @@ enum ReadTarget {
         partial: bool,
     },
     UntilClose,
+}
+
+/// A `read_until` delimiter: kept inline up to [`Delimiter::INLINE`] bytes
+/// (a line's `\n`, a header block's `\r\n\r\n`), so that a read
+/// allocates nothing for it.
+enum Delimiter {
+    Inline {
+        bytes: [u8; Delimiter::INLINE],
+        len: u8,
+    },
+    Heap(Box<[u8]>),
+}
+
+impl Delimiter {
+    const INLINE: usize = 15;
+
+    fn new(delimiter: &[u8]) -> Delimiter {
+        if delimiter.len() <= Delimiter::INLINE {
+            let mut bytes = [0; Delimiter::INLINE];
+            bytes[..delimiter.len()].copy_from_slice(delimiter);
+            Delimiter::Inline {
+                bytes,
+                len: delimiter.len() as u8,
+            }
+        } else {
+            Delimiter::Heap(delimiter.into())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Delimiter::Inline { bytes, len } => &bytes[..usize::from(*len)],
+            Delimiter::Heap(bytes) => bytes,
+        }
+    }
 }
 
 /// How far the write direction is shut down.
@@ -712,7 +747,7 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
             return Err(StreamError::Unsatisfiable { max_bytes: 0 });
         }
         let target = ReadTarget::Until {
-            delimiter: delimiter.to_vec(),
+            delimiter: Delimiter::new(delimiter),
             max_bytes,
         };
         self.start_read(io, target, Box::new(callback))
@@ -1264,6 +1299,7 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
                 delimiter,
                 max_bytes,
             } => {
+                let delimiter = delimiter.as_slice();
                 let data = self.read_buffer.data();
                 let from = self.scanned.saturating_sub(delimiter.len() - 1);
                 if let Some(at) = find(&data[from..], delimiter) {
@@ -1470,13 +1506,42 @@ impl<P: Poller, S> fmt::Debug for IOStream<P, S> {
 }
 
 /// Where `needle` first occurs in `haystack`.
+/// Where `needle` (not empty) first occurs in `haystack`.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.len() == 1 {
-        return haystack.iter().position(|&b| b == needle[0]);
+    let (&first, rest) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(at) = find_byte(&haystack[from..], first) {
+        let start = from + at;
+        if haystack[start + 1..].starts_with(rest) {
+            return Some(start);
+        }
+        from = start + 1;
     }
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+    None
+}
+
+/// Where `byte` first occurs in `haystack`: eight bytes a step, in safe
+/// code (a line's delimiter is searched for in every byte a stream reads).
+fn find_byte(haystack: &[u8], byte: u8) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let pattern = ONES * u64::from(byte);
+    let mut words = haystack.chunks_exact(8);
+    for (index, word) in (&mut words).enumerate() {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes")) ^ pattern;
+        // The high bit of each byte that was zero (the byte sought): the
+        // lowest one set is exact; a borrow may only set some above it.
+        let zeros = word.wrapping_sub(ONES) & !word & HIGHS;
+        if zeros != 0 {
+            return Some(index * 8 + (zeros.trailing_zeros() / 8) as usize);
+        }
+    }
+    let tail = haystack.len() - words.remainder().len();
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == byte)
+        .map(|at| tail + at)
 }
 
 // ----- servers and clients -------------------------------------------------------
@@ -2056,5 +2121,58 @@ mod tests {
         assert_eq!(find(b"abc\n", b"\n"), Some(3));
         assert_eq!(find(b"ab\r\n\r\nx", b"\r\n\r\n"), Some(2));
         assert_eq!(find(b"ab", b"abc"), None);
+        assert_eq!(find(b"a\r\r\n", b"\r\n"), Some(2), "a false start first");
+        assert_eq!(find(b"abc", b""), None);
+    }
+
+    /// `find` against the plainest search there is, on every position of
+    /// the needle's bytes in haystacks that straddle the eight-byte words,
+    /// with bytes that make the word trick's borrows (0x00, 0x01, 0x80,
+    /// 0xff, the byte sought minus one).
+    #[test]
+    fn find_agrees_with_a_plain_search() {
+        let plain = |haystack: &[u8], needle: &[u8]| {
+            haystack
+                .windows(needle.len())
+                .position(|window| window == needle)
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let needles: [&[u8]; 5] = [b"\n", &[0x00], &[0x80], &[0xff, 0x00], b"\r\n\r\n"];
+        let mut found = 0;
+        for needle in needles {
+            let fillers = [0x00, 0x01, 0x80, 0xff, needle[0].wrapping_sub(1), b'a'];
+            for len in 0..40 {
+                for _ in 0..50 {
+                    let mut haystack: Vec<u8> = (0..len)
+                        .map(|_| fillers[(next() % fillers.len() as u64) as usize])
+                        .collect();
+                    if len >= needle.len() && next() % 2 == 0 {
+                        let at = (next() % (len - needle.len() + 1) as u64) as usize;
+                        haystack[at..at + needle.len()].copy_from_slice(needle);
+                    }
+                    let expected = plain(&haystack, needle);
+                    found += usize::from(expected.is_some());
+                    assert_eq!(
+                        find(&haystack, needle),
+                        expected,
+                        "{haystack:02x?} {needle:02x?}"
+                    );
+                }
+            }
+        }
+        assert!(found > 2_000, "the needles were found {found} times");
+        // A delimiter longer than what is kept inline.
+        let long = [7u8; 40];
+        let mut haystack = vec![7u8; 39];
+        haystack.extend_from_slice(&long);
+        assert_eq!(find(&haystack, Delimiter::new(&long).as_slice()), Some(0));
+        assert!(matches!(Delimiter::new(&long), Delimiter::Heap(_)));
+        assert_eq!(Delimiter::new(b"\r\n").as_slice(), b"\r\n");
     }
 }
