@@ -415,6 +415,28 @@ impl<S> PartialEq for StreamHandle<S> {
 
 impl<S> Eq for StreamHandle<S> {}
 
+impl<S> std::hash::Hash for StreamHandle<S> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.token.hash(state);
+    }
+}
+
+/// Handles order by fd, then by registration: a key for a `BTreeMap` or
+/// `BTreeSet` of streams (a map a seeded run iterates in the same order
+/// every time, unlike a `HashMap` with a random hasher).
+impl<S> PartialOrd for StreamHandle<S> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<S> Ord for StreamHandle<S> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.token.fd(), self.token.generation())
+            .cmp(&(other.token.fd(), other.token.generation()))
+    }
+}
+
 impl<S> fmt::Debug for StreamHandle<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "StreamHandle({:?})", self.token)
@@ -2114,6 +2136,25 @@ mod tests {
             "{got:?}"
         );
         assert_eq!(io.poller().closed, [Fd(4)], "nothing else closed");
+    }
+
+    #[test]
+    fn handles_order_by_fd_then_registration_and_hash_as_they_compare() {
+        use std::collections::{BTreeSet, HashSet};
+        let handle = |fd, generation| StreamHandle::<u8>::new(Token::new(Fd(fd), generation));
+        // Token order would put fd 9 of generation 1 after fd 3 of
+        // generation 2: by fd first instead.
+        let sorted: Vec<_> = [handle(9, 1), handle(3, 2), handle(3, 1), handle(-1, 0)]
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            sorted,
+            [handle(-1, 0), handle(3, 1), handle(3, 2), handle(9, 1)]
+        );
+        let set: HashSet<_> = [handle(3, 1), handle(3, 1), handle(3, 2)].into();
+        assert_eq!(set.len(), 2, "a reused fd's new stream is another key");
     }
 
     #[test]
