@@ -178,6 +178,9 @@ pub struct IOLoop<P: Poller> {
     panic_policy: PanicPolicy,
     time_last: Cell<Instant>,
     iterations: u64,
+    /// Tokens handed out for fd -1 so far (streams that never had a
+    /// socket: a connect refused at once), so that each names itself.
+    detached_tokens: u32,
     /// Fds whose registration changed since the last `check_changes`;
     /// `None` until someone asks (production loops keep nothing).
     changed: Option<Vec<Fd>>,
@@ -206,6 +209,7 @@ impl<P: Poller> IOLoop<P> {
             panic_policy: PanicPolicy::default(),
             time_last: Cell::new(now),
             iterations: 0,
+            detached_tokens: 0,
             changed: None,
             #[cfg(feature = "planted-bugs")]
             planted: None,
@@ -256,6 +260,14 @@ impl<P: Poller> IOLoop<P> {
     {
         self.add_or_give_back(fd, handler, events)
             .map_err(|(error, _)| error)
+    }
+
+    /// A token of fd -1, which no registration has, that no other call
+    /// gave out (unless 2<sup>32</sup> calls were made): for a stream that
+    /// never had a socket.
+    pub(crate) fn detached_token(&mut self) -> Token {
+        self.detached_tokens = self.detached_tokens.wrapping_add(1);
+        Token::new(Fd(-1), self.detached_tokens)
     }
 
     /// [`add_fd_handler`](Self::add_fd_handler), handing the handler back

@@ -1915,9 +1915,10 @@ impl TcpClient {
     /// that `on_connect` needs across the `close`.
     ///
     /// After a failure at once the handle names no stream (it cannot
-    /// cancel; `on_connect` runs all the same, and all such handles are
-    /// equal), and the stream `on_connect` gets has no socket: its fd is
-    /// `Fd(-1)`.
+    /// cancel; `on_connect` runs all the same), and the stream `on_connect`
+    /// gets has no socket: its fd is `Fd(-1)`. Each such handle is still
+    /// its own (a key in a map of pending connects), and equal to the
+    /// [`handle`](IOStream::handle) of the stream `on_connect` gets.
     pub fn connect<P, S, F>(
         io: &mut IOLoop<P>,
         addr: SocketAddr,
@@ -1974,8 +1975,8 @@ impl TcpClient {
     }
 
     /// A connect that failed before the loop took its stream: `on_connect`
-    /// gets the stream, closed, from a callback. Its handle — generation 0,
-    /// which no registration has — names no stream.
+    /// gets the stream, closed, from a callback. Its handle — fd -1, which
+    /// no registration has — names no stream, and no other handle.
     fn fail_later<P, S, F>(
         io: &mut IOLoop<P>,
         mut stream: IOStream<P, S>,
@@ -1987,7 +1988,7 @@ impl TcpClient {
         S: 'static,
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>, Result<(), StreamError>) + 'static,
     {
-        let token = Token::new(stream.fd, 0);
+        let token = io.detached_token();
         stream.token = Some(token);
         stream.connecting = Some(Box::new(on_connect));
         io.add_callback(move |io| stream.close_with(io, Some(error)));

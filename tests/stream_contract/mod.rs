@@ -1944,38 +1944,46 @@ pub fn a_server_keeps_no_trace_of_its_closed_streams<P: Poller>(
 /// no fd left) takes the path of every other failure: `connect` returns a
 /// handle, which names no stream, and `on_connect` runs later, from the
 /// loop, with the stream — closed, its state still there — and the error.
-/// Nothing is left registered.
+/// Nothing is left registered. Each such handle is its own (a key in a map
+/// of pending connects), the one `on_connect`'s stream gives.
 pub fn a_connect_refused_at_once_reaches_on_connect_from_the_loop<P: Poller>(
     mut io: IOLoop<P>,
     refused_at_once: SocketAddr,
 ) {
     let got = log();
-    let for_connect = Rc::clone(&got);
     let handlers = io.handler_count();
-    let state = String::from("my state");
-    let handle = TcpClient::connect(
-        &mut io,
-        refused_at_once,
-        LIMIT,
-        state,
-        move |io, stream: &mut IOStream<P, String>, connected| {
-            let error = connected.expect_err("refused at once");
-            assert!(matches!(error, StreamError::Io { .. }), "{error:?}");
-            assert!(stream.closed());
-            assert_eq!(stream.error(), Some(&error));
-            assert!(!stream.handle().is_open(io));
-            assert!(stream.write(io, b"x").is_err());
-            let state = std::mem::take(stream.state_mut());
-            for_connect
-                .borrow_mut()
-                .push(format!("{state}: {:?}", stream.handle()));
-        },
-    );
+    let mut pending = std::collections::BTreeMap::new();
+    for name in ["first", "second"] {
+        let for_connect = Rc::clone(&got);
+        let handle = TcpClient::connect(
+            &mut io,
+            refused_at_once,
+            LIMIT,
+            format!("{name} state"),
+            move |io, stream: &mut IOStream<P, String>, connected| {
+                let error = connected.expect_err("refused at once");
+                assert!(matches!(error, StreamError::Io { .. }), "{error:?}");
+                assert!(stream.closed());
+                assert_eq!(stream.error(), Some(&error));
+                assert!(!stream.handle().is_open(io));
+                assert!(stream.write(io, b"x").is_err());
+                let state = std::mem::take(stream.state_mut());
+                for_connect
+                    .borrow_mut()
+                    .push(format!("{state}: {:?}", stream.handle()));
+            },
+        );
+        assert!(!handle.is_open(&io));
+        assert!(IOStream::with(&mut io, handle, |_, _| ()).is_none());
+        assert_eq!(pending.insert(handle, name), None, "{handle:?} given twice");
+    }
     assert!(got.borrow().is_empty(), "on_connect ran inside connect");
-    assert!(!handle.is_open(&io));
-    assert!(IOStream::with(&mut io, handle, |_, _| ()).is_none());
-    run(&mut io, &got, 1);
-    assert_eq!(*got.borrow(), [format!("my state: {handle:?}")]);
+    run(&mut io, &got, 2);
+    let expected: Vec<String> = pending
+        .iter()
+        .map(|(handle, name)| format!("{name} state: {handle:?}"))
+        .collect();
+    assert_eq!(*got.borrow(), expected);
     assert_eq!(io.handler_count(), handlers);
 }
 
