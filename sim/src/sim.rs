@@ -1574,13 +1574,20 @@ impl Sim {
     /// Run for `duration` of virtual time (clients need not finish), with
     /// every checker on; time jumps over idle stretches. For fake-clock
     /// tests: advance the clock, then look at what the hosts did.
+    ///
+    /// What is due at the end instant has run when it returns — a timeout
+    /// that falls due exactly then, a segment that lands then, and what
+    /// they set off at that same instant — as `tokio::time::advance` does;
+    /// nothing later has. `run_for(Duration::ZERO)` runs what is due now.
     pub fn run_for(&mut self, duration: Duration) -> Result<(), Failure> {
         let until = self.now() + duration;
         self.run_until_time(until, |_| false).map(|_| ())
     }
 
     /// Run until `condition` holds (`Ok(true)`) or `timeout` of virtual time
-    /// passes (`Ok(false)`), with every checker on.
+    /// passes (`Ok(false)`), with every checker on. As with
+    /// [`run_for`](Self::run_for), what is due at the end instant runs
+    /// before it gives up (and the condition is asked after each step).
     pub fn run_until<F>(&mut self, timeout: Duration, condition: F) -> Result<bool, Failure>
     where
         F: FnMut(&Sim) -> bool,
@@ -1604,7 +1611,7 @@ impl Sim {
             if condition(self) {
                 return Ok(true);
             }
-            if self.now() >= until {
+            if self.now() >= until && !self.work_due_now() {
                 self.check_every_host()?;
                 return Ok(false);
             }
@@ -1687,6 +1694,12 @@ impl Sim {
         self.net.world_mut().advance_to(next);
         self.spin.round(&self.net.world());
         Ok(Step::Advanced)
+    }
+
+    /// `true` if some host would not sleep now: work due at this instant.
+    fn work_due_now(&mut self) -> bool {
+        let now = self.now();
+        (0..self.hosts.len()).any(|index| self.has_work(index, now))
     }
 
     /// `true` if host `index` would not sleep now.

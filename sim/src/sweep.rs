@@ -1812,6 +1812,28 @@ mod tests {
         assert_eq!(option("not_a_target"), "--test not_a_target");
         assert_eq!(option("notes"), "--test notes", "not a target: the stem");
 
+        // A library `[lib]` renames, and binaries `[[bin]]` declares: only
+        // their `name` keys name targets.
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("src/main.rs"), "").unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            "[package]\nname = \"my-crate\"\n[lib]\nname = \"core-lib\"\npath = \"src/core.rs\"\n\
+             [[bin]]\nname = \"srv\"\nalias = \"other-bin\"\n",
+        )
+        .unwrap();
+        let targets = package_targets(&dir, "my-crate");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let option = |stem: &str| target_option(stem, "my-crate", &targets);
+        assert_eq!(option("core_lib"), "--lib");
+        assert_eq!(
+            option("my_crate"),
+            "--bin my-crate",
+            "src/main.rs; no library of that name"
+        );
+        assert_eq!(option("srv"), "--bin srv");
+        assert_eq!(option("other_bin"), "--test other_bin", "not a name key");
+
         // A binary-only package: its unit tests are the binary's.
         let bin_only = [Target {
             kind: TargetKind::Bin,

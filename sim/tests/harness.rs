@@ -306,7 +306,7 @@ fn run_for_goes_past_the_settle_deadline_of_a_liveness_phase() {
     });
     sim.run_for(Duration::from_secs(60)).unwrap();
     assert_eq!(sim.now().since_epoch(), Duration::from_secs(60));
-    assert_eq!(ticks.get(), 59, "a tick a second, the 60th at the very end");
+    assert_eq!(ticks.get(), 60, "a tick a second, the 60th at the very end");
 }
 
 #[test]
@@ -845,6 +845,61 @@ fn a_periodic_callback_that_overruns_skips_whole_periods_as_tornados_does() {
         *calls.borrow(),
         [1010, 1020, 1030, 1050, 1070, 1100, 1130, 1170, 1210, 1220, 1230]
     );
+}
+
+#[test]
+fn run_for_runs_what_falls_due_at_its_end_instant_and_nothing_later() {
+    // A fake-clock test of a deadline: advance exactly to it, and what is
+    // due then has run (a timeout, and what it sets off at that instant),
+    // as `tokio::time::advance` does; not what is due a nanosecond after.
+    let mut sim = Sim::new(1, FaultPreset::None);
+    sim.host("host", "10.0.0.1", |_| Ok(()));
+    sim.run_for(Duration::from_millis(5)).unwrap();
+    let fired = Rc::new(RefCell::new(Vec::new()));
+    let io = sim.io_mut("host").unwrap();
+    let deadline = io.time() + Duration::from_millis(10);
+    for (at, name) in [
+        (deadline, "at the deadline"),
+        (deadline + Duration::from_nanos(1), "just after"),
+    ] {
+        let fired = Rc::clone(&fired);
+        io.call_at(at, move |io| {
+            fired.borrow_mut().push(name);
+            let fired = Rc::clone(&fired);
+            io.call_later(Duration::ZERO, move |_| {
+                fired.borrow_mut().push("its follow-up")
+            });
+        });
+    }
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    assert_eq!(sim.now(), deadline);
+    assert_eq!(*fired.borrow(), ["at the deadline", "its follow-up"]);
+    sim.run_for(Duration::ZERO).unwrap();
+    assert_eq!(fired.borrow().len(), 2, "nothing more is due");
+    let due_now = sim
+        .run_until(Duration::ZERO, |_| fired.borrow().len() > 2)
+        .unwrap();
+    assert!(!due_now);
+    sim.run_for(Duration::from_nanos(1)).unwrap();
+    assert_eq!(
+        *fired.borrow(),
+        [
+            "at the deadline",
+            "its follow-up",
+            "just after",
+            "its follow-up"
+        ]
+    );
+
+    // `run_for(Duration::ZERO)` runs what is due now: a timeout set for
+    // the present moment from outside the loop.
+    let io = sim.io_mut("host").unwrap();
+    let now = io.time();
+    let for_now = Rc::clone(&fired);
+    io.call_at(now, move |_| for_now.borrow_mut().push("now"));
+    sim.run_for(Duration::ZERO).unwrap();
+    assert_eq!(fired.borrow().last(), Some(&"now"));
+    assert_eq!(sim.now(), now);
 }
 
 #[test]
