@@ -1199,9 +1199,11 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
             }
         }
         // A connect that failed before the loop took the stream was never
-        // registered (generation 0), and its fd number, if it had one, may
-        // be another socket's by now: nothing to close.
-        let registered = self.token.is_some_and(|token| token.generation() != 0);
+        // registered (its token is of fd -1), and its fd number, if it had
+        // one, may be another socket's by now: nothing to close.
+        let registered = self
+            .token
+            .is_some_and(|token| token.fd().0 >= 0 && token.generation() != 0);
         if registered {
             if let Err(e) = io.close_fd(self.fd) {
                 // The poller refused the close (the fd was closed behind
