@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::ops::{Add, BitOr, BitOrAssign, Sub};
+use std::ops::{Add, AddAssign, BitOr, BitOrAssign, Sub, SubAssign};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -281,6 +281,31 @@ impl Instant {
     pub fn checked_duration_since(self, earlier: Instant) -> Option<Duration> {
         self.0.checked_sub(earlier.0)
     }
+
+    /// The instant `duration` before `self`, or `None` if that is before
+    /// the poller's epoch.
+    ///
+    /// ```
+    /// use ioloop::Instant;
+    /// use std::time::Duration;
+    ///
+    /// let deadline = Instant::from_epoch(Duration::from_millis(300));
+    /// let just_before = deadline - Duration::from_nanos(1);
+    /// assert_eq!(just_before + Duration::from_nanos(1), deadline);
+    /// assert_eq!(deadline.checked_sub(Duration::from_secs(1)), None);
+    /// assert_eq!(deadline - Duration::from_secs(1), Instant::ZERO, "saturates");
+    /// ```
+    #[inline]
+    pub fn checked_sub(self, duration: Duration) -> Option<Instant> {
+        self.0.checked_sub(duration).map(Instant)
+    }
+
+    /// The instant `duration` after `self`, or `None` if that cannot be
+    /// represented (`+` saturates instead).
+    #[inline]
+    pub fn checked_add(self, duration: Duration) -> Option<Instant> {
+        self.0.checked_add(duration).map(Instant)
+    }
 }
 
 impl Add<Duration> for Instant {
@@ -288,6 +313,31 @@ impl Add<Duration> for Instant {
     #[inline]
     fn add(self, rhs: Duration) -> Instant {
         Instant(self.0.saturating_add(rhs))
+    }
+}
+
+impl AddAssign<Duration> for Instant {
+    #[inline]
+    fn add_assign(&mut self, rhs: Duration) {
+        *self = *self + rhs;
+    }
+}
+
+/// `instant - duration`; saturates at the poller's epoch
+/// ([`Instant::ZERO`]), so it never panics
+/// ([`Instant::checked_sub`] tells).
+impl Sub<Duration> for Instant {
+    type Output = Instant;
+    #[inline]
+    fn sub(self, rhs: Duration) -> Instant {
+        Instant(self.0.saturating_sub(rhs))
+    }
+}
+
+impl SubAssign<Duration> for Instant {
+    #[inline]
+    fn sub_assign(&mut self, rhs: Duration) {
+        *self = *self - rhs;
     }
 }
 
@@ -701,6 +751,29 @@ pub(crate) mod minimal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instants_add_and_subtract_durations_without_panicking() {
+        let ms = Duration::from_millis;
+        let at = |n| Instant::from_epoch(ms(n));
+        assert_eq!(at(300) - ms(100), at(200));
+        assert_eq!(at(100) - ms(300), Instant::ZERO);
+        assert_eq!(at(300).checked_sub(ms(300)), Some(Instant::ZERO));
+        assert_eq!(at(300).checked_sub(ms(301)), None);
+        assert_eq!(at(1).checked_add(ms(2)), Some(at(3)));
+        assert_eq!(Instant::from_epoch(Duration::MAX).checked_add(ms(1)), None);
+        assert_eq!(
+            Instant::from_epoch(Duration::MAX) + ms(1),
+            Instant::from_epoch(Duration::MAX)
+        );
+        let mut moving = at(10);
+        moving += ms(5);
+        assert_eq!(moving, at(15));
+        moving -= ms(20);
+        assert_eq!(moving, Instant::ZERO);
+        assert_eq!(at(300) - at(100), ms(200));
+        assert_eq!(at(100) - at(300), Duration::ZERO);
+    }
 
     #[test]
     fn fds_and_tokens_print_the_number_and_the_generation() {
