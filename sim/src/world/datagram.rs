@@ -430,7 +430,7 @@ impl World {
         let mut at = self.now + fate.latency;
         let delayed = fires(fate.odds[1], delay);
         if self.datagram_fault(decision(1), delayed, FaultKind::DatagramDelay, host, fd) {
-            at = at + fate.delay;
+            at += fate.delay;
         }
         // Behind what the socket sent before; delays do not add up.
         let at = at.max(self.udp_last_delivery(host, fd));
