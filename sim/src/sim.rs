@@ -107,6 +107,30 @@ pub enum AtRest {
     /// timer that keeps ticking at rest — even one the setup started — is
     /// the bug.
     NoTimeouts,
+    /// Timeouts never count, at rest nor in the leak check: for a service
+    /// that keeps timers past the end of its work by design — a cache's
+    /// expiries, leases, a reconnect backoff. Its fds and handlers are
+    /// still checked.
+    ///
+    /// ```
+    /// use ioloop_sim::{AtRest, FailureKind, Sim};
+    /// use std::time::Duration;
+    ///
+    /// let run = |at_rest| {
+    ///     let mut sim = Sim::builder(1).at_rest(at_rest).build();
+    ///     sim.client("cache", "10.0.0.1", |io, done| {
+    ///         io.add_callback(move |io| {
+    ///             io.call_later(Duration::from_secs(3600), |_| {}); // an entry's expiry
+    ///             done.ok();
+    ///         });
+    ///         Ok(())
+    ///     });
+    ///     sim.run()
+    /// };
+    /// assert_eq!(run(AtRest::SetupTimeouts).unwrap_err().kind, FailureKind::Leak);
+    /// assert!(run(AtRest::AnyTimeouts).is_ok());
+    /// ```
+    AnyTimeouts,
 }
 
 impl Builder {
@@ -215,7 +239,9 @@ impl Builder {
     /// What a settled host may still have pending (default
     /// [`AtRest::SetupTimeouts`]): say [`AtRest::NoTimeouts`] for a service
     /// with no periodic work, so that a timer left ticking — even one its
-    /// setup started — fails the liveness phase.
+    /// setup started — fails the liveness phase; [`AtRest::AnyTimeouts`]
+    /// for one that keeps timers by design (a cache's expiries), which the
+    /// leak check then does not count either.
     ///
     /// ```
     /// use ioloop::{IOLoop, PeriodicCallback};
@@ -529,10 +555,12 @@ struct Holdings {
 }
 
 impl Holdings {
-    fn within(&self, baseline: &Holdings) -> bool {
+    /// No more than `baseline`; timeouts not counted under
+    /// [`AtRest::AnyTimeouts`].
+    fn within(&self, baseline: &Holdings, at_rest: AtRest) -> bool {
         self.fds.len() <= baseline.fds.len()
             && self.handlers <= baseline.handlers
-            && self.timeouts <= baseline.timeouts
+            && (self.timeouts <= baseline.timeouts || at_rest == AtRest::AnyTimeouts)
     }
 }
 
@@ -1970,7 +1998,7 @@ impl Sim {
             || self
                 .hosts
                 .iter()
-                .all(|host| self.holdings(host).within(&host.baseline))
+                .all(|host| self.holdings(host).within(&host.baseline, self.at_rest))
     }
 
     /// Nothing in flight, no work due on any host (paused or not), and no
@@ -2005,6 +2033,7 @@ impl Sim {
         let allowed = match self.at_rest {
             AtRest::SetupTimeouts => host.baseline.timeouts,
             AtRest::NoTimeouts => 0,
+            AtRest::AnyTimeouts => return false,
         };
         host.timeout_count() > allowed
     }
@@ -2024,7 +2053,26 @@ impl Sim {
             self.describe_leaks().join("; ")
         );
         message.push_str(&self.describe_deaf_handlers());
-        self.fail(FailureKind::Leak, None, message)
+        let leaking: Vec<&Host> = self
+            .hosts
+            .iter()
+            .filter(|host| !self.holdings(host).within(&host.baseline, self.at_rest))
+            .collect();
+        let timers_only = leaking.iter().all(|host| {
+            let now = self.holdings(host);
+            now.fds.len() <= host.baseline.fds.len() && now.handlers <= host.baseline.handlers
+        });
+        if timers_only && !leaking.is_empty() {
+            message.push_str(
+                " (only timeouts: if the service keeps them on purpose — a cache's expiries, a lease — say so with Builder::at_rest(AtRest::AnyTimeouts), which still checks fds and handlers)",
+            );
+        }
+        // One host leaking is the failure's host.
+        let host = match leaking.as_slice() {
+            [host] => Some(host.name.as_str()),
+            _ => None,
+        };
+        self.fail(FailureKind::Leak, host, message)
     }
 
     /// A hint for a leak: the handlers of leaking hosts, on fds they did
@@ -2034,7 +2082,7 @@ impl Sim {
         let deaf: Vec<String> = self
             .hosts
             .iter()
-            .filter(|host| !self.holdings(host).within(&host.baseline))
+            .filter(|host| !self.holdings(host).within(&host.baseline, self.at_rest))
             .flat_map(|host| {
                 let handlers = host.io.iter().flat_map(IOLoop::handlers);
                 handlers
@@ -2055,7 +2103,7 @@ impl Sim {
         let mut leaks = Vec::new();
         for host in &self.hosts {
             let now = self.holdings(host);
-            if !now.within(&host.baseline) {
+            if !now.within(&host.baseline, self.at_rest) {
                 leaks.push(format!(
                     "host {:?} holds fds {:?}, handlers {}, timeouts {} (after setup: fds {:?}, handlers {}, timeouts {})",
                     host.name,
@@ -2098,6 +2146,7 @@ impl Sim {
                         host.baseline.timeouts
                     ),
                     AtRest::NoTimeouts => "at rest it may hold none (AtRest::NoTimeouts)".into(),
+                    AtRest::AnyTimeouts => unreachable!("no timeout is unsettled"),
                 };
                 what.push(format!(
                     "host {:?}: {} timeouts still pending, {allowed}",

@@ -967,17 +967,69 @@ fn a_service_that_keeps_a_closed_connection_open_is_a_leak() {
     });
     let failure = failure_of(&mut sim);
     assert_eq!(failure.kind, FailureKind::Leak, "{failure}");
+    assert_eq!(
+        failure.host.as_deref(),
+        Some("server"),
+        "the one host leaking"
+    );
     assert!(
         failure
             .message
             .contains("host \"server\" holds fds [fd0, fd1]"),
         "{failure}"
     );
+    assert!(!failure.message.contains("AnyTimeouts"), "{failure}");
     // Its accepted fd has no handler: no hint about one waiting for nothing.
     assert!(
         !failure.message.contains("waiting for no event"),
         "{failure}"
     );
+}
+
+/// A cache keeps a timer per entry past the end of its clients' work: a
+/// leak of timeouts only, which the failure says how to allow; allowed,
+/// the fds and handlers are still checked.
+#[test]
+fn timeouts_kept_on_purpose_are_allowed_with_any_timeouts_and_fds_still_checked() {
+    let cache = |at_rest, leak_an_fd: bool| {
+        let mut sim = Sim::builder(3).at_rest(at_rest).build();
+        let server: SocketAddr = "10.0.0.1:7".parse().unwrap();
+        sim.host("cache", "10.0.0.1", move |io| {
+            io.listen(server)?; // a listener from setup: not a leak
+            Ok(())
+        });
+        sim.client("filler", "10.0.0.2", move |io, done| {
+            // After setup, an entry's expiry an hour away; and perhaps a
+            // socket left open.
+            io.add_callback(move |io| {
+                io.call_later(Duration::from_secs(3600), |_| {});
+                if leak_an_fd {
+                    io.connect(server).unwrap();
+                }
+                done.ok();
+            });
+            Ok(())
+        });
+        sim.run()
+    };
+    let failure = cache(AtRest::SetupTimeouts, false).unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Leak, "{failure}");
+    assert_eq!(failure.host.as_deref(), Some("filler"));
+    assert!(
+        failure.message.contains("timeouts 1")
+            && failure
+                .message
+                .contains("only timeouts: if the service keeps them on purpose")
+            && failure
+                .message
+                .contains("Builder::at_rest(AtRest::AnyTimeouts)"),
+        "{failure}"
+    );
+    cache(AtRest::AnyTimeouts, false).unwrap();
+    let failure = cache(AtRest::AnyTimeouts, true).unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Leak, "{failure}");
+    assert!(failure.message.contains("holds fds [fd0]"), "{failure}");
+    assert!(!failure.message.contains("only timeouts"), "{failure}");
 }
 
 #[test]
