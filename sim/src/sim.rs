@@ -688,7 +688,11 @@ pub struct Report {
 }
 
 /// Why a run failed, with the [`Report`] of the run up to the failure.
-#[derive(Clone, Debug)]
+///
+/// `{:?}` — what `unwrap()` and a test returning `Result` print — is the
+/// failure itself, then the seed, the trace hash and the last faults that
+/// fired; `{:#?}` is every field, the whole [`Report`] included.
+#[derive(Clone)]
 pub struct Failure {
     /// What kind of failure.
     pub kind: FailureKind,
@@ -708,6 +712,49 @@ impl fmt::Display for Failure {
         }
         write!(f, ": {}", self.message)
     }
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return f
+                .debug_struct("Failure")
+                .field("kind", &self.kind)
+                .field("host", &self.host)
+                .field("message", &self.message)
+                .field("report", &self.report)
+                .finish();
+        }
+        let report = &self.report;
+        write!(
+            f,
+            "{self}\n  seed {:#x} trace_hash={:016x} sim_events={}\n  {}",
+            report.seed,
+            report.trace_hash,
+            report.sim_events,
+            fired_summary(&report.fired)
+        )
+    }
+}
+
+/// `faults fired: N, the last: A; B; C` — how many faults a run's
+/// [`Report::fired`] holds, and the last three, for a failure's text.
+pub(crate) fn fired_summary(fired: &[FiredFault]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = format!("faults fired: {}", fired.len());
+    if !fired.is_empty() {
+        let last: Vec<String> = fired[fired.len().saturating_sub(SHOWN)..]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        text.push_str(if fired.len() > SHOWN {
+            ", the last: "
+        } else {
+            ": "
+        });
+        text.push_str(&last.join("; "));
+    }
+    text
 }
 
 impl std::error::Error for Failure {}

@@ -206,6 +206,7 @@ impl fmt::Display for SweepFailure {
             "  trace_hash={:016x} sim_events={}",
             report.trace_hash, report.sim_events
         )?;
+        writeln!(f, "  {}", crate::sim::fired_summary(&report.fired))?;
         if let Some(path) = &self.schedule_file {
             writeln!(f, "  shrunk schedule: {}", path.display())?;
         }

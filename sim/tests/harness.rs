@@ -382,6 +382,45 @@ fn field<'a>(text: &'a str, prefix: &str) -> &'a str {
     text[start..].split_whitespace().next().unwrap()
 }
 
+/// A failure says which faults fired, the last ones by name: in a sweep's
+/// text, and in `{:?}` (what `unwrap()` prints), which leaves the whole
+/// report to `{:#?}`.
+#[test]
+fn a_failure_names_the_last_faults_that_fired() {
+    let error = Sweep::new("counter_with_whole_reads")
+        .seeds(0..50)
+        .faults(FaultPreset::Swarm)
+        .try_run(|sim| counter(sim, Flaw::WholeReads))
+        .unwrap_err();
+    let SweepError::Failed(failed) = error else {
+        panic!("{error}");
+    };
+    let fired = &failed.failure.report.fired;
+    assert!(fired.len() > 3, "{failed}");
+    let last: Vec<String> = fired[fired.len() - 3..]
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    let line = format!(
+        "faults fired: {}, the last: {}",
+        fired.len(),
+        last.join("; ")
+    );
+    assert!(
+        failed.to_string().contains(&format!("\n  {line}\n")),
+        "{failed}"
+    );
+    let debug = format!("{:?}", failed.failure);
+    assert!(debug.starts_with(&failed.failure.to_string()), "{debug}");
+    assert!(
+        debug.contains(&format!("seed {:#x} ", failed.seed)),
+        "{debug}"
+    );
+    assert!(debug.ends_with(&line), "{debug}");
+    assert!(!debug.contains("Report {"), "{debug}");
+    assert!(format!("{:#?}", failed.failure).contains("report: Report {"));
+}
+
 #[test]
 fn planted_bug_is_caught_and_replays_in_a_new_process() {
     let (passed, sweep) = this_test("counter_with_whole_reads", &[]);
