@@ -1155,11 +1155,53 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     /// the pending read's and flush callbacks have been told): once, and
     /// for a half-closed stream only when both directions are done (see
     /// [Half-close](Self#half-close)).
+    ///
+    /// It **replaces** every close callback set or added before, as
+    /// Tornado's `set_close_callback` does; to keep them, use
+    /// [`add_close_callback`](Self::add_close_callback). On a stream
+    /// already closed it never runs: the close happened.
     pub fn set_close_callback<F>(&mut self, callback: F)
     where
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>) + 'static,
     {
         self.close_callback = Some(Box::new(callback));
+    }
+
+    /// Run `callback` too when the stream closes, after the close callbacks
+    /// set or added before it, in the order they were added — for a second
+    /// party (a shutdown that cancels its grace timer) that must not undo
+    /// the first's clean-up.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use ioloop::{IOLoop, MioPoller, TcpClient};
+    /// # use std::time::Duration;
+    ///
+    /// let mut io = IOLoop::new(MioPoller::new()?);
+    /// let order = Rc::new(RefCell::new(Vec::new()));
+    /// let log = Rc::clone(&order);
+    /// let addr = "127.0.0.1:9".parse()?; // refused, or not: either way it closes
+    /// TcpClient::connect(&mut io, addr, Duration::from_secs(1), (), move |io, stream, _| {
+    ///     let (first, second) = (Rc::clone(&log), Rc::clone(&log));
+    ///     stream.set_close_callback(move |_, _| first.borrow_mut().push("session clean-up"));
+    ///     stream.add_close_callback(move |_, _| second.borrow_mut().push("shutdown's timer"));
+    ///     stream.close(io);
+    /// });
+    /// io.run_until(Duration::from_secs(5), |_| order.borrow().len() == 2)?;
+    /// assert_eq!(*order.borrow(), ["session clean-up", "shutdown's timer"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn add_close_callback<F>(&mut self, callback: F)
+    where
+        F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>) + 'static,
+    {
+        self.close_callback = Some(match self.close_callback.take() {
+            None => Box::new(callback),
+            Some(earlier) => Box::new(move |io: &mut IOLoop<P>, stream: &mut IOStream<P, S>| {
+                earlier(io, stream);
+                callback(io, stream);
+            }),
+        });
     }
 
     /// `true` once the stream is closed. A half-closed stream, one
