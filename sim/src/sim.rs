@@ -1894,9 +1894,45 @@ impl Sim {
         }
         self.invariants = invariants;
         match failed {
-            Some(message) => Err(self.fail(FailureKind::Invariant, None, message)),
+            Some(message) => {
+                let message = message + &self.describe_hosts_not_running();
+                Err(self.fail(FailureKind::Invariant, None, message))
+            }
             None => Ok(()),
         }
+    }
+
+    /// ` (when it was judged: host "a" crashed (process), host "b"
+    /// paused)`, or nothing if every host runs: a check that reads state
+    /// a service shared with the test may be reading a dead process's.
+    fn describe_hosts_not_running(&self) -> String {
+        let down: Vec<String> = self
+            .hosts
+            .iter()
+            .filter_map(|host| match self.host_state(&host.name)? {
+                HostState::Running => None,
+                HostState::Paused => Some(format!("host {:?} paused", host.name)),
+                HostState::Crashed(CrashMode::Process) => {
+                    Some(format!("host {:?} crashed (process)", host.name))
+                }
+                HostState::Crashed(CrashMode::Machine) => {
+                    Some(format!("host {:?} crashed (machine)", host.name))
+                }
+            })
+            .collect();
+        if down.is_empty() {
+            return String::new();
+        }
+        let crashed = down.iter().any(|what| what.contains("crashed"));
+        format!(
+            " (when it was judged: {}{})",
+            down.join(", "),
+            if crashed {
+                "; state a service shared with the test may be its crashed process's"
+            } else {
+                ""
+            }
+        )
     }
 
     /// The end of a run that ended well: the handler tables and the
@@ -1906,7 +1942,10 @@ impl Sim {
         self.check_invariants()?;
         for (name, check) in std::mem::take(&mut self.end_checks) {
             if let Err(why) = checked(|| check(self)) {
-                let message = format!("check at end {name:?}: {why}");
+                let message = format!(
+                    "check at end {name:?}: {why}{}",
+                    self.describe_hosts_not_running()
+                );
                 return Err(self.fail(FailureKind::EndCheck, None, message));
             }
         }

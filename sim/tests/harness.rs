@@ -1157,6 +1157,39 @@ fn a_check_at_end_runs_once_when_the_run_has_ended_and_its_err_fails_it() {
     assert_eq!(seen.get(), (1, true));
 }
 
+/// A check that reads state the service shared with the test may read a
+/// crashed process's: the failure says which hosts were down.
+#[test]
+fn a_failed_check_says_which_hosts_were_down_when_it_was_judged() {
+    let mut sim = Sim::new(5, FaultPreset::None);
+    sim.host("store", "10.0.0.1", |_| Ok(()));
+    sim.host("idle", "10.0.0.3", |_| Ok(()));
+    sim.client("writer", "10.0.0.2", |io, done| {
+        io.call_later(Duration::from_millis(5), move |_| done.ok());
+        Ok(())
+    });
+    sim.at(Duration::from_millis(1), |sim| {
+        sim.crash("store", ioloop_sim::CrashMode::Process);
+    });
+    sim.check_at_end("two keys", |_| Err("2 keys left".into()));
+    let failure = failure_of(&mut sim);
+    assert_eq!(failure.kind, FailureKind::EndCheck, "{failure}");
+    assert!(
+        failure.message.ends_with(
+            "check at end \"two keys\": 2 keys left (when it was judged: host \"store\" \
+             crashed (process); state a service shared with the test may be its crashed \
+             process's)"
+        ),
+        "{failure}"
+    );
+    // All up: nothing said.
+    let mut sim = Sim::new(5, FaultPreset::None);
+    sim.host("store", "10.0.0.1", |_| Ok(()));
+    sim.check_at_end("two keys", |_| Err("2 keys left".into()));
+    let failure = failure_of(&mut sim);
+    assert!(failure.message.ends_with("2 keys left"), "{failure}");
+}
+
 #[test]
 fn a_check_that_panics_fails_the_run_and_names_itself() {
     let mut sim = Sim::new(5, FaultPreset::None);
