@@ -64,6 +64,10 @@ impl<P: Poller> Shared<P> {
 /// A `Send + Clone` handle to an [`IOLoop`], for other threads: queue a
 /// callback or stop the loop, waking it if it sleeps in `wait`.
 ///
+/// Its callbacks must be `Send`, so they cannot carry the loop's own `Rc`
+/// state; to reach it from another thread, send a message through an
+/// [`IOLoop::channel`], whose handler lives on the loop.
+///
 /// ```
 /// use ioloop::{IOLoop, MioPoller};
 /// use std::time::Duration;
@@ -108,6 +112,11 @@ impl<P: Poller> LoopHandle<P> {
             self.wake();
         }
         Ok(())
+    }
+
+    /// `true` once the loop is dropped (or closed): callbacks are refused.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Ask the loop to stop after its current iteration, as

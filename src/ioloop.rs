@@ -1,16 +1,18 @@
 //! `IOLoop`: the handler table, readiness tracking, dispatch, callbacks, timeouts and the run loop.
 
 use std::any::Any;
-use std::cell::Cell;
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod datagram;
 
+use crate::channel::ChannelQueue;
 use crate::handle::{LoopHandle, Shared};
 use crate::readiness::Readiness;
 use crate::timers::{TimeoutHandle, TimerQueue};
@@ -181,6 +183,10 @@ pub struct IOLoop<P: Poller> {
     /// Tokens handed out for fd -1 so far (streams that never had a
     /// socket: a connect refused at once), so that each names itself.
     detached_tokens: u32,
+    /// The handlers of [`channel`](Self::channel)s, by number: each runs
+    /// its channel's queue.
+    channels: BTreeMap<u64, ChannelDrain<P>>,
+    channels_made: u64,
     /// Fds whose registration changed since the last `check_changes`;
     /// `None` until someone asks (production loops keep nothing).
     changed: Option<Vec<Fd>>,
@@ -210,6 +216,8 @@ impl<P: Poller> IOLoop<P> {
             time_last: Cell::new(now),
             iterations: 0,
             detached_tokens: 0,
+            channels: BTreeMap::new(),
+            channels_made: 0,
             changed: None,
             #[cfg(feature = "planted-bugs")]
             planted: None,
@@ -260,6 +268,58 @@ impl<P: Poller> IOLoop<P> {
     {
         self.add_or_give_back(fd, handler, events)
             .map_err(|(error, _)| error)
+    }
+
+    /// Keep a channel's handler on the loop: its number, for the senders.
+    pub(crate) fn add_channel<M, F>(&mut self, queue: Arc<ChannelQueue<M>>, mut handler: F) -> u64
+    where
+        M: Send + 'static,
+        F: FnMut(&mut IOLoop<P>, M) + 'static,
+    {
+        let channel = self.channels_made;
+        self.channels_made += 1;
+        let handle = self.handle();
+        let drain = move |io: &mut IOLoop<P>| {
+            let _after_a_panic = Redrain {
+                handle: &handle,
+                queue: &queue,
+                channel,
+            };
+            while let Some(message) = queue.pop() {
+                handler(io, message);
+            }
+        };
+        self.channels.insert(channel, Rc::new(RefCell::new(drain)));
+        channel
+    }
+
+    /// Run channel `channel`'s handler over its queue (unless it runs
+    /// already, or the channel is gone).
+    pub(crate) fn drain_channel(&mut self, channel: u64) {
+        let Some(drain) = self.channels.get(&channel).map(Rc::clone) else {
+            return;
+        };
+        let Ok(mut drain) = drain.try_borrow_mut() else {
+            return;
+        };
+        (*drain)(self);
+    }
+
+    /// The last sender of channel `channel` is gone: handle what it queued,
+    /// then drop the handler.
+    pub(crate) fn forget_channel(&mut self, channel: u64) {
+        if let Some(drain) = self.channels.remove(&channel) {
+            if let Ok(mut drain) = drain.try_borrow_mut() {
+                (*drain)(self);
+            }
+        }
+    }
+
+    /// Channels whose handler the loop keeps (their senders not all
+    /// dropped yet).
+    #[cfg(test)]
+    pub(crate) fn channel_count(&self) -> usize {
+        self.channels.len()
     }
 
     /// A token of fd -1, which no registration has, that no other call
@@ -1321,6 +1381,29 @@ impl<P: Poller> IOLoop<P> {
             }
         }
         Ok(())
+    }
+}
+
+/// A channel's handler, run over its queue by the loop.
+type ChannelDrain<P> = Rc<RefCell<dyn FnMut(&mut IOLoop<P>)>>;
+
+/// Dropped while a channel's handler panics: what is still queued is
+/// handled from a later callback of the loop, since no send will ask for
+/// it (a send wakes the loop only for a message into an empty queue).
+struct Redrain<'a, M, P: Poller> {
+    handle: &'a LoopHandle<P>,
+    queue: &'a ChannelQueue<M>,
+    channel: u64,
+}
+
+impl<M, P: Poller> Drop for Redrain<'_, M, P> {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.queue.is_empty() {
+            let channel = self.channel;
+            let _ = self
+                .handle
+                .add_callback(move |io| io.drain_channel(channel));
+        }
     }
 }
 

@@ -68,6 +68,7 @@ compile_error!(
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+mod channel;
 pub mod echo;
 mod error;
 mod events;
@@ -83,6 +84,7 @@ mod socket_options;
 mod stream;
 mod timers;
 
+pub use channel::{LoopSender, SendError};
 pub use error::Error;
 pub use events::Events;
 pub use handle::LoopHandle;

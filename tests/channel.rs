@@ -1,0 +1,157 @@
+//! `IOLoop::channel`: messages from other threads to a handler on the
+//! loop's thread, which may hold `Rc` state. Real threads on mio (the
+//! loop wakes on the send; no test sleeps), and the simulator.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use ioloop::{IOLoop, LoopSender, MioPoller, PanicPolicy, SendError};
+use ioloop_sim::{FaultPreset, SimNet};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn mio_loop() -> IOLoop<MioPoller> {
+    let mut io = IOLoop::new(MioPoller::new().unwrap());
+    io.set_panic_policy(PanicPolicy::Propagate);
+    io
+}
+
+#[test]
+fn messages_from_threads_reach_the_handler_in_each_senders_order() {
+    const EACH: u32 = 500;
+    let mut io = mio_loop();
+    let got: Rc<RefCell<Vec<(u32, u32)>>> = Rc::default();
+    let log = Rc::clone(&got);
+    let sender = io.channel(move |_, message: (u32, u32)| log.borrow_mut().push(message));
+    // Both threads start sending while the loop sleeps in its poll.
+    let start = Arc::new(Barrier::new(2));
+    let threads: Vec<_> = (0..2)
+        .map(|thread| {
+            let (sender, start) = (sender.clone(), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                for n in 0..EACH {
+                    sender.send((thread, n)).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(sender);
+    let all = io
+        .run_until(LIMIT, |_| got.borrow().len() == 2 * EACH as usize)
+        .unwrap();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert!(all, "{} of {} messages", got.borrow().len(), 2 * EACH);
+    for thread in 0..2 {
+        let order: Vec<u32> = got
+            .borrow()
+            .iter()
+            .filter(|(from, _)| *from == thread)
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(order, (0..EACH).collect::<Vec<_>>(), "thread {thread}");
+    }
+}
+
+#[test]
+fn a_send_to_a_dropped_loop_gives_the_message_back() {
+    let mut io = mio_loop();
+    let sender = io.channel(|_, _: String| {});
+    drop(io);
+    let error = sender.send("hello".to_string()).unwrap_err();
+    assert_eq!(error, SendError("hello".to_string()));
+    assert_eq!(error.to_string(), "sending into a loop that was dropped");
+}
+
+/// Drops to say its handler was dropped.
+struct Dropped(Rc<Cell<bool>>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+#[test]
+fn the_last_sender_dropped_lets_the_handler_go_after_the_queued_messages() {
+    let mut io = mio_loop();
+    let (got, dropped) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(false)));
+    let (count, guard) = (Rc::clone(&got), Dropped(Rc::clone(&dropped)));
+    let sender = io.channel(move |_, n: u32| {
+        let _ = &guard;
+        count.set(count.get() + n);
+    });
+    let second = sender.clone();
+    std::thread::spawn(move || {
+        sender.send(1).unwrap();
+        second.send(2).unwrap();
+        // Both senders dropped here, their messages still queued.
+    })
+    .join()
+    .unwrap();
+    assert!(!dropped.get());
+    io.run_until(LIMIT, |_| dropped.get()).unwrap();
+    assert_eq!(got.get(), 3, "the queued messages first");
+    assert!(dropped.get());
+}
+
+#[test]
+fn messages_after_a_panicking_one_are_still_handled() {
+    let mut io = mio_loop();
+    io.set_panic_policy(PanicPolicy::Contain);
+    let got: Rc<RefCell<Vec<u32>>> = Rc::default();
+    let log = Rc::clone(&got);
+    let sender = io.channel(move |_, n: u32| {
+        assert_ne!(n, 3, "a handler that fails on 3");
+        log.borrow_mut().push(n);
+    });
+    std::thread::spawn(move || {
+        for n in 1..=6 {
+            sender.send(n).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    io.run_until(LIMIT, |_| got.borrow().len() == 5).unwrap();
+    assert_eq!(*got.borrow(), [1, 2, 4, 5, 6]);
+}
+
+#[test]
+fn a_handler_may_send_to_its_own_channel_from_the_loop() {
+    let mut io = mio_loop();
+    let got: Rc<RefCell<Vec<u32>>> = Rc::default();
+    let own: Rc<RefCell<Option<LoopSender<u32>>>> = Rc::default();
+    let (log, again) = (Rc::clone(&got), Rc::clone(&own));
+    let sender = io.channel(move |io, n: u32| {
+        log.borrow_mut().push(n);
+        if n < 3 {
+            // Handled in a later callback: no lock held, no recursion.
+            again.borrow().as_ref().unwrap().send(n + 1).unwrap();
+            assert_eq!(log.borrow().last(), Some(&n));
+            let _ = io;
+        }
+    });
+    sender.send(0).unwrap();
+    *own.borrow_mut() = Some(sender);
+    io.run_until(LIMIT, |_| got.borrow().len() == 4).unwrap();
+    assert_eq!(*got.borrow(), [0, 1, 2, 3]);
+}
+
+#[test]
+fn a_channel_works_on_the_simulator_too() {
+    let net = SimNet::new(7, FaultPreset::None, false);
+    let mut io = IOLoop::new(net.host("10.0.0.1".parse().unwrap()));
+    io.set_panic_policy(PanicPolicy::Propagate);
+    let got = Rc::new(Cell::new(0));
+    let count = Rc::clone(&got);
+    let sender = io.channel(move |_, n: u64| count.set(count.get() + n));
+    sender.send(20).unwrap();
+    sender.send(22).unwrap();
+    assert_eq!(got.get(), 0, "not from inside send");
+    io.run_until(LIMIT, |_| got.get() == 42).unwrap();
+    assert_eq!(got.get(), 42);
+}
