@@ -2030,7 +2030,9 @@ impl Sim {
         let stopped = self.faults_stopped_at.unwrap_or(now);
         let settle_by = self.settle_by().unwrap_or(now);
         let message = format!(
-            "not settled {:?} after faults stopped at {stopped:?} (by {settle_by:?}): {}",
+            "not settled {:?} after faults stopped at {stopped:?} (by {settle_by:?}): {} \
+             (stuck, or still at work? a workload that needs longer than that to finish \
+             is not a hang: give it a longer Builder::settle_within)",
             self.settle_within,
             self.describe_unsettled()
         );

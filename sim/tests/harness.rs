@@ -246,6 +246,13 @@ fn a_run_that_has_not_settled_fails_at_its_deadline_not_when_a_late_timer_fires(
         "{failure}"
     );
     assert!(failure.message.contains("(by t+10.005s)"), "{failure}");
+    // A slow workload is not a hang: the failure says what to do if so.
+    assert!(
+        failure
+            .message
+            .ends_with("give it a longer Builder::settle_within)"),
+        "{failure}"
+    );
     // Work due at the deadline itself runs before the run is judged.
     let mut sim = Sim::builder(3)
         .liveness_after(Duration::from_millis(5))
