@@ -205,6 +205,11 @@ mod tests {
         let second = first.clone();
         let other = io.channel(|_, _: ()| {});
         assert_eq!(io.channel_count(), 2);
+        other.send(()).unwrap();
+        assert_eq!(
+            format!("{other:?} {first:?}"),
+            "LoopSender { channel: 1, queued: 1 } LoopSender { channel: 0, queued: 0 }"
+        );
         drop(first);
         io.run_once(Some(Duration::ZERO)).unwrap();
         assert_eq!(io.channel_count(), 2, "a clone still sends");

@@ -65,6 +65,16 @@ fn a_send_to_a_dropped_loop_gives_the_message_back() {
     let error = sender.send("hello".to_string()).unwrap_err();
     assert_eq!(error, SendError("hello".to_string()));
     assert_eq!(error.to_string(), "sending into a loop that was dropped");
+    assert_eq!(format!("{error:?}"), "SendError(..)", "the message may not be Debug");
+
+    // Messages queued before the loop went, then one more: refused too,
+    // although its queue was not empty (no wake to fail).
+    let mut io = mio_loop();
+    let sender = io.channel(|_, _: u8| {});
+    sender.send(1).unwrap();
+    sender.send(2).unwrap();
+    drop(io);
+    assert_eq!(sender.send(3), Err(SendError(3)));
 }
 
 /// Drops to say its handler was dropped.
@@ -109,6 +119,9 @@ fn messages_after_a_panicking_one_are_still_handled() {
         assert_ne!(n, 3, "a handler that fails on 3");
         log.borrow_mut().push(n);
     });
+    // A sender kept: the messages after the panic are not left to the
+    // last sender's drop.
+    let kept = sender.clone();
     std::thread::spawn(move || {
         for n in 1..=6 {
             sender.send(n).unwrap();
@@ -118,6 +131,7 @@ fn messages_after_a_panicking_one_are_still_handled() {
     .unwrap();
     io.run_until(LIMIT, |_| got.borrow().len() == 5).unwrap();
     assert_eq!(*got.borrow(), [1, 2, 4, 5, 6]);
+    drop(kept);
 }
 
 #[test]
