@@ -1,8 +1,10 @@
 //! `IOLoop::channel`: messages from other threads to a handler that lives on
 //! the loop's thread, and so may hold the loop's `Rc` state.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -15,17 +17,52 @@ pub(crate) struct ChannelQueue<M> {
 }
 
 impl<M> ChannelQueue<M> {
-    /// The next message, the lock released before it is handled.
-    pub(crate) fn pop(&self) -> Option<M> {
-        self.lock().pop_front()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<M>> {
         self.messages.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The messages one drain of a channel handles: those queued when it
+/// began, so that a producer faster than the handler, or a handler that
+/// sends to its own channel, cannot keep the loop in one callback (what
+/// arrives meanwhile wakes the loop for a later drain, as the queue it
+/// finds is empty).
+///
+/// Dropped by a panic with messages unhandled, it puts them back at the
+/// front of the queue and asks the loop for another drain, since no send
+/// will; after the last sender's drop, for another try at forgetting the
+/// channel, so that its handler does not outlive it.
+struct Batch<'a, M, P: Poller> {
+    messages: VecDeque<M>,
+    queue: &'a ChannelQueue<M>,
+    handle: &'a LoopHandle<P>,
+    channel: u64,
+}
+
+impl<M, P: Poller> Drop for Batch<'_, M, P> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let unhandled = std::mem::take(&mut self.messages);
+        let queued = {
+            let mut queue = self.queue.lock();
+            for message in unhandled.into_iter().rev() {
+                queue.push_front(message);
+            }
+            !queue.is_empty()
+        };
+        let channel = self.channel;
+        // A closed loop refuses: its channels go with it.
+        if self.queue.senders.load(Ordering::Acquire) == 0 {
+            let _ = self
+                .handle
+                .add_callback(move |io| io.forget_channel(channel));
+        } else if queued {
+            let _ = self
+                .handle
+                .add_callback(move |io| io.drain_channel(channel));
+        }
     }
 }
 
@@ -91,23 +128,23 @@ impl<M> std::error::Error for SendError<M> {}
 impl<M: Send + 'static> LoopSender<M> {
     /// Queue `message` for the channel's handler, waking the loop if it
     /// sleeps. Fails, giving the message back, once the loop is dropped (a
-    /// message sent while it is being dropped may be lost with it).
+    /// message sent while it is being dropped may be dropped with it).
+    ///
+    /// The queue has no bound: a loop that stalls while a thread sends
+    /// holds what it sent.
     pub fn send(&self, message: M) -> Result<(), SendError<M>> {
-        let first = {
-            let mut messages = self.queue.lock();
-            if self.link.closed() {
-                return Err(SendError(message));
-            }
-            messages.push_back(message);
-            messages.len() == 1
-        };
-        // A queue that was not empty has a wake pending, or its handler
-        // running: either takes this message too.
-        if first {
+        let mut messages = self.queue.lock();
+        if self.link.closed() {
+            return Err(SendError(message));
+        }
+        messages.push_back(message);
+        // A queue that was not empty has a drain pending, which takes this
+        // message too. The wake is asked for under the lock, so that a
+        // refusal gives back this sender's own message.
+        if messages.len() == 1 {
             if let Err(Error::LoopClosed) = self.link.wake(self.channel) {
-                if let Some(message) = self.queue.lock().pop_back() {
-                    return Err(SendError(message));
-                }
+                let message = messages.pop_back().expect("pushed above");
+                return Err(SendError(message));
             }
         }
         Ok(())
@@ -145,10 +182,19 @@ impl<M> fmt::Debug for LoopSender<M> {
 impl<P: Poller> IOLoop<P> {
     /// A channel into this loop: `handler` runs on the loop's thread, once
     /// per message, in the order the messages were sent, from the loop's
-    /// callbacks (the iteration after the send; panics are contained or
+    /// callbacks (the iteration after the send; a message sent while the
+    /// handler runs waits for a later callback; panics are contained or
     /// propagated as any callback's, and the messages after a panic are
     /// still handled). The [`LoopSender`] is `Send` and `Clone`; the
     /// handler need not be `Send`, so it may hold the loop's `Rc` state.
+    ///
+    /// The handler is dropped once every sender is (after the messages
+    /// they queued), or with the loop. A handler that holds a sender of
+    /// its own channel keeps itself alive until the loop is dropped.
+    ///
+    /// On the simulator, send from the loop's own thread (a callback, a
+    /// test between runs): a message from another thread arrives whenever
+    /// that thread runs, which no seed decides.
     ///
     /// ```
     /// use std::{cell::RefCell, rc::Rc, time::Duration};
@@ -174,7 +220,7 @@ impl<P: Poller> IOLoop<P> {
     /// assert_eq!(*state.borrow(), ["closing within 5s"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn channel<M, F>(&mut self, handler: F) -> LoopSender<M>
+    pub fn channel<M, F>(&mut self, mut handler: F) -> LoopSender<M>
     where
         M: Send + 'static,
         F: FnMut(&mut IOLoop<P>, M) + 'static,
@@ -183,7 +229,21 @@ impl<P: Poller> IOLoop<P> {
             messages: Mutex::new(VecDeque::new()),
             senders: AtomicUsize::new(1),
         });
-        let channel = self.add_channel(Arc::clone(&queue), handler);
+        let channel = self.next_channel();
+        let handle = self.handle();
+        let for_loop = Arc::clone(&queue);
+        let drain = move |io: &mut IOLoop<P>| {
+            let mut batch = Batch {
+                messages: std::mem::take(&mut *for_loop.lock()),
+                queue: &for_loop,
+                handle: &handle,
+                channel,
+            };
+            while let Some(message) = batch.messages.pop_front() {
+                handler(io, message);
+            }
+        };
+        self.insert_channel(channel, Rc::new(RefCell::new(drain)));
         LoopSender {
             queue,
             link: Arc::new(self.handle()),

@@ -54,10 +54,12 @@ impl<P: Poller> Shared<P> {
     /// Mark the loop as gone: later `add_callback` calls fail.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        // Dropped after the lock is released: a callback's captures may
+        // reach for it as they go (a `LoopSender`'s last drop asks the loop
+        // to forget its channel).
+        let dropped =
+            std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(dropped);
     }
 }
 

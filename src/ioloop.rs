@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 mod datagram;
 
-use crate::channel::ChannelQueue;
 use crate::handle::{LoopHandle, Shared};
 use crate::readiness::Readiness;
 use crate::timers::{TimeoutHandle, TimerQueue};
@@ -270,31 +269,20 @@ impl<P: Poller> IOLoop<P> {
             .map_err(|(error, _)| error)
     }
 
-    /// Keep a channel's handler on the loop: its number, for the senders.
-    pub(crate) fn add_channel<M, F>(&mut self, queue: Arc<ChannelQueue<M>>, mut handler: F) -> u64
-    where
-        M: Send + 'static,
-        F: FnMut(&mut IOLoop<P>, M) + 'static,
-    {
-        let channel = self.channels_made;
+    /// The number of the next channel.
+    pub(crate) fn next_channel(&mut self) -> u64 {
         self.channels_made += 1;
-        let handle = self.handle();
-        let drain = move |io: &mut IOLoop<P>| {
-            let _after_a_panic = Redrain {
-                handle: &handle,
-                queue: &queue,
-                channel,
-            };
-            while let Some(message) = queue.pop() {
-                handler(io, message);
-            }
-        };
-        self.channels.insert(channel, Rc::new(RefCell::new(drain)));
-        channel
+        self.channels_made - 1
     }
 
-    /// Run channel `channel`'s handler over its queue (unless it runs
-    /// already, or the channel is gone).
+    /// Keep channel `channel`'s drain (its handler over a batch of its
+    /// queue) on the loop.
+    pub(crate) fn insert_channel(&mut self, channel: u64, drain: ChannelDrain<P>) {
+        self.channels.insert(channel, drain);
+    }
+
+    /// Run channel `channel`'s handler over what its queue holds now
+    /// (unless it runs already, or the channel is gone).
     pub(crate) fn drain_channel(&mut self, channel: u64) {
         let Some(drain) = self.channels.get(&channel).map(Rc::clone) else {
             return;
@@ -306,13 +294,11 @@ impl<P: Poller> IOLoop<P> {
     }
 
     /// The last sender of channel `channel` is gone: handle what it queued,
-    /// then drop the handler.
+    /// then drop the handler. (A panic in between leaves the channel for
+    /// the drain to forget again; see `channel::Batch`.)
     pub(crate) fn forget_channel(&mut self, channel: u64) {
-        if let Some(drain) = self.channels.remove(&channel) {
-            if let Ok(mut drain) = drain.try_borrow_mut() {
-                (*drain)(self);
-            }
-        }
+        self.drain_channel(channel);
+        self.channels.remove(&channel);
     }
 
     /// Channels whose handler the loop keeps (their senders not all
@@ -1384,28 +1370,8 @@ impl<P: Poller> IOLoop<P> {
     }
 }
 
-/// A channel's handler, run over its queue by the loop.
-type ChannelDrain<P> = Rc<RefCell<dyn FnMut(&mut IOLoop<P>)>>;
-
-/// Dropped while a channel's handler panics: what is still queued is
-/// handled from a later callback of the loop, since no send will ask for
-/// it (a send wakes the loop only for a message into an empty queue).
-struct Redrain<'a, M, P: Poller> {
-    handle: &'a LoopHandle<P>,
-    queue: &'a ChannelQueue<M>,
-    channel: u64,
-}
-
-impl<M, P: Poller> Drop for Redrain<'_, M, P> {
-    fn drop(&mut self) {
-        if std::thread::panicking() && !self.queue.is_empty() {
-            let channel = self.channel;
-            let _ = self
-                .handle
-                .add_callback(move |io| io.drain_channel(channel));
-        }
-    }
-}
+/// A channel's handler, run over a batch of its queue by the loop.
+pub(crate) type ChannelDrain<P> = Rc<RefCell<dyn FnMut(&mut IOLoop<P>)>>;
 
 impl<P: Poller> Drop for IOLoop<P> {
     fn drop(&mut self) {

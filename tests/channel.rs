@@ -25,7 +25,9 @@ fn messages_from_threads_reach_the_handler_in_each_senders_order() {
     let got: Rc<RefCell<Vec<(u32, u32)>>> = Rc::default();
     let log = Rc::clone(&got);
     let sender = io.channel(move |_, message: (u32, u32)| log.borrow_mut().push(message));
-    // Both threads start sending while the loop sleeps in its poll.
+    // Both threads start sending at once, most likely while the loop
+    // sleeps in its poll (nothing makes sure: the wake-ups are exercised,
+    // not proven).
     let start = Arc::new(Barrier::new(2));
     let threads: Vec<_> = (0..2)
         .map(|thread| {
@@ -65,7 +67,11 @@ fn a_send_to_a_dropped_loop_gives_the_message_back() {
     let error = sender.send("hello".to_string()).unwrap_err();
     assert_eq!(error, SendError("hello".to_string()));
     assert_eq!(error.to_string(), "sending into a loop that was dropped");
-    assert_eq!(format!("{error:?}"), "SendError(..)", "the message may not be Debug");
+    assert_eq!(
+        format!("{error:?}"),
+        "SendError(..)",
+        "the message may not be Debug"
+    );
 
     // Messages queued before the loop went, then one more: refused too,
     // although its queue was not empty (no wake to fail).
@@ -109,6 +115,71 @@ fn the_last_sender_dropped_lets_the_handler_go_after_the_queued_messages() {
     assert!(dropped.get());
 }
 
+/// A loop dropped while a callback queued from another thread holds the
+/// last sender: the sender's drop, as the callback goes, asks the loop to
+/// forget the channel — it must not wait on the lock the drop holds.
+#[test]
+fn a_loop_dropped_with_a_queued_callback_holding_the_last_sender_does_not_deadlock() {
+    // On a thread of its own, so that a deadlock fails the test in
+    // bounded time instead of hanging it.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut io = mio_loop();
+        let sender = io.channel(|_, _: ()| {});
+        io.handle().add_callback(move |_| drop(sender)).unwrap();
+        drop(io);
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(LIMIT)
+        .expect("dropping the loop deadlocked");
+}
+
+#[test]
+fn the_last_senders_messages_after_a_panic_are_handled_and_the_handler_let_go() {
+    let mut io = mio_loop();
+    io.set_panic_policy(PanicPolicy::Contain);
+    let (got, dropped) = (Rc::new(RefCell::new(Vec::new())), Rc::new(Cell::new(false)));
+    let (log, guard) = (Rc::clone(&got), Dropped(Rc::clone(&dropped)));
+    let sender = io.channel(move |_, n: u32| {
+        let _ = &guard;
+        assert_ne!(n, 2, "a handler that fails on 2");
+        log.borrow_mut().push(n);
+    });
+    std::thread::spawn(move || {
+        for n in 1..=4 {
+            sender.send(n).unwrap();
+        }
+        // The only sender, dropped with its messages queued.
+    })
+    .join()
+    .unwrap();
+    io.run_until(LIMIT, |_| dropped.get()).unwrap();
+    assert_eq!(*got.borrow(), [1, 3, 4]);
+    assert!(dropped.get(), "the handler outlived its senders");
+}
+
+#[test]
+fn under_propagate_a_panic_leaves_the_rest_for_the_next_run() {
+    let mut io = mio_loop(); // PanicPolicy::Propagate
+    let got: Rc<RefCell<Vec<u32>>> = Rc::default();
+    let log = Rc::clone(&got);
+    let sender = io.channel(move |_, n: u32| {
+        assert_ne!(n, 2, "a handler that fails on 2");
+        log.borrow_mut().push(n);
+    });
+    for n in 1..=3 {
+        sender.send(n).unwrap();
+    }
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        io.run_once(Some(Duration::ZERO))
+    }));
+    assert!(panicked.is_err(), "propagated");
+    assert_eq!(*got.borrow(), [1]);
+    io.run_until(LIMIT, |_| got.borrow().len() == 2).unwrap();
+    assert_eq!(*got.borrow(), [1, 3]);
+}
+
 #[test]
 fn messages_after_a_panicking_one_are_still_handled() {
     let mut io = mio_loop();
@@ -136,23 +207,72 @@ fn messages_after_a_panicking_one_are_still_handled() {
 
 #[test]
 fn a_handler_may_send_to_its_own_channel_from_the_loop() {
+    // Each message re-sent from the handler waits for a later iteration:
+    // no lock held, no recursion, and no drain that never ends.
     let mut io = mio_loop();
-    let got: Rc<RefCell<Vec<u32>>> = Rc::default();
+    let got: Rc<RefCell<Vec<(u32, u64)>>> = Rc::default();
     let own: Rc<RefCell<Option<LoopSender<u32>>>> = Rc::default();
     let (log, again) = (Rc::clone(&got), Rc::clone(&own));
     let sender = io.channel(move |io, n: u32| {
-        log.borrow_mut().push(n);
+        log.borrow_mut().push((n, io.iterations()));
         if n < 3 {
-            // Handled in a later callback: no lock held, no recursion.
             again.borrow().as_ref().unwrap().send(n + 1).unwrap();
-            assert_eq!(log.borrow().last(), Some(&n));
-            let _ = io;
+            assert_eq!(
+                log.borrow().len(),
+                n as usize + 1,
+                "not handled inside send"
+            );
         }
     });
     sender.send(0).unwrap();
     *own.borrow_mut() = Some(sender);
     io.run_until(LIMIT, |_| got.borrow().len() == 4).unwrap();
-    assert_eq!(*got.borrow(), [0, 1, 2, 3]);
+    let got = got.borrow();
+    assert_eq!(
+        got.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    for pair in got.windows(2) {
+        assert!(pair[1].1 > pair[0].1, "one message an iteration: {got:?}");
+    }
+    // The handler holds its own sender: it lives on until the loop goes.
+    own.borrow_mut().take();
+}
+
+#[test]
+fn a_sender_faster_than_the_handler_does_not_hold_the_loop_in_one_callback() {
+    // Every message handled sends two more: a queue that never empties.
+    // Timers still run, and `stop` is heard.
+    let mut io = mio_loop();
+    let handled = Rc::new(Cell::new(0u64));
+    let own: Rc<RefCell<Option<LoopSender<()>>>> = Rc::default();
+    let (count, again) = (Rc::clone(&handled), Rc::clone(&own));
+    let sender = io.channel(move |_, ()| {
+        count.set(count.get() + 1);
+        // Bounded, so that a drain that never ends fails, not hangs.
+        if count.get() < 100_000 {
+            let again = again.borrow();
+            let sender = again.as_ref().unwrap();
+            sender.send(()).unwrap();
+            sender.send(()).unwrap();
+        }
+    });
+    sender.send(()).unwrap();
+    *own.borrow_mut() = Some(sender);
+    let fired = Rc::new(Cell::new(false));
+    let for_timer = Rc::clone(&fired);
+    io.call_later(Duration::ZERO, move |io| {
+        for_timer.set(true);
+        io.stop();
+    });
+    io.start().unwrap();
+    assert!(fired.get());
+    assert!(
+        handled.get() < 1_000,
+        "{} messages in the meantime",
+        handled.get()
+    );
+    own.borrow_mut().take();
 }
 
 #[test]
