@@ -1158,8 +1158,10 @@ impl<P: Poller, S: 'static> IOStream<P, S> {
     ///
     /// It **replaces** every close callback set or added before, as
     /// Tornado's `set_close_callback` does; to keep them, use
-    /// [`add_close_callback`](Self::add_close_callback). On a stream
-    /// already closed it never runs: the close happened.
+    /// [`add_close_callback`](Self::add_close_callback). Set from a
+    /// callback the close itself runs (`on_connect`'s failure, a failed
+    /// read's or flush's callback), it runs at the end of that close; set
+    /// once the close has finished, it never runs.
     pub fn set_close_callback<F>(&mut self, callback: F)
     where
         F: FnOnce(&mut IOLoop<P>, &mut IOStream<P, S>) + 'static,
@@ -1571,7 +1573,6 @@ impl<P: Poller, S> fmt::Debug for IOStream<P, S> {
     }
 }
 
-/// Where `needle` first occurs in `haystack`.
 /// Where `needle` (not empty) first occurs in `haystack`.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     let (&first, rest) = needle.split_first()?;
@@ -2187,8 +2188,8 @@ mod tests {
     fn handles_order_by_fd_then_registration_and_hash_as_they_compare() {
         use std::collections::{BTreeSet, HashSet};
         let handle = |fd, generation| StreamHandle::<u8>::new(Token::new(Fd(fd), generation));
-        // Token order would put fd 9 of generation 1 after fd 3 of
-        // generation 2: by fd first instead.
+        // Token order (the generation in the high bits) would put fd 9 of
+        // generation 1 before fd 3 of generation 2: by fd first instead.
         let sorted: Vec<_> = [handle(9, 1), handle(3, 2), handle(3, 1), handle(-1, 0)]
             .into_iter()
             .collect::<BTreeSet<_>>()

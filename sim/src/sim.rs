@@ -97,6 +97,7 @@ pub struct Builder {
 /// service with no periodic work can say so, and then any timer still
 /// ticking is what failed to settle.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AtRest {
     /// No more timeouts than the host held right after its setup (or its
     /// restart): the periodic work its setup started goes on; a timeout
@@ -1906,24 +1907,24 @@ impl Sim {
     /// paused)`, or nothing if every host runs: a check that reads state
     /// a service shared with the test may be reading a dead process's.
     fn describe_hosts_not_running(&self) -> String {
+        let mut crashed = false;
         let down: Vec<String> = self
             .hosts
             .iter()
-            .filter_map(|host| match self.host_state(&host.name)? {
-                HostState::Running => None,
-                HostState::Paused => Some(format!("host {:?} paused", host.name)),
-                HostState::Crashed(CrashMode::Process) => {
-                    Some(format!("host {:?} crashed (process)", host.name))
-                }
-                HostState::Crashed(CrashMode::Machine) => {
-                    Some(format!("host {:?} crashed (machine)", host.name))
-                }
+            .filter_map(|host| {
+                let what = match self.host_state(&host.name)? {
+                    HostState::Running => return None,
+                    HostState::Paused => "paused",
+                    HostState::Crashed(CrashMode::Process) => "crashed (process)",
+                    HostState::Crashed(CrashMode::Machine) => "crashed (machine)",
+                };
+                crashed |= what.starts_with("crashed");
+                Some(format!("host {:?} {what}", host.name))
             })
             .collect();
         if down.is_empty() {
             return String::new();
         }
-        let crashed = down.iter().any(|what| what.contains("crashed"));
         format!(
             " (when it was judged: {}{})",
             down.join(", "),

@@ -1081,6 +1081,12 @@ struct Target {
 /// with a `main.rs`). Only what is needed to tell a test binary's target
 /// from its file name: cargo writes `-` in a target's name as `_` there.
 /// Unreadable parts are skipped.
+///
+/// The manifest is read line by line, not parsed: a `name = "..."` line
+/// (either quote; a quoted key) under a `[lib]`, `[[bin]]` or `[[test]]`
+/// header. A name given another way (`lib.name = ..`, an inline table, a
+/// multi-line string) is not seen, and the replay line then names the
+/// binary's own stem, as it would with no manifest at all.
 fn package_targets(dir: &std::path::Path, package: &str) -> Vec<Target> {
     let mut targets = Vec::new();
     let target = |kind, name: &str| Target {
@@ -1093,7 +1099,14 @@ fn package_targets(dir: &std::path::Path, package: &str) -> Vec<Target> {
         let mut section = None;
         for line in manifest.lines().map(str::trim) {
             if line.starts_with('[') {
-                section = match line.split('#').next().unwrap_or("").trim() {
+                let header: String = line
+                    .split('#')
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect();
+                section = match header.as_str() {
                     "[lib]" => Some(TargetKind::Lib),
                     "[[bin]]" => Some(TargetKind::Bin),
                     "[[test]]" => Some(TargetKind::Test),
@@ -1106,10 +1119,13 @@ fn package_targets(dir: &std::path::Path, package: &str) -> Vec<Target> {
             let Some((key, value)) = line.split_once('=') else {
                 continue;
             };
+            let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
             let value = value.trim();
-            if key.trim() == "name" && value.len() >= 2 {
-                let quote = &value[..1];
-                if let Some(name) = value[1..].split(quote).next() {
+            let quoted = ['"', '\'']
+                .into_iter()
+                .find_map(|quote| value.strip_prefix(quote)?.split(quote).next());
+            if let (true, Some(name)) = (key == "name", quoted) {
+                if !name.is_empty() {
                     targets.push(target(kind, name));
                     library &= kind != TargetKind::Lib;
                 }
@@ -1148,8 +1164,11 @@ fn package_targets(dir: &std::path::Path, package: &str) -> Vec<Target> {
 /// `stem` (`my_test`, its hash taken off) was built from: `--lib`,
 /// `--bin NAME` or `--test NAME`, by the target of `targets` that cargo
 /// would have named so (the library first, then the tests, then the
-/// binaries). Without `targets`, a stem that is the package's name is its
-/// library; a stem no target explains is taken for a test's name.
+/// binaries). The library and a binary of one name (`src/lib.rs` and
+/// `src/main.rs`) build test binaries of the same stem: both are named,
+/// `--lib --bin NAME`, and the test's name picks its own. Without
+/// `targets`, a stem that is the package's name is its library; a stem no
+/// target explains is taken for a test's name.
 fn target_option(stem: &str, package: &str, targets: &[Target]) -> String {
     let built_as = |name: &str| name.replace('-', "_") == stem;
     let of_kind = |kind| {
@@ -1158,7 +1177,10 @@ fn target_option(stem: &str, package: &str, targets: &[Target]) -> String {
             .find(|target| target.kind == kind && built_as(&target.name))
     };
     if (targets.is_empty() && built_as(package)) || of_kind(TargetKind::Lib).is_some() {
-        return "--lib".into();
+        return match of_kind(TargetKind::Bin) {
+            Some(bin) => format!("--lib --bin {}", bin.name),
+            None => "--lib".into(),
+        };
     }
     if let Some(test) = of_kind(TargetKind::Test) {
         return format!("--test {}", test.name);
@@ -1807,7 +1829,11 @@ mod tests {
         assert_eq!(option("plain"), "--test plain");
         assert_eq!(option("big_suite"), "--test big-suite");
         assert_eq!(option("long_haul"), "--test long-haul", "named in [[test]]");
-        assert_eq!(option("my_crate"), "--lib", "the library before the binary");
+        assert_eq!(
+            option("my_crate"),
+            "--lib --bin my-crate",
+            "the library and the binary of one stem: both"
+        );
         assert_eq!(option("load_gen"), "--bin load-gen");
         assert_eq!(option("admin_tool"), "--bin admin-tool");
         assert_eq!(option("not_a_target"), "--test not_a_target");
@@ -1819,8 +1845,9 @@ mod tests {
         std::fs::write(dir.join("src/main.rs"), "").unwrap();
         std::fs::write(
             dir.join("Cargo.toml"),
-            "[package]\nname = \"my-crate\"\n[lib]\nname = \"core-lib\"\npath = \"src/core.rs\"\n\
-             [[bin]]\nname = \"srv\"\nalias = \"other-bin\"\n",
+            "[package]\nname = \"my-crate\"\n[ lib ]\n\"name\" = \"core-lib\"\npath = \"src/core.rs\"\n\
+             [[bin]]\nname = \"srv\"\nalias = \"other-bin\"\n[[test]]\nname = \"\"\"\"\"\"\n\
+             [[test]]\nname = \u{e9}t\u{e9}\n",
         )
         .unwrap();
         let targets = package_targets(&dir, "my-crate");
