@@ -180,6 +180,39 @@ fn under_propagate_a_panic_leaves_the_rest_for_the_next_run() {
     assert_eq!(*got.borrow(), [1, 3]);
 }
 
+/// Under `Propagate`, a panic in the last drain (the one that forgets the
+/// channel) ends that drain before it lets the handler go: the drain asks
+/// for another go at forgetting it, or the handler would outlive its
+/// senders.
+#[test]
+fn a_panic_in_the_forgetting_drain_still_lets_the_handler_go() {
+    let mut io = mio_loop(); // PanicPolicy::Propagate
+    let (got, dropped) = (Rc::new(RefCell::new(Vec::new())), Rc::new(Cell::new(false)));
+    let (log, guard) = (Rc::clone(&got), Dropped(Rc::clone(&dropped)));
+    let sender = io.channel(move |_, n: u32| {
+        let _ = &guard;
+        assert!(n != 2 && n != 4, "a handler that fails on 2 and 4");
+        log.borrow_mut().push(n);
+    });
+    for n in 1..=5 {
+        sender.send(n).unwrap();
+    }
+    drop(sender);
+    let mut panics = 0;
+    for _ in 0..10 {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            io.run_once(Some(Duration::ZERO))
+        }));
+        panics += usize::from(run.is_err());
+        if dropped.get() {
+            break;
+        }
+    }
+    assert_eq!(panics, 2);
+    assert_eq!(*got.borrow(), [1, 3, 5]);
+    assert!(dropped.get(), "the handler outlived its senders");
+}
+
 #[test]
 fn messages_after_a_panicking_one_are_still_handled() {
     let mut io = mio_loop();
