@@ -111,7 +111,8 @@ pub enum AtRest {
     /// Timeouts never count, at rest nor in the leak check: for a service
     /// that keeps timers past the end of its work by design — a cache's
     /// expiries, leases, a reconnect backoff. Its fds and handlers are
-    /// still checked.
+    /// still checked. A timeout already due is still work, though: a run
+    /// does not end while a paused host holds one it could not run yet.
     ///
     /// ```
     /// use ioloop_sim::{AtRest, FailureKind, Sim};
@@ -2085,11 +2086,28 @@ impl Sim {
         if self.liveness_after.is_some() && !self.at_rest() {
             return false;
         }
+        if self.at_rest == AtRest::AnyTimeouts && self.timeout_overdue() {
+            // Timeouts kept on purpose do not count; one already due (on a
+            // paused host, which cannot run it yet) is work left to do.
+            return false;
+        }
         !self.leak_check
             || self
                 .hosts
                 .iter()
                 .all(|host| self.holdings(host).within(&host.baseline, self.at_rest))
+    }
+
+    /// Some host holds a timeout due by now (one a pause keeps from
+    /// running).
+    fn timeout_overdue(&mut self) -> bool {
+        let now = self.now();
+        self.hosts.iter_mut().any(|host| {
+            host.io
+                .as_mut()
+                .and_then(IOLoop::next_timeout)
+                .is_some_and(|at| at <= now)
+        })
     }
 
     /// Nothing in flight, no work due on any host (paused or not), and no
@@ -2155,7 +2173,7 @@ impl Sim {
         });
         if timers_only && !leaking.is_empty() {
             message.push_str(
-                " (only timeouts: if the service keeps them on purpose — a cache's expiries, a lease — say so with Builder::at_rest(AtRest::AnyTimeouts), which still checks fds and handlers)",
+                " (only timeouts: if the service keeps them on purpose — a cache's expiries, a lease — say so with Builder::at_rest(AtRest::AnyTimeouts), in a sweep .configure(|b| b.at_rest(AtRest::AnyTimeouts)), which still checks fds and handlers)",
             );
         }
         // One host leaking is the failure's host.

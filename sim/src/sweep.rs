@@ -108,6 +108,9 @@ pub struct SweepSummary {
     pub faults_scripted: BTreeMap<String, u64>,
     /// For each fault kind: seeds that enabled it, seeds where it fired.
     pub coverage: FaultCoverage,
+    /// A replay ran, not the sweep: one seed (`IOLOOP_SIM_SEED`, what a
+    /// replay line sets) or a schedule file (`IOLOOP_SIM_SCHEDULE`).
+    pub replay: bool,
 }
 
 impl SweepSummary {
@@ -122,7 +125,28 @@ impl SweepSummary {
             faults_fired: BTreeMap::new(),
             faults_scripted: BTreeMap::new(),
             coverage: FaultCoverage::new(),
+            replay: false,
         }
+    }
+
+    /// `true` when every seed of the sweep ran — not a replay, not a shard:
+    /// the run after which totals over its seeds mean what the test says
+    /// (a replay of one seed runs the same test, so an assertion that "at
+    /// least 1,000 keys were read back" would fail it).
+    ///
+    /// ```
+    /// use ioloop_sim::Sweep;
+    ///
+    /// let summary = Sweep::new("doc_sweep").seeds(0..4).run(|sim| {
+    ///     sim.host("a", "10.0.0.1", |_| Ok(()));
+    /// });
+    /// // Under `IOLOOP_SIM_SEED=0x2` (a replay line), `ran` would be 1.
+    /// if summary.ran_every_seed() {
+    ///     assert_eq!(summary.ran, 4);
+    /// }
+    /// ```
+    pub fn ran_every_seed(&self) -> bool {
+        !self.replay && self.shard.is_none() && self.ran == self.seeds.end - self.seeds.start
     }
 
     /// Count one seed's run (passed or failed).
@@ -900,6 +924,7 @@ impl Sweep {
         emit_trace(env, report);
         let seeds = schedule.seed..schedule.seed.saturating_add(1);
         let mut summary = SweepSummary::new(&self.name, seeds, None);
+        summary.replay = true;
         summary.add(report);
         summary.coverage.set_scheduled();
         eprint!("{}: {}", self.name, summary.coverage);
@@ -1271,7 +1296,10 @@ struct Tally {
 impl Tally {
     fn new(name: &str, plan: &RunPlan, env: &Env) -> Tally {
         Tally {
-            summary: SweepSummary::new(name, plan.seeds.clone(), env.shard),
+            summary: SweepSummary {
+                replay: env.seed.is_some(),
+                ..SweepSummary::new(name, plan.seeds.clone(), env.shard)
+            },
             failed: None,
             started: std::time::Instant::now(),
         }
@@ -1905,6 +1933,37 @@ mod tests {
         let mut sim = Sim::new(0, FaultPreset::None);
         describe(&mut sim);
         sim.run()
+    }
+
+    #[test]
+    fn a_summary_says_whether_every_seed_of_the_sweep_ran() {
+        let plan = RunPlan {
+            seeds: 0..2,
+            to_run: 0..2,
+            faults: FaultPreset::None,
+            liveness_after: None,
+        };
+        let idle = |sim: &mut Sim| {
+            sim.host("a", "10.0.0.1", |_| Ok(()));
+        };
+        let tally_of = |vars: &[(&str, &str)], seeds: Range<u64>| {
+            let env = env_of(vars).unwrap();
+            let mut tally = Tally::new("t", &plan, &env);
+            for seed in seeds {
+                assert!(tally.take(&env, seed, run_once(idle)));
+            }
+            tally.summary
+        };
+        let whole = tally_of(&[], 0..2);
+        assert!(!whole.replay && whole.ran_every_seed());
+        let replay = tally_of(&[("IOLOOP_SIM_SEED", "1")], 1..2);
+        assert!(replay.replay && !replay.ran_every_seed());
+        let shard = tally_of(&[("IOLOOP_SIM_SHARD", "1/2")], 0..2);
+        assert!(
+            !shard.replay && !shard.ran_every_seed(),
+            "a shard is not the sweep"
+        );
+        assert!(!tally_of(&[], 0..1).ran_every_seed(), "one of two seeds");
     }
 
     #[test]

@@ -1078,6 +1078,41 @@ fn timeouts_kept_on_purpose_are_allowed_with_any_timeouts_and_fds_still_checked(
     assert!(!failure.message.contains("only timeouts"), "{failure}");
 }
 
+/// Timeouts kept on purpose do not count, but one already due is work:
+/// a run does not end while a paused host holds an expiry it could not
+/// run yet (the check at the end would see the entry still there).
+#[test]
+fn with_any_timeouts_a_run_waits_for_a_paused_hosts_overdue_timeout() {
+    let mut sim = Sim::builder(3).at_rest(AtRest::AnyTimeouts).build();
+    let expired = Rc::new(Cell::new(None));
+    sim.host("cache", "10.0.0.1", |_| Ok(()));
+    let for_timer = Rc::clone(&expired);
+    sim.at(Duration::from_millis(1), move |sim| {
+        let io = sim.io_mut("cache").unwrap();
+        let for_timer = Rc::clone(&for_timer);
+        io.call_later(Duration::from_millis(9), move |io| {
+            for_timer.set(Some(io.time()))
+        });
+        sim.pause("cache", Duration::from_millis(500));
+    });
+    sim.client("c", "10.0.0.2", |io, done| {
+        io.call_later(Duration::from_millis(20), move |_| done.ok());
+        Ok(())
+    });
+    let for_check = Rc::clone(&expired);
+    sim.check_at_end("the entry expired", move |_| match for_check.get() {
+        Some(_) => Ok(()),
+        None => Err("the expiry due at t+10ms never ran".into()),
+    });
+    let report = sim.run().unwrap();
+    let ran_at = expired.get().expect("checked at the end");
+    assert!(
+        ran_at.since_epoch() >= Duration::from_millis(501),
+        "{ran_at:?}"
+    );
+    assert!(report.virtual_time >= ran_at);
+}
+
 #[test]
 fn a_leak_names_the_streams_that_wait_for_no_event() {
     let mut sim = Sim::new(3, FaultPreset::None);
