@@ -1661,6 +1661,13 @@ impl Sim {
         self.run_until_time(until, |_| false).map(|_| ())
     }
 
+    /// [`run_for`](Self::run_for) up to the instant `at` (if it is past,
+    /// only what is due now runs): a test of a deadline runs to it, or
+    /// just before it (`deadline - Duration::from_nanos(1)`), and looks.
+    pub fn run_to(&mut self, at: Instant) -> Result<(), Failure> {
+        self.run_until_time(at, |_| false).map(|_| ())
+    }
+
     /// Run until `condition` holds (`Ok(true)`) or `timeout` of virtual time
     /// passes (`Ok(false)`), with every checker on. As with
     /// [`run_for`](Self::run_for), what is due at the end instant runs

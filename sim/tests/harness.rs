@@ -917,9 +917,13 @@ fn run_for_runs_what_falls_due_at_its_end_instant_and_nothing_later() {
             });
         });
     }
-    sim.run_for(Duration::from_millis(10)).unwrap();
+    sim.run_to(deadline - Duration::from_nanos(1)).unwrap();
+    assert!(fired.borrow().is_empty(), "{:?}", fired.borrow());
+    sim.run_to(deadline).unwrap();
     assert_eq!(sim.now(), deadline);
     assert_eq!(*fired.borrow(), ["at the deadline", "its follow-up"]);
+    sim.run_to(deadline - Duration::from_millis(1)).unwrap();
+    assert_eq!(sim.now(), deadline, "an instant past: nothing");
     sim.run_for(Duration::ZERO).unwrap();
     assert_eq!(fired.borrow().len(), 2, "nothing more is due");
     let due_now = sim
