@@ -2346,3 +2346,36 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         "(non-string panic payload)".into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_faults_fired_line_names_at_most_the_last_three() {
+        let fault = |ms| FiredFault {
+            draw: 0,
+            kind: FaultKind::Reset,
+            host: 0,
+            fd: Fd(3),
+            at: Instant::from_epoch(Duration::from_millis(ms)),
+            host_name: "a".into(),
+            peer: None,
+            lasting: None,
+        };
+        let line = |count: u64| fired_summary(&(1..=count).map(fault).collect::<Vec<_>>());
+        assert_eq!(line(0), "faults fired: 0");
+        assert_eq!(
+            line(2),
+            "faults fired: 2: reset a fd3 at t+1ms; reset a fd3 at t+2ms"
+        );
+        assert_eq!(
+            line(3),
+            "faults fired: 3: reset a fd3 at t+1ms; reset a fd3 at t+2ms; reset a fd3 at t+3ms"
+        );
+        assert_eq!(
+            line(4),
+            "faults fired: 4, the last: reset a fd3 at t+2ms; reset a fd3 at t+3ms; reset a fd3 at t+4ms"
+        );
+    }
+}

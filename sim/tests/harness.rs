@@ -246,6 +246,9 @@ fn a_run_that_has_not_settled_fails_at_its_deadline_not_when_a_late_timer_fires(
         "{failure}"
     );
     assert!(failure.message.contains("(by t+10.005s)"), "{failure}");
+    // What is unsettled, and only that: the client, not deliveries.
+    assert!(failure.message.contains("client \"slow\": "), "{failure}");
+    assert!(!failure.message.contains("in flight"), "{failure}");
     // A slow workload is not a hang: the failure says what to do if so.
     assert!(
         failure
