@@ -2174,9 +2174,10 @@ impl Sim {
             .iter()
             .filter(|host| !self.holdings(host).within(&host.baseline, self.at_rest))
             .collect();
+        // Within their baseline once timeouts do not count.
         let timers_only = leaking.iter().all(|host| {
-            let now = self.holdings(host);
-            now.fds.len() <= host.baseline.fds.len() && now.handlers <= host.baseline.handlers
+            self.holdings(host)
+                .within(&host.baseline, AtRest::AnyTimeouts)
         });
         if timers_only && !leaking.is_empty() {
             message.push_str(

@@ -1929,6 +1929,16 @@ mod tests {
         std::env::temp_dir().join(format!("ioloop-sim-unit-{name}-{}", std::process::id()))
     }
 
+    /// A plan that runs every seed of `seeds`, no faults.
+    fn plan_of(seeds: Range<u64>) -> RunPlan {
+        RunPlan {
+            seeds: seeds.clone(),
+            to_run: seeds,
+            faults: FaultPreset::None,
+            liveness_after: None,
+        }
+    }
+
     fn run_once(describe: impl FnOnce(&mut Sim)) -> Result<Report, Failure> {
         let mut sim = Sim::new(0, FaultPreset::None);
         describe(&mut sim);
@@ -1937,12 +1947,7 @@ mod tests {
 
     #[test]
     fn a_summary_says_whether_every_seed_of_the_sweep_ran() {
-        let plan = RunPlan {
-            seeds: 0..2,
-            to_run: 0..2,
-            faults: FaultPreset::None,
-            liveness_after: None,
-        };
+        let plan = plan_of(5..7);
         let idle = |sim: &mut Sim| {
             sim.host("a", "10.0.0.1", |_| Ok(()));
         };
@@ -1954,28 +1959,24 @@ mod tests {
             }
             tally.summary
         };
-        let whole = tally_of(&[], 0..2);
+        // Seeds not from 0: `end - start` is the sweep's length.
+        let whole = tally_of(&[], 5..7);
         assert!(!whole.replay && whole.ran_every_seed());
-        let replay = tally_of(&[("IOLOOP_SIM_SEED", "1")], 1..2);
+        let replay = tally_of(&[("IOLOOP_SIM_SEED", "6")], 6..7);
         assert!(replay.replay && !replay.ran_every_seed());
-        let shard = tally_of(&[("IOLOOP_SIM_SHARD", "1/2")], 0..2);
+        let shard = tally_of(&[("IOLOOP_SIM_SHARD", "1/2")], 5..7);
         assert!(
             !shard.replay && !shard.ran_every_seed(),
             "a shard is not the sweep"
         );
-        assert!(!tally_of(&[], 0..1).ran_every_seed(), "one of two seeds");
+        assert!(!tally_of(&[], 5..6).ran_every_seed(), "one of two seeds");
     }
 
     #[test]
     fn a_trace_is_written_for_a_failure_or_for_the_seed_asked_for() {
         let path = temp_file("trace");
         let target = path.to_str().unwrap();
-        let plan = RunPlan {
-            seeds: 0..2,
-            to_run: 0..2,
-            faults: FaultPreset::None,
-            liveness_after: None,
-        };
+        let plan = plan_of(0..2);
         let failing = |sim: &mut Sim| {
             sim.client("c", "10.0.0.2", |_, done| {
                 done.fail("planted");
