@@ -1,5 +1,6 @@
 //! The reactor's own costs: dispatch per ready fd (against raw mio, with 10
-//! to 10,000 idle fds registered), timers, and cross-thread callbacks.
+//! to 10,000 idle fds registered), timers, cross-thread callbacks, and
+//! cross-thread channels (against tokio's).
 
 mod support;
 
@@ -139,5 +140,120 @@ fn callbacks(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, dispatch, timers, callbacks);
+/// Messages from another thread to a handler on the loop: `IOLoop::channel`
+/// against tokio's unbounded channel into a `current_thread` runtime (the
+/// reference), in the same run.
+fn channels(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cross_thread_channel");
+    const COUNT: u64 = 10_000;
+    group.throughput(Throughput::Elements(COUNT));
+    group.sample_size(20);
+    group.bench_function("ioloop_throughput", |b| {
+        b.iter_custom(|rounds| {
+            let mut total = Duration::ZERO;
+            for _ in 0..rounds {
+                let mut io = IOLoop::new(MioPoller::new().unwrap());
+                let received = Rc::new(Cell::new(0u64));
+                let seen = Rc::clone(&received);
+                let sender = io.channel(move |io, i: u64| {
+                    seen.set(seen.get() + 1);
+                    if i == COUNT - 1 {
+                        io.stop();
+                    }
+                });
+                let started = Instant::now();
+                let thread = std::thread::spawn(move || {
+                    for i in 0..COUNT {
+                        sender.send(i).unwrap();
+                    }
+                });
+                io.start().unwrap();
+                total += started.elapsed();
+                thread.join().unwrap();
+                assert_eq!(received.get(), COUNT);
+            }
+            total
+        })
+    });
+    group.bench_function("tokio_throughput", |b| {
+        b.iter_custom(|rounds| {
+            let mut total = Duration::ZERO;
+            for _ in 0..rounds {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                    .unwrap();
+                let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<u64>();
+                let started = Instant::now();
+                let thread = std::thread::spawn(move || {
+                    for i in 0..COUNT {
+                        sender.send(i).unwrap();
+                    }
+                });
+                let received = runtime.block_on(async move {
+                    let mut received = 0u64;
+                    while let Some(i) = receiver.recv().await {
+                        received += 1;
+                        if i == COUNT - 1 {
+                            break;
+                        }
+                    }
+                    received
+                });
+                total += started.elapsed();
+                thread.join().unwrap();
+                assert_eq!(received, COUNT);
+            }
+            total
+        })
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("ioloop_wake_up_round_trip", |b| {
+        let (reply_tx, reply_rx) = mpsc::channel::<()>();
+        let (sender_tx, sender_rx) = mpsc::channel();
+        let looper = std::thread::spawn(move || {
+            let mut io = IOLoop::new(MioPoller::new().unwrap());
+            let sender = io.channel(move |io, stop: bool| {
+                if stop {
+                    io.stop();
+                } else {
+                    let _ = reply_tx.send(());
+                }
+            });
+            sender_tx.send(sender).unwrap();
+            io.start().unwrap();
+        });
+        let sender = sender_rx.recv().unwrap();
+        b.iter(|| {
+            sender.send(false).unwrap();
+            reply_rx.recv().unwrap();
+        });
+        sender.send(true).unwrap();
+        looper.join().unwrap();
+    });
+    group.bench_function("tokio_wake_up_round_trip", |b| {
+        let (reply_tx, reply_rx) = mpsc::channel::<()>();
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<bool>();
+        let looper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                while let Some(false) = receiver.recv().await {
+                    let _ = reply_tx.send(());
+                }
+            });
+        });
+        b.iter(|| {
+            sender.send(false).unwrap();
+            reply_rx.recv().unwrap();
+        });
+        sender.send(true).unwrap();
+        looper.join().unwrap();
+    });
+    group.finish();
+}
+
+criterion_group!(benches, dispatch, timers, callbacks, channels);
 criterion_main!(benches);

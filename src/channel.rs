@@ -33,7 +33,7 @@ impl<M> ChannelQueue<M> {
 /// will; after the last sender's drop, for another try at forgetting the
 /// channel, so that its handler does not outlive it.
 struct Batch<'a, M, P: Poller> {
-    messages: VecDeque<M>,
+    messages: &'a mut VecDeque<M>,
     queue: &'a ChannelQueue<M>,
     handle: &'a LoopHandle<P>,
     channel: u64,
@@ -44,7 +44,7 @@ impl<M, P: Poller> Drop for Batch<'_, M, P> {
         if !std::thread::panicking() {
             return;
         }
-        let unhandled = std::mem::take(&mut self.messages);
+        let unhandled = std::mem::take(self.messages);
         let queued = {
             let mut queue = self.queue.lock();
             for message in unhandled.into_iter().rev() {
@@ -232,9 +232,14 @@ impl<P: Poller> IOLoop<P> {
         let channel = self.next_channel();
         let handle = self.handle();
         let for_loop = Arc::clone(&queue);
+        // The queue is swapped with this one, empty, at each drain: the
+        // senders keep pushing into a queue that kept its capacity, not
+        // into a new one grown from nothing each time.
+        let mut taken = VecDeque::new();
         let drain = move |io: &mut IOLoop<P>| {
+            std::mem::swap(&mut *for_loop.lock(), &mut taken);
             let mut batch = Batch {
-                messages: std::mem::take(&mut *for_loop.lock()),
+                messages: &mut taken,
                 queue: &for_loop,
                 handle: &handle,
                 channel,

@@ -1066,6 +1066,39 @@ impl<P: Poller> IOLoop<P> {
         result
     }
 
+    /// Run iterations for `duration` on the loop's clock, or until the loop
+    /// is stopped, whichever comes first: a service run for a while in a
+    /// test, or a grace period at shutdown. `Ok(true)` if it ran to the
+    /// end, `Ok(false)` if it was stopped ([`IOLoop::stop`] or
+    /// [`LoopHandle::stop`]).
+    ///
+    /// What is due by the end has run when it returns: once the clock
+    /// reaches the end it runs one more iteration without waiting, so a
+    /// timeout set for exactly `duration` from now fires (as
+    /// `Sim::run_for` does on the simulator).
+    pub fn run_for(&mut self, duration: Duration) -> Result<bool, Error> {
+        if self.running || self.in_iteration {
+            return Err(Error::AlreadyRunning);
+        }
+        let end = self.time() + duration;
+        self.running = true;
+        let result = loop {
+            if self.take_stop() {
+                break Ok(false);
+            }
+            let now = self.time();
+            let at_end = now >= end;
+            if let Err(error) = self.iterate(Some(if at_end { now } else { end })) {
+                break Err(error);
+            }
+            if at_end {
+                break Ok(!self.take_stop());
+            }
+        };
+        self.running = false;
+        result
+    }
+
     /// Close the loop: remove every handler. With `all_fds`, also close
     /// every fd that has a handler, as Tornado's `close(all_fds=True)` does
     /// — the fds you registered yourself included (see

@@ -1333,6 +1333,40 @@ fn run_until_returns_on_stop_and_at_its_deadline<B: Backend>() {
     assert!(io.time() >= start + Duration::from_millis(10));
 }
 
+fn run_for_runs_to_its_end_unless_stopped<B: Backend>() {
+    let (mut io, _script) = new_loop::<B>();
+    let fired = Rc::new(RefCell::new(Vec::new()));
+    for (name, after) in [("within", 5), ("at the end", 10), ("after", 11)] {
+        let fired = Rc::clone(&fired);
+        io.call_later(Duration::from_millis(after), move |_| {
+            fired.borrow_mut().push(name)
+        });
+    }
+    let start = io.time();
+    assert!(io.run_for(Duration::from_millis(10)).unwrap());
+    assert!(io.time() >= start + Duration::from_millis(10));
+    // What falls due at the end instant has run; what is later has not.
+    assert_eq!(*fired.borrow(), ["within", "at the end"]);
+    // Stopped first: `false`, well before the end, and the stop is taken
+    // (the next run is not stopped by it).
+    io.add_callback(|io| io.stop());
+    let start = io.time();
+    assert!(!io.run_for(TIMEOUT).unwrap());
+    assert!(io.time() < start + TIMEOUT);
+    assert!(io.run_for(Duration::ZERO).unwrap());
+    // Not from inside the loop.
+    let inner = Rc::new(RefCell::new(None));
+    let for_callback = Rc::clone(&inner);
+    io.add_callback(move |io| {
+        *for_callback.borrow_mut() = Some(io.run_for(TIMEOUT).map_err(|e| e.to_string()));
+    });
+    io.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(
+        *inner.borrow(),
+        Some(Err(Error::AlreadyRunning.to_string()))
+    );
+}
+
 fn an_interrupted_wait_is_no_error_and_a_failed_one_is<B: Backend>() {
     let (mut io, script) = new_loop::<B>();
     script.fail_next_wait(std::io::ErrorKind::Interrupted);
@@ -1418,6 +1452,7 @@ contract!(
     re_entrant_start_is_an_error,
     re_entrant_start_from_run_once_is_an_error,
     run_until_returns_on_stop_and_at_its_deadline,
+    run_for_runs_to_its_end_unless_stopped,
     an_interrupted_wait_is_no_error_and_a_failed_one_is,
 );
 
