@@ -238,7 +238,7 @@ impl<P: Poller> IOLoop<P> {
         let mut taken = VecDeque::new();
         let drain = move |io: &mut IOLoop<P>| {
             std::mem::swap(&mut *for_loop.lock(), &mut taken);
-            let mut batch = Batch {
+            let batch = Batch {
                 messages: &mut taken,
                 queue: &for_loop,
                 handle: &handle,
