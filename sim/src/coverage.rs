@@ -24,7 +24,9 @@ pub struct CoverageRow {
     /// Times the seeds drew it, over all seeds.
     pub fired: u64,
     /// Times it happened without being drawn — scripted by the test, or
-    /// caused by its workload — over all seeds.
+    /// caused by its workload — over all seeds, as recorded: a scripted
+    /// [`Sim::partition`](crate::Sim::partition) counts 2 (one per
+    /// direction it cuts), [`Sim::partition_oneway`](crate::Sim::partition_oneway) 1.
     pub scripted: u64,
 }
 

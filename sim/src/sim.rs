@@ -409,6 +409,7 @@ impl Builder {
             faults_stopped_at: None,
             goal_met_at: None,
             script: BTreeMap::new(),
+            when_done: Vec::new(),
             script_seq: 0,
             nemesis,
             survives: Survives::default(),
@@ -517,6 +518,8 @@ struct Host {
     /// came since (a scripted crash takes the host over until the script
     /// restarts it).
     crashes: u64,
+    /// The nemesis never crashes it ([`Sim::never_crash`]).
+    never_crash: bool,
     /// Run again when the host restarts.
     setup: Setup,
     client_setup: Option<ClientSetup>,
@@ -833,6 +836,8 @@ pub struct Sim {
     goal_met_at: Option<Instant>,
     /// Actions the test scheduled on virtual time ([`Sim::at`]).
     script: BTreeMap<(Instant, u64), Action>,
+    /// Actions for the moment the goal is met ([`Sim::when_done`]).
+    when_done: Vec<Action>,
     script_seq: u64,
     nemesis: Option<Nemesis>,
     survives: Survives,
@@ -981,6 +986,7 @@ impl Sim {
             },
             paused_until: Instant::ZERO,
             crashes: 0,
+            never_crash: false,
             setup,
             client_setup,
         };
@@ -1049,6 +1055,71 @@ impl Sim {
         self.script
             .insert((when, self.script_seq), Box::new(action));
         self.script_seq += 1;
+        self
+    }
+
+    /// Run `action` once, at the moment [`run`](Self::run)'s goal is met —
+    /// every client done, and the [`duration`](Builder::duration) reached
+    /// if one was set — before the run is judged: the place to wind down
+    /// service hosts that would otherwise end holding more than after
+    /// their setup (a queue's workers still connected, a peer's reconnect
+    /// timer), as a real deployment's shutdown would. What the action sets
+    /// off runs, and must settle within
+    /// [`settle_within`](Builder::settle_within), as any run's end must.
+    /// Several actions run in the order given. A run with no goal (no
+    /// client and no duration), and [`run_for`](Self::run_for) and
+    /// [`run_until`](Self::run_until), never call it.
+    ///
+    /// The action reaches a host's loop with [`io_mut`](Self::io_mut)
+    /// (`None` while it is crashed); your service's own handle, made in
+    /// the host's setup, is one the test keeps (an `Rc` works: a
+    /// simulation runs on one thread).
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc, time::Duration};
+    /// use ioloop::{Fd, IOLoop};
+    /// use ioloop_sim::{FaultPreset, Sim, SimPoller};
+    ///
+    /// let mut sim = Sim::new(1, FaultPreset::None);
+    /// sim.host("broker", "10.0.0.1", |io| {
+    ///     let listener = io.listen("10.0.0.1:7000".parse()?)?;
+    ///     io.add_handler(listener, |io: &mut IOLoop<SimPoller>, fd, _| {
+    ///         while let Ok((conn, _)) = io.accept(fd) {
+    ///             // Close once the peer does.
+    ///             io.add_handler(conn, |io: &mut IOLoop<SimPoller>, fd, _| {
+    ///                 if io.read(fd, &mut [0; 64]).is_ok_and(|n| n == 0) {
+    ///                     io.close_fd(fd).unwrap();
+    ///                 }
+    ///             }, ioloop::Events::READ).unwrap();
+    ///         }
+    ///     }, ioloop::Events::READ)?;
+    ///     Ok(())
+    /// });
+    /// // A worker stays connected for as long as it runs.
+    /// let worker: Rc<RefCell<Option<Fd>>> = Rc::default();
+    /// let connection = Rc::clone(&worker);
+    /// sim.host("worker", "10.0.0.2", move |io| {
+    ///     *connection.borrow_mut() = Some(io.connect("10.0.0.1:7000".parse()?)?);
+    ///     Ok(())
+    /// });
+    /// sim.client("producer", "10.0.0.3", |io, done| {
+    ///     io.call_later(Duration::from_millis(10), move |_| done.ok());
+    ///     Ok(())
+    /// });
+    /// // Without this the run fails: both hosts hold the connection.
+    /// sim.when_done(move |sim| {
+    ///     if let (Some(io), Some(fd)) = (sim.io_mut("worker"), worker.borrow_mut().take()) {
+    ///         io.close_fd(fd).unwrap();
+    ///     }
+    /// });
+    /// sim.run()?;
+    /// # Ok::<(), ioloop_sim::Failure>(())
+    /// ```
+    pub fn when_done<F>(&mut self, action: F) -> &mut Sim
+    where
+        F: FnOnce(&mut Sim) + 'static,
+    {
+        self.when_done.push(Box::new(action));
         self
     }
 
@@ -1281,7 +1352,7 @@ impl Sim {
         let services: Vec<usize> = running
             .iter()
             .copied()
-            .filter(|&i| matches!(self.hosts[i].role, Role::Server))
+            .filter(|&i| matches!(self.hosts[i].role, Role::Server) && !self.hosts[i].never_crash)
             .collect();
         let pick =
             |entropy: &mut Entropy, from: &[usize]| from[entropy.below(from.len() as u64) as usize];
@@ -1379,6 +1450,21 @@ impl Sim {
                 self.at(down, move |sim| sim.restart_index(index, crash));
             }
         }
+    }
+
+    /// The seed never crashes host `name` (a service host; clients never
+    /// crash): under [`Survives::ProcessCrashes`] or
+    /// [`Survives::MachineCrashes`] it draws its crashes among the other
+    /// service hosts — the workers of a queue, say, and not its broker,
+    /// whose durability the test does not cover. Partitions, clogs and
+    /// pauses still strike it, and a scripted [`crash`](Self::crash) still
+    /// does. A simulation that exempts no host draws as before. An unknown
+    /// name fails the run's setup.
+    pub fn never_crash(&mut self, name: &str) -> &mut Sim {
+        if let Some(index) = self.index_of(name) {
+            self.hosts[index].never_crash = true;
+        }
+        self
     }
 
     /// Declare which network faults this simulation's services survive:
@@ -1876,7 +1962,7 @@ impl Sim {
                 return Err(self.fail(FailureKind::Client, Some(name), why));
             }
         }
-        self.check_invariants()
+        self.check_invariants(Some(index))
     }
 
     /// Every host's whole handler table against its poller: a change made
@@ -1891,7 +1977,8 @@ impl Sim {
         Ok(())
     }
 
-    fn check_invariants(&mut self) -> Result<(), Failure> {
+    /// The invariants, after a step of host `stepped` (`None`: at the end).
+    fn check_invariants(&mut self, stepped: Option<usize>) -> Result<(), Failure> {
         if self.invariants.is_empty() {
             return Ok(());
         }
@@ -1906,17 +1993,21 @@ impl Sim {
         self.invariants = invariants;
         match failed {
             Some(message) => {
-                let message = message + &self.describe_hosts_not_running();
+                let stepped = stepped.map(|index| &*self.hosts[index].name);
+                let message = message + &self.describe_when_judged(stepped);
                 Err(self.fail(FailureKind::Invariant, None, message))
             }
             None => Ok(()),
         }
     }
 
-    /// ` (when it was judged: host "a" crashed (process), host "b"
-    /// paused)`, or nothing if every host runs: a check that reads state
-    /// a service shared with the test may be reading a dead process's.
-    fn describe_hosts_not_running(&self) -> String {
+    /// When a check failed: after which host's step (the step that broke
+    /// an invariant), and which hosts were not running then — a check that
+    /// reads state a service shared with the test may be reading a dead
+    /// process's. ` (after a step of host "a"; not running then: host "b"
+    /// crashed (process), host "c" paused; ...)`, or nothing at the end of
+    /// a run with every host running.
+    fn describe_when_judged(&self, stepped: Option<&str>) -> String {
         let mut crashed = false;
         let down: Vec<String> = self
             .hosts
@@ -1932,30 +2023,32 @@ impl Sim {
                 Some(format!("host {:?} {what}", host.name))
             })
             .collect();
-        if down.is_empty() {
+        let mut parts = Vec::new();
+        if let Some(stepped) = stepped {
+            parts.push(format!("after a step of host {stepped:?}"));
+        }
+        if !down.is_empty() {
+            parts.push(format!("not running then: {}", down.join(", ")));
+        }
+        if crashed {
+            parts.push("state a service shared with the test may be its crashed process's".into());
+        }
+        if parts.is_empty() {
             return String::new();
         }
-        format!(
-            " (when it was judged: {}{})",
-            down.join(", "),
-            if crashed {
-                "; state a service shared with the test may be its crashed process's"
-            } else {
-                ""
-            }
-        )
+        format!(" ({})", parts.join("; "))
     }
 
     /// The end of a run that ended well: the handler tables and the
     /// invariants once more, then the checks for the end, and the report.
     fn end_well(&mut self) -> Result<Report, Failure> {
         self.check_every_host()?;
-        self.check_invariants()?;
+        self.check_invariants(None)?;
         for (name, check) in std::mem::take(&mut self.end_checks) {
             if let Err(why) = checked(|| check(self)) {
                 let message = format!(
                     "check at end {name:?}: {why}{}",
-                    self.describe_hosts_not_running()
+                    self.describe_when_judged(None)
                 );
                 return Err(self.fail(FailureKind::EndCheck, None, message));
             }
@@ -2018,6 +2111,15 @@ impl Sim {
         }
         let now = self.now();
         if self.has_goal() && self.goal_met() {
+            if self.goal_met_at.is_none() && !self.when_done.is_empty() {
+                self.goal_met_at = Some(now);
+                for action in std::mem::take(&mut self.when_done) {
+                    action(self);
+                }
+                // An action may restart a host, whose setup may fail; what
+                // the actions set off runs before the run is judged.
+                return self.check_setup().err().map(Err);
+            }
             let done_at = *self.goal_met_at.get_or_insert(now);
             if self.settled() {
                 return Some(self.end_well());

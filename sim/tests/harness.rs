@@ -1225,7 +1225,7 @@ fn a_failed_check_says_which_hosts_were_down_when_it_was_judged() {
     assert_eq!(failure.kind, FailureKind::EndCheck, "{failure}");
     assert!(
         failure.message.ends_with(
-            "check at end \"two keys\": 2 keys left (when it was judged: host \"store\" \
+            "check at end \"two keys\": 2 keys left (not running then: host \"store\" \
              crashed (process); state a service shared with the test may be its crashed \
              process's)"
         ),
@@ -1237,6 +1237,39 @@ fn a_failed_check_says_which_hosts_were_down_when_it_was_judged() {
     sim.check_at_end("two keys", |_| Err("2 keys left".into()));
     let failure = failure_of(&mut sim);
     assert!(failure.message.ends_with("2 keys left"), "{failure}");
+}
+
+/// An invariant is judged after each host's step: its failure names the
+/// host whose step broke it, apart from the hosts that were not running.
+#[test]
+fn a_failed_invariant_names_the_step_that_broke_it() {
+    let mut sim = Sim::new(5, FaultPreset::None);
+    let broken = Rc::new(Cell::new(false));
+    let breaks = Rc::clone(&broken);
+    sim.host("broker", "10.0.0.1", move |io| {
+        let breaks = Rc::clone(&breaks);
+        io.call_later(Duration::from_millis(3), move |_| breaks.set(true));
+        Ok(())
+    });
+    sim.host("worker", "10.0.0.3", |_| Ok(()));
+    sim.client("producer", "10.0.0.2", |io, done| {
+        io.call_later(Duration::from_millis(5), move |_| done.ok());
+        Ok(())
+    });
+    sim.pause("worker", Duration::from_millis(10));
+    sim.invariant("never broken", move |_| match broken.get() {
+        true => Err("broken".into()),
+        false => Ok(()),
+    });
+    let failure = failure_of(&mut sim);
+    assert_eq!(failure.kind, FailureKind::Invariant, "{failure}");
+    assert!(
+        failure.message.ends_with(
+            "invariant \"never broken\": broken (after a step of host \"broker\"; \
+             not running then: host \"worker\" paused)"
+        ),
+        "{failure}"
+    );
 }
 
 #[test]
@@ -1653,4 +1686,105 @@ fn a_note_reaches_the_readable_trace_and_not_the_hash() {
     assert_eq!(noted.trace_hash, run(true, false).trace_hash);
     assert_eq!(noted.trace_hash, run(false, true).trace_hash);
     assert_eq!(made.get(), 1, "not made for a run without a readable trace");
+}
+
+/// What the `scripted` column counts: each direction a scripted partition
+/// cuts, as the README says.
+#[test]
+fn a_scripted_partition_counts_once_per_direction_it_cuts() {
+    let summary = Sweep::new("a_scripted_partition_counts_once_per_direction_it_cuts")
+        .seeds(0..3)
+        .faults(FaultPreset::None)
+        .run(|sim| {
+            sim.host("a", "10.0.0.1", |_| Ok(()));
+            sim.host("b", "10.0.0.2", |_| Ok(()));
+            sim.host("c", "10.0.0.3", |_| Ok(()));
+            sim.client("done", "10.0.0.4", |io, done| {
+                io.call_later(Duration::from_millis(5), move |_| done.ok());
+                Ok(())
+            });
+            sim.at(Duration::from_millis(1), |sim| {
+                sim.partition("a", "b");
+                sim.partition_oneway("a", "c");
+            });
+            sim.at(Duration::from_millis(2), |sim| {
+                sim.repair("a", "b");
+                sim.repair("a", "c");
+            });
+        });
+    if summary.ran_every_seed() {
+        let row = summary.coverage.row(FaultKind::Partition);
+        assert_eq!((row.scripted, row.fired), (3 * 3, 0), "{row:?}");
+    }
+}
+
+/// A broker and a worker that stays connected while it runs; `wind_down`
+/// closes the worker's connection when the producer is done.
+fn broker_and_worker(seed: u64, wind_down: bool) -> (Sim, Rc<Cell<Option<Instant>>>) {
+    let mut sim = Sim::new(seed, FaultPreset::None);
+    sim.host("broker", "10.0.0.1", |io| {
+        let listener = io.listen("10.0.0.1:7000".parse()?)?;
+        io.add_handler(
+            listener,
+            |io: &mut IOLoop<SimPoller>, fd, _| {
+                while let Ok((conn, _)) = io.accept(fd) {
+                    let closes_with_peer = |io: &mut IOLoop<SimPoller>, fd, _| {
+                        if io.read(fd, &mut [0; 64]).is_ok_and(|n| n == 0) {
+                            io.close_fd(fd).unwrap();
+                        }
+                    };
+                    io.add_handler(conn, closes_with_peer, Events::READ)
+                        .unwrap();
+                }
+            },
+            Events::READ,
+        )?;
+        Ok(())
+    });
+    let worker: Rc<Cell<Option<ioloop::Fd>>> = Rc::default();
+    let connection = Rc::clone(&worker);
+    sim.host("worker", "10.0.0.2", move |io| {
+        connection.set(Some(io.connect("10.0.0.1:7000".parse()?)?));
+        Ok(())
+    });
+    sim.client("producer", "10.0.0.3", |io, done| {
+        io.call_later(Duration::from_millis(10), move |_| done.ok());
+        Ok(())
+    });
+    let ran_at: Rc<Cell<Option<Instant>>> = Rc::default();
+    if wind_down {
+        let ran = Rc::clone(&ran_at);
+        sim.when_done(move |sim| {
+            assert!(ran.get().is_none(), "ran twice");
+            ran.set(Some(sim.now()));
+            if let (Some(io), Some(fd)) = (sim.io_mut("worker"), worker.take()) {
+                io.close_fd(fd).unwrap();
+            }
+        });
+    }
+    (sim, ran_at)
+}
+
+/// `Sim::when_done` runs once, when the last client is done, and what it
+/// sets off settles before the run is judged; without it, the connection
+/// the worker keeps is a leak on both hosts.
+#[test]
+fn when_done_winds_service_hosts_down_before_the_run_is_judged() {
+    let (mut sim, ran_at) = broker_and_worker(9, false);
+    let failure = failure_of(&mut sim);
+    assert_eq!(failure.kind, FailureKind::Leak, "{failure}");
+    assert!(ran_at.get().is_none());
+
+    let (mut sim, ran_at) = broker_and_worker(9, true);
+    let report = sim.run().unwrap();
+    let ran_at = ran_at.get().expect("the action ran");
+    // At the producer's end (10 ms), not before; the run ended after the
+    // closes it set off landed.
+    assert_eq!(ran_at.since_epoch(), Duration::from_millis(10));
+    assert!(report.virtual_time > ran_at, "{:?}", report.virtual_time);
+
+    // Not from `run_for`, which has no goal.
+    let (mut sim, ran_at) = broker_and_worker(9, true);
+    sim.run_for(Duration::from_millis(50)).unwrap();
+    assert!(ran_at.get().is_none());
 }

@@ -720,3 +720,55 @@ fn echo_line(
         Err(error) => done.fail(format!("read: {error}")),
     }
 }
+
+/// `Sim::never_crash`: the seed's crashes strike the other service hosts
+/// only; a scripted crash still strikes it; an unknown name fails setup.
+#[test]
+fn a_host_exempt_from_crashes_is_never_drawn_to_crash() {
+    let crashed_hosts = |exempt: bool| {
+        let mut crashed = std::collections::BTreeMap::<String, u32>::new();
+        for seed in 0..30 {
+            let mut sim = Sim::new(seed, FaultPreset::All);
+            sim.survives(Survives::ProcessCrashes);
+            sim.host("broker", "10.0.0.1", |_| Ok(()));
+            sim.host("worker", "10.0.0.2", |_| Ok(()));
+            if exempt {
+                sim.never_crash("broker");
+            }
+            sim.run_for(Duration::from_millis(2_000)).unwrap();
+            for fault in sim
+                .report()
+                .fired
+                .iter()
+                .filter(|f| f.kind == FaultKind::Crash)
+            {
+                *crashed.entry(fault.host_name.to_string()).or_default() += 1;
+            }
+        }
+        crashed
+    };
+    // Without the exemption both are drawn; with it, only the worker.
+    let both = crashed_hosts(false);
+    assert!(both.get("broker").is_some_and(|&n| n > 0), "{both:?}");
+    let exempt = crashed_hosts(true);
+    assert!(exempt.get("worker").is_some_and(|&n| n > 0), "{exempt:?}");
+    assert_eq!(exempt.get("broker"), None, "{exempt:?}");
+
+    let mut sim = Sim::new(1, FaultPreset::None);
+    sim.host("broker", "10.0.0.1", |_| Ok(()));
+    sim.never_crash("broker");
+    sim.at(Duration::from_millis(1), |sim| {
+        sim.crash("broker", ioloop_sim::CrashMode::Process);
+    });
+    sim.run_for(Duration::from_millis(2)).unwrap();
+    assert!(!sim.is_up("broker"), "a scripted crash still strikes it");
+
+    let mut sim = Sim::new(1, FaultPreset::None);
+    sim.host("broker", "10.0.0.1", |_| Ok(()));
+    sim.never_crash("brocker");
+    let failure = sim.run().unwrap_err();
+    assert!(
+        failure.message.contains("no host named \"brocker\""),
+        "{failure}"
+    );
+}
