@@ -949,6 +949,31 @@ impl<P: Poller> IOLoop<P> {
         self.poller.note(&note);
     }
 
+    /// Mark that the code reached a point worth knowing a test reached —
+    /// a lease that expired and was handed out again, a retry, a
+    /// fallback. Under the simulator the run counts each probe's hits
+    /// (`Report::probes`), a sweep sums them over its seeds — how many
+    /// seeds reached each, how often — prints that table beside its
+    /// fault coverage, and can require that each named probe was reached
+    /// (`Sweep::require_probes`): a test that never exercised its retry
+    /// path fails instead of passing quietly. Probes never enter the trace
+    /// hash, so adding one leaves every seed's run as it was. On mio it
+    /// is a log record at trace level (target `ioloop::probe`).
+    ///
+    /// ```
+    /// use ioloop::{IOLoop, MioPoller};
+    ///
+    /// let io = IOLoop::new(MioPoller::new()?);
+    /// # let lease_expired = true;
+    /// if lease_expired {
+    ///     io.probe("lease expired, job queued again");
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn probe(&self, name: &'static str) {
+        self.poller.probe(name);
+    }
+
     /// A random number in `0..bound` ([`random_u64`](Self::random_u64)
     /// scaled, without a draw for `bound` 0, which gives 0).
     ///

@@ -456,6 +456,15 @@ pub trait Poller: 'static {
         }
     }
 
+    /// A service's code reached the probe `name`
+    /// ([`IOLoop::probe`](crate::IOLoop::probe)). The default logs it at
+    /// trace level (target `ioloop::probe`); a simulated poller counts it
+    /// for the run (never in its hash). A poller that wraps another must
+    /// forward it.
+    fn probe(&self, name: &'static str) {
+        log::trace!(target: "ioloop::probe", "{name}");
+    }
+
     /// A handle that wakes this poller's `wait` from any thread.
     fn waker(&self) -> Arc<dyn Wake>;
 

@@ -99,7 +99,7 @@ pub use sim::{
     AtRest, BoxError, Builder, Done, Failure, FailureKind, HostState, LinkState, Report, Sim,
     ROUNDS_MAX, SETTLE_WITHIN, TIME_LIMIT,
 };
-pub use sweep::{Sweep, SweepError, SweepFailure, SweepSummary};
+pub use sweep::{ProbeCount, Sweep, SweepError, SweepFailure, SweepSummary};
 pub use trace::Trace;
 pub use world::FaultKind;
 pub use world::{wall_clock_start, CrashMode, DatagramStats, WALL_CLOCK_START_UNIX_S};

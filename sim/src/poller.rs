@@ -215,6 +215,12 @@ impl Poller for SimPoller {
         self.world().note(self.host, line);
     }
 
+    /// Counted for the run (`Report::probes`), and a line in the readable
+    /// trace; never in its hash.
+    fn probe(&self, name: &'static str) {
+        self.world().probe(Some(self.host), name);
+    }
+
     fn system_time(&self) -> SystemTime {
         self.world.borrow().system_time(self.host)
     }

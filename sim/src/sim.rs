@@ -690,6 +690,10 @@ pub struct Report {
     pub network_faults: Option<NetworkFaults>,
     /// What became of the run's UDP datagrams (all zero without UDP).
     pub datagrams: DatagramStats,
+    /// How many times the services reached each probe
+    /// ([`IOLoop::probe`](ioloop::IOLoop::probe)) or the test marked it
+    /// ([`Sim::probe`]); a probe never reached is not listed.
+    pub probes: BTreeMap<&'static str, u64>,
 }
 
 /// Why a run failed, with the [`Report`] of the run up to the failure.
@@ -1673,6 +1677,16 @@ impl Sim {
         &self.net
     }
 
+    /// Mark the probe `name` reached, as a service's
+    /// [`IOLoop::probe`](ioloop::IOLoop::probe) does, from the test: an
+    /// invariant or an end check that saw a state worth counting (it is
+    /// counted for the run it is made in; a sweep sums each seed's first
+    /// run only, so a determinism check's or a shrink's runs of a seed do
+    /// not count it again).
+    pub fn probe(&self, name: &'static str) {
+        self.net.world_mut().probe(None, name);
+    }
+
     /// The run so far: trace hash, events, faults that fired.
     pub fn report(&self) -> Report {
         let world = self.net.world();
@@ -1686,6 +1700,7 @@ impl Sim {
             trace_lines: world.trace().lines().to_vec(),
             network_faults: self.network_faults(),
             datagrams: world.datagram_stats(),
+            probes: world.probes().clone(),
         }
     }
 

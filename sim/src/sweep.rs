@@ -63,6 +63,8 @@ pub struct Sweep {
     faults: FaultPreset,
     liveness_after: Option<Duration>,
     require_faults_fire: bool,
+    /// Probes every full sweep must reach ([`Sweep::require_probes`]).
+    require_probes: Vec<&'static str>,
     /// Each seed runs at least this long ([`Sweep::run_for`]).
     duration: Option<Duration>,
     configure: Option<Configure>,
@@ -108,6 +110,11 @@ pub struct SweepSummary {
     pub faults_scripted: BTreeMap<String, u64>,
     /// For each fault kind: seeds that enabled it, seeds where it fired.
     pub coverage: FaultCoverage,
+    /// For each probe reached ([`IOLoop::probe`](ioloop::IOLoop::probe),
+    /// [`Sim::probe`]) or required ([`Sweep::require_probes`]): the seeds
+    /// that reached it and its hits over them — each seed's first run
+    /// counted, not the reruns of a determinism check or a shrink.
+    pub probes: BTreeMap<&'static str, ProbeCount>,
     /// A replay ran, not the sweep: one seed (`IOLOOP_SIM_SEED`, what a
     /// replay line sets) or a schedule file (`IOLOOP_SIM_SCHEDULE`).
     pub replay: bool,
@@ -125,6 +132,7 @@ impl SweepSummary {
             faults_fired: BTreeMap::new(),
             faults_scripted: BTreeMap::new(),
             coverage: FaultCoverage::new(),
+            probes: BTreeMap::new(),
             replay: false,
         }
     }
@@ -155,6 +163,11 @@ impl SweepSummary {
         self.sim_events += report.sim_events;
         self.coverage
             .add_run(&report.plan, report.network_faults.as_ref(), &report.fired);
+        for (&name, &hits) in &report.probes {
+            let count = self.probes.entry(name).or_default();
+            count.seeds += 1;
+            count.hits += hits;
+        }
         for fault in &report.fired {
             let counts = if fault.draw == crate::world::SCRIPTED {
                 &mut self.faults_scripted
@@ -164,6 +177,38 @@ impl SweepSummary {
             *counts.entry(fault.name().to_string()).or_default() += 1;
         }
     }
+}
+
+/// One probe over the seeds of a sweep ([`SweepSummary::probes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeCount {
+    /// Seeds that reached it at least once.
+    pub seeds: u64,
+    /// Times it was reached, over all seeds.
+    pub hits: u64,
+}
+
+/// The probe table a sweep prints after its fault coverage: one line per
+/// probe reached or required, a loud mark on a required one never reached.
+fn probe_table(summary: &SweepSummary, required: &[&'static str]) -> String {
+    let mut table = format!("probes over {} seeds:\n", summary.ran);
+    let _ = writeln!(
+        table,
+        "  {:<40} {:>13} {:>10}",
+        "probe", "seeds reached", "hits"
+    );
+    for (name, count) in &summary.probes {
+        let _ = write!(
+            table,
+            "  {:<40} {:>13} {:>10}",
+            name, count.seeds, count.hits
+        );
+        if count.seeds == 0 && required.contains(name) {
+            table.push_str("   <- NEVER REACHED (required)");
+        }
+        table.push('\n');
+    }
+    table
 }
 
 /// The first failing seed of a sweep, with everything needed to replay it.
@@ -419,6 +464,7 @@ impl Sweep {
             faults: FaultPreset::Swarm,
             liveness_after: None,
             require_faults_fire: false,
+            require_probes: Vec::new(),
             duration: None,
             configure: None,
             jobs: None,
@@ -805,8 +851,31 @@ impl Sweep {
             return Err(SweepError::Failed(Box::new(failure)));
         }
         write_summary(env, &summary, None, started.elapsed());
-        // The table goes to stderr: `cargo test -- --nocapture` shows it.
+        let mut summary = summary;
+        for &name in &self.require_probes {
+            summary.probes.entry(name).or_default();
+        }
+        // The tables go to stderr: `cargo test -- --nocapture` shows them.
         eprint!("{}: {}", self.name, summary.coverage);
+        if !summary.probes.is_empty() {
+            eprint!(
+                "{}: {}",
+                self.name,
+                probe_table(&summary, &self.require_probes)
+            );
+        }
+        let unreached: Vec<&str> = self
+            .require_probes
+            .iter()
+            .copied()
+            .filter(|name| summary.probes[name].seeds == 0)
+            .collect();
+        if !unreached.is_empty() && summary.ran_every_seed() {
+            return Err(SweepError::ProbesNeverReached {
+                names: unreached.join(", "),
+                summary: Box::new(summary),
+            });
+        }
         let never = summary.coverage.enabled_never_fired();
         if !never.is_empty() && (self.require_faults_fire || env.require_faults) {
             let names: Vec<&str> = never.iter().map(|k| k.name()).collect();
@@ -851,6 +920,47 @@ impl Sweep {
     /// asked for faults must have tested them.
     pub fn require_faults_fire(mut self, require: bool) -> Sweep {
         self.require_faults_fire = require;
+        self
+    }
+
+    /// Fail the sweep if one of these probes
+    /// ([`IOLoop::probe`](ioloop::IOLoop::probe), [`Sim::probe`]) was
+    /// reached in no seed ([`SweepError::ProbesNeverReached`]): the paths
+    /// the test exists for — a lease that expired, a retry, a failover —
+    /// must have run. Checked when every seed of the sweep ran; a replay
+    /// of one seed or a shard only lists them (0 where not reached) in
+    /// the probe table. Called again, it adds to the names given before.
+    ///
+    /// ```
+    /// use ioloop_sim::{FaultPreset, Sweep, SweepError};
+    ///
+    /// let sweep = |probe| {
+    ///     Sweep::new("doc_probes")
+    ///         .seeds(0..4)
+    ///         .faults(FaultPreset::None)
+    ///         .require_probes(["retried"])
+    ///         .try_run(|sim| {
+    ///             sim.client("c", "10.0.0.2", move |io, done| {
+    ///                 if probe && sim_seed_is_odd(io) {
+    ///                     io.probe("retried");
+    ///                 }
+    ///                 done.ok();
+    ///                 Ok(())
+    ///             });
+    ///         })
+    /// };
+    /// # fn sim_seed_is_odd(io: &ioloop::IOLoop<ioloop_sim::SimPoller>) -> bool { io.random_u64() % 2 == 1 }
+    /// assert!(matches!(sweep(false), Err(SweepError::ProbesNeverReached { .. })));
+    /// let summary = sweep(true)?;
+    /// let retried = summary.probes["retried"];
+    /// assert!(retried.seeds >= 1 && retried.hits == retried.seeds);
+    /// # Ok::<(), SweepError>(())
+    /// ```
+    pub fn require_probes<I>(mut self, names: I) -> Sweep
+    where
+        I: IntoIterator<Item = &'static str>,
+    {
+        self.require_probes.extend(names);
         self
     }
 
@@ -1251,8 +1361,10 @@ fn schedules_dir_for(exe: Option<PathBuf>) -> PathBuf {
     }
 }
 
-/// Why a sweep did not pass.
+/// Why a sweep did not pass. More reasons may come (hence
+/// `#[non_exhaustive]`).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum SweepError {
     /// A seed failed.
     Failed(Box<SweepFailure>),
@@ -1263,6 +1375,14 @@ pub enum SweepError {
     FaultsNeverFired {
         /// The kinds, by name.
         kinds: String,
+        /// What the sweep ran.
+        summary: Box<SweepSummary>,
+    },
+    /// Every seed passed, but probes the sweep requires were reached in
+    /// none ([`Sweep::require_probes`]).
+    ProbesNeverReached {
+        /// The probes, by name.
+        names: String,
         /// What the sweep ran.
         summary: Box<SweepSummary>,
     },
@@ -1277,6 +1397,12 @@ impl fmt::Display for SweepError {
                 f,
                 "simulation {:?}: every seed passed, but these faults were enabled and never fired: {kinds}\n{}",
                 summary.name, summary.coverage
+            ),
+            SweepError::ProbesNeverReached { names, summary } => write!(
+                f,
+                "simulation {:?}: every seed passed, but no seed reached these probes: {names}\n{}",
+                summary.name,
+                probe_table(summary, &[])
             ),
         }
     }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use ioloop::{Events, IOLoop, Instant, PeriodicCallback, Poller};
 use ioloop_sim::{
-    AtRest, BoxError, Done, FailureKind, FaultKind, FaultPreset, Sim, SimPoller, Survives, Sweep,
-    SweepError, SETTLE_WITHIN,
+    AtRest, BoxError, Done, FailureKind, FaultKind, FaultPreset, ProbeCount, Sim, SimPoller,
+    Survives, Sweep, SweepError, SETTLE_WITHIN,
 };
 
 mod subprocess;
@@ -1787,4 +1787,113 @@ fn when_done_winds_service_hosts_down_before_the_run_is_judged() {
     let (mut sim, ran_at) = broker_and_worker(9, true);
     sim.run_for(Duration::from_millis(50)).unwrap();
     assert!(ran_at.get().is_none());
+}
+
+/// A client that reaches the probe "reached" twice in a run, and an end
+/// check that marks "end" once.
+fn probing(sim: &mut Sim) {
+    sim.client("prober", "10.0.0.2", |io, done| {
+        io.probe("reached");
+        io.call_later(Duration::from_millis(1), move |io| {
+            io.probe("reached");
+            done.ok();
+        });
+        Ok(())
+    });
+    sim.check_at_end("marks the end", |sim| {
+        sim.probe("end");
+        Ok(())
+    });
+}
+
+/// Run by `probes_count_each_seeds_first_run_only` in new processes.
+#[test]
+#[ignore = "run by probes_count_each_seeds_first_run_only, under its variables"]
+fn probe_sweep() {
+    let summary = Sweep::new("probe_sweep")
+        .seeds(0..5)
+        .faults(FaultPreset::None)
+        .run(probing);
+    let seeds = summary.ran;
+    assert_eq!(seeds, if summary.ran_every_seed() { 5 } else { 1 });
+    let reached = ProbeCount {
+        seeds,
+        hits: 2 * seeds,
+    };
+    let end = ProbeCount { seeds, hits: seeds };
+    assert_eq!(summary.probes["reached"], reached, "{:?}", summary.probes);
+    assert_eq!(summary.probes["end"], end, "{:?}", summary.probes);
+    println!("probe_sweep passed over {seeds} seeds");
+}
+
+/// A sweep counts each seed's first run: the runs a determinism check
+/// adds (two more per seed) do not count again, and a replay counts its
+/// one seed. The table is printed beside the coverage.
+#[test]
+fn probes_count_each_seeds_first_run_only() {
+    for vars in [
+        &[][..],
+        &[("IOLOOP_SIM_CHECK_DETERMINISM", "1")][..],
+        &[("IOLOOP_SIM_SEED", "0x2")][..],
+    ] {
+        let (passed, output) = this_test("probe_sweep", vars);
+        assert!(passed, "{vars:?}: {output}");
+        assert!(
+            output.contains("probe_sweep passed over"),
+            "{vars:?}: {output}"
+        );
+        assert!(output.contains("probes over"), "{vars:?}: {output}");
+    }
+}
+
+/// A probe leaves the run as it was: the same trace hash with and
+/// without it.
+#[test]
+fn a_probe_leaves_the_trace_hash_alone() {
+    let hash = |probe: bool| {
+        let mut sim = Sim::new(7, FaultPreset::Swarm);
+        sim.client("c", "10.0.0.2", move |io, done| {
+            if probe {
+                io.probe("here");
+            }
+            io.call_later(Duration::from_millis(3), move |_| done.ok());
+            Ok(())
+        });
+        let report = sim.run().unwrap();
+        (report.trace_hash, report.probes.get("here").copied())
+    };
+    let (with, hits) = hash(true);
+    assert_eq!(hits, Some(1));
+    assert_eq!(hash(false), (with, None));
+}
+
+/// A required probe that no seed reached fails a full sweep.
+#[test]
+fn a_required_probe_never_reached_fails_the_sweep() {
+    let result = Sweep::new("a_required_probe_never_reached_fails_the_sweep")
+        .seeds(0..3)
+        .faults(FaultPreset::None)
+        .require_probes(["reached", "failover"])
+        .try_run(probing);
+    let Err(error @ SweepError::ProbesNeverReached { .. }) = result else {
+        panic!("{result:?}");
+    };
+    let SweepError::ProbesNeverReached { names, summary } = &error else {
+        unreachable!()
+    };
+    assert_eq!(names, "failover");
+    assert_eq!(summary.probes["failover"], ProbeCount::default());
+    assert!(
+        error
+            .to_string()
+            .contains("every seed passed, but no seed reached these probes: failover"),
+        "{error}"
+    );
+    // Reached by every seed: passes.
+    let summary = Sweep::new("a_required_probe_never_reached_fails_the_sweep")
+        .seeds(0..3)
+        .faults(FaultPreset::None)
+        .require_probes(["reached"])
+        .run(probing);
+    assert_eq!(summary.probes["reached"].seeds, 3);
 }

@@ -220,6 +220,9 @@ impl<P: Poller> Poller for Scripted<P> {
     fn note(&self, note: &dyn Fn() -> String) {
         self.inner.note(note)
     }
+    fn probe(&self, name: &'static str) {
+        self.inner.probe(name)
+    }
     fn listen_with(&mut self, addr: SocketAddr, options: ioloop::ListenOptions) -> io::Result<Fd> {
         self.inner.listen_with(addr, options)
     }

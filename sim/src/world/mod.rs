@@ -102,6 +102,8 @@ pub struct World {
     /// in force.
     datagram_pending: Option<DatagramFaults>,
     datagram_stats: DatagramStats,
+    /// Hits of each probe a service reached (`IOLoop::probe`).
+    probes: BTreeMap<&'static str, u64>,
     /// The datagrams' own stream: what each datagram sent meets, a fixed
     /// number of draws apiece (see `datagram.rs`).
     datagram_entropy: Entropy,
@@ -128,6 +130,7 @@ impl World {
             links: BTreeMap::new(),
             datagram_pending: None,
             datagram_stats: DatagramStats::default(),
+            probes: BTreeMap::new(),
             entropy,
         }
     }
@@ -141,6 +144,27 @@ impl World {
     /// its preset's datagram faults once the run opened a UDP socket.
     pub fn plan_drawn(&self) -> &FaultPlan {
         &self.plan_drawn
+    }
+
+    /// A service on `host` (`None`: the test) reached the probe `name`:
+    /// counted, and noted in the readable trace (never in its hash).
+    pub fn probe(&mut self, host: Option<HostId>, name: &'static str) {
+        *self.probes.entry(name).or_default() += 1;
+        if !self.trace.is_full() {
+            return;
+        }
+        match host {
+            Some(host) => self.note(host, format!("probe {name:?}")),
+            None => {
+                let now = self.now;
+                self.trace.note(|| format!("{now:?} test probe {name:?}"));
+            }
+        }
+    }
+
+    /// Hits of each probe reached so far.
+    pub fn probes(&self) -> &BTreeMap<&'static str, u64> {
+        &self.probes
     }
 
     /// The trace so far.
