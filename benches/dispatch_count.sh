@@ -23,7 +23,7 @@ events=$(( (rounds_big - rounds_small) * active ))
 if [ -z "${NO_BUILD:-}" ]; then
     cargo build --release --example dispatch_count >&2
 fi
-binary=target/release/examples/dispatch_count
+binary=${CARGO_TARGET_DIR:-target}/release/examples/dispatch_count
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
 

@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-out=target/bench-runs
+target=${CARGO_TARGET_DIR:-target}
+out=$target/bench-runs
 rm -rf "$out"
 cargo bench --bench echo --no-run
 cargo bench --bench latency --no-run
@@ -16,7 +17,7 @@ for run in $(seq "$runs"); do
   echo "=== run $run of $runs"
   mkdir -p "$out/run-$run"
   cargo bench --bench echo
-  cp -r target/criterion "$out/run-$run/criterion"
+  cp -r "$target/criterion" "$out/run-$run/criterion"
   cargo bench --bench latency | tee "$out/run-$run/latency.txt"
 done
 python3 benches/plot.py --runs "$out" --out benches/plots

@@ -11,7 +11,7 @@
 # phase, with large messages, and every planted bug but the planted
 # non-determinism (whose hash is meant to differ between processes).
 set -euo pipefail
-sim=${1:-target/release/sim}
+sim=${1:-${CARGO_TARGET_DIR:-target}/release/sim}
 run() {
   echo "# $*"
   "$sim" run --hashes "$@" | grep '^seed=' || true

@@ -9,7 +9,7 @@ connections=${1:-16}
 bytes=${2:-64}
 rounds=${3:-20000}
 cargo build -q --release --example echo_bench
-bin=target/release/examples/echo_bench
+bin=${CARGO_TARGET_DIR:-target}/release/examples/echo_bench
 printf '%-14s %12s %10s %14s\n' server messages syscalls syscalls/msg
 for kind in ioloop ioloop_default ioloop_stream raw_mio tokio; do
   out=$(mktemp)

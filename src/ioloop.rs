@@ -386,6 +386,12 @@ impl<P: Poller> IOLoop<P> {
         if !self.in_iteration && self.planted(crate::planted::PlantedBug::RemoveIsNoop) {
             return self.has_handler(fd);
         }
+        self.forget_handler(fd, true)
+    }
+
+    /// Take `fd`'s handler out of the table, and, with `delete`, its
+    /// registration out of the poller. `false` if it had none.
+    fn forget_handler(&mut self, fd: Fd, delete: bool) -> bool {
         if !self.readiness.remove(fd) {
             return false;
         }
@@ -394,6 +400,9 @@ impl<P: Poller> IOLoop<P> {
         drop(handler);
         self.handler_count -= 1;
         self.note_change(fd);
+        if !delete {
+            return true;
+        }
         if let Err(error) = self.poller.delete(fd) {
             // Only a poller that lost the fd fails here (it was closed
             // behind the loop's back); the table is right either way.
@@ -683,11 +692,12 @@ impl<P: Poller> IOLoop<P> {
     /// held by an `OwnedFd` (a `UnixStream`, ...) that closes it on drop, and
     /// closing it twice could close an unrelated fd that reused the number.
     pub fn close_fd(&mut self, fd: Fd) -> io::Result<()> {
-        // Close first: if the poller refuses, nothing has changed. The
-        // poller may drop the registration with the socket; removing the
-        // handler then tolerates a `delete` that finds nothing.
+        // Close first: if the poller refuses, nothing has changed. A
+        // poller that dropped the registration with the socket (mio's: the
+        // kernel drops it with the file) is not asked to delete it again.
         self.poller.close(fd)?;
-        self.remove_handler(fd);
+        let registered = self.poller.registration(fd).is_some();
+        self.forget_handler(fd, registered);
         Ok(())
     }
 

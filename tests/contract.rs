@@ -1367,6 +1367,21 @@ fn run_for_runs_to_its_end_unless_stopped<B: Backend>() {
     );
 }
 
+/// `close_fd` on a registered socket removes its handler and closes it
+/// without asking the poller to delete a registration that went with the
+/// socket (on mio, that failed and was logged on every normal close).
+fn close_fd_removes_the_handler_without_a_failed_delete<B: Backend>() {
+    let (mut io, script) = new_loop::<B>();
+    let listener = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    io.add_handler(listener, |_, _, _| {}, Events::READ)
+        .unwrap();
+    io.close_fd(listener).unwrap();
+    assert!(!io.has_handler(listener));
+    assert_eq!(io.poller().registration(listener), None);
+    io.check_consistency().unwrap();
+    assert_eq!(script.failed_deletes(), 0);
+}
+
 fn an_interrupted_wait_is_no_error_and_a_failed_one_is<B: Backend>() {
     let (mut io, script) = new_loop::<B>();
     script.fail_next_wait(std::io::ErrorKind::Interrupted);
@@ -1453,6 +1468,7 @@ contract!(
     re_entrant_start_from_run_once_is_an_error,
     run_until_returns_on_stop_and_at_its_deadline,
     run_for_runs_to_its_end_unless_stopped,
+    close_fd_removes_the_handler_without_a_failed_delete,
     an_interrupted_wait_is_no_error_and_a_failed_one_is,
 );
 

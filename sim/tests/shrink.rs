@@ -52,7 +52,7 @@ fn a_passing_seed_has_nothing_to_shrink() {
 }
 
 #[test]
-fn a_schedule_with_an_unknown_scenario_or_an_unbounded_workload_is_rejected() {
+fn a_schedule_a_scenario_cannot_run_as_written_is_rejected() {
     for (text, expected) in [
         ("name nope\nseed 1\n", "unknown scenario"),
         (
@@ -63,6 +63,16 @@ fn a_schedule_with_an_unknown_scenario_or_an_unbounded_workload_is_rejected() {
         (
             "name echo\nseed 1\nparam message-sizes 1,0\n",
             "bad message size",
+        ),
+        // A misspelt parameter is not the default in disguise.
+        (
+            "name echo\nseed 1\nparam client 8\n",
+            "unknown param \"client\" (a scenario's schedule has clients, messages,",
+        ),
+        // A number on a host the scenario does not have would never fire.
+        (
+            "name echo\nseed 1\nfire accept-emfile:9:4\n",
+            "fire accept-emfile:9:4: a scenario has hosts 0 (server) and 1 (clients)",
         ),
     ] {
         let schedule = Schedule::parse(text).unwrap();

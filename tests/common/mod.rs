@@ -103,6 +103,7 @@ pub struct Script {
     miscounted: Rc<Cell<bool>>,
     read_error_next: Rc<Cell<Option<io::ErrorKind>>>,
     wait_error_next: Rc<Cell<Option<io::ErrorKind>>>,
+    failed_deletes: Rc<Cell<u32>>,
 }
 
 impl Script {
@@ -141,6 +142,12 @@ impl Script {
     /// touching the socket.
     pub fn fail_next_read(&self, kind: io::ErrorKind) {
         self.read_error_next.set(Some(kind));
+    }
+
+    /// How many times the loop asked the poller to delete a registration
+    /// it did not hold.
+    pub fn failed_deletes(&self) -> u32 {
+        self.failed_deletes.get()
     }
 
     /// Make the next `wait` fail with `kind` (an `EINTR`, say).
@@ -188,7 +195,13 @@ impl<P: Poller> Poller for Scripted<P> {
         self.inner.modify(fd, token, interest)
     }
     fn delete(&mut self, fd: Fd) -> io::Result<()> {
-        self.inner.delete(fd)
+        let deleted = self.inner.delete(fd);
+        if deleted.is_err() {
+            self.script
+                .failed_deletes
+                .set(self.script.failed_deletes.get() + 1);
+        }
+        deleted
     }
     fn wait(&mut self, readiness: &mut Readiness, timeout: Option<Duration>) -> io::Result<()> {
         if let Some(kind) = self.script.wait_error_next.take() {

@@ -159,6 +159,9 @@ pub const MESSAGE_SIZES_MAX: usize = 10_000;
 /// The workload parameters the shrinker may make smaller.
 pub const SHRINKABLE: [&str; 2] = ["clients", "messages"];
 
+/// The parameters a scenario's schedule may set.
+const PARAMS: [&str; 4] = ["clients", "messages", "message-bytes", "message-sizes"];
+
 impl RunConfig {
     /// This run as a [`Schedule`] firing `fire`.
     pub fn to_schedule(&self, fire: BTreeSet<u64>) -> Schedule {
@@ -178,6 +181,17 @@ impl RunConfig {
     /// The run a scenario's [`Schedule`] describes; every number bounded as
     /// the `sim` command bounds it.
     pub fn from_schedule(schedule: &Schedule) -> Result<RunConfig, String> {
+        // A misspelt parameter would otherwise leave its default in force.
+        if let Some((key, _)) = schedule
+            .params
+            .iter()
+            .find(|(key, _)| !PARAMS.contains(&&**key))
+        {
+            return Err(format!(
+                "unknown param {key:?} (a scenario's schedule has {})",
+                PARAMS.join(", ")
+            ));
+        }
         let number = |key: &str, default: u64, max: u64| -> Result<usize, String> {
             let Some(value) = schedule.param(key) else {
                 return Ok(default as usize);
@@ -224,6 +238,18 @@ impl RunConfig {
 /// Replay a scenario's schedule: exactly its faults fire.
 pub fn run_schedule(schedule: &Schedule, trace_full: bool) -> Result<(RunConfig, Outcome), String> {
     let mut config = RunConfig::from_schedule(schedule)?;
+    // A number on a host the scenario does not have would never fire.
+    let hosts = ["server", "clients"];
+    for &draw in &schedule.fire {
+        if let Some((kind, host, index)) = crate::world::socket_draw_parts(draw) {
+            if host >= hosts.len() {
+                return Err(format!(
+                    "fire {kind}:{host}:{index}: a scenario has hosts 0 ({}) and 1 ({})",
+                    hosts[0], hosts[1]
+                ));
+            }
+        }
+    }
     config.trace_full = trace_full;
     let outcome = run_scheduled(&config, &schedule.fire);
     Ok((config, outcome))
