@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::{Error, IOLoop, LoopHandle, Poller};
 
+/// The most messages a channel's queues keep room for between drains.
+const KEPT_CAPACITY: usize = 1024;
+
 /// What a channel's senders and its handler share.
 pub(crate) struct ChannelQueue<M> {
     messages: Mutex<VecDeque<M>>,
@@ -234,7 +237,9 @@ impl<P: Poller> IOLoop<P> {
         let for_loop = Arc::clone(&queue);
         // The queue is swapped with this one, empty, at each drain: the
         // senders keep pushing into a queue that kept its capacity, not
-        // into a new one grown from nothing each time.
+        // into a new one grown from nothing each time — up to
+        // `KEPT_CAPACITY` messages: after a burst, both go back to nothing
+        // within two drains.
         let mut taken = VecDeque::new();
         let drain = move |io: &mut IOLoop<P>| {
             std::mem::swap(&mut *for_loop.lock(), &mut taken);
@@ -246,6 +251,10 @@ impl<P: Poller> IOLoop<P> {
             };
             while let Some(message) = batch.messages.pop_front() {
                 handler(io, message);
+            }
+            drop(batch);
+            if taken.capacity() > KEPT_CAPACITY {
+                taken = VecDeque::new();
             }
         };
         self.insert_channel(channel, Rc::new(RefCell::new(drain)));

@@ -79,6 +79,11 @@ const DISPATCH_ROUNDS_MAX: u32 = 3;
 const _: () =
     assert!(DISPATCH_ROUNDS_MAX == Events::from_bits_truncate(u8::MAX).bits().count_ones());
 
+/// The most iterations [`IOLoop::run_for`] runs once its clock reached the
+/// end, running what is due then and what that sets off at once: a bound
+/// for work that keeps adding itself (a callback that re-queues itself).
+pub const RUN_FOR_END_ITERATIONS: usize = 64;
+
 /// What the loop does when a handler, callback or timeout panics.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum PanicPolicy {
@@ -382,16 +387,16 @@ impl<P: Poller> IOLoop<P> {
     /// unknown fd is a no-op, as in Tornado. No event collected before the
     /// removal — even in the same poll batch — reaches the handler after it.
     pub fn remove_handler(&mut self, fd: Fd) -> bool {
-        #[cfg(feature = "planted-bugs")]
-        if !self.in_iteration && self.planted(crate::planted::PlantedBug::RemoveIsNoop) {
-            return self.has_handler(fd);
-        }
         self.forget_handler(fd, true)
     }
 
     /// Take `fd`'s handler out of the table, and, with `delete`, its
     /// registration out of the poller. `false` if it had none.
     fn forget_handler(&mut self, fd: Fd, delete: bool) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        if !self.in_iteration && self.planted(crate::planted::PlantedBug::RemoveIsNoop) {
+            return self.has_handler(fd);
+        }
         if !self.readiness.remove(fd) {
             return false;
         }
@@ -968,7 +973,10 @@ impl<P: Poller> IOLoop<P> {
     /// (`Sweep::require_probes`): a test that never exercised its retry
     /// path fails instead of passing quietly. Probes never enter the trace
     /// hash, so adding one leaves every seed's run as it was. On mio it
-    /// is a log record at trace level (target `ioloop::probe`).
+    /// is a log record at trace level (target `ioloop::probe`). The name
+    /// is a `&'static str` — a literal, free to pass on a hot path; a
+    /// name built at run time does not fit (count its cases as probes of
+    /// their own).
     ///
     /// ```
     /// use ioloop::{IOLoop, MioPoller};
@@ -1104,34 +1112,55 @@ impl<P: Poller> IOLoop<P> {
     /// Run iterations for `duration` on the loop's clock, or until the loop
     /// is stopped, whichever comes first: a service run for a while in a
     /// test, or a grace period at shutdown. `Ok(true)` if it ran to the
-    /// end, `Ok(false)` if it was stopped ([`IOLoop::stop`] or
-    /// [`LoopHandle::stop`]).
+    /// end; `Ok(false)` if it was stopped ([`IOLoop::stop`] or
+    /// [`LoopHandle::stop`]) — at once, running nothing, if a stop was
+    /// pending when it was called, or by a stop made before it returned
+    /// (that stop is taken: the next run is not stopped by it).
     ///
-    /// What is due by the end has run when it returns: once the clock
-    /// reaches the end it runs one more iteration without waiting, so a
-    /// timeout set for exactly `duration` from now fires (as
-    /// `Sim::run_for` does on the simulator).
+    /// What is due by the end has run when it returns, and what that set
+    /// off at once: once the clock reaches the end it goes on iterating
+    /// without waiting while callbacks are queued, handlers are due or
+    /// timeouts are due (at most [`RUN_FOR_END_ITERATIONS`] iterations,
+    /// for work that keeps adding itself). So a timeout set for exactly
+    /// `duration` from now fires, and the callback it adds runs, as
+    /// `Sim::run_for` does on the simulator.
+    ///
+    /// On a `SimPoller` the loop's clock moves only while it waits: a loop
+    /// that always has a callback queued never reaches the end. A host of
+    /// a `Sim` is run by the harness (`Sim::run_for`), not by this.
     pub fn run_for(&mut self, duration: Duration) -> Result<bool, Error> {
         if self.running || self.in_iteration {
             return Err(Error::AlreadyRunning);
         }
         let end = self.time() + duration;
         self.running = true;
-        let result = loop {
-            if self.take_stop() {
-                break Ok(false);
-            }
-            let now = self.time();
-            let at_end = now >= end;
-            if let Err(error) = self.iterate(Some(if at_end { now } else { end })) {
-                break Err(error);
-            }
-            if at_end {
-                break Ok(!self.take_stop());
-            }
-        };
+        let result = self.run_to_end(end);
         self.running = false;
         result
+    }
+
+    /// [`run_for`](Self::run_for)'s iterations, up to `end` and at it.
+    fn run_to_end(&mut self, end: Instant) -> Result<bool, Error> {
+        while self.time() < end {
+            if self.take_stop() {
+                return Ok(false);
+            }
+            self.iterate(Some(end))?;
+        }
+        for iteration in 0..RUN_FOR_END_ITERATIONS {
+            if self.take_stop() {
+                return Ok(false);
+            }
+            let now = self.time();
+            let due =
+                self.has_pending_work() || self.timers.next_deadline().is_some_and(|at| at <= now);
+            // The first one always: it polls for what is ready by now.
+            if iteration > 0 && !due {
+                break;
+            }
+            self.iterate(Some(now))?;
+        }
+        Ok(!self.take_stop())
     }
 
     /// Close the loop: remove every handler. With `all_fds`, also close
@@ -1148,7 +1177,10 @@ impl<P: Poller> IOLoop<P> {
                     log::warn!("closing fd {fd}: {error}");
                 }
             }
-            self.remove_handler(fd);
+            // As in `close_fd`: not a second delete of a registration that
+            // went with the socket.
+            let registered = self.poller.registration(fd).is_some();
+            self.forget_handler(fd, registered);
         }
     }
 

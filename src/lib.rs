@@ -88,7 +88,9 @@ pub use channel::{LoopSender, SendError};
 pub use error::Error;
 pub use events::Events;
 pub use handle::LoopHandle;
-pub use ioloop::{Callback, FdHandler, FdReadiness, Handler, IOLoop, PanicPolicy};
+pub use ioloop::{
+    Callback, FdHandler, FdReadiness, Handler, IOLoop, PanicPolicy, RUN_FOR_END_ITERATIONS,
+};
 pub use mio_poller::MioPoller;
 pub use periodic::PeriodicCallback;
 pub use poller::{Event, Fd, Instant, Poller, Ready, Token, Wake};

@@ -503,8 +503,10 @@ pub trait Poller: 'static {
     /// Close a socket this poller created. The fd number is free for reuse
     /// afterwards. Fails, changing nothing (a registration included), for an
     /// fd the poller did not create. A poller may drop the fd's registration
-    /// with it; [`IOLoop::close_fd`](crate::IOLoop::close_fd) deletes it
-    /// afterwards either way.
+    /// with it; [`IOLoop::close_fd`](crate::IOLoop::close_fd) then asks
+    /// [`registration`](Self::registration), and deletes the registration
+    /// only if it is still reported — so `registration` must be accurate
+    /// right after `close`.
     fn close(&mut self, fd: Fd) -> io::Result<()>;
 
     /// Close a registered fd whoever created it: a socket of the poller, or

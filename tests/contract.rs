@@ -1344,18 +1344,38 @@ fn run_for_runs_to_its_end_unless_stopped<B: Backend>() {
             fired.borrow_mut().push(name)
         });
     }
+    // What the timeout at the end sets off at once runs too.
+    let follow_up = Rc::clone(&fired);
+    io.call_later(Duration::from_millis(10), move |io| {
+        io.add_callback(move |_| follow_up.borrow_mut().push("its follow-up"));
+    });
     let start = io.time();
     assert!(io.run_for(Duration::from_millis(10)).unwrap());
     assert!(io.time() >= start + Duration::from_millis(10));
     // What falls due at the end instant has run; what is later has not.
-    assert_eq!(*fired.borrow(), ["within", "at the end"]);
-    // Stopped first: `false`, well before the end, and the stop is taken
-    // (the next run is not stopped by it).
+    assert_eq!(*fired.borrow(), ["within", "at the end", "its follow-up"]);
+    // Stopped first: `false`, well before the end (and the 500 ms
+    // timeout), and the stop is taken (the next run is not stopped by it).
     io.add_callback(|io| io.stop());
     let start = io.time();
     assert!(!io.run_for(TIMEOUT).unwrap());
-    assert!(io.time() < start + TIMEOUT);
+    assert!(io.time() < start + Duration::from_millis(400));
     assert!(io.run_for(Duration::ZERO).unwrap());
+    // Stopped by what runs at the end: `false`, and taken.
+    io.call_later(Duration::from_millis(2), |io| io.stop());
+    assert!(!io.run_for(Duration::from_millis(2)).unwrap());
+    assert!(io.run_for(Duration::ZERO).unwrap());
+    // A callback that re-queues itself forever is bounded at the end.
+    fn again(io: &mut IOLoop<impl Poller>) {
+        io.add_callback(again);
+    }
+    io.add_callback(again);
+    let iterations = io.iterations();
+    assert!(io.run_for(Duration::ZERO).unwrap());
+    assert_eq!(
+        io.iterations() - iterations,
+        ioloop::RUN_FOR_END_ITERATIONS as u64
+    );
     // Not from inside the loop.
     let inner = Rc::new(RefCell::new(None));
     let for_callback = Rc::clone(&inner);
@@ -1381,6 +1401,14 @@ fn close_fd_removes_the_handler_without_a_failed_delete<B: Backend>() {
     assert!(!io.has_handler(listener));
     assert_eq!(io.poller().registration(listener), None);
     io.check_consistency().unwrap();
+    assert_eq!(script.failed_deletes(), 0);
+    // Nor does `close(true)`, on every fd it closes.
+    for _ in 0..3 {
+        let listener = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        io.add_handler(listener, |_, _, _| {}, Events::READ)
+            .unwrap();
+    }
+    io.close(true);
     assert_eq!(script.failed_deletes(), 0);
 }
 

@@ -410,6 +410,7 @@ impl Builder {
             goal_met_at: None,
             script: BTreeMap::new(),
             when_done: Vec::new(),
+            nemesis_restarts_pending: 0,
             script_seq: 0,
             nemesis,
             survives: Survives::default(),
@@ -842,6 +843,10 @@ pub struct Sim {
     script: BTreeMap<(Instant, u64), Action>,
     /// Actions for the moment the goal is met ([`Sim::when_done`]).
     when_done: Vec<Action>,
+    /// Restarts the nemesis planned and that have not come yet: the
+    /// `when_done` actions wait for them (a host it crashed comes back,
+    /// and its setup runs, before it is wound down).
+    nemesis_restarts_pending: usize,
     script_seq: u64,
     nemesis: Option<Nemesis>,
     survives: Survives,
@@ -1067,12 +1072,16 @@ impl Sim {
     /// if one was set — before the run is judged: the place to wind down
     /// service hosts that would otherwise end holding more than after
     /// their setup (a queue's workers still connected, a peer's reconnect
-    /// timer), as a real deployment's shutdown would. What the action sets
-    /// off runs, and must settle within
-    /// [`settle_within`](Builder::settle_within), as any run's end must.
-    /// Several actions run in the order given. A run with no goal (no
-    /// client and no duration), and [`run_for`](Self::run_for) and
-    /// [`run_until`](Self::run_until), never call it.
+    /// timer), as a real deployment's shutdown would. A host the seed
+    /// crashed (under [`Survives::ProcessCrashes`] and up) is restarted
+    /// first: the action runs once no drawn restart is pending, with every
+    /// host the seed crashed back up. What the action sets off runs, and
+    /// must settle as any run's end must: within
+    /// [`settle_within`](Builder::settle_within) of the action, or, with a
+    /// [`liveness_after`](Builder::liveness_after) phase, by that phase's
+    /// deadline. Several actions run in the order given. A run with no
+    /// goal (no client and no duration), and [`run_for`](Self::run_for)
+    /// and [`run_until`](Self::run_until), never call it.
     ///
     /// The action reaches a host's loop with [`io_mut`](Self::io_mut)
     /// (`None` while it is crashed); your service's own handle, made in
@@ -1451,7 +1460,11 @@ impl Sim {
             if crashed {
                 self.crash_index(index, mode);
                 let crash = self.hosts[index].crashes;
-                self.at(down, move |sim| sim.restart_index(index, crash));
+                self.nemesis_restarts_pending += 1;
+                self.at(down, move |sim| {
+                    sim.nemesis_restarts_pending -= 1;
+                    sim.restart_index(index, crash);
+                });
             }
         }
     }
@@ -2016,8 +2029,10 @@ impl Sim {
         }
     }
 
-    /// When a check failed: after which host's step (the step that broke
-    /// an invariant), and which hosts were not running then — a check that
+    /// When a check failed: after which host's step it was found (the
+    /// invariants are checked after each host's step, so a scripted action
+    /// or a drawn crash shows as the next step's), and which hosts were
+    /// not running then — a check that
     /// reads state a service shared with the test may be reading a dead
     /// process's. ` (after a step of host "a"; not running then: host "b"
     /// crashed (process), host "c" paused; ...)`, or nothing at the end of
@@ -2127,6 +2142,11 @@ impl Sim {
         let now = self.now();
         if self.has_goal() && self.goal_met() {
             if self.goal_met_at.is_none() && !self.when_done.is_empty() {
+                if self.nemesis_restarts_pending > 0 {
+                    // A host the seed crashed comes back first, so that
+                    // the actions wind it down too.
+                    return None;
+                }
                 self.goal_met_at = Some(now);
                 for action in std::mem::take(&mut self.when_done) {
                     action(self);

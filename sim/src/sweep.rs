@@ -189,8 +189,9 @@ pub struct ProbeCount {
 }
 
 /// The probe table a sweep prints after its fault coverage: one line per
-/// probe reached or required, a loud mark on a required one never reached.
-fn probe_table(summary: &SweepSummary, required: &[&'static str]) -> String {
+/// probe reached or required, a loud mark on a required one never reached
+/// (`enforced`: a full sweep, where that fails it).
+fn probe_table(summary: &SweepSummary, required: &[&'static str], enforced: bool) -> String {
     let mut table = format!("probes over {} seeds:\n", summary.ran);
     let _ = writeln!(
         table,
@@ -204,7 +205,11 @@ fn probe_table(summary: &SweepSummary, required: &[&'static str]) -> String {
             name, count.seeds, count.hits
         );
         if count.seeds == 0 && required.contains(name) {
-            table.push_str("   <- NEVER REACHED (required)");
+            table.push_str(if enforced {
+                "   <- NEVER REACHED (required)"
+            } else {
+                "   (required; checked on a full sweep)"
+            });
         }
         table.push('\n');
     }
@@ -858,13 +863,14 @@ impl Sweep {
         // The tables go to stderr: `cargo test -- --nocapture` shows them.
         eprint!("{}: {}", self.name, summary.coverage);
         if !summary.probes.is_empty() {
+            let enforced = summary.ran_every_seed();
             eprint!(
                 "{}: {}",
                 self.name,
-                probe_table(&summary, &self.require_probes)
+                probe_table(&summary, &self.require_probes, enforced)
             );
         }
-        let unreached: Vec<&str> = self
+        let unreached: Vec<&'static str> = self
             .require_probes
             .iter()
             .copied()
@@ -872,7 +878,7 @@ impl Sweep {
             .collect();
         if !unreached.is_empty() && summary.ran_every_seed() {
             return Err(SweepError::ProbesNeverReached {
-                names: unreached.join(", "),
+                names: unreached,
                 summary: Box::new(summary),
             });
         }
@@ -927,9 +933,12 @@ impl Sweep {
     /// ([`IOLoop::probe`](ioloop::IOLoop::probe), [`Sim::probe`]) was
     /// reached in no seed ([`SweepError::ProbesNeverReached`]): the paths
     /// the test exists for — a lease that expired, a retry, a failover —
-    /// must have run. Checked when every seed of the sweep ran; a replay
-    /// of one seed or a shard only lists them (0 where not reached) in
-    /// the probe table. Called again, it adds to the names given before.
+    /// must have run. Checked on a full sweep (every seed of it ran); a
+    /// replay of one seed, a schedule's replay or a shard only lists them
+    /// (0 where not reached) in the probe table — a sharded CI sums the
+    /// `probes` of each shard's summary line (`IOLOOP_SIM_SUMMARY`:
+    /// `"probes":{"name":[seeds reached, hits]}`) to check the whole.
+    /// Called again, it adds to the names given before.
     ///
     /// ```
     /// use ioloop_sim::{FaultPreset, Sweep, SweepError};
@@ -941,7 +950,8 @@ impl Sweep {
     ///         .require_probes(["retried"])
     ///         .try_run(|sim| {
     ///             sim.client("c", "10.0.0.2", move |io, done| {
-    ///                 if probe && sim_seed_is_odd(io) {
+    ///                 // Some seeds retry (a draw of the seed's stream).
+    ///                 if probe && io.random_u64() % 2 == 1 {
     ///                     io.probe("retried");
     ///                 }
     ///                 done.ok();
@@ -949,7 +959,6 @@ impl Sweep {
     ///             });
     ///         })
     /// };
-    /// # fn sim_seed_is_odd(io: &ioloop::IOLoop<ioloop_sim::SimPoller>) -> bool { io.random_u64() % 2 == 1 }
     /// assert!(matches!(sweep(false), Err(SweepError::ProbesNeverReached { .. })));
     /// let summary = sweep(true)?;
     /// let retried = summary.probes["retried"];
@@ -1037,7 +1046,17 @@ impl Sweep {
         summary.replay = true;
         summary.add(report);
         summary.coverage.set_scheduled();
+        for &name in &self.require_probes {
+            summary.probes.entry(name).or_default();
+        }
         eprint!("{}: {}", self.name, summary.coverage);
+        if !summary.probes.is_empty() {
+            eprint!(
+                "{}: {}",
+                self.name,
+                probe_table(&summary, &self.require_probes, false)
+            );
+        }
         match result {
             Ok(_) => {
                 write_summary(env, &summary, None, started.elapsed());
@@ -1381,8 +1400,8 @@ pub enum SweepError {
     /// Every seed passed, but probes the sweep requires were reached in
     /// none ([`Sweep::require_probes`]).
     ProbesNeverReached {
-        /// The probes, by name.
-        names: String,
+        /// The probes no seed reached.
+        names: Vec<&'static str>,
         /// What the sweep ran.
         summary: Box<SweepSummary>,
     },
@@ -1400,9 +1419,10 @@ impl fmt::Display for SweepError {
             ),
             SweepError::ProbesNeverReached { names, summary } => write!(
                 f,
-                "simulation {:?}: every seed passed, but no seed reached these probes: {names}\n{}",
+                "simulation {:?}: every seed passed, but no seed reached these probes: {}\n{}",
                 summary.name,
-                probe_table(summary, &[])
+                names.join(", "),
+                probe_table(summary, names, true)
             ),
         }
     }
@@ -1626,6 +1646,20 @@ fn write_summary(
         }
         line.push('}');
     }
+    // Probes as `name: [seeds reached, hits]`: a sharded CI's merge job
+    // sums them over the shards to check what a shard cannot.
+    line.push_str(",\"probes\":{");
+    for (index, (name, count)) in summary.probes.iter().enumerate() {
+        let comma = if index > 0 { "," } else { "" };
+        let _ = write!(
+            line,
+            "{comma}{}:[{},{}]",
+            json_string(name),
+            count.seeds,
+            count.hits
+        );
+    }
+    line.push('}');
     match failure {
         Some(failure) => {
             let _ = write!(

@@ -162,6 +162,9 @@ pub const SHRINKABLE: [&str; 2] = ["clients", "messages"];
 /// The parameters a scenario's schedule may set.
 const PARAMS: [&str; 4] = ["clients", "messages", "message-bytes", "message-sizes"];
 
+/// A scenario's hosts, by id: the server, and the host of its clients.
+const HOSTS: [&str; 2] = ["server", "clients"];
+
 impl RunConfig {
     /// This run as a [`Schedule`] firing `fire`.
     pub fn to_schedule(&self, fire: BTreeSet<u64>) -> Schedule {
@@ -239,13 +242,12 @@ impl RunConfig {
 pub fn run_schedule(schedule: &Schedule, trace_full: bool) -> Result<(RunConfig, Outcome), String> {
     let mut config = RunConfig::from_schedule(schedule)?;
     // A number on a host the scenario does not have would never fire.
-    let hosts = ["server", "clients"];
     for &draw in &schedule.fire {
         if let Some((kind, host, index)) = crate::world::socket_draw_parts(draw) {
-            if host >= hosts.len() {
+            if host >= HOSTS.len() {
                 return Err(format!(
                     "fire {kind}:{host}:{index}: a scenario has hosts 0 ({}) and 1 ({})",
-                    hosts[0], hosts[1]
+                    HOSTS[0], HOSTS[1]
                 ));
             }
         }
@@ -348,7 +350,7 @@ fn run_on(builder: Builder, config: &RunConfig) -> Outcome {
     let mut sim = builder.build();
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 7);
     let scenario = config.scenario;
-    sim.host("server", "127.0.0.1", move |io| {
+    sim.host(HOSTS[0], "127.0.0.1", move |io| {
         match scenario {
             Scenario::Echo => drop(EchoServer::bind(io, addr, EchoConfig::default())?),
             Scenario::Planted(bug) => drop(PlantedServer::bind(io, addr, bug)?),
@@ -366,7 +368,7 @@ fn run_on(builder: Builder, config: &RunConfig) -> Outcome {
         sim.net().world_mut().entropy(),
     );
     let for_setup = clients.clone();
-    sim.client("clients", "127.0.0.2", move |io, done| {
+    sim.client(HOSTS[1], "127.0.0.2", move |io, done| {
         for_setup.start(io, addr, done);
         Ok(())
     });
