@@ -7,13 +7,16 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ioloop::echo::{EchoConfig, EchoServer};
-use ioloop::{IOLoop, IOStream, MioPoller, TcpServer};
+use ioloop::{IOLoop, IOStream, MioPoller, Poller, TcpServer};
 
 /// Counts allocations made by threads that opted in.
 struct Counting;
@@ -75,6 +78,66 @@ fn measure<T>(during: impl FnOnce() -> T) -> (T, u64, i64) {
     )
 }
 
+/// Rounds of echo the client thread has had checked so far.
+type Rounds = Arc<AtomicU64>;
+
+/// A client thread: `streams` connections to `addr`, 700 rounds of one
+/// line each (16 KiB, 64 B and 1500 B in turn, ending in a newline) on
+/// every connection, every echoed byte checked; counts the rounds done.
+fn echo_client(addr: SocketAddr, streams: u64) -> (Rounds, JoinHandle<()>) {
+    let rounds = Arc::new(AtomicU64::new(0));
+    let done = Arc::clone(&rounds);
+    let client = std::thread::spawn(move || {
+        let mut streams: Vec<TcpStream> = (0..streams)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        let mut messages = [vec![7u8; 16 * 1024], vec![3u8; 64], vec![5u8; 1500]];
+        for message in &mut messages {
+            *message.last_mut().unwrap() = b'\n';
+        }
+        let mut echo = vec![0u8; 16 * 1024];
+        for round in 0..700 {
+            let message = &messages[round % messages.len()];
+            for stream in &mut streams {
+                stream.write_all(message).unwrap();
+            }
+            for stream in &mut streams {
+                stream.read_exact(&mut echo[..message.len()]).unwrap();
+                assert_eq!(&echo[..message.len()], &message[..]);
+            }
+            done.fetch_add(1, Ordering::Release);
+        }
+    });
+    (rounds, client)
+}
+
+/// What the loop allocates during rounds 60 to 660 of `rounds` (the
+/// first 60 warm it up: connections accepted, queues grown to the
+/// largest message).
+fn allocations_once_warm<P: Poller>(io: &mut IOLoop<P>, rounds: &Rounds) -> u64 {
+    assert!(io
+        .run_until(TIMEOUT, |_| rounds.load(Ordering::Acquire) >= 60)
+        .unwrap());
+    let (finished, allocations, _) =
+        measure(|| io.run_until(TIMEOUT, |_| rounds.load(Ordering::Acquire) >= 660));
+    assert!(finished.unwrap(), "client did not finish");
+    allocations
+}
+
+/// A client thread holding `count` idle connections to `addr` until told
+/// to let go (or `TIMEOUT`).
+fn idle_client(addr: SocketAddr, count: usize) -> (Sender<()>, JoinHandle<()>) {
+    let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        let streams: Vec<TcpStream> = (0..count)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        let _ = hold_rx.recv_timeout(TIMEOUT);
+        drop(streams);
+    });
+    (hold_tx, client)
+}
+
 #[test]
 fn steady_state_echo_allocates_nothing_per_message() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -86,32 +149,8 @@ fn steady_state_echo_allocates_nothing_per_message() {
     )
     .unwrap();
     let addr = server.local_addr(&io).unwrap();
-    let rounds = Arc::new(AtomicU64::new(0));
-    let for_client = Arc::clone(&rounds);
-    let client = std::thread::spawn(move || {
-        let mut streams: Vec<TcpStream> =
-            (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
-        let messages = [vec![7u8; 16 * 1024], vec![3u8; 64], vec![5u8; 1500]];
-        let mut echo = vec![0u8; 16 * 1024];
-        for round in 0..700 {
-            let message = &messages[round % messages.len()];
-            for stream in &mut streams {
-                stream.write_all(message).unwrap();
-            }
-            for stream in &mut streams {
-                stream.read_exact(&mut echo[..message.len()]).unwrap();
-                assert_eq!(&echo[..message.len()], &message[..]);
-            }
-            for_client.fetch_add(1, Ordering::Release);
-        }
-    });
-    // Warm up: connections accepted, queues grown to the largest message.
-    assert!(io
-        .run_until(TIMEOUT, |_| rounds.load(Ordering::Acquire) >= 60)
-        .unwrap());
-    let (finished, allocations, _) =
-        measure(|| io.run_until(TIMEOUT, |_| rounds.load(Ordering::Acquire) >= 660));
-    assert!(finished.unwrap(), "client did not finish");
+    let (rounds, client) = echo_client(addr, 4);
+    let allocations = allocations_once_warm(&mut io, &rounds);
     assert_eq!(
         allocations, 0,
         "the loop allocated {allocations} times in 600 warm rounds"
@@ -133,14 +172,7 @@ fn idle_connections_cost_a_small_fixed_amount_each() {
     )
     .unwrap();
     let addr = server.local_addr(&io).unwrap();
-    let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
-    let client = std::thread::spawn(move || {
-        let streams: Vec<TcpStream> = (0..IDLE)
-            .map(|_| TcpStream::connect(addr).unwrap())
-            .collect();
-        let _ = hold_rx.recv_timeout(TIMEOUT);
-        drop(streams);
-    });
+    let (hold_tx, client) = idle_client(addr, IDLE);
     let (accepted, _, bytes) =
         measure(|| io.run_until(TIMEOUT, |_| server.connection_count() == IDLE));
     assert!(
@@ -180,35 +212,8 @@ fn stream_echo_allocates_a_bounded_amount_per_message() {
     let server = TcpServer::bind(&mut io, "127.0.0.1:0".parse().unwrap(), echo_lines).unwrap();
     let addr = server.local_addr(&io).unwrap();
     const STREAMS: u64 = 4;
-    let rounds = Arc::new(AtomicU64::new(0));
-    let for_client = Arc::clone(&rounds);
-    let client = std::thread::spawn(move || {
-        let mut streams: Vec<TcpStream> = (0..STREAMS)
-            .map(|_| TcpStream::connect(addr).unwrap())
-            .collect();
-        let mut messages = [vec![7u8; 16 * 1024], vec![3u8; 64], vec![5u8; 1500]];
-        for message in &mut messages {
-            *message.last_mut().unwrap() = b'\n';
-        }
-        let mut echo = vec![0u8; 16 * 1024];
-        for round in 0..700 {
-            let message = &messages[round % messages.len()];
-            for stream in &mut streams {
-                stream.write_all(message).unwrap();
-            }
-            for stream in &mut streams {
-                stream.read_exact(&mut echo[..message.len()]).unwrap();
-                assert_eq!(&echo[..message.len()], &message[..]);
-            }
-            for_client.fetch_add(1, Ordering::Release);
-        }
-    });
-    assert!(io
-        .run_until(TIMEOUT, |_| rounds.load(Ordering::Acquire) >= 60)
-        .unwrap());
-    let (finished, allocations, _) =
-        measure(|| io.run_until(TIMEOUT, |_| rounds.load(Ordering::Acquire) >= 660));
-    assert!(finished.unwrap(), "client did not finish");
+    let (rounds, client) = echo_client(addr, STREAMS);
+    let allocations = allocations_once_warm(&mut io, &rounds);
     let per_message = allocations as f64 / (600 * STREAMS) as f64;
     println!("IOStream line echo: {per_message:.2} allocations per message, once warm");
     // What the API costs per read: the owned line handed over (the next
@@ -233,14 +238,7 @@ fn idle_streams_cost_a_small_fixed_amount_each() {
     // connection of a request/response service.
     let server = TcpServer::bind(&mut io, "127.0.0.1:0".parse().unwrap(), echo_lines).unwrap();
     let addr = server.local_addr(&io).unwrap();
-    let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
-    let client = std::thread::spawn(move || {
-        let streams: Vec<TcpStream> = (0..IDLE)
-            .map(|_| TcpStream::connect(addr).unwrap())
-            .collect();
-        let _ = hold_rx.recv_timeout(TIMEOUT);
-        drop(streams);
-    });
+    let (hold_tx, client) = idle_client(addr, IDLE);
     let (accepted, _, bytes) = measure(|| io.run_until(TIMEOUT, |_| server.stream_count() == IDLE));
     assert!(
         accepted.unwrap(),

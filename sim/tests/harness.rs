@@ -1723,35 +1723,7 @@ fn a_scripted_partition_counts_once_per_direction_it_cuts() {
 /// closes the worker's connection when the producer is done.
 fn broker_and_worker(seed: u64, wind_down: bool) -> (Sim, Rc<Cell<Option<Instant>>>) {
     let mut sim = Sim::new(seed, FaultPreset::None);
-    sim.host("broker", "10.0.0.1", |io| {
-        let listener = io.listen("10.0.0.1:7000".parse()?)?;
-        io.add_handler(
-            listener,
-            |io: &mut IOLoop<SimPoller>, fd, _| {
-                while let Ok((conn, _)) = io.accept(fd) {
-                    let closes_with_peer = |io: &mut IOLoop<SimPoller>, fd, _| {
-                        if io.read(fd, &mut [0; 64]).is_ok_and(|n| n == 0) {
-                            io.close_fd(fd).unwrap();
-                        }
-                    };
-                    io.add_handler(conn, closes_with_peer, Events::READ)
-                        .unwrap();
-                }
-            },
-            Events::READ,
-        )?;
-        Ok(())
-    });
-    let worker: Rc<Cell<Option<ioloop::Fd>>> = Rc::default();
-    let connection = Rc::clone(&worker);
-    sim.host("worker", "10.0.0.2", move |io| {
-        connection.set(Some(io.connect("10.0.0.1:7000".parse()?)?));
-        Ok(())
-    });
-    sim.client("producer", "10.0.0.3", |io, done| {
-        io.call_later(Duration::from_millis(10), move |_| done.ok());
-        Ok(())
-    });
+    let worker = broker_worker_producer(&mut sim, Duration::from_millis(10));
     let ran_at: Rc<Cell<Option<Instant>>> = Rc::default();
     if wind_down {
         let ran = Rc::clone(&ran_at);
@@ -1898,6 +1870,25 @@ fn a_required_probe_never_reached_fails_the_sweep() {
     assert_eq!(summary.probes["reached"].seeds, 3);
 }
 
+/// `when_done`'s simulation: a broker, a worker host that stays connected
+/// to it while it runs (connecting again from its setup after a restart),
+/// and a producer client done after `producer`. Returns the worker's
+/// connection, for an action to close.
+fn broker_worker_producer(sim: &mut Sim, producer: Duration) -> Rc<Cell<Option<ioloop::Fd>>> {
+    sim.host("broker", "10.0.0.1", closing_broker);
+    let worker: Rc<Cell<Option<ioloop::Fd>>> = Rc::default();
+    let connection = Rc::clone(&worker);
+    sim.host("worker", "10.0.0.2", move |io| {
+        connection.set(Some(io.connect("10.0.0.1:7000".parse()?)?));
+        Ok(())
+    });
+    sim.client("producer", "10.0.0.3", move |io, done| {
+        io.call_later(producer, move |_| done.ok());
+        Ok(())
+    });
+    worker
+}
+
 /// The broker of `when_done`'s tests, closing a connection at the peer's
 /// end of stream or reset.
 fn closing_broker(io: &mut IOLoop<SimPoller>) -> Result<(), BoxError> {
@@ -1940,18 +1931,8 @@ fn when_done_waits_for_the_restarts_the_seed_planned() {
             })
             .build();
         sim.survives(Survives::ProcessCrashes);
-        sim.host("broker", "10.0.0.1", closing_broker);
+        let worker = broker_worker_producer(&mut sim, Duration::from_millis(300));
         sim.never_crash("broker");
-        let worker: Rc<Cell<Option<ioloop::Fd>>> = Rc::default();
-        let connection = Rc::clone(&worker);
-        sim.host("worker", "10.0.0.2", move |io| {
-            connection.set(Some(io.connect("10.0.0.1:7000".parse()?)?));
-            Ok(())
-        });
-        sim.client("producer", "10.0.0.3", |io, done| {
-            io.call_later(Duration::from_millis(300), move |_| done.ok());
-            Ok(())
-        });
         // Down when the producer is done (at 300 ms), up when the action
         // runs.
         sim.at(Duration::from_millis(300), |sim| {
